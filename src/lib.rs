@@ -1,1 +1,9 @@
-//! giftd
+//! giftd: a Telegram Star Gift deposit daemon.
+//!
+//! See ARCHITECTURE.md for the map of modules and the invariants each one keeps.
+
+pub mod config;
+pub mod gift;
+pub mod inventory;
+pub mod secret;
+pub mod store;

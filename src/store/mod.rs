@@ -1,0 +1,1 @@
+//! Stores (being written).
