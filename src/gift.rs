@@ -191,16 +191,16 @@ impl Status {
     /// because Telegram is the truth. Terminal states never move.
     pub fn transition(self, to: Status) -> Result<Status, IllegalTransition> {
         use Status::*;
-        let legal = match (self, to) {
-            (Held, WithdrawRequested) => true,
-            (WithdrawRequested, Withdrawing | Held) => true,
-            (Withdrawing, Withdrawn | Held) => true,
-            (
-                Held | WithdrawRequested | Withdrawing,
-                Converted | Refunded | Upgraded { .. } | Gone,
-            ) => true,
-            _ => false,
-        };
+        let legal = matches!(
+            (self, to),
+            (Held, WithdrawRequested)
+                | (WithdrawRequested, Withdrawing | Held)
+                | (Withdrawing, Withdrawn | Held)
+                | (
+                    Held | WithdrawRequested | Withdrawing,
+                    Converted | Refunded | Upgraded { .. } | Gone
+                )
+        );
         if legal {
             Ok(to)
         } else {
