@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants each one keeps.
 
 pub mod config;
+pub mod detector;
 pub mod gift;
 pub mod inventory;
 pub mod secret;

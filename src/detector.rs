@@ -1,0 +1,449 @@
+//! The detector: turns what Telegram shows of the deposit account into gift events.
+//!
+//! Two paths feed it. The real-time path hands it one gift at a time from an update; the polling
+//! path hands it the newest page(s) of `payments.getSavedStarGifts` or, for a reconciliation, the
+//! whole list. Both describe a gift the same way ([`ObservedGift`]) and both are checked against
+//! what is already known ([`Known`]), so a gift seen by both paths is credited once.
+//!
+//! Pure: no IO, no clock, no grammers. It never decides an owner by guessing: a gift without a
+//! sender is unattributed, and a gift the deposit account sent itself is not a deposit.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::gift::{GiftType, Item, ItemKey, MsgId, Owner, Status, UniqueInfo, UserId};
+
+/// One gift as Telegram shows it, whichever path saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedGift {
+    /// The service message that delivered the gift to the deposit account.
+    pub msg_id: MsgId,
+    /// The sender; `None` for an anonymous gift.
+    pub from: Option<UserId>,
+    /// Unix seconds of the delivery.
+    pub date: i64,
+    pub gift: GiftType,
+    /// Present for collectibles.
+    pub unique: Option<UniqueInfo>,
+    pub convert_stars: Option<i64>,
+    pub transfer_stars: Option<i64>,
+    pub can_transfer_at: Option<i64>,
+    /// Telegram refunded it (it may still be listed, flagged).
+    pub refunded: bool,
+    /// Pinned gifts come first in the saved list whatever their age.
+    pub pinned: bool,
+    /// For a collectible produced by upgrading a regular gift: the regular gift's msg id, when
+    /// the path that saw it can tell.
+    pub upgraded_from: Option<MsgId>,
+}
+
+/// What happened to a gift that is no longer in the saved list, as its service message tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Converted,
+    Refunded,
+    Upgraded {
+        into: MsgId,
+    },
+    /// Transferred out, deleted, or nothing tells.
+    Gone,
+}
+
+/// What the detector needs to know of an item it may have seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownItem {
+    pub status: Status,
+    pub owner: Owner,
+}
+
+/// Read access to what giftd already knows (the inventory, including retired items).
+pub trait Known {
+    fn get(&self, key: ItemKey) -> Option<KnownItem>;
+}
+
+impl Known for HashMap<ItemKey, KnownItem> {
+    fn get(&self, key: ItemKey) -> Option<KnownItem> {
+        HashMap::get(self, &key).copied()
+    }
+}
+
+/// A change the rest of giftd must apply (inventory, then the store through the mirror).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GiftEvent {
+    /// A new item is in the account, credited to `item.owner`.
+    Deposited { item: Item, gift_type: GiftType },
+    /// A known item left the account (or was refunded in place).
+    Left { key: ItemKey, to: Status },
+}
+
+/// The outcome of looking at the newest page(s) of the saved list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PageOutcome {
+    pub events: Vec<GiftEvent>,
+    /// A non-pinned gift on the page was already known: older pages hold nothing new and
+    /// polling may stop reading.
+    pub reached_known: bool,
+}
+
+/// The pure detection logic for one deposit account.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    account_id: UserId,
+}
+
+impl Detector {
+    pub fn new(account_id: UserId) -> Self {
+        Self { account_id }
+    }
+
+    pub fn account_id(&self) -> UserId {
+        self.account_id
+    }
+
+    /// The real-time path: one gift from an update.
+    pub fn observe(&self, known: &impl Known, gift: &ObservedGift) -> Vec<GiftEvent> {
+        let mut events = Vec::new();
+        let mut seen = HashSet::new();
+        self.observe_into(known, gift, &mut seen, &mut events);
+        events
+    }
+
+    /// The polling path: the newest page(s) of the saved list, newest first.
+    pub fn observe_page(&self, known: &impl Known, gifts: &[ObservedGift]) -> PageOutcome {
+        let mut out = PageOutcome::default();
+        let mut seen = HashSet::new();
+        for gift in gifts {
+            let key = self.key(gift.msg_id);
+            if !gift.pinned && known.get(key).is_some() && !gift.refunded {
+                out.reached_known = true;
+            }
+            self.observe_into(known, gift, &mut seen, &mut out.events);
+        }
+        out
+    }
+
+    /// A full reconciliation: `all` is every gift the account holds (every page).
+    ///
+    /// Returns the events for gifts that are new, refunded in place, or missing; a missing held
+    /// item ends with the fate its service message tells, or `Gone` when nothing does.
+    /// `held` lists the keys giftd believes the account holds.
+    pub fn reconcile(
+        &self,
+        known: &impl Known,
+        held: impl IntoIterator<Item = ItemKey>,
+        all: &[ObservedGift],
+        fates: &HashMap<MsgId, Fate>,
+    ) -> Vec<GiftEvent> {
+        let mut events = Vec::new();
+        let mut seen = HashSet::new();
+        for gift in all {
+            self.observe_into(known, gift, &mut seen, &mut events);
+        }
+        let present: HashSet<MsgId> = all.iter().map(|g| g.msg_id).collect();
+        let mut missing: Vec<ItemKey> = held
+            .into_iter()
+            .filter(|k| k.account_id == self.account_id && !present.contains(&k.msg_id))
+            .collect();
+        missing.sort();
+        for key in missing {
+            if seen.contains(&key) {
+                continue; // already ended by an upgrade seen above
+            }
+            let Some(k) = known.get(key) else { continue };
+            let to = match fates.get(&key.msg_id).copied().unwrap_or(Fate::Gone) {
+                Fate::Converted => Status::Converted,
+                Fate::Refunded => Status::Refunded,
+                Fate::Upgraded { into } => Status::Upgraded { into },
+                Fate::Gone => Status::Gone,
+            };
+            if k.status.transition(to).is_ok() {
+                events.push(GiftEvent::Left { key, to });
+            }
+        }
+        events
+    }
+
+    /// The msg ids of held items missing from a full list: the ones whose fate to look up.
+    pub fn missing(
+        &self,
+        held: impl IntoIterator<Item = ItemKey>,
+        all: &[ObservedGift],
+    ) -> Vec<MsgId> {
+        let present: HashSet<MsgId> = all.iter().map(|g| g.msg_id).collect();
+        let mut out: Vec<MsgId> = held
+            .into_iter()
+            .filter(|k| k.account_id == self.account_id && !present.contains(&k.msg_id))
+            .map(|k| k.msg_id)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    fn key(&self, msg_id: MsgId) -> ItemKey {
+        ItemKey::new(self.account_id, msg_id)
+    }
+
+    /// `seen` holds keys already decided in this call, so a list that names a gift twice (or an
+    /// upgrade seen from both ends) yields one event.
+    fn observe_into(
+        &self,
+        known: &impl Known,
+        gift: &ObservedGift,
+        seen: &mut HashSet<ItemKey>,
+        events: &mut Vec<GiftEvent>,
+    ) {
+        let key = self.key(gift.msg_id);
+        if gift.from == Some(self.account_id) {
+            return; // sent by the deposit account itself: not a deposit
+        }
+        if !seen.insert(key) {
+            return;
+        }
+        match known.get(key) {
+            Some(k) => {
+                if gift.refunded && k.status.transition(Status::Refunded).is_ok() {
+                    events.push(GiftEvent::Left {
+                        key,
+                        to: Status::Refunded,
+                    });
+                }
+            }
+            None if gift.refunded => {} // never credit a gift Telegram already took back
+            None => {
+                let mut owner = Owner::from_user_id(gift.from);
+                if let Some(from_msg) = gift.upgraded_from {
+                    let old = self.key(from_msg);
+                    if let Some(k) = known.get(old) {
+                        // the owner carries over from the regular gift to the collectible
+                        owner = k.owner;
+                        let to = Status::Upgraded { into: gift.msg_id };
+                        if seen.insert(old) && k.status.transition(to).is_ok() {
+                            events.push(GiftEvent::Left { key: old, to });
+                        }
+                    }
+                }
+                events.push(GiftEvent::Deposited {
+                    item: Item {
+                        key,
+                        owner,
+                        gift_id: gift.gift.gift_id,
+                        stars: gift.gift.stars,
+                        unique: gift.unique.clone().map(Box::new),
+                        status: Status::Held,
+                        received_at: gift.date,
+                        convert_stars: gift.convert_stars,
+                        transfer_stars: gift.transfer_stars,
+                        can_transfer_at: gift.can_transfer_at,
+                        upgraded_from: gift.upgraded_from,
+                    },
+                    gift_type: gift.gift.clone(),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: UserId = 1000;
+
+    fn regular(msg_id: MsgId, from: Option<UserId>) -> ObservedGift {
+        ObservedGift {
+            msg_id,
+            from,
+            date: 1_700_000_000 + i64::from(msg_id),
+            gift: GiftType {
+                gift_id: 5,
+                title: None,
+                stars: 15,
+                unique: false,
+            },
+            unique: None,
+            convert_stars: Some(13),
+            transfer_stars: None,
+            can_transfer_at: None,
+            refunded: false,
+            pinned: false,
+            upgraded_from: None,
+        }
+    }
+
+    fn unique(msg_id: MsgId, from: Option<UserId>, upgraded_from: Option<MsgId>) -> ObservedGift {
+        ObservedGift {
+            gift: GiftType {
+                gift_id: 9,
+                title: Some("Plush Pepe".into()),
+                stars: 500,
+                unique: true,
+            },
+            unique: Some(UniqueInfo {
+                collectible_id: 777,
+                slug: "PlushPepe-1".into(),
+                number: 1,
+            }),
+            upgraded_from,
+            ..regular(msg_id, from)
+        }
+    }
+
+    fn known(items: &[(MsgId, Status, Owner)]) -> HashMap<ItemKey, KnownItem> {
+        items
+            .iter()
+            .map(|&(m, status, owner)| (ItemKey::new(ACCOUNT, m), KnownItem { status, owner }))
+            .collect()
+    }
+
+    /// Renders events compactly so cases read as one line each.
+    fn render(events: &[GiftEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                GiftEvent::Deposited { item, .. } => {
+                    format!("+{} {}", item.key.msg_id, item.owner)
+                }
+                GiftEvent::Left { key, to } => format!("-{} {}", key.msg_id, to),
+            })
+            .collect()
+    }
+
+    fn check_one(known_items: &[(MsgId, Status, Owner)], gift: ObservedGift, expected: &[&str]) {
+        let d = Detector::new(ACCOUNT);
+        let got = render(&d.observe(&known(known_items), &gift));
+        assert_eq!(got, expected, "gift {gift:?}");
+    }
+
+    #[test]
+    fn single_observations() {
+        use Owner::*;
+        use Status::*;
+        check_one(&[], regular(1, Some(42)), &["+1 42"]);
+        check_one(&[], regular(1, None), &["+1 unattributed"]);
+        check_one(&[(1, Held, User(42))], regular(1, Some(42)), &[]);
+        check_one(&[], regular(1, Some(ACCOUNT)), &[]);
+        check_one(
+            &[],
+            ObservedGift {
+                refunded: true,
+                ..regular(1, Some(42))
+            },
+            &[],
+        );
+        check_one(
+            &[(1, Held, User(42))],
+            ObservedGift {
+                refunded: true,
+                ..regular(1, Some(42))
+            },
+            &["-1 refunded"],
+        );
+        check_one(
+            &[(1, Refunded, User(42))],
+            ObservedGift {
+                refunded: true,
+                ..regular(1, Some(42))
+            },
+            &[],
+        );
+        // the upgrade carries the owner of the regular gift, even an unattributed one
+        check_one(
+            &[(1, Held, User(42))],
+            unique(2, Some(42), Some(1)),
+            &["-1 upgraded into 2", "+2 42"],
+        );
+        check_one(
+            &[(1, Held, Unattributed)],
+            unique(2, None, Some(1)),
+            &["-1 upgraded into 2", "+2 unattributed"],
+        );
+        // an upgrade of a gift giftd never saw is credited to its sender
+        check_one(&[], unique(2, Some(42), Some(1)), &["+2 42"]);
+        // the same collectible deposited again after a withdrawal is a new item
+        check_one(
+            &[(3, Withdrawn, User(42))],
+            unique(8, Some(43), None),
+            &["+8 43"],
+        );
+    }
+
+    #[test]
+    fn polling_stops_at_the_first_known_unpinned_gift() {
+        use Owner::*;
+        use Status::*;
+        let d = Detector::new(ACCOUNT);
+        let k = known(&[(5, Held, User(1)), (4, Held, User(1))]);
+        let pinned_known = ObservedGift {
+            pinned: true,
+            ..regular(5, Some(1))
+        };
+        let page = [pinned_known, regular(7, Some(2)), regular(6, None)];
+        let out = d.observe_page(&k, &page);
+        assert_eq!(render(&out.events), ["+7 2", "+6 unattributed"]);
+        assert!(
+            !out.reached_known,
+            "a known pinned gift says nothing about age"
+        );
+
+        let page = [regular(7, Some(2)), regular(4, Some(1))];
+        let out = d.observe_page(&k, &page);
+        assert_eq!(render(&out.events), ["+7 2"]);
+        assert!(out.reached_known);
+    }
+
+    #[test]
+    fn duplicates_within_one_list_credit_once() {
+        let d = Detector::new(ACCOUNT);
+        let out = d.observe_page(&known(&[]), &[regular(7, Some(2)), regular(7, Some(2))]);
+        assert_eq!(render(&out.events), ["+7 2"]);
+    }
+
+    #[test]
+    fn reconciliation_finds_new_and_departed_items() {
+        use Owner::*;
+        use Status::*;
+        let d = Detector::new(ACCOUNT);
+        let k = known(&[
+            (1, Held, User(1)),
+            (2, Held, User(1)),
+            (3, WithdrawRequested, User(2)),
+            (4, Held, User(3)),
+            (5, Held, User(3)),
+        ]);
+        let held: Vec<ItemKey> = k.keys().copied().collect();
+        let all = [
+            regular(1, Some(1)),
+            regular(9, Some(4)),
+            unique(10, Some(3), Some(5)),
+        ];
+        assert_eq!(d.missing(held.clone(), &all), [2, 3, 4, 5]);
+        let fates = HashMap::from([(2, Fate::Converted), (4, Fate::Refunded)]);
+        let got = render(&d.reconcile(&k, held, &all, &fates));
+        assert_eq!(
+            got,
+            [
+                "+9 4",
+                "-5 upgraded into 10",
+                "+10 3",
+                "-2 converted",
+                "-3 gone",
+                "-4 refunded",
+            ]
+        );
+    }
+
+    #[test]
+    fn reconciliation_of_an_unchanged_account_is_silent() {
+        use Owner::*;
+        use Status::*;
+        let d = Detector::new(ACCOUNT);
+        let k = known(&[(1, Held, User(1)), (2, Held, Unattributed)]);
+        let all = [regular(2, None), regular(1, Some(1))];
+        let got = d.reconcile(
+            &k,
+            k.keys().copied().collect::<Vec<_>>(),
+            &all,
+            &HashMap::new(),
+        );
+        assert!(got.is_empty(), "{got:?}");
+    }
+}
