@@ -8,3 +8,4 @@ pub mod gift;
 pub mod inventory;
 pub mod secret;
 pub mod store;
+pub mod telegram;

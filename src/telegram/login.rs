@@ -1,0 +1,302 @@
+//! `giftd login`: signing the deposit account in and writing its session file.
+//!
+//! The work happens on a private copy of the session (`<file>.login`), renamed over the real file
+//! only once Telegram has accepted the sign-in, so a wrong code, a wrong password or an
+//! interrupted login never leaves a half-written session behind. The file is created with mode
+//! 0600: it holds the account's auth key.
+//!
+//! The code and password come from a [`Prompt`], so the same flow serves a terminal and flags or
+//! environment variables.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use grammers_client::client::PasswordToken;
+use grammers_client::sender::{ConnectionParams, NoRetries};
+use grammers_client::session::storages::SqliteSession;
+use grammers_client::{Client, InvocationError, SenderPool, SignInError, tl};
+
+use crate::secret::Secret;
+
+/// Where the answers to the login questions come from.
+pub trait Prompt {
+    /// The code Telegram sent; `attempt` counts from 1.
+    fn code(&mut self, attempt: u32) -> Result<Secret, LoginError>;
+    /// The 2FA password, with Telegram's hint when there is one.
+    fn password(&mut self, hint: Option<&str>, attempt: u32) -> Result<Secret, LoginError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginOptions {
+    pub session_file: PathBuf,
+    pub api_id: i32,
+    pub api_hash: Secret,
+    pub phone: String,
+    /// How many wrong codes or passwords to accept before giving up.
+    pub attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error(
+        "the phone number {phone} is not valid for Telegram: check it and include the country code, e.g. +44..."
+    )]
+    PhoneInvalid { phone: String },
+    #[error("the login code was wrong {attempts} times: run `giftd login` again to get a new code")]
+    CodeInvalid { attempts: u32 },
+    #[error("the login code expired: run `giftd login` again to get a new one")]
+    CodeExpired,
+    #[error("the 2FA password was wrong {attempts} times: check it and run `giftd login` again")]
+    PasswordInvalid { attempts: u32 },
+    #[error(
+        "telegram asks to wait {seconds} s before trying to log in again (FLOOD_WAIT): try again after that"
+    )]
+    FloodWait { seconds: u32 },
+    #[error("this phone number has no Telegram account: sign up with an official app first")]
+    SignUpRequired,
+    #[error(
+        "the api_id / api_hash pair was refused ({name}): check [telegram] api_id and api_hash (from my.telegram.org)"
+    )]
+    ApiIdInvalid { name: String },
+    #[error("no answer given for {what}: {hint}")]
+    NoInput {
+        what: &'static str,
+        hint: &'static str,
+    },
+    #[error("session file {path}: {detail}")]
+    Session { path: PathBuf, detail: String },
+    #[error("telegram refused {step}: {name} (code {code})")]
+    Rpc {
+        step: &'static str,
+        code: i32,
+        name: String,
+    },
+    #[error("could not reach telegram during {step}: {detail}")]
+    Network { step: &'static str, detail: String },
+}
+
+impl LoginError {
+    fn from_invocation(step: &'static str, err: InvocationError) -> Self {
+        match err {
+            InvocationError::Rpc(rpc) if rpc.code == 420 => LoginError::FloodWait {
+                seconds: rpc.value.unwrap_or(0),
+            },
+            InvocationError::Rpc(rpc) if rpc.name.starts_with("API_ID_") => {
+                LoginError::ApiIdInvalid { name: rpc.name }
+            }
+            InvocationError::Rpc(rpc) => LoginError::Rpc {
+                step,
+                code: rpc.code,
+                name: rpc.name,
+            },
+            other => LoginError::Network {
+                step,
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// What a successful login tells.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub user_id: i64,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+}
+
+fn session_err(path: &Path, detail: impl Into<String>) -> LoginError {
+    LoginError::Session {
+        path: path.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+/// Creates `path` empty with mode 0600, or copies `from` there with mode 0600.
+fn private_copy(from: &Path, to: &Path) -> Result<(), LoginError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(to);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| session_err(to, format!("cannot be created: {e}")))?;
+    if from.exists() {
+        let mut input = std::fs::File::open(from)
+            .map_err(|e| session_err(from, format!("cannot be read: {e}")))?;
+        std::io::copy(&mut input, &mut out)
+            .map_err(|e| session_err(to, format!("cannot be written: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Signs the account in. An existing session file (for instance one that only holds a data
+/// centre address and a key, as `tgsim provision` writes) is used as the starting point.
+pub async fn login(opts: &LoginOptions, prompt: &mut dyn Prompt) -> Result<LoggedIn, LoginError> {
+    let work = opts.session_file.with_extension("login");
+    private_copy(&opts.session_file, &work)?;
+    let result = login_into(&work, opts, prompt).await;
+    match result {
+        Ok(user) => {
+            std::fs::rename(&work, &opts.session_file)
+                .map_err(|e| session_err(&opts.session_file, format!("cannot be replaced: {e}")))?;
+            Ok(user)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&work);
+            Err(e)
+        }
+    }
+}
+
+async fn login_into(
+    work: &Path,
+    opts: &LoginOptions,
+    prompt: &mut dyn Prompt,
+) -> Result<LoggedIn, LoginError> {
+    let session = SqliteSession::open(work)
+        .await
+        .map_err(|e| session_err(work, format!("cannot be opened: {e}")))?;
+    let params = ConnectionParams {
+        retry_policy: Box::new(NoRetries),
+        ..Default::default()
+    };
+    let pool = SenderPool::with_configuration(Arc::new(session), opts.api_id, params);
+    let client = Client::new(pool.handle.clone());
+    let runner = tokio::spawn(pool.runner.run());
+    let result = sign_in(&client, opts, prompt).await;
+    pool.handle.quit();
+    let _ = runner.await;
+    result
+}
+
+async fn sign_in(
+    client: &Client,
+    opts: &LoginOptions,
+    prompt: &mut dyn Prompt,
+) -> Result<LoggedIn, LoginError> {
+    let sent = client
+        .invoke(&tl::functions::auth::SendCode {
+            phone_number: opts.phone.clone(),
+            api_id: opts.api_id,
+            api_hash: opts.api_hash.expose().to_owned(),
+            settings: tl::types::CodeSettings {
+                allow_flashcall: false,
+                current_number: false,
+                allow_app_hash: false,
+                allow_missed_call: false,
+                allow_firebase: false,
+                logout_tokens: None,
+                token: None,
+                app_sandbox: None,
+                unknown_number: false,
+            }
+            .into(),
+        })
+        .await;
+    let hash = match sent {
+        Ok(tl::enums::auth::SentCode::Code(c)) => c.phone_code_hash,
+        Ok(tl::enums::auth::SentCode::Success(s)) => return logged_in(s.authorization),
+        Ok(other) => {
+            return Err(LoginError::Rpc {
+                step: "auth.sendCode",
+                code: 0,
+                name: format!("unsupported answer {other:?}"),
+            });
+        }
+        Err(e) if e.is("PHONE_NUMBER_INVALID") => {
+            return Err(LoginError::PhoneInvalid {
+                phone: opts.phone.clone(),
+            });
+        }
+        Err(e) => return Err(LoginError::from_invocation("auth.sendCode", e)),
+    };
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let code = prompt.code(attempt)?;
+        let answer = client
+            .invoke(&tl::functions::auth::SignIn {
+                phone_number: opts.phone.clone(),
+                phone_code_hash: hash.clone(),
+                phone_code: Some(code.expose().trim().to_owned()),
+                email_verification: None,
+            })
+            .await;
+        match answer {
+            Ok(auth) => return logged_in(auth),
+            Err(e) if e.is("PHONE_CODE_EXPIRED") => return Err(LoginError::CodeExpired),
+            Err(e) if e.is("PHONE_CODE_INVALID") || e.is("PHONE_CODE_EMPTY") => {
+                if attempt >= opts.attempts {
+                    return Err(LoginError::CodeInvalid { attempts: attempt });
+                }
+                tracing::warn!(attempt, "the login code was wrong; try again");
+            }
+            Err(e) if e.is("SESSION_PASSWORD_NEEDED") => break,
+            Err(e) => return Err(LoginError::from_invocation("auth.signIn", e)),
+        }
+    }
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let info = client
+            .invoke(&tl::functions::account::GetPassword {})
+            .await
+            .map_err(|e| LoginError::from_invocation("account.getPassword", e))?;
+        let tl::enums::account::Password::Password(info) = info;
+        let hint = info.hint.clone();
+        let password = prompt.password(hint.as_deref(), attempt)?;
+        match client
+            .check_password(PasswordToken::new(info), password.expose().as_bytes())
+            .await
+        {
+            Ok(user) => {
+                return Ok(LoggedIn {
+                    user_id: user.id().bare_id_unchecked(),
+                    username: user.username().map(str::to_owned),
+                    first_name: user.first_name().map(str::to_owned),
+                });
+            }
+            Err(SignInError::InvalidPassword(_)) => {
+                if attempt >= opts.attempts {
+                    return Err(LoginError::PasswordInvalid { attempts: attempt });
+                }
+                tracing::warn!(attempt, "the 2FA password was wrong; try again");
+            }
+            Err(SignInError::Other(e)) => {
+                return Err(LoginError::from_invocation("auth.checkPassword", e));
+            }
+            Err(SignInError::SignUpRequired) => return Err(LoginError::SignUpRequired),
+            Err(SignInError::InvalidCode | SignInError::PasswordRequired(_)) => {
+                return Err(LoginError::Rpc {
+                    step: "auth.checkPassword",
+                    code: 0,
+                    name: "unexpected sign-in state".into(),
+                });
+            }
+        }
+    }
+}
+
+fn logged_in(auth: tl::enums::auth::Authorization) -> Result<LoggedIn, LoginError> {
+    Ok(match auth {
+        tl::enums::auth::Authorization::Authorization(a) => match a.user {
+            tl::enums::User::User(u) => LoggedIn {
+                user_id: u.id,
+                username: u.username,
+                first_name: u.first_name,
+            },
+            tl::enums::User::Empty(u) => LoggedIn {
+                user_id: u.id,
+                username: None,
+                first_name: None,
+            },
+        },
+        tl::enums::auth::Authorization::SignUpRequired(_) => {
+            return Err(LoginError::SignUpRequired);
+        }
+    })
+}

@@ -1,0 +1,502 @@
+//! The Telegram side: the deposit account's user session over MTProto (grammers).
+//!
+//! This is the only module that imports grammers. It opens the session file, owns the sender
+//! pool (one task drives the connection; everything else holds the cloneable [`Telegram`]
+//! handle), calls the few methods giftd needs with an explicit retry policy, and turns TL objects
+//! into domain values ([`convert`]) before anything else sees them.
+//!
+//! Retries are decided here, not inside grammers: grammers is given `NoRetries`, FLOOD_WAIT is
+//! slept exactly as long as Telegram asks (and counted), and network failures are retried with
+//! an exponential backoff (backon).
+
+pub mod clock;
+pub mod convert;
+pub mod login;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use grammers_client::client::UpdateStream;
+use grammers_client::sender::{ConnectionParams, NoRetries, UpdatesConfiguration};
+use grammers_client::session::storages::SqliteSession;
+use grammers_client::{Client, InvocationError, SenderPool, tl};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::detector::{Fate, ObservedGift};
+use crate::gift::{MsgId, UserId, UserInfo};
+use crate::secret::Secret;
+
+/// Page size of `payments.getSavedStarGifts`: what every client uses; no documented maximum.
+pub const PAGE_SIZE: i32 = 100;
+
+/// Everything needed to open the deposit account's session.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub session_file: PathBuf,
+    pub api_id: i32,
+    /// Only needed for sign-in; kept so a future re-login path has it.
+    pub api_hash: Secret,
+    /// The longest FLOOD_WAIT giftd sleeps through; a longer one is returned as an error.
+    pub flood_wait_max: Duration,
+    /// Whether to open the real-time update stream.
+    pub updates: bool,
+}
+
+/// Failures of the Telegram side. Callers branch on the variant; [`TelegramError::is_retryable`]
+/// says whether trying again later can help.
+#[derive(Debug, thiserror::Error)]
+pub enum TelegramError {
+    #[error(
+        "session file {path} is not authorised (Telegram answered {detail}): run `giftd login`"
+    )]
+    NotAuthorised { path: PathBuf, detail: String },
+    #[error("session file {path}: {detail}")]
+    Session { path: PathBuf, detail: String },
+    #[error(
+        "telegram asked giftd to wait {seconds} s before calling {method} again (FLOOD_WAIT), \
+         more than the configured maximum of {max} s"
+    )]
+    FloodWait {
+        method: &'static str,
+        seconds: u32,
+        max: u64,
+    },
+    #[error("telegram refused {method}: {name} (code {code})")]
+    Rpc {
+        method: &'static str,
+        code: i32,
+        name: String,
+        value: Option<u32>,
+    },
+    #[error("could not reach telegram for {method}: {detail}")]
+    Network {
+        method: &'static str,
+        detail: String,
+    },
+    #[error(
+        "the host clock is ahead of Telegram's: the server rejected {count} requests as \
+         'msg_id too high' within seconds; fix the system clock (timedatectl, NTP) and restart"
+    )]
+    ClockAhead { count: u64 },
+    #[error("unexpected answer to {method}: {detail}")]
+    Unexpected {
+        method: &'static str,
+        detail: String,
+    },
+    #[error("stopped")]
+    Cancelled,
+}
+
+impl TelegramError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TelegramError::Network { .. } | TelegramError::FloodWait { .. } => true,
+            TelegramError::Rpc { code, .. } => *code >= 500,
+            _ => false,
+        }
+    }
+
+    fn from_invocation(method: &'static str, err: InvocationError) -> Self {
+        match err {
+            InvocationError::Rpc(rpc) => TelegramError::Rpc {
+                method,
+                code: rpc.code,
+                name: rpc.name,
+                value: rpc.value,
+            },
+            other => TelegramError::Network {
+                method,
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Counters an operator reads in logs and metrics.
+#[derive(Debug, Default)]
+pub struct TelegramStats {
+    pub requests: AtomicU64,
+    pub flood_waits: AtomicU64,
+    pub flood_wait_seconds: AtomicU64,
+    pub network_retries: AtomicU64,
+}
+
+/// One page of the saved gift list, already in domain values.
+#[derive(Debug, Clone)]
+pub struct SavedPage {
+    pub count: i32,
+    pub gifts: Vec<ObservedGift>,
+    pub users: Vec<UserInfo>,
+    pub next_offset: Option<String>,
+}
+
+/// The cloneable handle to the deposit account's connection.
+#[derive(Clone)]
+pub struct Telegram {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    self_id: UserId,
+    session_file: PathBuf,
+    flood_wait_max: Duration,
+    cancel: CancellationToken,
+    stats: TelegramStats,
+}
+
+impl std::fmt::Debug for Telegram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telegram")
+            .field("self_id", &self.inner.self_id)
+            .field("session_file", &self.inner.session_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live connection: the handle, the update stream when asked for, and the task that drives
+/// the sender pool.
+pub struct Connection {
+    pub telegram: Telegram,
+    pub updates: Option<GiftUpdates>,
+    pub runner: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("telegram", &self.telegram)
+            .field("updates", &self.updates.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refuses a session file that other users can read: it holds the account's auth key.
+pub fn check_session_permissions(path: &Path) -> Result<(), TelegramError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| TelegramError::Session {
+        path: path.to_owned(),
+        detail: if e.kind() == std::io::ErrorKind::NotFound {
+            "does not exist: run `giftd login` to create it".to_owned()
+        } else {
+            format!("cannot be read: {e}")
+        },
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(TelegramError::Session {
+            path: path.to_owned(),
+            detail: format!(
+                "is readable by other users (mode {mode:o}); it holds the account's auth key: \
+                 run `chmod 600 {}`",
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Telegram {
+    /// Opens the session, starts the task that drives the connection, and checks that the
+    /// session is signed in (learning the deposit account's id on the way).
+    pub async fn connect(
+        opts: &ConnectOptions,
+        cancel: CancellationToken,
+    ) -> Result<Connection, TelegramError> {
+        check_session_permissions(&opts.session_file)?;
+        let session =
+            SqliteSession::open(&opts.session_file)
+                .await
+                .map_err(|e| TelegramError::Session {
+                    path: opts.session_file.clone(),
+                    detail: format!("cannot be opened as a grammers session: {e}"),
+                })?;
+        let session = Arc::new(session);
+        let params = ConnectionParams {
+            retry_policy: Box::new(NoRetries),
+            ..Default::default()
+        };
+        let pool = SenderPool::with_configuration(Arc::clone(&session), opts.api_id, params);
+        let client = Client::new(pool.handle.clone());
+        let runner = tokio::spawn(pool.runner.run());
+
+        let me = client
+            .invoke(&tl::functions::users::GetUsers {
+                id: vec![tl::enums::InputUser::UserSelf],
+            })
+            .await;
+        let self_id = match me {
+            Ok(users) => match users.first() {
+                Some(tl::enums::User::User(u)) => u.id,
+                _ => {
+                    pool.handle.quit();
+                    return Err(TelegramError::NotAuthorised {
+                        path: opts.session_file.clone(),
+                        detail: "no user for inputUserSelf".into(),
+                    });
+                }
+            },
+            Err(InvocationError::Rpc(rpc)) if rpc.code == 401 => {
+                pool.handle.quit();
+                return Err(TelegramError::NotAuthorised {
+                    path: opts.session_file.clone(),
+                    detail: rpc.name,
+                });
+            }
+            Err(e) => {
+                pool.handle.quit();
+                return Err(TelegramError::from_invocation("users.getUsers", e));
+            }
+        };
+
+        let updates = if opts.updates {
+            let stream = client
+                .stream_updates(pool.updates, UpdatesConfiguration { catch_up: true })
+                .await
+                .map_err(|e| TelegramError::Session {
+                    path: opts.session_file.clone(),
+                    detail: format!("cannot start the update stream: {e}"),
+                })?;
+            Some(GiftUpdates { stream })
+        } else {
+            None
+        };
+
+        let telegram = Telegram {
+            inner: Arc::new(Inner {
+                client,
+                self_id,
+                session_file: opts.session_file.clone(),
+                flood_wait_max: opts.flood_wait_max,
+                cancel,
+                stats: TelegramStats::default(),
+            }),
+        };
+        Ok(Connection {
+            telegram,
+            updates,
+            runner,
+        })
+    }
+
+    /// The deposit account's user id.
+    pub fn self_id(&self) -> UserId {
+        self.inner.self_id
+    }
+
+    pub fn stats(&self) -> &TelegramStats {
+        &self.inner.stats
+    }
+
+    /// Asks the connection task to close every connection and stop.
+    pub fn disconnect(&self) {
+        self.inner.client.disconnect();
+    }
+
+    /// Calls `request`, sleeping exactly through FLOOD_WAIT and retrying network failures and
+    /// Telegram's internal errors with an exponential backoff.
+    pub async fn call<R: tl::RemoteCall>(
+        &self,
+        method: &'static str,
+        request: &R,
+    ) -> Result<R::Return, TelegramError> {
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(8)
+            .with_jitter()
+            .build();
+        loop {
+            if self.inner.cancel.is_cancelled() {
+                return Err(TelegramError::Cancelled);
+            }
+            let stats = &self.inner.stats;
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            let err = match self.inner.client.invoke(request).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => e,
+            };
+            let wait = match &err {
+                InvocationError::Rpc(rpc) if rpc.code == 420 => {
+                    let seconds = rpc.value.unwrap_or(1);
+                    let max = self.inner.flood_wait_max.as_secs();
+                    if u64::from(seconds) > max {
+                        return Err(TelegramError::FloodWait {
+                            method,
+                            seconds,
+                            max,
+                        });
+                    }
+                    stats.flood_waits.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .flood_wait_seconds
+                        .fetch_add(u64::from(seconds), Ordering::Relaxed);
+                    tracing::warn!(
+                        method,
+                        seconds,
+                        "telegram asked to slow down (FLOOD_WAIT); waiting exactly that long"
+                    );
+                    Duration::from_secs(u64::from(seconds))
+                }
+                InvocationError::Rpc(rpc) if rpc.code >= 500 => match backoff.next() {
+                    Some(d) => {
+                        stats.network_retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(method, error = %rpc, retry_in_ms = d.as_millis() as u64, "telegram internal error; retrying");
+                        d
+                    }
+                    None => return Err(TelegramError::from_invocation(method, err)),
+                },
+                InvocationError::Rpc(_) => return Err(TelegramError::from_invocation(method, err)),
+                _ => match backoff.next() {
+                    Some(d) => {
+                        stats.network_retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(method, error = %err, retry_in_ms = d.as_millis() as u64, "telegram connection failed; retrying");
+                        d
+                    }
+                    None => return Err(TelegramError::from_invocation(method, err)),
+                },
+            };
+            tokio::select! {
+                () = self.inner.cancel.cancelled() => return Err(TelegramError::Cancelled),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One page of `payments.getSavedStarGifts` (saved and unsaved gifts alike).
+    pub async fn saved_gifts_page(&self, offset: &str) -> Result<SavedPage, TelegramError> {
+        let request = tl::functions::payments::GetSavedStarGifts {
+            exclude_unsaved: false,
+            exclude_saved: false,
+            exclude_unlimited: false,
+            exclude_unique: false,
+            sort_by_value: false,
+            exclude_upgradable: false,
+            exclude_unupgradable: false,
+            peer_color_available: false,
+            exclude_hosted: false,
+            peer: tl::enums::InputPeer::PeerSelf,
+            collection_id: None,
+            offset: offset.to_owned(),
+            limit: PAGE_SIZE,
+        };
+        let tl::enums::payments::SavedStarGifts::Gifts(page) =
+            self.call("payments.getSavedStarGifts", &request).await?;
+        let gifts = page.gifts.iter().filter_map(convert::saved_gift).collect();
+        Ok(SavedPage {
+            count: page.count,
+            gifts,
+            users: convert::users(&page.users),
+            next_offset: page.next_offset.filter(|o| !o.is_empty()),
+        })
+    }
+
+    /// Every gift the account holds: all pages. An empty page ends the walk even when `count`
+    /// says more exist (Telethon#4534), and a repeated offset is an error rather than a loop.
+    pub async fn all_saved_gifts(
+        &self,
+    ) -> Result<(Vec<ObservedGift>, Vec<UserInfo>), TelegramError> {
+        let mut gifts = Vec::new();
+        let mut users = Vec::new();
+        let mut offset = String::new();
+        loop {
+            let page = self.saved_gifts_page(&offset).await?;
+            let empty = page.gifts.is_empty();
+            gifts.extend(page.gifts);
+            users.extend(page.users);
+            match page.next_offset {
+                Some(next) if !empty => {
+                    if next == offset {
+                        return Err(TelegramError::Unexpected {
+                            method: "payments.getSavedStarGifts",
+                            detail: format!("next_offset {next:?} repeats the current offset"),
+                        });
+                    }
+                    offset = next;
+                }
+                _ => {
+                    if empty && (page.count as usize) > gifts.len() {
+                        tracing::warn!(
+                            count = page.count,
+                            listed = gifts.len(),
+                            "telegram reported more saved gifts than its pages listed"
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+        Ok((gifts, users))
+    }
+
+    /// What became of gifts that left the saved list, read from their service messages.
+    pub async fn fates(&self, msg_ids: &[MsgId]) -> Result<HashMap<MsgId, Fate>, TelegramError> {
+        let mut out = HashMap::new();
+        for chunk in msg_ids.chunks(100) {
+            let request = tl::functions::messages::GetMessages {
+                id: chunk
+                    .iter()
+                    .map(|&id| tl::types::InputMessageId { id }.into())
+                    .collect(),
+            };
+            let answer = match self.call("messages.getMessages", &request).await {
+                Ok(a) => a,
+                Err(TelegramError::Rpc { .. }) => {
+                    // Without the messages every missing gift is simply "gone".
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let messages = match answer {
+                tl::enums::messages::Messages::Messages(m) => m.messages,
+                tl::enums::messages::Messages::Slice(m) => m.messages,
+                tl::enums::messages::Messages::ChannelMessages(m) => m.messages,
+                tl::enums::messages::Messages::NotModified(_) => Vec::new(),
+            };
+            out.extend(messages.iter().filter_map(convert::fate));
+        }
+        Ok(out)
+    }
+}
+
+/// The real-time gift stream.
+pub struct GiftUpdates {
+    stream: UpdateStream,
+}
+
+impl std::fmt::Debug for GiftUpdates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GiftUpdates").finish_non_exhaustive()
+    }
+}
+
+impl GiftUpdates {
+    /// Waits for the next update and returns the gift it delivers, if any.
+    pub async fn next(&mut self) -> Result<Option<ObservedGift>, TelegramError> {
+        let (update, _state, _peers) = self
+            .stream
+            .next_raw()
+            .await
+            .map_err(|e| TelegramError::from_invocation("updates", e))?;
+        Ok(match update {
+            tl::enums::Update::NewMessage(u) => convert::gift_message(&u.message),
+            _ => None,
+        })
+    }
+
+    /// Persists the update state to the session, so a restart catches up from here.
+    pub async fn save_state(&self) -> Result<(), TelegramError> {
+        self.stream
+            .sync_update_state()
+            .await
+            .map_err(|e| TelegramError::Session {
+                path: PathBuf::new(),
+                detail: format!("cannot save the update state: {e}"),
+            })
+    }
+}
