@@ -1,1 +1,407 @@
-pub fn placeholder() {}
+//! tgsim: a Telegram data-centre simulator speaking real MTProto 2.0 on loopback, so the real
+//! grammers 0.11 client (and Telethon, and any MTProto client) talks to it as it would to Telegram.
+//!
+//! It never negotiates auth keys (no RSA/DH): keys are provisioned by the simulator and handed to
+//! the client in its session. An unknown key gets transport error -404.
+//!
+//! # Library API (what giftd's integration tests use)
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use tgsim::{CreateUser, SendGift, Sim, SimConfig};
+//! let sim = Sim::start(SimConfig::default()).await?;            // binds 127.0.0.1:0
+//! let deposit = sim.create_user(CreateUser { username: "deposit".into(), ..Default::default() })?;
+//! let player = sim.create_user(CreateUser { username: "alice".into(), ..Default::default() })?;
+//! let bot = sim.create_bot("giftd_bot")?;
+//! sim.write_session(deposit.id, "deposit.session").await?;       // grammers SqliteSession file
+//! let gift = sim.gift_catalogue()[0].id;
+//! let sent = sim.send_gift(SendGift { from: player.id, to: deposit.id, gift_id: gift,
+//!     anonymous: false, message: Some("hi".into()) })?;
+//! assert_eq!(sim.saved_gifts(deposit.id)?[0].msg_id, sent.msg_id);
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! * Accounts: [`Sim::create_user`], [`Sim::create_bot`], [`Sim::new_auth_key`],
+//!   [`Sim::write_session`], [`Sim::login_code`], [`Sim::account`].
+//! * Players: [`Sim::send_gift`], [`Sim::send_unique_gift`], [`Sim::transfer_gift`],
+//!   [`Sim::upgrade_gift`], [`Sim::convert_gift`], [`Sim::refund_gift`], [`Sim::burst`],
+//!   [`Sim::send_text_to_bot`], [`Sim::press_button`], [`Sim::callback_answer`],
+//!   [`Sim::bot_messages_to`], [`Sim::bot_commands`].
+//! * World: [`Sim::saved_gifts`], [`Sim::gift_catalogue`], [`Sim::stars`], [`Sim::set_stars`],
+//!   [`Sim::set_gift_saved`], [`Sim::set_gift_pinned`].
+//! * Faults: [`Sim::inject`] with a [`Fault`], [`Sim::clear_faults`], [`Sim::drop_connections`],
+//!   [`Sim::set_clock_skew`]; [`Sim::stats`].
+//!
+//! Strictness: like a real DC, salts are checked per auth key (`bad_server_salt`), client msg_ids
+//! are checked against server time (`bad_msg_notification` 16/17) and their low bits (18). Set
+//! [`SimConfig::strict`] to `false` to skip the salt and time checks (the low-bits check stays).
+
+#![warn(missing_docs)]
+
+pub mod control;
+pub mod crypto;
+pub mod rpc;
+mod server;
+pub mod session_file;
+pub mod srp;
+pub mod tlb;
+pub mod transport;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use world::{
+    Account, Bot, BotMessage, Button, CallbackAnswer, CreateUser, Fault, GiftInfo, RpcErr,
+    SavedGiftInfo, SendGift, SendUniqueGift, SentGift, Stats, Ttls, UniqueInfo,
+};
+
+use server::Shared;
+use world::World;
+
+/// Simulator settings. `Default` binds `127.0.0.1:0`, DC 2, strict checks, no skew.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Address to listen on for MTProto (default `127.0.0.1:0`, a free port).
+    pub listen: SocketAddr,
+    /// DC id announced in help.getConfig and session files (default 2, grammers' default DC).
+    pub dc_id: i32,
+    /// Check salts and msg_id times like a real DC (default true). `false` is the explicit
+    /// leniency option.
+    pub strict: bool,
+    /// Seconds added to the simulator's clock (positive: the simulator is ahead of clients).
+    pub clock_skew_secs: i64,
+    /// Payment form and login code lifetimes.
+    pub ttls: Ttls,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dc_id: 2,
+            strict: true,
+            clock_skew_secs: 0,
+            ttls: Ttls::default(),
+        }
+    }
+}
+
+/// Errors of the library API.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Binding or another IO failure.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The world refused the operation (unknown account, not enough stars...).
+    #[error("{0}")]
+    Rpc(#[from] RpcErr),
+    /// Writing a session file failed.
+    #[error("{0}")]
+    Session(#[from] session_file::SessionFileError),
+}
+
+/// A running simulator. Cheap to clone; all clones control the same instance.
+#[derive(Clone)]
+pub struct Sim {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim").field("addr", &self.addr).finish()
+    }
+}
+
+/// Either an account id or a raw auth key, for [`Sim::write_session`].
+#[derive(Debug, Clone)]
+pub enum SessionFor {
+    /// A new signed-in key for this account.
+    Account(i64),
+    /// This key (signed in or not).
+    Key(Box<[u8; 256]>),
+}
+
+impl From<i64> for SessionFor {
+    fn from(id: i64) -> Self {
+        SessionFor::Account(id)
+    }
+}
+
+impl From<[u8; 256]> for SessionFor {
+    fn from(k: [u8; 256]) -> Self {
+        SessionFor::Key(Box::new(k))
+    }
+}
+
+impl Sim {
+    /// Binds the listener and starts accepting connections.
+    pub async fn start(cfg: SimConfig) -> Result<Sim, SimError> {
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let addr = listener.local_addr()?;
+        let world = World::new(cfg.dc_id, addr, cfg.clock_skew_secs, cfg.ttls.clone());
+        let (drop_tx, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            world: std::sync::Mutex::new(world),
+            strict: cfg.strict,
+            drop_tx,
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+        });
+        let sh = shared.clone();
+        shared.tracker.spawn(server::serve(listener, sh));
+        tracing::info!(%addr, "tgsim listening");
+        Ok(Sim { shared, addr })
+    }
+
+    /// The MTProto address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The DC id clients should use.
+    pub fn dc_id(&self) -> i32 {
+        self.shared.world().dc_id
+    }
+
+    /// Stops accepting, closes every connection and waits (at most 5 s) for tasks to end.
+    pub async fn shutdown(&self) {
+        self.shared.cancel.cancel();
+        self.shared.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.tracker.wait()).await;
+    }
+
+    // ----- accounts ------------------------------------------------------------------
+
+    /// Creates a user with a signed-in auth key.
+    pub fn create_user(&self, u: CreateUser) -> Result<Account, SimError> {
+        Ok(self.shared.world().create_user(u)?)
+    }
+
+    /// Creates a bot with a signed-in auth key and a token.
+    pub fn create_bot(&self, username: &str) -> Result<Bot, SimError> {
+        Ok(self.shared.world().create_bot(username)?)
+    }
+
+    /// A new auth key: signed in as `account`, or not signed in (`None`) for login flows.
+    pub fn new_auth_key(&self, account: Option<i64>) -> [u8; 256] {
+        self.shared.world().new_key(account)
+    }
+
+    /// An existing account by username, with a fresh signed-in key.
+    pub fn account(&self, username: &str) -> Result<Account, SimError> {
+        let mut w = self.shared.world();
+        let id = w
+            .account_by_username(username)
+            .ok_or_else(|| RpcErr::bad("USERNAME_NOT_OCCUPIED"))?;
+        Ok(w.account_with_new_key(id)?)
+    }
+
+    /// The login code last "sent" to `phone` by auth.sendCode.
+    pub fn login_code(&self, phone: &str) -> Option<String> {
+        self.shared.world().login_code(phone)
+    }
+
+    /// Writes a grammers 0.11 SQLite session at `path`: DC options pointing at the simulator
+    /// with the key, home DC, and the self user when the key is signed in.
+    pub async fn write_session(
+        &self,
+        who: impl Into<SessionFor>,
+        path: impl AsRef<Path>,
+    ) -> Result<(), SimError> {
+        let spec = self.session_spec(who.into())?;
+        session_file::write(path.as_ref(), &spec).await?;
+        Ok(())
+    }
+
+    /// What [`Sim::write_session`] would write.
+    pub fn session_spec(&self, who: SessionFor) -> Result<session_file::SessionSpec, SimError> {
+        let mut w = self.shared.world();
+        let key = match who {
+            SessionFor::Account(id) => w.account_with_new_key(id)?.auth_key,
+            SessionFor::Key(k) => *k,
+        };
+        let key_id = crypto::AuthKey::new(key).id_u64();
+        let user = w
+            .key_account(key_id)
+            .and_then(|id| match w.tl_user(id, id) {
+                Some(grammers_tl_types::enums::User::User(u)) => {
+                    Some((u.id, u.access_hash.unwrap_or(0), u.bot))
+                }
+                _ => None,
+            });
+        Ok(session_file::SessionSpec {
+            dc_id: w.dc_id,
+            addr: self.addr,
+            auth_key: key,
+            user,
+        })
+    }
+
+    // ----- players -------------------------------------------------------------------
+
+    /// A player sends a regular gift.
+    pub fn send_gift(&self, g: SendGift) -> Result<SentGift, SimError> {
+        Ok(self.shared.world().send_gift(g)?)
+    }
+
+    /// A player gives a collectible (minted for the occasion) to `to`.
+    pub fn send_unique_gift(&self, g: SendUniqueGift) -> Result<SentGift, SimError> {
+        Ok(self.shared.world().send_unique_gift(g)?)
+    }
+
+    /// `owner` transfers a collectible it holds (free transfer rules apply, payment skipped).
+    pub fn transfer_gift(&self, owner: i64, msg_id: i32, to: i64) -> Result<SentGift, SimError> {
+        Ok(self
+            .shared
+            .world()
+            .transfer_gift(owner, msg_id, to, None, true)?
+            .0)
+    }
+
+    /// Upgrades a regular gift into a collectible (new service message, new msg_id).
+    pub fn upgrade_gift(&self, owner: i64, msg_id: i32) -> Result<SentGift, SimError> {
+        Ok(self.shared.world().upgrade_gift(owner, msg_id)?)
+    }
+
+    /// Converts a regular gift to stars; returns the stars credited.
+    pub fn convert_gift(&self, owner: i64, msg_id: i32) -> Result<i64, SimError> {
+        Ok(self.shared.world().convert_gift(owner, msg_id)?)
+    }
+
+    /// The gift's payment is refunded (it stays listed with `refunded`).
+    pub fn refund_gift(&self, owner: i64, msg_id: i32) -> Result<(), SimError> {
+        Ok(self.shared.world().refund_gift(owner, msg_id)?)
+    }
+
+    /// Shows (`true`) or hides a gift on the owner's profile.
+    pub fn set_gift_saved(&self, owner: i64, msg_id: i32, saved: bool) -> Result<(), SimError> {
+        Ok(self.shared.world().set_gift_saved(owner, msg_id, saved)?)
+    }
+
+    /// Pins or unpins a gift.
+    pub fn set_gift_pinned(&self, owner: i64, msg_id: i32, pinned: bool) -> Result<(), SimError> {
+        Ok(self.shared.world().set_gift_pinned(owner, msg_id, pinned)?)
+    }
+
+    /// `n` regular gifts to `to`, round-robin from `players`, cycling through the catalogue.
+    pub fn burst(&self, n: usize, players: &[i64], to: i64) -> Result<Vec<SentGift>, SimError> {
+        if players.is_empty() {
+            return Err(RpcErr::bad("PLAYERS_EMPTY").into());
+        }
+        let catalogue = self.gift_catalogue();
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let gift = &catalogue[i % catalogue.len()];
+            out.push(self.send_gift(SendGift {
+                from: players[i % players.len()],
+                to,
+                gift_id: gift.id,
+                anonymous: false,
+                message: None,
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// A player sends `text` to a bot; returns the message id in the bot's dialog.
+    pub fn send_text_to_bot(&self, from: i64, bot: i64, text: &str) -> Result<i32, SimError> {
+        Ok(self
+            .shared
+            .world()
+            .send_text(from, bot, text, None, None)?
+            .1)
+    }
+
+    /// A player presses an inline button under `bot`'s message `msg_id` (bot-side id, as in
+    /// [`Sim::bot_messages_to`]); returns the callback query id.
+    pub fn press_button(
+        &self,
+        from: i64,
+        bot: i64,
+        msg_id: i32,
+        data: &[u8],
+    ) -> Result<i64, SimError> {
+        Ok(self.shared.world().press_button(from, bot, msg_id, data)?)
+    }
+
+    /// The bot's answer to a button press, once given.
+    pub fn callback_answer(&self, query_id: i64) -> Option<CallbackAnswer> {
+        self.shared.world().callback_answer(query_id)
+    }
+
+    /// Messages `bot` sent to `player`, oldest first, with current text and buttons.
+    pub fn bot_messages_to(&self, bot: i64, player: i64) -> Result<Vec<BotMessage>, SimError> {
+        Ok(self.shared.world().bot_messages_to(bot, player)?)
+    }
+
+    /// Commands a bot registered with bots.setBotCommands.
+    pub fn bot_commands(&self, bot: i64) -> Result<Vec<(String, String)>, SimError> {
+        Ok(self.shared.world().bot_commands(bot)?)
+    }
+
+    // ----- world -----------------------------------------------------------------------
+
+    /// An account's saved gifts, pinned first then newest first.
+    pub fn saved_gifts(&self, account: i64) -> Result<Vec<SavedGiftInfo>, SimError> {
+        Ok(self.shared.world().saved_gifts(account)?)
+    }
+
+    /// The star gift catalogue.
+    pub fn gift_catalogue(&self) -> Vec<GiftInfo> {
+        self.shared.world().catalogue()
+    }
+
+    /// Stars balance.
+    pub fn stars(&self, account: i64) -> Result<i64, SimError> {
+        Ok(self.shared.world().stars(account)?)
+    }
+
+    /// Sets a stars balance.
+    pub fn set_stars(&self, account: i64, stars: i64) -> Result<(), SimError> {
+        Ok(self.shared.world().set_stars(account, stars)?)
+    }
+
+    // ----- faults ----------------------------------------------------------------------
+
+    /// Injects a fault; see [`Fault`].
+    pub fn inject(&self, f: Fault) {
+        self.shared.world().inject(f);
+    }
+
+    /// Clears every injected fault (not the clock skew).
+    pub fn clear_faults(&self) {
+        self.shared.world().clear_faults();
+    }
+
+    /// Active faults.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.shared.world().faults()
+    }
+
+    /// Closes every client connection now (clients reconnect on their own).
+    pub fn drop_connections(&self) {
+        self.shared.drop_tx.send_modify(|g| *g += 1);
+    }
+
+    /// Sets the simulator's clock skew in seconds (positive: the simulator is ahead).
+    pub fn set_clock_skew(&self, secs: i64) {
+        self.shared.world().skew = secs;
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.world().stats.clone()
+    }
+}

@@ -1,0 +1,2310 @@
+//! The simulated Telegram world: accounts, bots, auth keys, the gift catalogue, saved gifts,
+//! stars balances, private dialogs with per-account message ids and pts, and the update log each
+//! account's `updates.getDifference` is answered from.
+//!
+//! Everything here is synchronous and owned by one `Mutex<World>`; no IO, no `.await`. Every
+//! change returns or queues the updates Telegram would push; `push` hands them to the connected
+//! sessions of the accounts concerned. A rule of this module: never panic on client input, answer
+//! an [`RpcErr`] instead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use grammers_tl_types as tl;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::crypto::AuthKey;
+use crate::srp::{Challenge, PasswordSetup};
+use crate::tlb;
+
+/// The account id of Telegram's service notifications user (777000), the peer of anonymous gifts.
+pub const SERVICE_USER_ID: i64 = 777000;
+
+/// How many messages one `updates.differenceSlice` carries at most.
+pub const DIFFERENCE_SLICE: usize = 100;
+
+/// An RPC error as sent to the client: `rpc_error { error_code, error_message }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code} {message}")]
+pub struct RpcErr {
+    /// HTTP-like code (400, 401, 420, 500...).
+    pub code: i32,
+    /// Telegram's upper-case error name, possibly with a numeric suffix (`FLOOD_WAIT_7`).
+    pub message: String,
+}
+
+impl RpcErr {
+    /// A 400 error.
+    pub fn bad(msg: impl Into<String>) -> Self {
+        Self {
+            code: 400,
+            message: msg.into(),
+        }
+    }
+    fn new(code: i32, msg: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: msg.into(),
+        }
+    }
+}
+
+/// Input for [`crate::Sim::create_user`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateUser {
+    /// Public username without `@`; must be unique (case-insensitive).
+    pub username: String,
+    /// Display name.
+    pub first_name: String,
+    /// Phone number used by `auth.sendCode`; empty means "+999" followed by the id.
+    pub phone: String,
+    /// Initial stars balance (default 10 000, so players can send gifts).
+    pub stars: i64,
+    /// A cloud password (2FA); sign-in then needs `auth.checkPassword`.
+    pub password: Option<String>,
+}
+
+impl Default for CreateUser {
+    fn default() -> Self {
+        Self {
+            username: String::new(),
+            first_name: "User".into(),
+            phone: String::new(),
+            stars: 10_000,
+            password: None,
+        }
+    }
+}
+
+/// What the caller gets back for a created account: enough to connect as it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Account {
+    /// User id.
+    pub id: i64,
+    /// Access hash other accounts use in `inputPeerUser`.
+    pub access_hash: i64,
+    /// Username.
+    pub username: String,
+    /// A signed-in auth key for this account.
+    #[serde(with = "hex_key")]
+    pub auth_key: [u8; 256],
+    /// The simulator's DC id.
+    pub dc_id: i32,
+    /// Where the simulator listens.
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("auth_key", &"[redacted]")
+            .field("dc_id", &self.dc_id)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+/// Serde helper writing auth keys as hex.
+pub mod hex_key {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the key as 512 hex digits.
+    pub fn serialize<S: Serializer>(k: &[u8; 256], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(k))
+    }
+
+    /// Reads 512 hex digits.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 256], D::Error> {
+        let s = String::deserialize(d)?;
+        let v = hex::decode(s).map_err(serde::de::Error::custom)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("auth key must be 256 bytes"))
+    }
+}
+
+/// A bot account and its token.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Bot {
+    /// The bot's account (with a signed-in key).
+    pub account: Account,
+    /// The token `auth.importBotAuthorization` accepts.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Bot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bot")
+            .field("account", &self.account)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A gift in the catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GiftInfo {
+    /// Catalogue id (`starGift.id`).
+    pub id: i64,
+    /// Price in stars.
+    pub stars: i64,
+    /// Stars the recipient gets when converting it.
+    pub convert_stars: i64,
+    /// Stars to upgrade it to a collectible, if upgradable.
+    pub upgrade_stars: Option<i64>,
+    /// Title.
+    pub title: String,
+    /// Limited edition total, if limited.
+    pub limited_total: Option<i32>,
+}
+
+/// Input for [`crate::Sim::send_gift`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SendGift {
+    /// Sending player.
+    pub from: i64,
+    /// Recipient (e.g. the deposit account).
+    pub to: i64,
+    /// Catalogue gift id.
+    pub gift_id: i64,
+    /// Hide the sender (no `from_id`).
+    pub anonymous: bool,
+    /// Optional text attached to the gift.
+    pub message: Option<String>,
+}
+
+/// Input for [`crate::Sim::send_unique_gift`]: mint a collectible owned by `from` and give it
+/// to `to`, as when a player transfers a collectible to the deposit account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SendUniqueGift {
+    /// Sending player.
+    pub from: i64,
+    /// Recipient.
+    pub to: i64,
+    /// Base catalogue gift id.
+    pub gift_id: i64,
+    /// Stars the recipient must pay to transfer it onward (`transfer_stars`); None = free.
+    pub transfer_stars: Option<i64>,
+    /// Seconds from now before the recipient may transfer it (`can_transfer_at`).
+    pub transfer_lock_secs: Option<i64>,
+    /// Optional text.
+    pub message: Option<String>,
+}
+
+/// What a gift operation produced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SentGift {
+    /// Message id of the service message in the recipient's dialog (the saved gift's msg_id).
+    pub msg_id: i32,
+    /// The recipient.
+    pub to: i64,
+    /// Base catalogue gift id.
+    pub gift_id: i64,
+    /// Collectible id, for unique gifts.
+    pub unique_id: Option<i64>,
+    /// Collectible slug, for unique gifts.
+    pub slug: Option<String>,
+    /// Collectible number, for unique gifts.
+    pub num: Option<i32>,
+    /// Service message date.
+    pub date: i32,
+}
+
+/// A collectible.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UniqueInfo {
+    /// Collectible id (`starGiftUnique.id`).
+    pub id: i64,
+    /// Base gift id.
+    pub gift_id: i64,
+    /// Title.
+    pub title: String,
+    /// Slug (`Title-num`).
+    pub slug: String,
+    /// Number within the collection.
+    pub num: i32,
+}
+
+/// One saved gift of an account, as the simulator holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SavedGiftInfo {
+    /// Service message id in the owner's dialog.
+    pub msg_id: i32,
+    /// Sender, unless anonymous.
+    pub from: Option<i64>,
+    /// Date received.
+    pub date: i32,
+    /// Base catalogue gift id.
+    pub gift_id: i64,
+    /// Set for collectibles.
+    pub unique: Option<UniqueInfo>,
+    /// Attached text.
+    pub message: Option<String>,
+    /// Sender hidden.
+    pub name_hidden: bool,
+    /// Not shown on the profile.
+    pub unsaved: bool,
+    /// Refunded by the payment provider.
+    pub refunded: bool,
+    /// Pinned to the top of the profile.
+    pub pinned: bool,
+    /// Stars for converting (regular gifts).
+    pub convert_stars: Option<i64>,
+    /// Stars to upgrade (regular, upgradable gifts).
+    pub upgrade_stars: Option<i64>,
+    /// Stars the owner must pay to transfer (collectibles).
+    pub transfer_stars: Option<i64>,
+    /// Unix time before which the owner may not transfer it.
+    pub can_transfer_at: Option<i32>,
+}
+
+/// A message a bot sent to a player, as the simulator saw it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BotMessage {
+    /// Message id in the bot's dialog.
+    pub msg_id: i32,
+    /// Current text (after edits).
+    pub text: String,
+    /// Inline keyboard rows: (button text, callback data).
+    pub buttons: Vec<Vec<Button>>,
+    /// Edited at least once.
+    pub edited: bool,
+    /// Date sent.
+    pub date: i32,
+}
+
+/// An inline button.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Button {
+    /// Label.
+    pub text: String,
+    /// Callback data (None for URL and other kinds).
+    pub data: Option<Vec<u8>>,
+}
+
+/// The answer a bot gave to a button press.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallbackAnswer {
+    /// Toast/alert text.
+    pub message: Option<String>,
+    /// Shown as an alert.
+    pub alert: bool,
+}
+
+/// A fault to inject; see [`crate::Sim::inject`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// The next `count` calls of `method` (TL name, e.g. `payments.getSavedStarGifts`) fail
+    /// with 420 `FLOOD_WAIT_<seconds>`.
+    FloodWait {
+        /// TL method name.
+        method: String,
+        /// Seconds in the error.
+        seconds: i32,
+        /// How many calls fail.
+        count: u32,
+    },
+    /// The next `count` calls of `method` fail with `code message` (e.g. 500 `RPC_CALL_FAIL`,
+    /// 500 `INTERNAL`).
+    RpcError {
+        /// TL method name.
+        method: String,
+        /// Error code.
+        code: i32,
+        /// Error message.
+        message: String,
+        /// How many calls fail.
+        count: u32,
+    },
+    /// Stop pushing updates to clients. With `honest_difference`, `updates.getDifference` still
+    /// returns what was missed; without, it lies that nothing happened (the updates are lost and
+    /// only polling finds the gifts).
+    WithholdUpdates {
+        /// Answer getDifference truthfully.
+        honest_difference: bool,
+    },
+    /// Delay every answer (to `method`, or to all RPCs when `None`) by `millis`.
+    Delay {
+        /// TL method name, or all.
+        method: Option<String>,
+        /// Delay in milliseconds.
+        millis: u64,
+    },
+}
+
+/// Counters, see [`crate::Sim::stats`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// RPC calls answered (results and errors).
+    pub requests: u64,
+    /// bad_msg_notification 16 (msg_id too low).
+    pub bad_msg_16: u64,
+    /// bad_msg_notification 17 (msg_id too high).
+    pub bad_msg_17: u64,
+    /// bad_msg_notification 18 (msg_id low bits).
+    pub bad_msg_18: u64,
+    /// bad_server_salt sent.
+    pub bad_server_salt: u64,
+    /// Packets with an unknown auth key (answered -404).
+    pub unknown_auth_key: u64,
+    /// Connections closed for malformed input.
+    pub malformed: u64,
+    /// Updates pushed to sessions.
+    pub updates_pushed: u64,
+    /// RPC calls per TL method name (after unwrapping invokeWithLayer and friends).
+    pub calls: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Saved {
+    msg_id: i32,
+    from: Option<i64>,
+    date: i32,
+    gift_id: i64,
+    unique: Option<i64>,
+    message: Option<String>,
+    name_hidden: bool,
+    unsaved: bool,
+    refunded: bool,
+    pinned: bool,
+    convert_stars: Option<i64>,
+    upgrade_stars: Option<i64>,
+    transfer_stars: Option<i64>,
+    can_transfer_at: Option<i32>,
+}
+
+#[derive(Debug, Clone)]
+struct TextMsg {
+    peer: i64,
+    peer_msg_id: i32,
+    text: String,
+    markup: Option<tl::enums::ReplyMarkup>,
+    edited: bool,
+    date: i32,
+}
+
+struct AccountState {
+    id: i64,
+    access_hash: i64,
+    username: String,
+    first_name: String,
+    phone: String,
+    bot: bool,
+    stars: i64,
+    password: Option<PasswordSetup>,
+    pts: i32,
+    next_msg_id: i32,
+    /// `log[i]` has pts `i + 1`.
+    log: Vec<tl::enums::Update>,
+    messages: BTreeMap<i32, tl::enums::Message>,
+    saved: BTreeMap<i32, Saved>,
+    texts: BTreeMap<i32, TextMsg>,
+    commands: Vec<(String, String)>,
+}
+
+/// One known auth key.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    /// The key.
+    pub key: AuthKey,
+    /// The account it is signed in as.
+    pub account: Option<i64>,
+    /// An account whose password must still be checked for this key.
+    pending_2fa: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct LoginCode {
+    phone: String,
+    code: String,
+    created: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Form {
+    owner: i64,
+    msg_id: i32,
+    to: i64,
+    stars: i64,
+    created: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Query {
+    bot: i64,
+    answer: Option<CallbackAnswer>,
+}
+
+/// A connected session subscribed to its account's updates.
+struct Subscriber {
+    conn: u64,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// Time-to-live settings (Telegram's defaults).
+#[derive(Debug, Clone)]
+pub struct Ttls {
+    /// How long a payment form stays valid (Telegram: 10 minutes, then FORM_EXPIRED).
+    pub payment_form: Duration,
+    /// How long a login code stays valid.
+    pub login_code: Duration,
+}
+
+impl Default for Ttls {
+    fn default() -> Self {
+        Self {
+            payment_form: Duration::from_secs(600),
+            login_code: Duration::from_secs(300),
+        }
+    }
+}
+
+/// All mutable simulator state.
+pub struct World {
+    /// DC id announced to clients.
+    pub dc_id: i32,
+    /// Listen address announced in help.getConfig.
+    pub addr: SocketAddr,
+    /// Seconds added to the real clock (clock skew fault).
+    pub skew: i64,
+    ttls: Ttls,
+    accounts: HashMap<i64, AccountState>,
+    usernames: HashMap<String, i64>,
+    phones: HashMap<String, i64>,
+    tokens: HashMap<String, i64>,
+    keys: HashMap<u64, KeyEntry>,
+    catalogue: Vec<GiftInfo>,
+    uniques: HashMap<i64, UniqueInfo>,
+    unique_counts: HashMap<i64, i32>,
+    codes: HashMap<String, LoginCode>,
+    srp: HashMap<i64, (i64, Challenge)>,
+    forms: HashMap<i64, Form>,
+    queries: HashMap<i64, Query>,
+    subscribers: HashMap<i64, Vec<Subscriber>>,
+    faults: Vec<Fault>,
+    next_id: i64,
+    /// Counters.
+    pub stats: Stats,
+    salt_secret: u64,
+}
+
+fn rnd_i64() -> i64 {
+    rand::Rng::r#gen::<i64>(&mut rand::thread_rng())
+}
+
+fn real_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Default catalogue: (id, stars, convert, upgrade, title, limited total).
+type CatalogueRow = (i64, i64, i64, Option<i64>, &'static str, Option<i32>);
+const CATALOGUE: &[CatalogueRow] = &[
+    (5170145012310081615, 15, 13, Some(25), "Heart", None),
+    (5170233102089322756, 15, 13, Some(25), "Bear", None),
+    (5170250947678437525, 25, 21, Some(50), "Gift Box", None),
+    (5168103777563050263, 25, 21, Some(50), "Rose", None),
+    (5170144170496491616, 50, 43, Some(100), "Cake", None),
+    (5170314324215857265, 50, 43, None, "Bouquet", None),
+    (5170564780938756245, 50, 43, Some(100), "Rocket", None),
+    (5168043875654172773, 100, 85, Some(200), "Trophy", None),
+    (5170690322832818290, 100, 85, Some(200), "Ring", None),
+    (5170521118301225164, 100, 85, None, "Diamond", None),
+    (
+        5936013938331222567,
+        350,
+        300,
+        Some(500),
+        "Plush Pepe",
+        Some(10_000),
+    ),
+];
+
+impl World {
+    /// An empty world with the default gift catalogue and the service account 777000.
+    pub fn new(dc_id: i32, addr: SocketAddr, skew: i64, ttls: Ttls) -> Self {
+        let mut w = Self {
+            dc_id,
+            addr,
+            skew,
+            ttls,
+            accounts: HashMap::new(),
+            usernames: HashMap::new(),
+            phones: HashMap::new(),
+            tokens: HashMap::new(),
+            keys: HashMap::new(),
+            catalogue: CATALOGUE
+                .iter()
+                .map(|&(id, stars, convert, upgrade, title, limited)| GiftInfo {
+                    id,
+                    stars,
+                    convert_stars: convert,
+                    upgrade_stars: upgrade,
+                    title: title.into(),
+                    limited_total: limited,
+                })
+                .collect(),
+            uniques: HashMap::new(),
+            unique_counts: HashMap::new(),
+            codes: HashMap::new(),
+            srp: HashMap::new(),
+            forms: HashMap::new(),
+            queries: HashMap::new(),
+            subscribers: HashMap::new(),
+            faults: Vec::new(),
+            next_id: 1_000_000,
+            stats: Stats::default(),
+            salt_secret: rand::Rng::r#gen(&mut rand::thread_rng()),
+        };
+        w.insert_account(
+            SERVICE_USER_ID,
+            "Telegram".into(),
+            String::new(),
+            "42777".into(),
+            false,
+            0,
+            None,
+        );
+        w
+    }
+
+    /// Server time (real clock plus skew), unix seconds.
+    pub fn now(&self) -> i64 {
+        real_now() + self.skew
+    }
+
+    fn now32(&self) -> i32 {
+        self.now() as i32
+    }
+
+    /// The server salt valid for `key_id` in the hour containing `t`.
+    pub fn salt_for(&self, key_id: u64, t: i64) -> i64 {
+        let period = t.div_euclid(3600);
+        let mut x = key_id ^ self.salt_secret ^ (period as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // splitmix64 finaliser: a stable, well-mixed salt per (key, hour).
+        x ^= x >> 30;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        (x | 1) as i64
+    }
+
+    /// Whether `salt` is acceptable now (this hour's or the previous hour's).
+    pub fn salt_ok(&self, key_id: u64, salt: i64) -> bool {
+        let now = self.now();
+        salt == self.salt_for(key_id, now) || salt == self.salt_for(key_id, now - 3600)
+    }
+
+    /// `future_salts` content: `num` consecutive hourly salts starting with the current one.
+    pub fn future_salts(&self, key_id: u64, num: i32) -> Vec<tl::types::FutureSalt> {
+        let now = self.now();
+        let start = now.div_euclid(3600) * 3600;
+        (0..num.clamp(1, 64) as i64)
+            .map(|i| {
+                let since = start + i * 3600;
+                tl::types::FutureSalt {
+                    valid_since: since as i32,
+                    valid_until: (since + 3600 + 1800) as i32,
+                    salt: self.salt_for(key_id, since),
+                }
+            })
+            .collect()
+    }
+
+    fn fresh_id(&mut self) -> i64 {
+        self.next_id += 1 + (rnd_i64().rem_euclid(7));
+        self.next_id
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_account(
+        &mut self,
+        id: i64,
+        username: String,
+        first_name: String,
+        phone: String,
+        bot: bool,
+        stars: i64,
+        password: Option<PasswordSetup>,
+    ) {
+        if !username.is_empty() {
+            self.usernames.insert(username.to_lowercase(), id);
+        }
+        if !phone.is_empty() {
+            self.phones.insert(normalize_phone(&phone), id);
+        }
+        self.accounts.insert(
+            id,
+            AccountState {
+                id,
+                access_hash: rnd_i64(),
+                username,
+                first_name,
+                phone,
+                bot,
+                stars,
+                password,
+                pts: 0,
+                next_msg_id: 1,
+                log: Vec::new(),
+                messages: BTreeMap::new(),
+                saved: BTreeMap::new(),
+                texts: BTreeMap::new(),
+                commands: Vec::new(),
+            },
+        );
+    }
+
+    /// Registers a new random auth key, optionally signed in as `account`.
+    pub fn new_key(&mut self, account: Option<i64>) -> [u8; 256] {
+        let mut data = [0u8; 256];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut data[..]);
+        let key = AuthKey::new(data);
+        self.keys.insert(
+            key.id_u64(),
+            KeyEntry {
+                key,
+                account,
+                pending_2fa: None,
+            },
+        );
+        data
+    }
+
+    /// Looks up a key by id.
+    pub fn key(&self, id: u64) -> Option<&KeyEntry> {
+        self.keys.get(&id)
+    }
+
+    /// The account a key id is signed in as.
+    pub fn key_account(&self, id: u64) -> Option<i64> {
+        self.keys.get(&id).and_then(|k| k.account)
+    }
+
+    fn account_view(&self, id: i64, key: [u8; 256]) -> Account {
+        // Callers pass ids of accounts they just created or looked up.
+        let a = &self.accounts[&id];
+        Account {
+            id,
+            access_hash: a.access_hash,
+            username: a.username.clone(),
+            auth_key: key,
+            dc_id: self.dc_id,
+            addr: self.addr,
+        }
+    }
+
+    /// Creates a user account with one signed-in key.
+    pub fn create_user(&mut self, u: CreateUser) -> Result<Account, RpcErr> {
+        if !u.username.is_empty() && self.usernames.contains_key(&u.username.to_lowercase()) {
+            return Err(RpcErr::bad("USERNAME_OCCUPIED"));
+        }
+        let id = self.fresh_id();
+        let phone = if u.phone.is_empty() {
+            format!("999{id}")
+        } else {
+            u.phone
+        };
+        if self.phones.contains_key(&normalize_phone(&phone)) {
+            return Err(RpcErr::bad("PHONE_NUMBER_OCCUPIED"));
+        }
+        let password = u.password.as_deref().map(PasswordSetup::new);
+        self.insert_account(
+            id,
+            u.username,
+            u.first_name,
+            phone,
+            false,
+            u.stars,
+            password,
+        );
+        let key = self.new_key(Some(id));
+        Ok(self.account_view(id, key))
+    }
+
+    /// Creates a bot account; its token is `<id>:<random>`.
+    pub fn create_bot(&mut self, username: &str) -> Result<Bot, RpcErr> {
+        if self.usernames.contains_key(&username.to_lowercase()) {
+            return Err(RpcErr::bad("USERNAME_OCCUPIED"));
+        }
+        let id = self.fresh_id();
+        self.insert_account(
+            id,
+            username.into(),
+            username.into(),
+            String::new(),
+            true,
+            0,
+            None,
+        );
+        let token = format!("{id}:AA{}", hex::encode(rnd_i64().to_le_bytes()));
+        self.tokens.insert(token.clone(), id);
+        let key = self.new_key(Some(id));
+        Ok(Bot {
+            account: self.account_view(id, key),
+            token,
+        })
+    }
+
+    /// Looks an account up by username.
+    pub fn account_by_username(&self, username: &str) -> Option<i64> {
+        self.usernames
+            .get(&username.trim_start_matches('@').to_lowercase())
+            .copied()
+    }
+
+    /// Public view of an account with a fresh signed-in key.
+    pub fn account_with_new_key(&mut self, id: i64) -> Result<Account, RpcErr> {
+        if !self.accounts.contains_key(&id) {
+            return Err(RpcErr::bad("USER_ID_INVALID"));
+        }
+        let key = self.new_key(Some(id));
+        Ok(self.account_view(id, key))
+    }
+
+    fn acc(&self, id: i64) -> Result<&AccountState, RpcErr> {
+        self.accounts
+            .get(&id)
+            .ok_or_else(|| RpcErr::bad("USER_ID_INVALID"))
+    }
+
+    fn acc_mut(&mut self, id: i64) -> Result<&mut AccountState, RpcErr> {
+        self.accounts
+            .get_mut(&id)
+            .ok_or_else(|| RpcErr::bad("USER_ID_INVALID"))
+    }
+
+    /// The TL user `id` as seen by `viewer`.
+    pub fn tl_user(&self, id: i64, viewer: i64) -> Option<tl::enums::User> {
+        let a = self.accounts.get(&id)?;
+        Some(tlb::user(
+            a.id,
+            a.access_hash,
+            &a.first_name,
+            &a.username,
+            (id == viewer && !a.bot).then_some(a.phone.as_str()),
+            a.bot,
+            id == viewer,
+        ))
+    }
+
+    fn tl_users(&self, ids: &[i64], viewer: i64) -> Vec<tl::enums::User> {
+        let mut seen = Vec::new();
+        for id in ids {
+            if !seen.contains(id) {
+                seen.push(*id);
+            }
+        }
+        seen.iter()
+            .filter_map(|id| self.tl_user(*id, viewer))
+            .collect()
+    }
+
+    /// Resolves an input peer used by `caller` to an account id.
+    pub fn resolve_input_peer(
+        &self,
+        caller: i64,
+        peer: &tl::enums::InputPeer,
+    ) -> Result<i64, RpcErr> {
+        use tl::enums::InputPeer as P;
+        match peer {
+            P::PeerSelf => Ok(caller),
+            P::User(u) => self.check_hash(u.user_id, u.access_hash),
+            P::UserFromMessage(u) => Ok(u.user_id),
+            _ => Err(RpcErr::bad("PEER_ID_INVALID")),
+        }
+    }
+
+    /// Resolves an input user used by `caller` to an account id.
+    pub fn resolve_input_user(
+        &self,
+        caller: i64,
+        user: &tl::enums::InputUser,
+    ) -> Result<i64, RpcErr> {
+        use tl::enums::InputUser as U;
+        match user {
+            U::UserSelf => Ok(caller),
+            U::User(u) => self.check_hash(u.user_id, u.access_hash),
+            U::FromMessage(u) => Ok(u.user_id),
+            U::Empty => Err(RpcErr::bad("USER_ID_INVALID")),
+        }
+    }
+
+    fn check_hash(&self, id: i64, hash: i64) -> Result<i64, RpcErr> {
+        match self.accounts.get(&id) {
+            Some(a) if a.access_hash == hash || hash == 0 => Ok(id),
+            _ => Err(RpcErr::bad("PEER_ID_INVALID")),
+        }
+    }
+
+    // ----- updates -----------------------------------------------------------------------
+
+    /// Subscribes a connection to its account's updates.
+    pub fn subscribe(&mut self, account: i64, conn: u64, tx: mpsc::UnboundedSender<Vec<u8>>) {
+        let subs = self.subscribers.entry(account).or_default();
+        if !subs.iter().any(|s| s.conn == conn) {
+            subs.push(Subscriber { conn, tx });
+        }
+    }
+
+    /// Removes a connection from every account's subscribers.
+    pub fn unsubscribe(&mut self, conn: u64) {
+        for subs in self.subscribers.values_mut() {
+            subs.retain(|s| s.conn != conn);
+        }
+    }
+
+    fn withheld(&self) -> Option<bool> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::WithholdUpdates { honest_difference } => Some(*honest_difference),
+            _ => None,
+        })
+    }
+
+    /// Appends a pts-carrying update to `account`'s log and returns it with its pts.
+    fn log_update(
+        &mut self,
+        account: i64,
+        make: impl FnOnce(i32) -> tl::enums::Update,
+    ) -> Result<tl::enums::Update, RpcErr> {
+        let a = self.acc_mut(account)?;
+        a.pts += 1;
+        let upd = make(a.pts);
+        a.log.push(upd.clone());
+        Ok(upd)
+    }
+
+    /// Pushes `updates` to every session of `account` except `skip_conn`.
+    fn push(&mut self, account: i64, upd: Vec<tl::enums::Update>, skip_conn: Option<u64>) {
+        if self.withheld().is_some() {
+            return;
+        }
+        let mut ids = vec![account];
+        for u in &upd {
+            collect_update_users(u, &mut ids);
+        }
+        let users = self.tl_users(&ids, account);
+        let body = tlb::bytes(&tlb::updates(upd, users, self.now32()));
+        let mut pushed = 0;
+        if let Some(subs) = self.subscribers.get_mut(&account) {
+            subs.retain(|s| {
+                if Some(s.conn) == skip_conn {
+                    return true;
+                }
+                pushed += 1;
+                s.tx.send(body.clone()).is_ok()
+            });
+        }
+        self.stats.updates_pushed += pushed;
+    }
+
+    /// Stores a new message in `account`'s dialog, logs and pushes updateNewMessage.
+    /// Returns the update (for answering the caller's own request).
+    fn deliver(
+        &mut self,
+        account: i64,
+        make: impl FnOnce(i32) -> tl::enums::Message,
+        skip_conn: Option<u64>,
+    ) -> Result<(i32, tl::enums::Update), RpcErr> {
+        let a = self.acc_mut(account)?;
+        let id = a.next_msg_id;
+        a.next_msg_id += 1;
+        let msg = make(id);
+        a.messages.insert(id, msg.clone());
+        let upd = self.log_update(account, |pts| {
+            tl::enums::Update::NewMessage(tl::types::UpdateNewMessage {
+                message: msg,
+                pts,
+                pts_count: 1,
+            })
+        })?;
+        self.push(account, vec![upd.clone()], skip_conn);
+        Ok((id, upd))
+    }
+
+    /// `updates.getState` for `account`.
+    pub fn get_state(&self, account: i64) -> Result<tl::enums::updates::State, RpcErr> {
+        let a = self.acc(account)?;
+        Ok(tlb::state(a.pts, self.now32()))
+    }
+
+    /// `updates.getDifference` from `pts` for `account`.
+    pub fn get_difference(
+        &self,
+        account: i64,
+        pts: i32,
+        limit: Option<i32>,
+    ) -> Result<tl::enums::updates::Difference, RpcErr> {
+        let a = self.acc(account)?;
+        let now = self.now32();
+        if pts >= a.pts {
+            return Ok(tl::enums::updates::Difference::Empty(
+                tl::types::updates::DifferenceEmpty { date: now, seq: 0 },
+            ));
+        }
+        if self.withheld() == Some(false) {
+            // The dishonest mode: claim nothing happened but move the client to the present.
+            return Ok(tl::enums::updates::Difference::Difference(
+                tl::types::updates::Difference {
+                    new_messages: Vec::new(),
+                    new_encrypted_messages: Vec::new(),
+                    other_updates: Vec::new(),
+                    chats: Vec::new(),
+                    users: Vec::new(),
+                    state: tlb::state(a.pts, now),
+                },
+            ));
+        }
+        let start = pts.max(0) as usize;
+        let max = limit
+            .filter(|l| *l > 0)
+            .map(|l| l as usize)
+            .unwrap_or(DIFFERENCE_SLICE)
+            .min(DIFFERENCE_SLICE);
+        let end = (start + max).min(a.log.len());
+        let mut new_messages = Vec::new();
+        let mut other = Vec::new();
+        let mut ids = vec![account];
+        for u in &a.log[start..end] {
+            collect_update_users(u, &mut ids);
+            match u {
+                tl::enums::Update::NewMessage(m) => new_messages.push(m.message.clone()),
+                other_u => other.push(other_u.clone()),
+            }
+        }
+        let users = self.tl_users(&ids, account);
+        let state = tlb::state(end as i32, now);
+        Ok(if end < a.log.len() {
+            tl::enums::updates::Difference::Slice(tl::types::updates::DifferenceSlice {
+                new_messages,
+                new_encrypted_messages: Vec::new(),
+                other_updates: other,
+                chats: Vec::new(),
+                users,
+                intermediate_state: state,
+            })
+        } else {
+            tl::enums::updates::Difference::Difference(tl::types::updates::Difference {
+                new_messages,
+                new_encrypted_messages: Vec::new(),
+                other_updates: other,
+                chats: Vec::new(),
+                users,
+                state,
+            })
+        })
+    }
+
+    // ----- faults -----------------------------------------------------------------------
+
+    /// Adds a fault.
+    pub fn inject(&mut self, f: Fault) {
+        self.faults.push(f);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// Active faults.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.faults.clone()
+    }
+
+    /// Consumes one error fault for `method`, if any.
+    pub fn take_error_fault(&mut self, method: &str) -> Option<RpcErr> {
+        let pos = self.faults.iter().position(|f| match f {
+            Fault::FloodWait {
+                method: m, count, ..
+            }
+            | Fault::RpcError {
+                method: m, count, ..
+            } => m == method && *count > 0,
+            _ => false,
+        })?;
+        let (err, left) = match &mut self.faults[pos] {
+            Fault::FloodWait { seconds, count, .. } => {
+                *count -= 1;
+                (RpcErr::new(420, format!("FLOOD_WAIT_{seconds}")), *count)
+            }
+            Fault::RpcError {
+                code,
+                message,
+                count,
+                ..
+            } => {
+                *count -= 1;
+                (RpcErr::new(*code, message.clone()), *count)
+            }
+            _ => return None,
+        };
+        if left == 0 {
+            self.faults.remove(pos);
+        }
+        Some(err)
+    }
+
+    /// The delay to apply before answering `method`.
+    pub fn delay_for(&self, method: &str) -> Option<Duration> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::Delay { method: m, millis } if m.as_deref().is_none_or(|m| m == method) => {
+                Some(Duration::from_millis(*millis))
+            }
+            _ => None,
+        })
+    }
+
+    // ----- gifts -----------------------------------------------------------------------
+
+    /// The catalogue.
+    pub fn catalogue(&self) -> Vec<GiftInfo> {
+        self.catalogue.clone()
+    }
+
+    fn gift(&self, id: i64) -> Result<GiftInfo, RpcErr> {
+        self.catalogue
+            .iter()
+            .find(|g| g.id == id)
+            .cloned()
+            .ok_or_else(|| RpcErr::bad("STARGIFT_INVALID"))
+    }
+
+    fn tl_star_gift(&self, g: &GiftInfo) -> tl::enums::StarGift {
+        tl::enums::StarGift::Gift(tl::types::StarGift {
+            limited: g.limited_total.is_some(),
+            sold_out: false,
+            birthday: false,
+            require_premium: false,
+            limited_per_user: false,
+            peer_color_available: false,
+            auction: false,
+            id: g.id,
+            sticker: tlb::sticker(g.id),
+            stars: g.stars,
+            availability_remains: g.limited_total.map(|t| t / 2),
+            availability_total: g.limited_total,
+            availability_resale: None,
+            convert_stars: g.convert_stars,
+            first_sale_date: None,
+            last_sale_date: None,
+            upgrade_stars: g.upgrade_stars,
+            resell_min_stars: None,
+            title: Some(g.title.clone()),
+            released_by: None,
+            per_user_total: None,
+            per_user_remains: None,
+            locked_until_date: None,
+            auction_slug: None,
+            gifts_per_round: None,
+            auction_start_date: None,
+            upgrade_variants: None,
+            background: None,
+        })
+    }
+
+    fn tl_unique(&self, u: &UniqueInfo, owner: i64) -> tl::enums::StarGift {
+        let rarity = |p| {
+            tl::enums::StarGiftAttributeRarity::Rarity(tl::types::StarGiftAttributeRarity {
+                permille: p,
+            })
+        };
+        tl::enums::StarGift::Unique(tl::types::StarGiftUnique {
+            require_premium: false,
+            resale_ton_only: false,
+            theme_available: false,
+            burned: false,
+            crafted: false,
+            id: u.id,
+            gift_id: u.gift_id,
+            title: u.title.clone(),
+            slug: u.slug.clone(),
+            num: u.num,
+            owner_id: Some(tlb::peer_user(owner)),
+            owner_name: None,
+            owner_address: None,
+            attributes: vec![
+                tl::enums::StarGiftAttribute::Model(tl::types::StarGiftAttributeModel {
+                    crafted: false,
+                    name: format!("{} Model", u.title),
+                    document: tlb::sticker(u.id ^ 1),
+                    rarity: rarity(15),
+                }),
+                tl::enums::StarGiftAttribute::Backdrop(tl::types::StarGiftAttributeBackdrop {
+                    name: "Onyx".into(),
+                    backdrop_id: 1,
+                    center_color: 0x202020,
+                    edge_color: 0x101010,
+                    pattern_color: 0x303030,
+                    text_color: 0xffffff,
+                    rarity: rarity(20),
+                }),
+            ],
+            availability_issued: self.unique_counts.get(&u.gift_id).copied().unwrap_or(0),
+            availability_total: 100_000,
+            gift_address: None,
+            resell_amount: None,
+            released_by: None,
+            value_amount: None,
+            value_currency: None,
+            value_usd_amount: None,
+            theme_peer: None,
+            peer_color: None,
+            host_id: None,
+            offer_min_stars: None,
+            craft_chance_permille: None,
+        })
+    }
+
+    fn mint_unique(&mut self, gift_id: i64) -> Result<UniqueInfo, RpcErr> {
+        let g = self.gift(gift_id)?;
+        let n = self.unique_counts.entry(gift_id).or_insert(0);
+        *n += 1;
+        let num = *n;
+        let id = self.fresh_id() * 1000 + 7;
+        let title = g.title.clone();
+        let u = UniqueInfo {
+            id,
+            gift_id,
+            slug: format!("{}-{num}", title.replace(' ', "")),
+            title,
+            num,
+        };
+        self.uniques.insert(id, u.clone());
+        Ok(u)
+    }
+
+    fn regular_action(&self, s: &Saved, owner: i64) -> Result<tl::enums::MessageAction, RpcErr> {
+        let g = self.gift(s.gift_id)?;
+        let _ = owner;
+        Ok(tl::enums::MessageAction::StarGift(
+            tl::types::MessageActionStarGift {
+                name_hidden: s.name_hidden,
+                saved: !s.unsaved,
+                converted: false,
+                upgraded: false,
+                refunded: s.refunded,
+                can_upgrade: s.upgrade_stars.is_some(),
+                prepaid_upgrade: false,
+                upgrade_separate: false,
+                auction_acquired: false,
+                gift: self.tl_star_gift(&g),
+                message: s.message.as_deref().map(tlb::text),
+                convert_stars: s.convert_stars,
+                upgrade_msg_id: None,
+                upgrade_stars: s.upgrade_stars,
+                from_id: None,
+                peer: None,
+                saved_id: None,
+                prepaid_upgrade_hash: None,
+                gift_msg_id: None,
+                to_id: None,
+                gift_num: None,
+            },
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn unique_action(
+        &self,
+        u: &UniqueInfo,
+        owner: i64,
+        from: Option<i64>,
+        upgrade: bool,
+        transfer_stars: Option<i64>,
+        can_transfer_at: Option<i32>,
+        message: Option<&str>,
+    ) -> tl::enums::MessageAction {
+        tl::enums::MessageAction::StarGiftUnique(tl::types::MessageActionStarGiftUnique {
+            upgrade,
+            transferred: !upgrade,
+            saved: true,
+            refunded: false,
+            prepaid_upgrade: false,
+            assigned: false,
+            from_offer: false,
+            craft: false,
+            name_hidden: false,
+            gift: self.tl_unique(u, owner),
+            can_export_at: None,
+            transfer_stars,
+            from_id: from.map(tlb::peer_user),
+            peer: None,
+            saved_id: None,
+            resale_amount: None,
+            can_transfer_at,
+            can_resell_at: None,
+            drop_original_details_stars: None,
+            can_craft_at: None,
+            message: message.map(tlb::text),
+        })
+    }
+
+    /// A player sends a regular gift.
+    pub fn send_gift(&mut self, g: SendGift) -> Result<SentGift, RpcErr> {
+        let gift = self.gift(g.gift_id)?;
+        self.acc(g.to)?;
+        let sender = self.acc_mut(g.from)?;
+        if sender.stars < gift.stars {
+            return Err(RpcErr::bad("BALANCE_TOO_LOW"));
+        }
+        sender.stars -= gift.stars;
+        let date = self.now32();
+        let mut saved = Saved {
+            msg_id: 0,
+            from: (!g.anonymous).then_some(g.from),
+            date,
+            gift_id: gift.id,
+            unique: None,
+            message: g.message.clone(),
+            name_hidden: g.anonymous,
+            unsaved: false,
+            refunded: false,
+            pinned: false,
+            convert_stars: Some(gift.convert_stars),
+            upgrade_stars: gift.upgrade_stars,
+            transfer_stars: None,
+            can_transfer_at: None,
+        };
+        let action = self.regular_action(&saved, g.to)?;
+        // Sender's copy first, as Telegram shows it in the sender's chat.
+        let sender_action = action.clone();
+        let to = g.to;
+        self.deliver(
+            g.from,
+            |id| tlb::service_message(id, true, Some(g.from), to, date, sender_action),
+            None,
+        )?;
+        let peer = if g.anonymous { SERVICE_USER_ID } else { g.from };
+        let from_id = (!g.anonymous).then_some(g.from);
+        let (msg_id, _) = self.deliver(
+            g.to,
+            |id| tlb::service_message(id, false, from_id, peer, date, action),
+            None,
+        )?;
+        saved.msg_id = msg_id;
+        self.acc_mut(g.to)?.saved.insert(msg_id, saved);
+        Ok(SentGift {
+            msg_id,
+            to: g.to,
+            gift_id: gift.id,
+            unique_id: None,
+            slug: None,
+            num: None,
+            date,
+        })
+    }
+
+    /// A player gives a (freshly minted) collectible to `to`.
+    pub fn send_unique_gift(&mut self, g: SendUniqueGift) -> Result<SentGift, RpcErr> {
+        self.acc(g.from)?;
+        self.acc(g.to)?;
+        let u = self.mint_unique(g.gift_id)?;
+        let can_transfer_at = g.transfer_lock_secs.map(|s| (self.now() + s) as i32);
+        self.give_unique(
+            u,
+            Some(g.from),
+            g.to,
+            g.transfer_stars,
+            can_transfer_at,
+            g.message,
+            None,
+        )
+        .map(|(sent, _)| sent)
+    }
+
+    /// Delivers collectible `u` to `to` (transferred from `from`); returns the recipient's
+    /// SentGift and the sender's own update (if any) for answering its request.
+    #[allow(clippy::too_many_arguments)]
+    fn give_unique(
+        &mut self,
+        u: UniqueInfo,
+        from: Option<i64>,
+        to: i64,
+        transfer_stars: Option<i64>,
+        can_transfer_at: Option<i32>,
+        message: Option<String>,
+        caller_conn: Option<u64>,
+    ) -> Result<(SentGift, Option<tl::enums::Update>), RpcErr> {
+        let date = self.now32();
+        let mut own = None;
+        if let Some(from) = from {
+            let act = self.unique_action(&u, to, Some(from), false, None, None, message.as_deref());
+            let (_, upd) = self.deliver(
+                from,
+                |id| tlb::service_message(id, true, Some(from), to, date, act),
+                caller_conn,
+            )?;
+            own = Some(upd);
+        }
+        let act = self.unique_action(
+            &u,
+            to,
+            from,
+            false,
+            transfer_stars,
+            can_transfer_at,
+            message.as_deref(),
+        );
+        let peer = from.unwrap_or(SERVICE_USER_ID);
+        let (msg_id, _) = self.deliver(
+            to,
+            |id| tlb::service_message(id, false, from, peer, date, act),
+            None,
+        )?;
+        self.acc_mut(to)?.saved.insert(
+            msg_id,
+            Saved {
+                msg_id,
+                from,
+                date,
+                gift_id: u.gift_id,
+                unique: Some(u.id),
+                message,
+                name_hidden: false,
+                unsaved: false,
+                refunded: false,
+                pinned: false,
+                convert_stars: None,
+                upgrade_stars: None,
+                transfer_stars,
+                can_transfer_at,
+            },
+        );
+        Ok((
+            SentGift {
+                msg_id,
+                to,
+                gift_id: u.gift_id,
+                unique_id: Some(u.id),
+                slug: Some(u.slug.clone()),
+                num: Some(u.num),
+                date,
+            },
+            own,
+        ))
+    }
+
+    /// Upgrades a regular gift to a collectible; a new service message carries it.
+    pub fn upgrade_gift(&mut self, owner: i64, msg_id: i32) -> Result<SentGift, RpcErr> {
+        let s = self.saved_gift(owner, msg_id)?;
+        if s.unique.is_some() {
+            return Err(RpcErr::bad("STARGIFT_ALREADY_UPGRADED"));
+        }
+        let u = self.mint_unique(s.gift_id)?;
+        let date = self.now32();
+        let act = self.unique_action(&u, owner, s.from, true, None, None, s.message.as_deref());
+        let peer = s.from.unwrap_or(SERVICE_USER_ID);
+        let (new_id, _) = self.deliver(
+            owner,
+            |id| tlb::service_message(id, false, s.from, peer, date, act),
+            None,
+        )?;
+        let a = self.acc_mut(owner)?;
+        a.saved.remove(&msg_id);
+        a.saved.insert(
+            new_id,
+            Saved {
+                msg_id: new_id,
+                unique: Some(u.id),
+                convert_stars: None,
+                upgrade_stars: None,
+                transfer_stars: None,
+                can_transfer_at: None,
+                date,
+                ..s
+            },
+        );
+        Ok(SentGift {
+            msg_id: new_id,
+            to: owner,
+            gift_id: u.gift_id,
+            unique_id: Some(u.id),
+            slug: Some(u.slug),
+            num: Some(u.num),
+            date,
+        })
+    }
+
+    fn saved_gift(&self, owner: i64, msg_id: i32) -> Result<Saved, RpcErr> {
+        self.acc(owner)?
+            .saved
+            .get(&msg_id)
+            .cloned()
+            .ok_or_else(|| RpcErr::bad("STARGIFT_NOT_FOUND"))
+    }
+
+    /// Converts a regular gift to stars (it leaves the saved list).
+    pub fn convert_gift(&mut self, owner: i64, msg_id: i32) -> Result<i64, RpcErr> {
+        let s = self.saved_gift(owner, msg_id)?;
+        let Some(stars) = s
+            .convert_stars
+            .filter(|_| s.unique.is_none() && !s.refunded)
+        else {
+            return Err(RpcErr::bad("STARGIFT_CONVERT_INVALID"));
+        };
+        let a = self.acc_mut(owner)?;
+        a.saved.remove(&msg_id);
+        a.stars += stars;
+        Ok(stars)
+    }
+
+    /// The payment for a gift is refunded: the gift stays listed with `refunded`.
+    pub fn refund_gift(&mut self, owner: i64, msg_id: i32) -> Result<(), RpcErr> {
+        let s = self.saved_gift(owner, msg_id)?;
+        let price = self.gift(s.gift_id).map(|g| g.stars).unwrap_or(0);
+        let a = self.acc_mut(owner)?;
+        if let Some(g) = a.saved.get_mut(&msg_id) {
+            g.refunded = true;
+            g.convert_stars = None;
+        }
+        if let Some(from) = s.from
+            && let Ok(sender) = self.acc_mut(from)
+        {
+            sender.stars += price;
+        }
+        Ok(())
+    }
+
+    /// Shows or hides a gift on the profile (`unsaved`).
+    pub fn set_gift_saved(&mut self, owner: i64, msg_id: i32, saved: bool) -> Result<(), RpcErr> {
+        self.acc_mut(owner)?
+            .saved
+            .get_mut(&msg_id)
+            .ok_or_else(|| RpcErr::bad("STARGIFT_NOT_FOUND"))?
+            .unsaved = !saved;
+        Ok(())
+    }
+
+    /// Pins or unpins a gift.
+    pub fn set_gift_pinned(&mut self, owner: i64, msg_id: i32, pinned: bool) -> Result<(), RpcErr> {
+        self.acc_mut(owner)?
+            .saved
+            .get_mut(&msg_id)
+            .ok_or_else(|| RpcErr::bad("STARGIFT_NOT_FOUND"))?
+            .pinned = pinned;
+        Ok(())
+    }
+
+    /// Transfers a collectible `owner` holds to `to` (free transfer, checks applied).
+    pub fn transfer_gift(
+        &mut self,
+        owner: i64,
+        msg_id: i32,
+        to: i64,
+        caller_conn: Option<u64>,
+        paid: bool,
+    ) -> Result<(SentGift, Option<tl::enums::Update>), RpcErr> {
+        let s = self.check_transfer(owner, msg_id, to)?;
+        if s.transfer_stars.is_some() && !paid {
+            return Err(RpcErr::bad("PAYMENT_REQUIRED"));
+        }
+        // check_transfer guarantees a collectible.
+        let uid = s.unique.ok_or_else(|| RpcErr::bad("STARGIFT_NOT_UNIQUE"))?;
+        let u = self
+            .uniques
+            .get(&uid)
+            .cloned()
+            .ok_or_else(|| RpcErr::bad("STARGIFT_NOT_FOUND"))?;
+        self.acc_mut(owner)?.saved.remove(&msg_id);
+        self.give_unique(u, Some(owner), to, None, None, None, caller_conn)
+    }
+
+    fn check_transfer(&self, owner: i64, msg_id: i32, to: i64) -> Result<Saved, RpcErr> {
+        let s = self.saved_gift(owner, msg_id)?;
+        self.acc(to)?;
+        if s.unique.is_none() {
+            return Err(RpcErr::bad("STARGIFT_NOT_UNIQUE"));
+        }
+        if let Some(at) = s.can_transfer_at {
+            let left = at as i64 - self.now();
+            if left > 0 {
+                return Err(RpcErr::bad(format!("STARGIFT_TRANSFER_TOO_EARLY_{left}")));
+            }
+        }
+        Ok(s)
+    }
+
+    /// `payments.getPaymentForm` for a paid transfer.
+    pub fn payment_form(&mut self, owner: i64, msg_id: i32, to: i64) -> Result<(i64, i64), RpcErr> {
+        let s = self.check_transfer(owner, msg_id, to)?;
+        let Some(stars) = s.transfer_stars else {
+            return Err(RpcErr::bad("NO_PAYMENT_NEEDED"));
+        };
+        let form_id = self.fresh_id() ^ rnd_i64().rotate_left(20);
+        let created = self.now();
+        self.forms.insert(
+            form_id,
+            Form {
+                owner,
+                msg_id,
+                to,
+                stars,
+                created,
+            },
+        );
+        Ok((form_id, stars))
+    }
+
+    /// `payments.sendStarsForm` for a paid transfer.
+    pub fn send_stars_form(
+        &mut self,
+        owner: i64,
+        form_id: i64,
+        caller_conn: Option<u64>,
+    ) -> Result<Option<tl::enums::Update>, RpcErr> {
+        let form = self
+            .forms
+            .get(&form_id)
+            .cloned()
+            .filter(|f| f.owner == owner)
+            .ok_or_else(|| RpcErr::bad("FORM_ID_INVALID"))?;
+        if self.now() - form.created >= self.ttls.payment_form.as_secs() as i64 {
+            self.forms.remove(&form_id);
+            return Err(RpcErr::bad("FORM_EXPIRED"));
+        }
+        if self.acc(owner)?.stars < form.stars {
+            return Err(RpcErr::bad("BALANCE_TOO_LOW"));
+        }
+        let (_, own) = self.transfer_gift(owner, form.msg_id, form.to, caller_conn, true)?;
+        self.acc_mut(owner)?.stars -= form.stars;
+        self.forms.remove(&form_id);
+        Ok(own)
+    }
+
+    /// Stars balance.
+    pub fn stars(&self, account: i64) -> Result<i64, RpcErr> {
+        Ok(self.acc(account)?.stars)
+    }
+
+    /// Sets a stars balance.
+    pub fn set_stars(&mut self, account: i64, stars: i64) -> Result<(), RpcErr> {
+        self.acc_mut(account)?.stars = stars;
+        Ok(())
+    }
+
+    /// Saved gifts, pinned first then newest first.
+    pub fn saved_gifts(&self, account: i64) -> Result<Vec<SavedGiftInfo>, RpcErr> {
+        let a = self.acc(account)?;
+        let mut v: Vec<&Saved> = a.saved.values().collect();
+        v.sort_by_key(|s| (!s.pinned, std::cmp::Reverse(s.msg_id)));
+        Ok(v.into_iter().map(|s| self.saved_info(s)).collect())
+    }
+
+    fn saved_info(&self, s: &Saved) -> SavedGiftInfo {
+        SavedGiftInfo {
+            msg_id: s.msg_id,
+            from: s.from,
+            date: s.date,
+            gift_id: s.gift_id,
+            unique: s.unique.and_then(|u| self.uniques.get(&u).cloned()),
+            message: s.message.clone(),
+            name_hidden: s.name_hidden,
+            unsaved: s.unsaved,
+            refunded: s.refunded,
+            pinned: s.pinned,
+            convert_stars: s.convert_stars,
+            upgrade_stars: s.upgrade_stars,
+            transfer_stars: s.transfer_stars,
+            can_transfer_at: s.can_transfer_at,
+        }
+    }
+
+    fn tl_saved(&self, s: &Saved, owner: i64) -> Result<tl::enums::SavedStarGift, RpcErr> {
+        let gift = match s.unique.and_then(|u| self.uniques.get(&u)) {
+            Some(u) => self.tl_unique(u, owner),
+            None => self.tl_star_gift(&self.gift(s.gift_id)?),
+        };
+        Ok(tl::enums::SavedStarGift::Gift(tl::types::SavedStarGift {
+            name_hidden: s.name_hidden,
+            unsaved: s.unsaved,
+            refunded: s.refunded,
+            can_upgrade: s.upgrade_stars.is_some() && s.unique.is_none(),
+            pinned_to_top: s.pinned,
+            upgrade_separate: false,
+            from_id: s.from.map(tlb::peer_user),
+            date: s.date,
+            gift,
+            message: s.message.as_deref().map(tlb::text),
+            msg_id: Some(s.msg_id),
+            saved_id: None,
+            convert_stars: s.convert_stars,
+            upgrade_stars: s.upgrade_stars.filter(|_| s.unique.is_none()),
+            can_export_at: None,
+            transfer_stars: s.transfer_stars,
+            can_transfer_at: s.can_transfer_at,
+            can_resell_at: None,
+            collection_id: None,
+            prepaid_upgrade_hash: None,
+            drop_original_details_stars: None,
+            gift_num: None,
+            can_craft_at: None,
+        }))
+    }
+
+    /// `payments.getSavedStarGifts`.
+    pub fn get_saved_star_gifts(
+        &self,
+        caller: i64,
+        req: &tl::functions::payments::GetSavedStarGifts,
+    ) -> Result<tl::enums::payments::SavedStarGifts, RpcErr> {
+        let owner = self.resolve_input_peer(caller, &req.peer)?;
+        let a = self.acc(owner)?;
+        let mut v: Vec<&Saved> = a
+            .saved
+            .values()
+            .filter(|s| {
+                let unique = s.unique.is_some();
+                let limited = self
+                    .gift(s.gift_id)
+                    .map(|g| g.limited_total.is_some())
+                    .unwrap_or(false);
+                let upgradable = !unique && s.upgrade_stars.is_some();
+                !(req.exclude_unsaved && s.unsaved
+                    || req.exclude_saved && !s.unsaved
+                    || req.exclude_unique && unique
+                    || req.exclude_unlimited && !unique && !limited
+                    || req.exclude_upgradable && upgradable
+                    || req.exclude_unupgradable && !unique && !upgradable
+                    || req.collection_id.is_some())
+            })
+            .collect();
+        if req.sort_by_value {
+            v.sort_by_key(|s| {
+                let value = self.gift(s.gift_id).map(|g| g.stars).unwrap_or(0)
+                    * if s.unique.is_some() { 10 } else { 1 };
+                (
+                    !s.pinned,
+                    std::cmp::Reverse(value),
+                    std::cmp::Reverse(s.msg_id),
+                )
+            });
+        } else {
+            v.sort_by_key(|s| (!s.pinned, std::cmp::Reverse(s.msg_id)));
+        }
+        let offset: usize = if req.offset.is_empty() {
+            0
+        } else {
+            req.offset
+                .parse()
+                .map_err(|_| RpcErr::bad("OFFSET_INVALID"))?
+        };
+        if req.limit < 0 {
+            return Err(RpcErr::bad("LIMIT_INVALID"));
+        }
+        let limit = (req.limit as usize).min(1000);
+        let end = (offset + limit).min(v.len());
+        let page = if offset < v.len() {
+            &v[offset..end]
+        } else {
+            &[][..]
+        };
+        let mut gifts = Vec::with_capacity(page.len());
+        let mut ids = vec![owner];
+        for s in page {
+            gifts.push(self.tl_saved(s, owner)?);
+            if let Some(f) = s.from {
+                ids.push(f);
+            }
+        }
+        Ok(tl::enums::payments::SavedStarGifts::Gifts(
+            tl::types::payments::SavedStarGifts {
+                count: v.len() as i32,
+                chat_notifications_enabled: None,
+                gifts,
+                next_offset: (end < v.len()).then(|| end.to_string()),
+                chats: Vec::new(),
+                users: self.tl_users(&ids, caller),
+            },
+        ))
+    }
+
+    /// `payments.getSavedStarGift` (by input references).
+    pub fn get_saved_star_gift(
+        &self,
+        caller: i64,
+        refs: &[tl::enums::InputSavedStarGift],
+    ) -> Result<tl::enums::payments::SavedStarGifts, RpcErr> {
+        let a = self.acc(caller)?;
+        let mut gifts = Vec::new();
+        let mut ids = vec![caller];
+        for r in refs {
+            if let tl::enums::InputSavedStarGift::User(u) = r
+                && let Some(s) = a.saved.get(&u.msg_id)
+            {
+                gifts.push(self.tl_saved(s, caller)?);
+                ids.extend(s.from);
+            }
+        }
+        Ok(tl::enums::payments::SavedStarGifts::Gifts(
+            tl::types::payments::SavedStarGifts {
+                count: gifts.len() as i32,
+                chat_notifications_enabled: None,
+                gifts,
+                next_offset: None,
+                chats: Vec::new(),
+                users: self.tl_users(&ids, caller),
+            },
+        ))
+    }
+
+    // ----- messages and bots -----------------------------------------------------------
+
+    /// A text message from `from` to `to` (player to bot, bot to player...). Returns the
+    /// sender-side message id and the sender's own update.
+    pub fn send_text(
+        &mut self,
+        from: i64,
+        to: i64,
+        text: &str,
+        markup: Option<tl::enums::ReplyMarkup>,
+        caller_conn: Option<u64>,
+    ) -> Result<(i32, i32, tl::enums::Update), RpcErr> {
+        self.acc(from)?;
+        self.acc(to)?;
+        if text.is_empty() {
+            return Err(RpcErr::bad("MESSAGE_EMPTY"));
+        }
+        let date = self.now32();
+        let m2 = markup.clone();
+        let (peer_msg_id, _) = self.deliver(
+            to,
+            |id| tlb::text_message(id, false, from, from, date, text, m2, None),
+            None,
+        )?;
+        let m3 = markup.clone();
+        let (msg_id, own) = self.deliver(
+            from,
+            |id| tlb::text_message(id, true, from, to, date, text, m3, None),
+            caller_conn,
+        )?;
+        self.acc_mut(from)?.texts.insert(
+            msg_id,
+            TextMsg {
+                peer: to,
+                peer_msg_id,
+                text: text.into(),
+                markup,
+                edited: false,
+                date,
+            },
+        );
+        Ok((msg_id, peer_msg_id, own))
+    }
+
+    /// `messages.editMessage` of a text message the caller sent.
+    pub fn edit_text(
+        &mut self,
+        from: i64,
+        msg_id: i32,
+        text: Option<&str>,
+        markup: Option<tl::enums::ReplyMarkup>,
+        caller_conn: Option<u64>,
+    ) -> Result<tl::enums::Update, RpcErr> {
+        let now = self.now32();
+        let t = {
+            let a = self.acc_mut(from)?;
+            let t = a
+                .texts
+                .get_mut(&msg_id)
+                .ok_or_else(|| RpcErr::bad("MESSAGE_ID_INVALID"))?;
+            if let Some(text) = text {
+                if text == t.text && markup.is_none() {
+                    return Err(RpcErr::bad("MESSAGE_NOT_MODIFIED"));
+                }
+                t.text = text.into();
+            }
+            if markup.is_some() {
+                t.markup = markup;
+            }
+            t.edited = true;
+            t.clone()
+        };
+        let peer_msg = tlb::text_message(
+            t.peer_msg_id,
+            false,
+            from,
+            from,
+            t.date,
+            &t.text,
+            t.markup.clone(),
+            Some(now),
+        );
+        let own_msg = tlb::text_message(
+            msg_id,
+            true,
+            from,
+            t.peer,
+            t.date,
+            &t.text,
+            t.markup.clone(),
+            Some(now),
+        );
+        self.acc_mut(t.peer)?
+            .messages
+            .insert(t.peer_msg_id, peer_msg.clone());
+        self.acc_mut(from)?.messages.insert(msg_id, own_msg.clone());
+        let upd = self.log_update(t.peer, |pts| {
+            tl::enums::Update::EditMessage(tl::types::UpdateEditMessage {
+                message: peer_msg,
+                pts,
+                pts_count: 1,
+            })
+        })?;
+        self.push(t.peer, vec![upd], None);
+        let own = self.log_update(from, |pts| {
+            tl::enums::Update::EditMessage(tl::types::UpdateEditMessage {
+                message: own_msg,
+                pts,
+                pts_count: 1,
+            })
+        })?;
+        self.push(from, vec![own.clone()], caller_conn);
+        Ok(own)
+    }
+
+    /// Messages `bot` sent to `player`, oldest first.
+    pub fn bot_messages_to(&self, bot: i64, player: i64) -> Result<Vec<BotMessage>, RpcErr> {
+        Ok(self
+            .acc(bot)?
+            .texts
+            .iter()
+            .filter(|(_, t)| t.peer == player)
+            .map(|(id, t)| BotMessage {
+                msg_id: *id,
+                text: t.text.clone(),
+                buttons: markup_buttons(t.markup.as_ref()),
+                edited: t.edited,
+                date: t.date,
+            })
+            .collect())
+    }
+
+    /// A player presses an inline button under `bot`'s message `msg_id`; returns the query id.
+    pub fn press_button(
+        &mut self,
+        player: i64,
+        bot: i64,
+        msg_id: i32,
+        data: &[u8],
+    ) -> Result<i64, RpcErr> {
+        let t = self
+            .acc(bot)?
+            .texts
+            .get(&msg_id)
+            .filter(|t| t.peer == player)
+            .cloned()
+            .ok_or_else(|| RpcErr::bad("MESSAGE_ID_INVALID"))?;
+        let has = markup_buttons(t.markup.as_ref())
+            .iter()
+            .flatten()
+            .any(|b| b.data.as_deref() == Some(data));
+        if !has {
+            return Err(RpcErr::bad("DATA_INVALID"));
+        }
+        let query_id = rnd_i64();
+        self.queries.insert(query_id, Query { bot, answer: None });
+        let upd = tl::enums::Update::BotCallbackQuery(tl::types::UpdateBotCallbackQuery {
+            query_id,
+            user_id: player,
+            peer: tlb::peer_user(player),
+            msg_id,
+            chat_instance: player ^ bot,
+            data: Some(data.to_vec()),
+            game_short_name: None,
+        });
+        self.push(bot, vec![upd], None);
+        Ok(query_id)
+    }
+
+    /// `messages.setBotCallbackAnswer`.
+    pub fn answer_callback(
+        &mut self,
+        bot: i64,
+        query_id: i64,
+        answer: CallbackAnswer,
+    ) -> Result<(), RpcErr> {
+        match self.queries.get_mut(&query_id) {
+            Some(q) if q.bot == bot => {
+                q.answer = Some(answer);
+                Ok(())
+            }
+            _ => Err(RpcErr::bad("QUERY_ID_INVALID")),
+        }
+    }
+
+    /// The answer to a button press, once the bot gave one.
+    pub fn callback_answer(&self, query_id: i64) -> Option<CallbackAnswer> {
+        self.queries.get(&query_id).and_then(|q| q.answer.clone())
+    }
+
+    /// `bots.setBotCommands`.
+    pub fn set_bot_commands(
+        &mut self,
+        bot: i64,
+        cmds: Vec<(String, String)>,
+    ) -> Result<(), RpcErr> {
+        let a = self.acc_mut(bot)?;
+        if !a.bot {
+            return Err(RpcErr::bad("USER_BOT_REQUIRED"));
+        }
+        a.commands = cmds;
+        Ok(())
+    }
+
+    /// Commands a bot registered.
+    pub fn bot_commands(&self, bot: i64) -> Result<Vec<(String, String)>, RpcErr> {
+        Ok(self.acc(bot)?.commands.clone())
+    }
+
+    /// `messages.getDialogs` (minimal: every peer with its top message).
+    pub fn dialogs(&self, caller: i64) -> Result<tl::enums::messages::Dialogs, RpcErr> {
+        let a = self.acc(caller)?;
+        let mut top: BTreeMap<i64, i32> = BTreeMap::new();
+        for (id, m) in &a.messages {
+            let peer = message_peer(m).unwrap_or(0);
+            top.insert(peer, *id);
+        }
+        let mut tops: Vec<(i64, i32)> = top.into_iter().collect();
+        tops.sort_by_key(|(_, id)| std::cmp::Reverse(*id));
+        let dialogs = tops
+            .iter()
+            .map(|(peer, id)| {
+                tl::enums::Dialog::Dialog(tl::types::Dialog {
+                    pinned: false,
+                    unread_mark: false,
+                    view_forum_as_messages: false,
+                    peer: tlb::peer_user(*peer),
+                    top_message: *id,
+                    read_inbox_max_id: *id,
+                    read_outbox_max_id: *id,
+                    unread_count: 0,
+                    unread_mentions_count: 0,
+                    unread_reactions_count: 0,
+                    unread_poll_votes_count: 0,
+                    notify_settings: tl::enums::PeerNotifySettings::Settings(
+                        tl::types::PeerNotifySettings {
+                            show_previews: None,
+                            silent: None,
+                            mute_until: None,
+                            ios_sound: None,
+                            android_sound: None,
+                            other_sound: None,
+                            stories_muted: None,
+                            stories_hide_sender: None,
+                            stories_ios_sound: None,
+                            stories_android_sound: None,
+                            stories_other_sound: None,
+                        },
+                    ),
+                    pts: None,
+                    draft: None,
+                    folder_id: None,
+                    ttl_period: None,
+                })
+            })
+            .collect();
+        let messages = tops
+            .iter()
+            .filter_map(|(_, id)| a.messages.get(id).cloned())
+            .collect();
+        let mut ids: Vec<i64> = tops.iter().map(|(p, _)| *p).collect();
+        ids.push(caller);
+        Ok(tl::enums::messages::Dialogs::Dialogs(
+            tl::types::messages::Dialogs {
+                dialogs,
+                messages,
+                chats: Vec::new(),
+                users: self.tl_users(&ids, caller),
+            },
+        ))
+    }
+
+    // ----- auth -----------------------------------------------------------------------
+
+    /// `auth.sendCode`: remembers a code for the phone and returns its hash.
+    pub fn send_code(&mut self, phone: &str) -> Result<String, RpcErr> {
+        let phone = normalize_phone(phone);
+        if phone.len() < 4 {
+            return Err(RpcErr::bad("PHONE_NUMBER_INVALID"));
+        }
+        let code = format!("{:05}", rnd_i64().rem_euclid(100_000));
+        let hash = hex::encode(rnd_i64().to_le_bytes());
+        let created = self.now();
+        self.codes.insert(
+            hash.clone(),
+            LoginCode {
+                phone,
+                code,
+                created,
+            },
+        );
+        Ok(hash)
+    }
+
+    /// The last login code sent to `phone` (what the app would show).
+    pub fn login_code(&self, phone: &str) -> Option<String> {
+        let phone = normalize_phone(phone);
+        self.codes
+            .values()
+            .filter(|c| c.phone == phone)
+            .max_by_key(|c| c.created)
+            .map(|c| c.code.clone())
+    }
+
+    /// `auth.signIn`. `Ok(None)` means the phone has no account (sign-up required).
+    pub fn sign_in(
+        &mut self,
+        key_id: u64,
+        phone: &str,
+        hash: &str,
+        code: &str,
+    ) -> Result<Option<i64>, RpcErr> {
+        let phone = normalize_phone(phone);
+        let entry = self
+            .codes
+            .get(hash)
+            .filter(|c| c.phone == phone)
+            .cloned()
+            .ok_or_else(|| RpcErr::bad("PHONE_CODE_EXPIRED"))?;
+        if self.now() - entry.created > self.ttls.login_code.as_secs() as i64 {
+            self.codes.remove(hash);
+            return Err(RpcErr::bad("PHONE_CODE_EXPIRED"));
+        }
+        if entry.code != code {
+            return Err(RpcErr::bad("PHONE_CODE_INVALID"));
+        }
+        self.codes.remove(hash);
+        let Some(&id) = self.phones.get(&phone) else {
+            return Ok(None);
+        };
+        let has_password = self.acc(id)?.password.is_some();
+        let k = self
+            .keys
+            .get_mut(&key_id)
+            .ok_or_else(|| RpcErr::new(401, "AUTH_KEY_UNREGISTERED"))?;
+        if has_password {
+            k.pending_2fa = Some(id);
+            return Err(RpcErr::new(401, "SESSION_PASSWORD_NEEDED"));
+        }
+        k.account = Some(id);
+        Ok(Some(id))
+    }
+
+    /// `account.getPassword`.
+    pub fn get_password(&mut self, key_id: u64) -> Result<tl::enums::account::Password, RpcErr> {
+        let k = self
+            .keys
+            .get(&key_id)
+            .ok_or_else(|| RpcErr::new(401, "AUTH_KEY_UNREGISTERED"))?;
+        let account = k.pending_2fa.or(k.account);
+        let setup = account
+            .and_then(|a| self.accounts.get(&a))
+            .and_then(|a| a.password.clone());
+        let mut secure_random = vec![0u8; 256];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut secure_random[..]);
+        let new_algo = |salt1: Vec<u8>, salt2: Vec<u8>| {
+            tl::enums::PasswordKdfAlgo::Sha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow(
+                tl::types::PasswordKdfAlgoSha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow {
+                    salt1,
+                    salt2,
+                    g: crate::srp::G,
+                    p: crate::srp::p_bytes(),
+                },
+            )
+        };
+        let new_secure_algo =
+            tl::enums::SecurePasswordKdfAlgo::Sha512(tl::types::SecurePasswordKdfAlgoSha512 {
+                salt: secure_random[..8].to_vec(),
+            });
+        let mut salt = vec![0u8; 8];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut salt[..]);
+        let (Some(account), Some(setup)) = (account, setup) else {
+            return Ok(tl::enums::account::Password::Password(
+                tl::types::account::Password {
+                    has_recovery: false,
+                    has_secure_values: false,
+                    has_password: false,
+                    current_algo: None,
+                    srp_b: None,
+                    srp_id: None,
+                    hint: None,
+                    email_unconfirmed_pattern: None,
+                    new_algo: new_algo(salt, Vec::new()),
+                    new_secure_algo,
+                    secure_random,
+                    pending_reset_date: None,
+                    login_email_pattern: None,
+                },
+            ));
+        };
+        let ch = setup.challenge();
+        let srp_id = rnd_i64();
+        let srp_b = ch.g_b.to_vec();
+        self.srp.insert(srp_id, (account, ch));
+        Ok(tl::enums::account::Password::Password(
+            tl::types::account::Password {
+                has_recovery: false,
+                has_secure_values: false,
+                has_password: true,
+                current_algo: Some(new_algo(setup.salt1.clone(), setup.salt2.clone())),
+                srp_b: Some(srp_b),
+                srp_id: Some(srp_id),
+                hint: Some("tgsim".into()),
+                email_unconfirmed_pattern: None,
+                new_algo: new_algo(setup.salt1.clone(), setup.salt2.clone()),
+                new_secure_algo,
+                secure_random,
+                pending_reset_date: None,
+                login_email_pattern: None,
+            },
+        ))
+    }
+
+    /// `auth.checkPassword`.
+    pub fn check_password(
+        &mut self,
+        key_id: u64,
+        srp_id: i64,
+        a: &[u8],
+        m1: &[u8],
+    ) -> Result<i64, RpcErr> {
+        let (account, ch) = self
+            .srp
+            .get(&srp_id)
+            .cloned()
+            .ok_or_else(|| RpcErr::bad("SRP_ID_INVALID"))?;
+        let k = self
+            .keys
+            .get(&key_id)
+            .ok_or_else(|| RpcErr::new(401, "AUTH_KEY_UNREGISTERED"))?;
+        if k.pending_2fa != Some(account) && k.account != Some(account) {
+            return Err(RpcErr::bad("SRP_ID_INVALID"));
+        }
+        let setup = self
+            .acc(account)?
+            .password
+            .clone()
+            .ok_or_else(|| RpcErr::bad("PASSWORD_EMPTY"))?;
+        if !setup.verify(&ch, a, m1) {
+            return Err(RpcErr::bad("PASSWORD_HASH_INVALID"));
+        }
+        self.srp.remove(&srp_id);
+        if let Some(k) = self.keys.get_mut(&key_id) {
+            k.pending_2fa = None;
+            k.account = Some(account);
+        }
+        Ok(account)
+    }
+
+    /// `auth.importBotAuthorization`.
+    pub fn import_bot(&mut self, key_id: u64, token: &str) -> Result<i64, RpcErr> {
+        let id = *self
+            .tokens
+            .get(token)
+            .ok_or_else(|| RpcErr::bad("ACCESS_TOKEN_INVALID"))?;
+        let k = self
+            .keys
+            .get_mut(&key_id)
+            .ok_or_else(|| RpcErr::new(401, "AUTH_KEY_UNREGISTERED"))?;
+        k.account = Some(id);
+        Ok(id)
+    }
+
+    /// `auth.logOut`: the key stays known but is no longer signed in.
+    pub fn log_out(&mut self, key_id: u64) {
+        if let Some(k) = self.keys.get_mut(&key_id) {
+            k.account = None;
+            k.pending_2fa = None;
+        }
+    }
+
+    /// Account ids, ascending.
+    pub fn account_ids(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self.accounts.keys().copied().collect();
+        v.sort();
+        v
+    }
+}
+
+fn normalize_phone(p: &str) -> String {
+    p.chars().filter(|c| c.is_ascii_digit()).collect()
+}
+
+fn message_peer(m: &tl::enums::Message) -> Option<i64> {
+    let peer = match m {
+        tl::enums::Message::Message(m) => &m.peer_id,
+        tl::enums::Message::Service(m) => &m.peer_id,
+        tl::enums::Message::Empty(_) => return None,
+    };
+    match peer {
+        tl::enums::Peer::User(u) => Some(u.user_id),
+        _ => None,
+    }
+}
+
+fn collect_update_users(u: &tl::enums::Update, ids: &mut Vec<i64>) {
+    let m = match u {
+        tl::enums::Update::NewMessage(m) => &m.message,
+        tl::enums::Update::EditMessage(m) => &m.message,
+        tl::enums::Update::BotCallbackQuery(q) => {
+            ids.push(q.user_id);
+            return;
+        }
+        _ => return,
+    };
+    ids.extend(message_peer(m));
+    let from = match m {
+        tl::enums::Message::Message(m) => m.from_id.as_ref(),
+        tl::enums::Message::Service(m) => m.from_id.as_ref(),
+        tl::enums::Message::Empty(_) => None,
+    };
+    if let Some(tl::enums::Peer::User(u)) = from {
+        ids.push(u.user_id);
+    }
+}
+
+fn markup_buttons(m: Option<&tl::enums::ReplyMarkup>) -> Vec<Vec<Button>> {
+    let Some(tl::enums::ReplyMarkup::ReplyInlineMarkup(m)) = m else {
+        return Vec::new();
+    };
+    m.rows
+        .iter()
+        .map(|tl::enums::KeyboardInlineButtonRow::Row(r)| {
+            r.buttons
+                .iter()
+                .map(|tl::enums::KeyboardInlineButton::Button(b)| Button {
+                    text: b.text.clone(),
+                    data: match &b.r#type {
+                        tl::enums::InlineButtonType::Callback(c) => Some(c.data.clone()),
+                        _ => None,
+                    },
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("dc_id", &self.dc_id)
+            .field("addr", &self.addr)
+            .field("accounts", &self.accounts.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,178 @@
+use grammers_client::tl;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn player_text_reaches_the_bot_and_buttons_round_trip() {
+    let sim = sim().await;
+    let bot = sim.create_bot("giftd_bot").expect("bot");
+    let player = user(&sim, "player");
+    let mut c = TestClient::connect(&sim, bot.account.id).await;
+    let mut stream = c.stream(&sim, false).await;
+    c.client.get_me().await.expect("get_me");
+
+    c.invoke(&tl::functions::bots::SetBotCommands {
+        scope: tl::enums::BotCommandScope::Default,
+        lang_code: String::new(),
+        commands: vec![tl::enums::BotCommand::Command(tl::types::BotCommand {
+            ephemeral: false,
+            command: "inventory".into(),
+            description: "your gifts".into(),
+        })],
+    })
+    .await
+    .expect("set commands");
+    assert_eq!(
+        sim.bot_commands(bot.account.id).expect("commands"),
+        vec![("inventory".to_string(), "your gifts".to_string())]
+    );
+
+    let sent = sim
+        .send_text_to_bot(player.id, bot.account.id, "/inventory")
+        .expect("text");
+    let (msg_id, from) = loop {
+        if let tl::enums::Update::NewMessage(m) = stream.next(10).await
+            && let tl::enums::Message::Message(m) = m.message
+        {
+            assert_eq!(m.message, "/inventory");
+            break (m.id, m.from_id);
+        }
+    };
+    assert_eq!(msg_id, sent);
+    assert_eq!(
+        from,
+        Some(tl::enums::Peer::User(tl::types::PeerUser {
+            user_id: player.id
+        }))
+    );
+
+    let markup = tl::enums::ReplyMarkup::ReplyInlineMarkup(tl::types::ReplyInlineMarkup {
+        force_reply: false,
+        rows: vec![tl::enums::KeyboardInlineButtonRow::Row(
+            tl::types::KeyboardInlineButtonRow {
+                buttons: vec![tl::enums::KeyboardInlineButton::Button(
+                    tl::types::KeyboardInlineButton {
+                        style: None,
+                        text: "Withdraw".into(),
+                        r#type: tl::enums::InlineButtonType::Callback(
+                            tl::types::InlineButtonTypeCallback {
+                                requires_password: false,
+                                data: b"wd:1".to_vec(),
+                            },
+                        ),
+                    },
+                )],
+            },
+        )],
+    });
+    let peer = tl::enums::InputPeer::User(tl::types::InputPeerUser {
+        user_id: player.id,
+        access_hash: player.access_hash,
+    });
+    let r = c
+        .invoke(&tl::functions::messages::SendMessage {
+            no_webpage: false,
+            silent: false,
+            background: false,
+            clear_draft: false,
+            noforwards: false,
+            update_stickersets_order: false,
+            invert_media: false,
+            allow_paid_floodskip: false,
+            peer: peer.clone(),
+            reply_to: None,
+            message: "You hold 0 gifts".into(),
+            random_id: 42,
+            reply_markup: Some(markup),
+            entities: None,
+            schedule_date: None,
+            schedule_repeat_period: None,
+            send_as: None,
+            quick_reply_shortcut: None,
+            effect: None,
+            allow_paid_stars: None,
+            suggested_post: None,
+            rich_message: None,
+        })
+        .await
+        .expect("send message");
+    let tl::enums::Updates::UpdateShortSentMessage(short) = r else {
+        panic!("expected updateShortSentMessage, got {r:?}");
+    };
+    let msgs = sim
+        .bot_messages_to(bot.account.id, player.id)
+        .expect("bot messages");
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].msg_id, short.id);
+    assert_eq!(msgs[0].buttons[0][0].data.as_deref(), Some(&b"wd:1"[..]));
+
+    let q = sim
+        .press_button(player.id, bot.account.id, short.id, b"wd:1")
+        .expect("press");
+    let query = loop {
+        if let tl::enums::Update::BotCallbackQuery(q) = stream.next(10).await {
+            break q;
+        }
+    };
+    assert_eq!(query.query_id, q);
+    assert_eq!(query.data.as_deref(), Some(&b"wd:1"[..]));
+    c.invoke(&tl::functions::messages::SetBotCallbackAnswer {
+        alert: true,
+        query_id: q,
+        message: Some("Withdrawal queued".into()),
+        url: None,
+        cache_time: 0,
+    })
+    .await
+    .expect("answer");
+    assert_eq!(
+        sim.callback_answer(q),
+        Some(tgsim::CallbackAnswer {
+            message: Some("Withdrawal queued".into()),
+            alert: true
+        })
+    );
+    c.invoke(&tl::functions::messages::EditMessage {
+        no_webpage: false,
+        invert_media: false,
+        peer,
+        id: short.id,
+        message: Some("Withdrawal queued".into()),
+        media: None,
+        reply_markup: None,
+        entities: None,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        quick_reply_shortcut_id: None,
+        rich_message: None,
+    })
+    .await
+    .expect("edit");
+    let msgs = sim
+        .bot_messages_to(bot.account.id, player.id)
+        .expect("msgs");
+    assert_eq!(msgs[0].text, "Withdrawal queued");
+    assert!(msgs[0].edited);
+    // Unknown button data is refused.
+    assert!(
+        sim.press_button(player.id, bot.account.id, short.id, b"nope")
+            .is_err()
+    );
+    // getDialogs lists the player.
+    let d = c
+        .invoke(&tl::functions::messages::GetDialogs {
+            exclude_pinned: false,
+            folder_id: None,
+            offset_date: 0,
+            offset_id: 0,
+            offset_peer: tl::enums::InputPeer::Empty,
+            limit: 10,
+            hash: 0,
+        })
+        .await
+        .expect("dialogs");
+    let tl::enums::messages::Dialogs::Dialogs(d) = d else {
+        panic!("full dialogs expected");
+    };
+    assert_eq!(d.dialogs.len(), 1);
+}

@@ -1,0 +1,351 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use grammers_client::tl;
+
+use crate::support::*;
+
+fn page_ids(r: &tl::enums::payments::SavedStarGifts) -> (i32, Vec<i32>, Option<String>) {
+    let tl::enums::payments::SavedStarGifts::Gifts(p) = r;
+    let ids = p
+        .gifts
+        .iter()
+        .map(|tl::enums::SavedStarGift::Gift(g)| g.msg_id.expect("msg_id"))
+        .collect();
+    (p.count, ids, p.next_offset.clone())
+}
+
+#[tokio::test]
+async fn saved_star_gifts_paginate_over_ten_thousand() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let players: Vec<i64> = (0..10)
+        .map(|i| {
+            let p = user(&sim, &format!("p{i}"));
+            sim.set_stars(p.id, 10_000_000).expect("stars");
+            p.id
+        })
+        .collect();
+    let sent = sim.burst(10_000, &players, deposit.id).expect("burst");
+    sim.set_gift_pinned(deposit.id, sent[10].msg_id, true)
+        .expect("pin");
+    sim.set_gift_pinned(deposit.id, sent[20].msg_id, true)
+        .expect("pin");
+    let c = TestClient::connect(&sim, deposit.id).await;
+    let mut offset = String::new();
+    let mut all = Vec::new();
+    let mut pages = 0;
+    loop {
+        let r = c.invoke(&saved_req(&offset, 100)).await.expect("page");
+        let (count, ids, next) = page_ids(&r);
+        assert_eq!(count, 10_000);
+        all.extend(ids);
+        pages += 1;
+        match next {
+            Some(n) => offset = n,
+            None => break,
+        }
+    }
+    assert_eq!(pages, 100);
+    assert_eq!(all.len(), 10_000);
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 10_000);
+    // Pinned first (newest pinned first), then newest first.
+    assert_eq!(&all[..2], &[sent[20].msg_id, sent[10].msg_id]);
+    let rest = &all[2..];
+    assert!(rest.windows(2).all(|w| w[0] > w[1]), "newest first");
+    assert_eq!(rest[0], sent[9_999].msg_id);
+}
+
+#[tokio::test]
+async fn saved_star_gift_flags_are_honoured() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let cat = sim.gift_catalogue();
+    let upgradable = cat
+        .iter()
+        .find(|g| g.upgrade_stars.is_some())
+        .expect("upgradable");
+    let plain = cat
+        .iter()
+        .find(|g| g.upgrade_stars.is_none())
+        .expect("not upgradable");
+    let send = |gift_id| {
+        sim.send_gift(tgsim::SendGift {
+            from: p.id,
+            to: deposit.id,
+            gift_id,
+            anonymous: false,
+            message: None,
+        })
+        .expect("send")
+    };
+    let a = send(upgradable.id);
+    let b = send(plain.id);
+    let u = sim
+        .send_unique_gift(tgsim::SendUniqueGift {
+            from: p.id,
+            to: deposit.id,
+            gift_id: upgradable.id,
+            ..Default::default()
+        })
+        .expect("unique");
+    sim.set_gift_saved(deposit.id, b.msg_id, false)
+        .expect("hide");
+    let c = TestClient::connect(&sim, deposit.id).await;
+    let ids = |r| page_ids(&r).1;
+    let mut req = saved_req("", 100);
+    assert_eq!(
+        ids(c.invoke(&req).await.expect("all")),
+        vec![u.msg_id, b.msg_id, a.msg_id]
+    );
+    req.exclude_unique = true;
+    assert_eq!(
+        ids(c.invoke(&req).await.expect("no unique")),
+        vec![b.msg_id, a.msg_id]
+    );
+    req.exclude_unsaved = true;
+    assert_eq!(
+        ids(c.invoke(&req).await.expect("saved only")),
+        vec![a.msg_id]
+    );
+    let mut req = saved_req("", 100);
+    req.exclude_saved = true;
+    assert_eq!(
+        ids(c.invoke(&req).await.expect("unsaved only")),
+        vec![b.msg_id]
+    );
+    let mut req = saved_req("", 100);
+    req.exclude_upgradable = true;
+    assert_eq!(
+        ids(c.invoke(&req).await.expect("no upgradable")),
+        vec![u.msg_id, b.msg_id]
+    );
+    let mut req = saved_req("", 100);
+    req.exclude_unupgradable = true;
+    assert_eq!(
+        ids(c.invoke(&req).await.expect("no unupgradable")),
+        vec![u.msg_id, a.msg_id]
+    );
+    // A page past the end is empty but still counts everything.
+    let (count, page, next) = page_ids(&c.invoke(&saved_req("3", 100)).await.expect("past end"));
+    assert_eq!((count, page.len(), next), (3, 0, None));
+    // getSavedStarGift by reference.
+    let r = c
+        .invoke(&tl::functions::payments::GetSavedStarGift {
+            stargift: vec![tl::enums::InputSavedStarGift::User(
+                tl::types::InputSavedStarGiftUser { msg_id: u.msg_id },
+            )],
+        })
+        .await
+        .expect("by ref");
+    let tl::enums::payments::SavedStarGifts::Gifts(g) = r;
+    let tl::enums::SavedStarGift::Gift(g) = &g.gifts[0];
+    match &g.gift {
+        tl::enums::StarGift::Unique(x) => assert_eq!(Some(x.id), u.unique_id),
+        other => panic!("expected unique, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn anonymous_gift_has_no_sender_and_keeps_its_message() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let gift = sim.gift_catalogue()[0].id;
+    let sent = sim
+        .send_gift(tgsim::SendGift {
+            from: p.id,
+            to: deposit.id,
+            gift_id: gift,
+            anonymous: true,
+            message: Some("for you".into()),
+        })
+        .expect("send");
+    let c = TestClient::connect(&sim, deposit.id).await;
+    let tl::enums::payments::SavedStarGifts::Gifts(r) =
+        c.invoke(&saved_req("", 10)).await.expect("page");
+    let tl::enums::SavedStarGift::Gift(g) = &r.gifts[0];
+    assert_eq!(g.msg_id, Some(sent.msg_id));
+    assert!(g.from_id.is_none());
+    assert!(g.name_hidden);
+    let tl::enums::TextWithEntities::Entities(t) = g.message.as_ref().expect("message");
+    assert_eq!(t.text, "for you");
+    // The sender paid.
+    assert_eq!(
+        sim.stars(p.id).expect("stars"),
+        10_000 - sim.gift_catalogue()[0].stars
+    );
+}
+
+#[tokio::test]
+async fn pushed_gift_updates_arrive_in_order() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p1 = user(&sim, "p1");
+    let p2 = user(&sim, "p2");
+    let mut c = TestClient::connect(&sim, deposit.id).await;
+    let mut stream = c.stream(&sim, false).await;
+    let sent = sim.burst(30, &[p1.id, p2.id], deposit.id).expect("burst");
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let u = stream.next(10).await;
+        if let Some((id, _)) = gift_of(&u) {
+            got.push(id);
+        }
+    }
+    let want: Vec<i32> = sent.iter().map(|s| s.msg_id).collect();
+    assert_eq!(got, want);
+    // A unique gift arrives as messageActionStarGiftUnique.
+    let u = sim
+        .send_unique_gift(tgsim::SendUniqueGift {
+            from: p1.id,
+            to: deposit.id,
+            gift_id: sim.gift_catalogue()[0].id,
+            ..Default::default()
+        })
+        .expect("unique");
+    loop {
+        let upd = stream.next(10).await;
+        if let Some((id, unique)) = gift_of(&upd) {
+            assert_eq!((id, unique), (u.msg_id, true));
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_a_dropped_connection_get_difference_returns_exactly_the_missed_gifts() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let mut c = TestClient::connect(&sim, deposit.id).await;
+    let mut stream = c.stream(&sim, false).await;
+    c.client.get_me().await.expect("get_me");
+    let first = sim.burst(2, &[p.id], deposit.id).expect("burst");
+    assert_eq!(
+        stream.gifts(2).await,
+        vec![first[0].msg_id, first[1].msg_id]
+    );
+
+    // While the connection is down (and nothing is pushed), five gifts arrive.
+    sim.inject(tgsim::Fault::WithholdUpdates {
+        honest_difference: true,
+    });
+    sim.drop_connections();
+    let missed = sim.burst(5, &[p.id], deposit.id).expect("burst");
+    sim.clear_faults();
+    // One more gift is pushed live; the gap makes the client ask getDifference.
+    let live = sim.burst(1, &[p.id], deposit.id).expect("burst");
+    let mut want: Vec<i32> = missed.iter().map(|s| s.msg_id).collect();
+    want.push(live[0].msg_id);
+    assert_eq!(stream.gifts(6).await, want);
+    let diffs = sim
+        .stats()
+        .calls
+        .get("updates.getDifference")
+        .copied()
+        .unwrap_or(0);
+    assert!(diffs >= 1, "the missed gifts must come from getDifference");
+    // Nothing else (no duplicates) follows.
+    while let Some(u) = stream.try_next(1500).await {
+        assert!(gift_of(&u).is_none(), "unexpected extra gift update {u:?}");
+    }
+}
+
+#[tokio::test]
+async fn withheld_updates_with_dishonest_difference_are_lost_but_polling_finds_them() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let mut c = TestClient::connect(&sim, deposit.id).await;
+    let mut stream = c.stream(&sim, false).await;
+    c.client.get_me().await.expect("get_me");
+    sim.inject(tgsim::Fault::WithholdUpdates {
+        honest_difference: false,
+    });
+    let lost = sim.burst(3, &[p.id], deposit.id).expect("burst");
+    // Force a getDifference while the lie is active.
+    sim.drop_connections();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sim.clear_faults();
+    let live = sim.burst(1, &[p.id], deposit.id).expect("burst");
+    let got = stream.gifts(1).await;
+    assert_eq!(got, vec![live[0].msg_id]);
+    let (count, ids, _) = page_ids(&c.invoke(&saved_req("", 100)).await.expect("poll"));
+    assert_eq!(count, 4);
+    for s in &lost {
+        assert!(ids.contains(&s.msg_id));
+    }
+}
+
+#[tokio::test]
+async fn upgrade_convert_and_refund_show_in_saved_gifts() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let g = sim
+        .gift_catalogue()
+        .into_iter()
+        .find(|g| g.upgrade_stars.is_some())
+        .expect("upgradable");
+    let send = || {
+        sim.send_gift(tgsim::SendGift {
+            from: p.id,
+            to: deposit.id,
+            gift_id: g.id,
+            anonymous: false,
+            message: None,
+        })
+        .expect("send")
+    };
+    let (a, b, c) = (send(), send(), send());
+    let up = sim.upgrade_gift(deposit.id, a.msg_id).expect("upgrade");
+    assert!(up.msg_id > c.msg_id && up.unique_id.is_some());
+    let before = sim.stars(deposit.id).expect("stars");
+    assert_eq!(
+        sim.convert_gift(deposit.id, b.msg_id).expect("convert"),
+        g.convert_stars
+    );
+    assert_eq!(
+        sim.stars(deposit.id).expect("stars"),
+        before + g.convert_stars
+    );
+    sim.refund_gift(deposit.id, c.msg_id).expect("refund");
+    let client = TestClient::connect(&sim, deposit.id).await;
+    let tl::enums::payments::SavedStarGifts::Gifts(r) =
+        client.invoke(&saved_req("", 10)).await.expect("page");
+    let got: Vec<(i32, bool, bool)> = r
+        .gifts
+        .iter()
+        .map(|tl::enums::SavedStarGift::Gift(g)| {
+            (
+                g.msg_id.expect("msg_id"),
+                matches!(g.gift, tl::enums::StarGift::Unique(_)),
+                g.refunded,
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![(up.msg_id, true, false), (c.msg_id, false, true)]);
+    // convertStarGift through the API.
+    let d = send();
+    client
+        .invoke(&tl::functions::payments::ConvertStarGift {
+            stargift: tl::enums::InputSavedStarGift::User(tl::types::InputSavedStarGiftUser {
+                msg_id: d.msg_id,
+            }),
+        })
+        .await
+        .expect("convert via api");
+    let tl::enums::payments::StarsStatus::Status(st) = client
+        .invoke(&tl::functions::payments::GetStarsStatus {
+            ton: false,
+            peer: tl::enums::InputPeer::PeerSelf,
+        })
+        .await
+        .expect("stars status");
+    let tl::enums::StarsAmount::Amount(bal) = st.balance else {
+        panic!("expected stars amount");
+    };
+    assert_eq!(bal.amount, sim.stars(deposit.id).expect("stars"));
+}

@@ -1,0 +1,11 @@
+//! tgsim tested with the real grammers 0.11 client.
+
+mod support;
+
+mod auth;
+mod basics;
+mod bots;
+mod faults;
+mod gifts;
+mod hostile;
+mod transfers;
