@@ -5,6 +5,7 @@
 pub mod config;
 pub mod detector;
 pub mod gift;
+pub mod health;
 pub mod inventory;
 pub mod secret;
 pub mod store;
