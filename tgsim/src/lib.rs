@@ -41,6 +41,7 @@
 
 pub mod control;
 pub mod crypto;
+pub mod raw;
 pub mod rpc;
 mod server;
 pub mod session_file;

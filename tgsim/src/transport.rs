@@ -60,6 +60,22 @@ impl Framing {
         }
     }
 
+    /// Framing for the client side of a connection that already chose `kind` (the tag, if any,
+    /// is sent separately with [`Framing::client_tag`]).
+    pub fn client(kind: Kind) -> Self {
+        Self::new(kind, Vec::new())
+    }
+
+    /// The bytes a client sends first to select this transport.
+    pub fn client_tag(kind: Kind) -> &'static [u8] {
+        match kind {
+            Kind::Full => &[],
+            Kind::Intermediate => &[0xee, 0xee, 0xee, 0xee],
+            Kind::PaddedIntermediate => &[0xdd, 0xdd, 0xdd, 0xdd],
+            Kind::Abridged => &[0xef],
+        }
+    }
+
     fn new(kind: Kind, pending: Vec<u8>) -> Self {
         Self {
             kind,

@@ -8,4 +8,5 @@ mod bots;
 mod faults;
 mod gifts;
 mod hostile;
+mod raw;
 mod transfers;
