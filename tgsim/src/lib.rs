@@ -39,6 +39,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod control;
 pub mod crypto;
 pub mod raw;
