@@ -14,7 +14,14 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 async fn serve_then_provision_then_grammers_signs_in() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_tgsim"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--state"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--state",
+        ])
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -35,7 +42,10 @@ async fn serve_then_provision_then_grammers_signs_in() {
     )
     .expect("json");
     assert_eq!(state, endpoint);
-    let control = endpoint["control"].as_str().expect("control url").to_owned();
+    let control = endpoint["control"]
+        .as_str()
+        .expect("control url")
+        .to_owned();
 
     let acc = tgsim::control::request(
         &control,
@@ -47,7 +57,14 @@ async fn serve_then_provision_then_grammers_signs_in() {
     .expect("create account");
     let session = dir.path().join("deposit.session");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tgsim"))
-        .args(["provision", "--control", &control, "--account", "deposit", "--session-out"])
+        .args([
+            "provision",
+            "--control",
+            &control,
+            "--account",
+            "deposit",
+            "--session-out",
+        ])
         .arg(&session)
         .output()
         .await
@@ -58,7 +75,14 @@ async fn serve_then_provision_then_grammers_signs_in() {
         String::from_utf8_lossy(&out.stderr)
     );
     let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_tgsim"))
-        .args(["provision", "--control", &control, "--account", "nobody", "--session-out"])
+        .args([
+            "provision",
+            "--control",
+            &control,
+            "--account",
+            "nobody",
+            "--session-out",
+        ])
         .arg(dir.path().join("x.session"))
         .output()
         .await
