@@ -67,7 +67,9 @@ fn id(s: &str) -> Result<i64, Reply> {
 fn account_id(sim: &Sim, s: &str) -> Result<i64, Reply> {
     match s.parse::<i64>() {
         Ok(i) => Ok(i),
-        Err(_) => sim.account(s).map(|a| a.id).map_err(sim_err),
+        Err(_) => sim
+            .account_id(s)
+            .ok_or_else(|| err(400, format!("USERNAME_NOT_OCCUPIED: {s}"))),
     }
 }
 
@@ -202,6 +204,8 @@ fn route_inner(
                 "user_id": user_id,
                 "access_hash": access_hash,
                 "bot": bot,
+                "pts": spec.state.map(|s| s.0),
+                "date": spec.state.map(|s| s.1),
             }))
         }
         ("GET", ["catalogue"]) => ok(sim.gift_catalogue()),

@@ -210,6 +210,11 @@ impl Sim {
         Ok(w.account_with_new_key(id)?)
     }
 
+    /// The id of the account with this username (no side effects).
+    pub fn account_id(&self, username: &str) -> Option<i64> {
+        self.shared.world().account_by_username(username)
+    }
+
     /// The login code last "sent" to `phone` by auth.sendCode.
     pub fn login_code(&self, phone: &str) -> Option<String> {
         self.shared.world().login_code(phone)
@@ -243,11 +248,15 @@ impl Sim {
                 }
                 _ => None,
             });
+        let state = user
+            .and_then(|(id, _, _)| w.pts(id).ok())
+            .map(|pts| (pts, w.now() as i32));
         Ok(session_file::SessionSpec {
             dc_id: w.dc_id,
             addr: self.addr,
             auth_key: key,
             user,
+            state,
         })
     }
 

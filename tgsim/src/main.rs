@@ -158,6 +158,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     v["access_hash"].as_i64().unwrap_or_default(),
                     v["bot"].as_bool().unwrap_or(false),
                 )),
+                state: v["pts"]
+                    .as_i64()
+                    .zip(v["date"].as_i64())
+                    .map(|(p, d)| (p as i32, d as i32)),
             };
             tgsim::session_file::write(&session_out, &spec)
                 .await

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use grammers_session::Session as _;
 use grammers_session::storages::SqliteSession;
-use grammers_session::types::{DcOption, PeerAuth, PeerInfo};
+use grammers_session::types::{DcOption, PeerAuth, PeerInfo, UpdateState, UpdatesState};
 
 /// What goes into a session file.
 #[derive(Clone)]
@@ -22,6 +22,8 @@ pub struct SessionSpec {
     pub auth_key: [u8; 256],
     /// The signed-in user: (id, access_hash, is_bot).
     pub user: Option<(i64, i64, bool)>,
+    /// The account's update state (pts, date), as a client has it right after login.
+    pub state: Option<(i32, i32)>,
 }
 
 impl std::fmt::Debug for SessionSpec {
@@ -77,6 +79,18 @@ pub async fn write(path: &Path, spec: &SessionSpec) -> Result<(), SessionFileErr
                 bot: Some(bot),
                 is_self: Some(true),
             })
+            .await
+            .map_err(err)?;
+    }
+    if let Some((pts, date)) = spec.state {
+        session
+            .set_update_state(UpdateState::All(UpdatesState {
+                pts,
+                qts: 0,
+                date,
+                seq: 0,
+                channels: Vec::new(),
+            }))
             .await
             .map_err(err)?;
     }

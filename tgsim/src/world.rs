@@ -936,6 +936,11 @@ impl World {
         Ok((id, upd))
     }
 
+    /// Current pts of `account`.
+    pub fn pts(&self, account: i64) -> Result<i32, RpcErr> {
+        Ok(self.acc(account)?.pts)
+    }
+
     /// `updates.getState` for `account`.
     pub fn get_state(&self, account: i64) -> Result<tl::enums::updates::State, RpcErr> {
         let a = self.acc(account)?;
@@ -951,7 +956,14 @@ impl World {
     ) -> Result<tl::enums::updates::Difference, RpcErr> {
         let a = self.acc(account)?;
         let now = self.now32();
-        if pts >= a.pts {
+        if pts > a.pts {
+            // The client's state is from another world (say, a session file reused across
+            // simulator runs): move it to the present, as Telegram does after differenceTooLong.
+            return Ok(tl::enums::updates::Difference::TooLong(
+                tl::types::updates::DifferenceTooLong { pts: a.pts },
+            ));
+        }
+        if pts == a.pts {
             return Ok(tl::enums::updates::Difference::Empty(
                 tl::types::updates::DifferenceEmpty { date: now, seq: 0 },
             ));

@@ -349,3 +349,52 @@ async fn upgrade_convert_and_refund_show_in_saved_gifts() {
     };
     assert_eq!(bal.amount, sim.stars(deposit.id).expect("stars"));
 }
+
+#[tokio::test]
+async fn catch_up_delivers_gifts_received_while_offline() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    sim.burst(2, &[p.id], deposit.id)
+        .expect("before the session");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.session");
+    sim.write_session(deposit.id, &path).await.expect("session");
+    // While giftd is down, three gifts arrive.
+    let offline = sim.burst(3, &[p.id], deposit.id).expect("offline");
+    let mut c = TestClient::open(dir, path).await;
+    let mut stream = c.stream(&sim, true).await;
+    let want: Vec<i32> = offline.iter().map(|s| s.msg_id).collect();
+    assert_eq!(stream.gifts(3).await, want);
+}
+
+#[tokio::test]
+async fn session_state_ahead_of_the_world_is_reset_by_get_difference() {
+    use grammers_client::session::Session as _;
+    use grammers_client::session::types::{UpdateState, UpdatesState};
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.session");
+    sim.write_session(deposit.id, &path).await.expect("session");
+    {
+        let s = grammers_client::session::storages::SqliteSession::open(&path)
+            .await
+            .expect("open");
+        s.set_update_state(UpdateState::All(UpdatesState {
+            pts: 5000,
+            qts: 0,
+            date: 1,
+            seq: 0,
+            channels: Vec::new(),
+        }))
+        .await
+        .expect("stale state");
+    }
+    let mut c = TestClient::open(dir, path).await;
+    let mut stream = c.stream(&sim, true).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = sim.burst(1, &[p.id], deposit.id).expect("gift");
+    assert_eq!(stream.gifts(1).await, vec![sent[0].msg_id]);
+}

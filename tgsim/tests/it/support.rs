@@ -50,12 +50,13 @@ impl TestClient {
 
     pub async fn stream(&mut self, sim: &tgsim::Sim, catch_up: bool) -> Updates {
         let rx = self.updates.take().expect("updates receiver taken once");
+        let before = state_calls(sim);
         let stream = self
             .client
             .stream_updates(rx, UpdatesConfiguration { catch_up })
             .await
             .expect("stream updates");
-        Updates::start(stream, sim).await
+        Updates::start(stream, sim, before).await
     }
 
     pub async fn invoke<R: tl::RemoteCall>(
@@ -75,6 +76,13 @@ impl Drop for TestClient {
     }
 }
 
+/// How many updates.getState and getDifference calls the simulator answered.
+pub fn state_calls(sim: &tgsim::Sim) -> u64 {
+    let c = sim.stats().calls;
+    c.get("updates.getState").copied().unwrap_or(0)
+        + c.get("updates.getDifference").copied().unwrap_or(0)
+}
+
 /// Raw updates pumped out of a grammers `UpdateStream` by a background task.
 pub struct Updates {
     rx: tokio::sync::mpsc::UnboundedReceiver<tl::enums::Update>,
@@ -89,16 +97,9 @@ impl Drop for Updates {
 
 impl Updates {
     /// Starts pumping and waits until the stream has fetched its initial state (grammers asks
-    /// updates.getState on the first poll; updates older than that state are skipped).
-    pub async fn start(mut stream: UpdateStream, sim: &tgsim::Sim) -> Updates {
-        let calls = |sim: &tgsim::Sim| {
-            sim.stats()
-                .calls
-                .get("updates.getState")
-                .copied()
-                .unwrap_or(0)
-        };
-        let before = calls(sim);
+    /// updates.getState, or getDifference when catching up, on the first poll; updates older
+    /// than that state are skipped).
+    pub async fn start(mut stream: UpdateStream, sim: &tgsim::Sim, before: u64) -> Updates {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Ok((u, _, _)) = stream.next_raw().await {
@@ -108,13 +109,13 @@ impl Updates {
             }
         });
         for _ in 0..100 {
-            if calls(sim) > before {
+            if state_calls(sim) > before {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 return Updates { rx, task };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("update stream never asked updates.getState");
+        panic!("update stream never asked updates.getState or getDifference");
     }
 
     /// Next raw update within `secs`.
