@@ -846,7 +846,7 @@ impl World {
 
     fn check_hash(&self, id: i64, hash: i64) -> Result<i64, RpcErr> {
         match self.accounts.get(&id) {
-            Some(a) if a.access_hash == hash || hash == 0 => Ok(id),
+            Some(a) if a.access_hash == hash => Ok(id),
             _ => Err(RpcErr::bad("PEER_ID_INVALID")),
         }
     }
@@ -1411,6 +1411,35 @@ impl World {
         ))
     }
 
+    /// Edits the `messageActionStarGift` of service message `msg_id` in `owner`'s dialog and
+    /// pushes `updateEditMessage`, as Telegram does when a gift is upgraded, converted or
+    /// refunded.
+    fn edit_gift_action(
+        &mut self,
+        owner: i64,
+        msg_id: i32,
+        edit: impl FnOnce(&mut tl::types::MessageActionStarGift),
+    ) -> Result<(), RpcErr> {
+        let a = self.acc_mut(owner)?;
+        let Some(tl::enums::Message::Service(m)) = a.messages.get_mut(&msg_id) else {
+            return Ok(());
+        };
+        let tl::enums::MessageAction::StarGift(act) = &mut m.action else {
+            return Ok(());
+        };
+        edit(act);
+        let msg = tl::enums::Message::Service(m.clone());
+        let upd = self.log_update(owner, |pts| {
+            tl::enums::Update::EditMessage(tl::types::UpdateEditMessage {
+                message: msg,
+                pts,
+                pts_count: 1,
+            })
+        })?;
+        self.push(owner, vec![upd], None);
+        Ok(())
+    }
+
     /// Upgrades a regular gift to a collectible; a new service message carries it.
     pub fn upgrade_gift(&mut self, owner: i64, msg_id: i32) -> Result<SentGift, RpcErr> {
         let s = self.saved_gift(owner, msg_id)?;
@@ -1426,6 +1455,10 @@ impl World {
             |id| tlb::service_message(id, false, s.from, peer, date, act),
             None,
         )?;
+        self.edit_gift_action(owner, msg_id, |act| {
+            act.upgraded = true;
+            act.upgrade_msg_id = Some(new_id);
+        })?;
         let a = self.acc_mut(owner)?;
         a.saved.remove(&msg_id);
         a.saved.insert(
@@ -1472,6 +1505,7 @@ impl World {
         let a = self.acc_mut(owner)?;
         a.saved.remove(&msg_id);
         a.stars += stars;
+        self.edit_gift_action(owner, msg_id, |act| act.converted = true)?;
         Ok(stars)
     }
 
@@ -1489,6 +1523,10 @@ impl World {
         {
             sender.stars += price;
         }
+        self.edit_gift_action(owner, msg_id, |act| {
+            act.refunded = true;
+            act.convert_stars = None;
+        })?;
         Ok(())
     }
 
@@ -1686,7 +1724,9 @@ impl World {
                     .map(|g| g.limited_total.is_some())
                     .unwrap_or(false);
                 let upgradable = !unique && s.upgrade_stars.is_some();
-                !(req.exclude_unsaved && s.unsaved
+                let hidden = owner != caller && s.unsaved;
+                !(hidden
+                    || req.exclude_unsaved && s.unsaved
                     || req.exclude_saved && !s.unsaved
                     || req.exclude_unique && unique
                     || req.exclude_unlimited && !unique && !limited

@@ -398,3 +398,102 @@ async fn session_state_ahead_of_the_world_is_reset_by_get_difference() {
     let sent = sim.burst(1, &[p.id], deposit.id).expect("gift");
     assert_eq!(stream.gifts(1).await, vec![sent[0].msg_id]);
 }
+
+#[tokio::test]
+async fn upgrade_pushes_the_new_collectible_and_edits_the_original() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let g = sim
+        .gift_catalogue()
+        .into_iter()
+        .find(|g| g.upgrade_stars.is_some())
+        .expect("upgradable");
+    let mut c = TestClient::connect(&sim, deposit.id).await;
+    let mut stream = c.stream(&sim, false).await;
+    let sent = sim
+        .send_gift(tgsim::SendGift {
+            from: p.id,
+            to: deposit.id,
+            gift_id: g.id,
+            ..Default::default()
+        })
+        .expect("send");
+    assert_eq!(stream.gifts(1).await, vec![sent.msg_id]);
+    let up = sim.upgrade_gift(deposit.id, sent.msg_id).expect("upgrade");
+    let mut saw_new = false;
+    let mut saw_edit = false;
+    while !(saw_new && saw_edit) {
+        match stream.next(10).await {
+            tl::enums::Update::NewMessage(m) => {
+                let tl::enums::Message::Service(s) = m.message else {
+                    panic!("service message expected");
+                };
+                let tl::enums::MessageAction::StarGiftUnique(a) = s.action else {
+                    panic!("unique action expected, got {:?}", s.action);
+                };
+                assert!(a.upgrade);
+                assert_eq!(s.id, up.msg_id);
+                assert_eq!(
+                    s.from_id,
+                    Some(tl::enums::Peer::User(tl::types::PeerUser { user_id: p.id }))
+                );
+                saw_new = true;
+            }
+            tl::enums::Update::EditMessage(m) => {
+                let tl::enums::Message::Service(s) = m.message else {
+                    panic!("service message expected");
+                };
+                let tl::enums::MessageAction::StarGift(a) = s.action else {
+                    panic!("regular action expected");
+                };
+                assert_eq!(s.id, sent.msg_id);
+                assert!(a.upgraded);
+                assert_eq!(a.upgrade_msg_id, Some(up.msg_id));
+                saw_edit = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn other_accounts_see_only_saved_gifts_and_need_the_access_hash() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let gift = sim.gift_catalogue()[0].id;
+    let a = sim
+        .send_gift(tgsim::SendGift {
+            from: deposit.id,
+            to: p.id,
+            gift_id: gift,
+            ..Default::default()
+        })
+        .expect("a");
+    let b = sim
+        .send_gift(tgsim::SendGift {
+            from: deposit.id,
+            to: p.id,
+            gift_id: gift,
+            ..Default::default()
+        })
+        .expect("b");
+    sim.set_gift_saved(p.id, b.msg_id, false).expect("hide");
+    let c = TestClient::connect(&sim, deposit.id).await;
+    let mut req = saved_req("", 10);
+    req.peer = tl::enums::InputPeer::User(tl::types::InputPeerUser {
+        user_id: p.id,
+        access_hash: p.access_hash,
+    });
+    let (count, ids, _) = page_ids(&c.invoke(&req).await.expect("profile"));
+    assert_eq!((count, ids), (1, vec![a.msg_id]));
+    req.peer = tl::enums::InputPeer::User(tl::types::InputPeerUser {
+        user_id: p.id,
+        access_hash: 0,
+    });
+    match c.invoke(&req).await {
+        Err(grammers_client::InvocationError::Rpc(e)) => assert_eq!(e.name, "PEER_ID_INVALID"),
+        other => panic!("a wrong access hash must fail, got {other:?}"),
+    }
+}
