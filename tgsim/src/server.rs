@@ -38,6 +38,9 @@ const RPC_RESULT: u32 = 0xf35c6d01;
 const GZIP_THRESHOLD: usize = 16 * 1024;
 /// Largest decompressed gzip_packed body accepted from a client.
 const MAX_GUNZIP: u64 = 16 * 1024 * 1024;
+/// RPCs one connection may have unanswered at once; a client past this is flooding and is
+/// disconnected (Telegram answers such clients with transport error -429).
+const MAX_IN_FLIGHT: usize = 4096;
 
 /// State shared by the listener, every connection and the [`crate::Sim`] handle.
 pub(crate) struct Shared {
@@ -135,6 +138,7 @@ struct Conn {
     out_tx: mpsc::UnboundedSender<Out>,
     push_tx: mpsc::UnboundedSender<Vec<u8>>,
     new_session_pending: bool,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
     disconnect_at: Option<tokio::time::Instant>,
 }
 
@@ -194,6 +198,7 @@ impl Conn {
             out_tx,
             push_tx,
             new_session_pending: false,
+            in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             disconnect_at: None,
         };
         let result = loop {
@@ -217,7 +222,7 @@ impl Conn {
                         Ok(()) => {}
                         Err(FrameOutcome::TransportError(code)) => {
                             let bytes = write_framing.error_frame(code);
-                            let _ = wr.write_all(&bytes).await;
+                            let _ = write_with_timeout(&mut wr, &bytes).await;
                             let _ = wr.flush().await;
                             break Err(closed(format!("transport error -{code}")));
                         }
@@ -228,7 +233,7 @@ impl Conn {
                     let bytes = conn.encrypt_out(out, false);
                     if let Some(bytes) = bytes {
                         let framed = write_framing.frame(&bytes);
-                        if let Err(e) = wr.write_all(&framed).await {
+                        if let Err(e) = write_with_timeout(&mut wr, &framed).await {
                             break Err(closed(format!("write: {e}")));
                         }
                     }
@@ -236,7 +241,7 @@ impl Conn {
                 Some(push) = push_rx.recv() => {
                     if let Some(bytes) = conn.encrypt_out(Out::Bare { body: push, content: true }, true) {
                         let framed = write_framing.frame(&bytes);
-                        if let Err(e) = wr.write_all(&framed).await {
+                        if let Err(e) = write_with_timeout(&mut wr, &framed).await {
                             break Err(closed(format!("write: {e}")));
                         }
                     }
@@ -541,6 +546,9 @@ impl Conn {
                 Ok(())
             }
             _ => {
+                if self.in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_IN_FLIGHT {
+                    return Err(malformed("too many requests in flight"));
+                }
                 self.spawn_rpc(msg_id, body.to_vec());
                 Ok(())
             }
@@ -559,6 +567,7 @@ impl Conn {
         let out = self.out_tx.clone();
         let push_tx = self.push_tx.clone();
         let conn_id = self.id;
+        let in_flight = self.in_flight.clone();
         self.shared.tracker.spawn(async move {
             let result = match rpc::unwrap(&body) {
                 Err(e) => Err(e),
@@ -587,6 +596,7 @@ impl Conn {
                     r
                 }
             };
+            in_flight.fetch_sub(1, Ordering::Relaxed);
             let _ = out.send(Out::Result {
                 req_msg_id: msg_id,
                 result,
@@ -598,6 +608,17 @@ impl Conn {
 enum FrameOutcome {
     TransportError(i32),
     Close(Close),
+}
+
+/// A client that stops reading must not pin its connection task (and delay shutdown) forever.
+async fn write_with_timeout(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    match tokio::time::timeout(Duration::from_secs(30), wr.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::other("client stopped reading")),
+    }
 }
 
 fn gzip_packed(data: &[u8]) -> Vec<u8> {

@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod basics;
 mod bots;
+mod concurrency;
 mod faults;
 mod gifts;
 mod hostile;
