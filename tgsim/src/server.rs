@@ -587,7 +587,17 @@ impl Conn {
                     }
                     w.stats.requests += 1;
                     *w.stats.calls.entry(name.to_owned()).or_default() += 1;
-                    let r = rpc::dispatch(&mut w, ctx, unwrapped.query);
+                    // A simulator bug must cost one answer (500 INTERNAL), not the connection.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        rpc::dispatch(&mut w, ctx, unwrapped.query)
+                    }))
+                    .unwrap_or_else(|_| {
+                        tracing::error!(method = name, "rpc handler panicked");
+                        Err(RpcErr {
+                            code: 500,
+                            message: "INTERNAL".into(),
+                        })
+                    });
                     if !unwrapped.without_updates
                         && let Some(acc) = w.key_account(ctx.key_id)
                     {

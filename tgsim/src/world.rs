@@ -1326,7 +1326,9 @@ impl World {
         self.acc(g.from)?;
         self.acc(g.to)?;
         let u = self.mint_unique(g.gift_id)?;
-        let can_transfer_at = g.transfer_lock_secs.map(|s| (self.now() + s) as i32);
+        let can_transfer_at = g
+            .transfer_lock_secs
+            .map(|s| self.now().saturating_add(s).clamp(0, i32::MAX as i64) as i32);
         self.give_unique(
             u,
             Some(g.from),
@@ -1504,7 +1506,7 @@ impl World {
         };
         let a = self.acc_mut(owner)?;
         a.saved.remove(&msg_id);
-        a.stars += stars;
+        a.stars = a.stars.saturating_add(stars);
         self.edit_gift_action(owner, msg_id, |act| act.converted = true)?;
         Ok(stars)
     }
@@ -1521,7 +1523,7 @@ impl World {
         if let Some(from) = s.from
             && let Ok(sender) = self.acc_mut(from)
         {
-            sender.stars += price;
+            sender.stars = sender.stars.saturating_add(price);
         }
         self.edit_gift_action(owner, msg_id, |act| {
             act.refunded = true;
@@ -1759,7 +1761,7 @@ impl World {
             return Err(RpcErr::bad("LIMIT_INVALID"));
         }
         let limit = (req.limit as usize).min(1000);
-        let end = (offset + limit).min(v.len());
+        let end = offset.saturating_add(limit).min(v.len());
         let page = if offset < v.len() {
             &v[offset..end]
         } else {

@@ -497,3 +497,30 @@ async fn other_accounts_see_only_saved_gifts_and_need_the_access_hash() {
         other => panic!("a wrong access hash must fail, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn absurd_offsets_and_limits_do_not_hurt_the_simulator() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let c = TestClient::connect(&sim, deposit.id).await;
+    let (count, ids, next) = page_ids(
+        &c.invoke(&saved_req("18446744073709551615", i32::MAX))
+            .await
+            .expect("huge offset"),
+    );
+    assert_eq!((count, ids.len(), next), (0, 0, None));
+    for (offset, limit) in [("-1", 10), ("abc", 10), ("", -5)] {
+        assert!(c.invoke(&saved_req(offset, limit)).await.is_err());
+    }
+    c.client.get_me().await.expect("still fine");
+    assert!(
+        sim.send_unique_gift(tgsim::SendUniqueGift {
+            from: deposit.id,
+            to: deposit.id,
+            gift_id: sim.gift_catalogue()[0].id,
+            transfer_lock_secs: Some(i64::MAX),
+            ..Default::default()
+        })
+        .is_ok()
+    );
+}
