@@ -414,6 +414,13 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
             ok(true)
         }
         f::messages::GetDialogs::CONSTRUCTOR_ID => ok(w.dialogs(me)?),
+        f::messages::GetMessages::CONSTRUCTOR_ID => {
+            let r: f::messages::GetMessages = parse(query)?;
+            if r.id.len() > 200 {
+                return Err(RpcErr::bad("LIMIT_INVALID"));
+            }
+            ok(w.get_messages(me, &r.id)?)
+        }
         _ => Err(RpcErr::bad(format!("INPUT_METHOD_INVALID_{name}"))),
     }
 }

@@ -1413,23 +1413,19 @@ impl World {
         ))
     }
 
-    /// Edits the `messageActionStarGift` of service message `msg_id` in `owner`'s dialog and
-    /// pushes `updateEditMessage`, as Telegram does when a gift is upgraded, converted or
-    /// refunded.
+    /// Edits the gift action of service message `msg_id` in `owner`'s dialog and pushes
+    /// `updateEditMessage`, as Telegram does when a gift is upgraded, converted or refunded.
     fn edit_gift_action(
         &mut self,
         owner: i64,
         msg_id: i32,
-        edit: impl FnOnce(&mut tl::types::MessageActionStarGift),
+        edit: impl FnOnce(&mut tl::enums::MessageAction),
     ) -> Result<(), RpcErr> {
         let a = self.acc_mut(owner)?;
         let Some(tl::enums::Message::Service(m)) = a.messages.get_mut(&msg_id) else {
             return Ok(());
         };
-        let tl::enums::MessageAction::StarGift(act) = &mut m.action else {
-            return Ok(());
-        };
-        edit(act);
+        edit(&mut m.action);
         let msg = tl::enums::Message::Service(m.clone());
         let upd = self.log_update(owner, |pts| {
             tl::enums::Update::EditMessage(tl::types::UpdateEditMessage {
@@ -1458,8 +1454,10 @@ impl World {
             None,
         )?;
         self.edit_gift_action(owner, msg_id, |act| {
-            act.upgraded = true;
-            act.upgrade_msg_id = Some(new_id);
+            if let tl::enums::MessageAction::StarGift(act) = act {
+                act.upgraded = true;
+                act.upgrade_msg_id = Some(new_id);
+            }
         })?;
         let a = self.acc_mut(owner)?;
         a.saved.remove(&msg_id);
@@ -1507,7 +1505,11 @@ impl World {
         let a = self.acc_mut(owner)?;
         a.saved.remove(&msg_id);
         a.stars = a.stars.saturating_add(stars);
-        self.edit_gift_action(owner, msg_id, |act| act.converted = true)?;
+        self.edit_gift_action(owner, msg_id, |act| {
+            if let tl::enums::MessageAction::StarGift(act) = act {
+                act.converted = true;
+            }
+        })?;
         Ok(stars)
     }
 
@@ -1525,9 +1527,13 @@ impl World {
         {
             sender.stars = sender.stars.saturating_add(price);
         }
-        self.edit_gift_action(owner, msg_id, |act| {
-            act.refunded = true;
-            act.convert_stars = None;
+        self.edit_gift_action(owner, msg_id, |act| match act {
+            tl::enums::MessageAction::StarGift(act) => {
+                act.refunded = true;
+                act.convert_stars = None;
+            }
+            tl::enums::MessageAction::StarGiftUnique(act) => act.refunded = true,
+            _ => {}
         })?;
         Ok(())
     }
@@ -2023,6 +2029,41 @@ impl World {
     /// Commands a bot registered.
     pub fn bot_commands(&self, bot: i64) -> Result<Vec<(String, String)>, RpcErr> {
         Ok(self.acc(bot)?.commands.clone())
+    }
+
+    /// `messages.getMessages`: messages of the caller's private dialogs by id (missing ones
+    /// come back as `messageEmpty`, as Telegram does).
+    pub fn get_messages(
+        &self,
+        caller: i64,
+        ids: &[tl::enums::InputMessage],
+    ) -> Result<tl::enums::messages::Messages, RpcErr> {
+        let a = self.acc(caller)?;
+        let mut messages = Vec::with_capacity(ids.len());
+        let mut users = vec![caller];
+        for i in ids {
+            let tl::enums::InputMessage::Id(i) = i else {
+                continue;
+            };
+            match a.messages.get(&i.id) {
+                Some(m) => {
+                    users.extend(message_peer(m));
+                    messages.push(m.clone());
+                }
+                None => messages.push(tl::enums::Message::Empty(tl::types::MessageEmpty {
+                    id: i.id,
+                    peer_id: None,
+                })),
+            }
+        }
+        Ok(tl::enums::messages::Messages::Messages(
+            tl::types::messages::Messages {
+                messages,
+                topics: Vec::new(),
+                chats: Vec::new(),
+                users: self.tl_users(&users, caller),
+            },
+        ))
     }
 
     /// `messages.getDialogs` (minimal: every peer with its top message).

@@ -524,3 +524,58 @@ async fn absurd_offsets_and_limits_do_not_hurt_the_simulator() {
         .is_ok()
     );
 }
+
+#[tokio::test]
+async fn get_messages_tells_the_fate_of_gifts_that_left_the_list() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let g = sim
+        .gift_catalogue()
+        .into_iter()
+        .find(|g| g.upgrade_stars.is_some())
+        .expect("upgradable");
+    let send = || {
+        sim.send_gift(tgsim::SendGift {
+            from: p.id,
+            to: deposit.id,
+            gift_id: g.id,
+            ..Default::default()
+        })
+        .expect("send")
+    };
+    let (a, b, c) = (send(), send(), send());
+    let up = sim.upgrade_gift(deposit.id, a.msg_id).expect("upgrade");
+    sim.convert_gift(deposit.id, b.msg_id).expect("convert");
+    sim.refund_gift(deposit.id, c.msg_id).expect("refund");
+    let client = TestClient::connect(&sim, deposit.id).await;
+    let ids = [a.msg_id, b.msg_id, c.msg_id, 9999];
+    let r = client
+        .invoke(&tl::functions::messages::GetMessages {
+            id: ids
+                .iter()
+                .map(|&id| tl::enums::InputMessage::Id(tl::types::InputMessageId { id }))
+                .collect(),
+        })
+        .await
+        .expect("get messages");
+    let tl::enums::messages::Messages::Messages(r) = r else {
+        panic!("plain messages expected");
+    };
+    let action = |m: &tl::enums::Message| match m {
+        tl::enums::Message::Service(s) => match &s.action {
+            tl::enums::MessageAction::StarGift(a) => {
+                Some((a.upgraded, a.upgrade_msg_id, a.converted, a.refunded))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    assert_eq!(
+        action(&r.messages[0]),
+        Some((true, Some(up.msg_id), false, false))
+    );
+    assert_eq!(action(&r.messages[1]), Some((false, None, true, false)));
+    assert_eq!(action(&r.messages[2]), Some((false, None, false, true)));
+    assert!(matches!(r.messages[3], tl::enums::Message::Empty(_)));
+}
