@@ -388,10 +388,13 @@ impl Sim {
 
     /// Injects a fault; see [`Fault`].
     pub fn inject(&self, f: Fault) {
+        if f == Fault::DropConnections {
+            self.drop_connections();
+        }
         self.shared.world().inject(f);
     }
 
-    /// Clears every injected fault (not the clock skew).
+    /// Clears every injected fault and restores the configured clock skew.
     pub fn clear_faults(&self) {
         self.shared.world().clear_faults();
     }
@@ -406,9 +409,10 @@ impl Sim {
         self.shared.drop_tx.send_modify(|g| *g += 1);
     }
 
-    /// Sets the simulator's clock skew in seconds (positive: the simulator is ahead).
+    /// Sets the simulator's clock skew in seconds (positive: the simulator is ahead); the same
+    /// as injecting [`Fault::ClockSkew`].
     pub fn set_clock_skew(&self, secs: i64) {
-        self.shared.world().skew = secs;
+        self.inject(Fault::ClockSkew { secs });
     }
 
     /// Counters.

@@ -337,6 +337,14 @@ pub enum Fault {
         /// Delay in milliseconds.
         millis: u64,
     },
+    /// Close every client connection now (a one-off action; nothing stays active).
+    DropConnections,
+    /// Skew the simulator's clock by `secs` (positive: the simulator is ahead of clients).
+    /// [`crate::Sim::clear_faults`] restores the configured skew.
+    ClockSkew {
+        /// Seconds added to the real clock.
+        secs: i64,
+    },
 }
 
 /// Counters, see [`crate::Sim::stats`].
@@ -478,6 +486,8 @@ pub struct World {
     pub addr: SocketAddr,
     /// Seconds added to the real clock (clock skew fault).
     pub skew: i64,
+    /// The skew configured at start, restored by `clear_faults`.
+    base_skew: i64,
     ttls: Ttls,
     accounts: HashMap<i64, AccountState>,
     usernames: HashMap<String, i64>,
@@ -540,6 +550,7 @@ impl World {
             dc_id,
             addr,
             skew,
+            base_skew: skew,
             ttls,
             accounts: HashMap::new(),
             usernames: HashMap::new(),
@@ -1025,12 +1036,18 @@ impl World {
 
     /// Adds a fault.
     pub fn inject(&mut self, f: Fault) {
-        self.faults.push(f);
+        match f {
+            Fault::ClockSkew { secs } => self.skew = secs,
+            // Dropping connections is done by the server; nothing to remember.
+            Fault::DropConnections => {}
+            other => self.faults.push(other),
+        }
     }
 
-    /// Removes every fault.
+    /// Removes every fault and restores the configured clock skew.
     pub fn clear_faults(&mut self) {
         self.faults.clear();
+        self.skew = self.base_skew;
     }
 
     /// Active faults.

@@ -80,7 +80,8 @@ async fn dropped_connections_reconnect() {
     let c = TestClient::connect(&sim, acc.id).await;
     c.client.get_me().await.expect("before");
     let before = sim.stats().connections_total;
-    sim.drop_connections();
+    sim.inject(tgsim::Fault::DropConnections);
+    assert!(sim.faults().is_empty(), "dropping is a one-off action");
     tokio::time::sleep(Duration::from_millis(200)).await;
     c.client.get_me().await.expect("after reconnect");
     assert!(sim.stats().connections_total > before);
@@ -109,14 +110,17 @@ async fn client_clock_ten_minutes_ahead_gets_a_storm_of_bad_msg_17() {
     let acc = user(&sim, "deposit");
     let c = TestClient::connect(&sim, acc.id).await;
     c.client.get_me().await.expect("normal first");
-    sim.set_clock_skew(-600);
+    sim.inject(tgsim::Fault::ClockSkew { secs: -600 });
     let r = tokio::time::timeout(Duration::from_secs(3), c.client.get_me()).await;
     assert!(
         r.is_err(),
         "the request must not succeed with a clock 10 min ahead"
     );
     assert!(sim.stats().bad_msg_17 >= 3, "{:?}", sim.stats());
-    sim.set_clock_skew(0);
+    // Clearing the faults restores the clock; a fresh client works again.
+    sim.clear_faults();
+    let fresh = TestClient::connect(&sim, acc.id).await;
+    fresh.client.get_me().await.expect("clock restored");
 }
 
 #[tokio::test]
