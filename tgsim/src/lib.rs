@@ -23,19 +23,32 @@
 //! ```
 //!
 //! * Accounts: [`Sim::create_user`], [`Sim::create_bot`], [`Sim::new_auth_key`],
-//!   [`Sim::write_session`], [`Sim::login_code`], [`Sim::account`].
+//!   [`Sim::write_session`] (account id or raw key), [`Sim::session_spec`], [`Sim::login_code`],
+//!   [`Sim::account`] (by username, with a fresh key), [`Sim::account_id`].
 //! * Players: [`Sim::send_gift`], [`Sim::send_unique_gift`], [`Sim::transfer_gift`],
 //!   [`Sim::upgrade_gift`], [`Sim::convert_gift`], [`Sim::refund_gift`], [`Sim::burst`],
 //!   [`Sim::send_text_to_bot`], [`Sim::press_button`], [`Sim::callback_answer`],
 //!   [`Sim::bot_messages_to`], [`Sim::bot_commands`].
 //! * World: [`Sim::saved_gifts`], [`Sim::gift_catalogue`], [`Sim::stars`], [`Sim::set_stars`],
 //!   [`Sim::set_gift_saved`], [`Sim::set_gift_pinned`].
-//! * Faults: [`Sim::inject`] with a [`Fault`], [`Sim::clear_faults`], [`Sim::drop_connections`],
-//!   [`Sim::set_clock_skew`]; [`Sim::stats`].
+//! * Faults: [`Sim::inject`] with a [`Fault`] (flood wait, RPC errors, withheld updates,
+//!   delays, dropped connections, clock skew), [`Sim::clear_faults`], [`Sim::drop_connections`],
+//!   [`Sim::set_clock_skew`]; counters in [`Sim::stats`] (connections, requests, per-method
+//!   calls, bad_msg 16/17/18, bad salts, unknown keys, malformed input, pushed updates).
+//!
+//! Testing the push path: grammers' update stream asks `updates.getState` (or
+//! `updates.getDifference` when catching up) on its first poll, and skips updates older than
+//! that state. Wait until [`Stats::calls`] shows that call before sending the gifts a test
+//! expects as pushes.
 //!
 //! Strictness: like a real DC, salts are checked per auth key (`bad_server_salt`), client msg_ids
 //! are checked against server time (`bad_msg_notification` 16/17) and their low bits (18). Set
 //! [`SimConfig::strict`] to `false` to skip the salt and time checks (the low-bits check stays).
+//!
+//! Modules: `server` (private) runs connections; [`transport`] frames bytes;
+//! [`crypto`] is the server half of MTProto 2.0; [`rpc`] dispatches methods; [`world`] holds all
+//! state; [`tlb`] builds TL objects; [`srp`] is 2FA; [`session_file`] writes grammers sessions;
+//! [`control`] is the HTTP API; [`raw`] is a minimal client for tests and [`mod@bench`].
 
 #![warn(missing_docs)]
 
