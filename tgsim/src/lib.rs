@@ -97,6 +97,10 @@ pub struct SimConfig {
     pub clock_skew_secs: i64,
     /// Payment form and login code lifetimes.
     pub ttls: Ttls,
+    /// Where the durable world (accounts, keys, gifts, dialogs, update logs) is loaded from at
+    /// start, if the file exists, and saved to by [`Sim::save_state`] and [`Sim::shutdown`].
+    /// `None` (the default): the world lives in memory only.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -107,6 +111,7 @@ impl Default for SimConfig {
             strict: true,
             clock_skew_secs: 0,
             ttls: Ttls::default(),
+            state_file: None,
         }
     }
 }
@@ -123,6 +128,14 @@ pub enum SimError {
     /// Writing a session file failed.
     #[error("{0}")]
     Session(#[from] session_file::SessionFileError),
+    /// The state file could not be read, parsed or written.
+    #[error("state file {path}: {msg}")]
+    State {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
 }
 
 /// A running simulator. Cheap to clone; all clones control the same instance.
@@ -130,6 +143,7 @@ pub enum SimError {
 pub struct Sim {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    state_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -164,7 +178,20 @@ impl Sim {
     pub async fn start(cfg: SimConfig) -> Result<Sim, SimError> {
         let listener = TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
-        let world = World::new(cfg.dc_id, addr, cfg.clock_skew_secs, cfg.ttls.clone());
+        let mut world = World::new(cfg.dc_id, addr, cfg.clock_skew_secs, cfg.ttls.clone());
+        if let Some(path) = &cfg.state_file
+            && path.exists()
+        {
+            let state_err = |msg: String| SimError::State {
+                path: path.clone(),
+                msg,
+            };
+            let bytes = std::fs::read(path).map_err(|e| state_err(e.to_string()))?;
+            let snap: world::Snapshot =
+                serde_json::from_slice(&bytes).map_err(|e| state_err(e.to_string()))?;
+            world.restore(snap).map_err(state_err)?;
+            tracing::info!(path = %path.display(), "world restored");
+        }
         let (drop_tx, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
             world: std::sync::Mutex::new(world),
@@ -177,7 +204,11 @@ impl Sim {
         let sh = shared.clone();
         shared.tracker.spawn(server::serve(listener, sh));
         tracing::info!(%addr, "tgsim listening");
-        Ok(Sim { shared, addr })
+        Ok(Sim {
+            shared,
+            addr,
+            state_file: cfg.state_file,
+        })
     }
 
     /// The MTProto address.
@@ -190,8 +221,30 @@ impl Sim {
         self.shared.world().dc_id
     }
 
-    /// Stops accepting, closes every connection and waits (at most 5 s) for tasks to end.
+    /// Writes the durable world to [`SimConfig::state_file`] (atomically: temp file, then
+    /// rename). Does nothing without a state file.
+    pub fn save_state(&self) -> Result<(), SimError> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let state_err = |msg: String| SimError::State {
+            path: path.clone(),
+            msg,
+        };
+        let snap = self.shared.world().snapshot();
+        let bytes = serde_json::to_vec(&snap).map_err(|e| state_err(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| state_err(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| state_err(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Stops accepting, closes every connection, waits (at most 5 s) for tasks to end and
+    /// saves the state file if one is configured.
     pub async fn shutdown(&self) {
+        if let Err(e) = self.save_state() {
+            tracing::error!(error = %e, "could not save the world");
+        }
         self.shared.cancel.cancel();
         self.shared.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.tracker.wait()).await;

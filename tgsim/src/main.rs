@@ -28,7 +28,8 @@ enum Cmd {
         /// Control API listen address.
         #[arg(long, default_value = "127.0.0.1:4431")]
         control: SocketAddr,
-        /// Directory for `endpoint.json` (addresses, pid) so scripts can find this instance.
+        /// Directory for `world.json` (the durable world, loaded at start and saved every 5 s
+        /// and at exit) and `endpoint.json` (addresses, pid) so scripts can find this instance.
         #[arg(long)]
         state: Option<PathBuf>,
         /// DC id announced to clients.
@@ -90,15 +91,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lenient,
             clock_skew,
         } => {
+            if let Some(dir) = &state {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("create state dir {}", dir.display()))?;
+            }
             let sim = tgsim::Sim::start(tgsim::SimConfig {
                 listen,
                 dc_id,
                 strict: !lenient,
                 clock_skew_secs: clock_skew,
+                state_file: state.as_ref().map(|d| d.join("world.json")),
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("bind mtproto on {listen}"))?;
+            .with_context(|| format!("start the simulator on {listen}"))?;
             let cancel = CancellationToken::new();
             let control_addr = tgsim::control::start(control, sim.clone(), cancel.clone())
                 .await
@@ -109,14 +115,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "dc_id": dc_id,
                 "pid": std::process::id(),
             });
-            if let Some(dir) = state {
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("create state dir {}", dir.display()))?;
+            if let Some(dir) = &state {
                 let path = dir.join("endpoint.json");
                 std::fs::write(&path, serde_json::to_vec_pretty(&endpoint)?)
                     .with_context(|| format!("write {}", path.display()))?;
             }
             println!("{endpoint}");
+            if state.is_some() {
+                // Save every few seconds too, so a kill -9 loses little.
+                let sim = sim.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                        }
+                        if let Err(e) = sim.save_state() {
+                            tracing::error!(error = %e, "could not save the world");
+                        }
+                    }
+                });
+            }
             wait_for_signal().await;
             tracing::info!("shutting down");
             cancel.cancel();

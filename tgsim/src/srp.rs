@@ -92,6 +92,21 @@ impl PasswordSetup {
         Self { salt1, salt2, v }
     }
 
+    /// The stored form: (salt1, salt2, verifier), for snapshots. The verifier is not the
+    /// password and cannot be turned back into it.
+    pub fn to_parts(&self) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        (self.salt1.clone(), self.salt2.clone(), self.v.to_bytes_be())
+    }
+
+    /// Rebuilds a setup from [`PasswordSetup::to_parts`].
+    pub fn from_parts(salt1: Vec<u8>, salt2: Vec<u8>, v: &[u8]) -> Self {
+        Self {
+            salt1,
+            salt2,
+            v: BigUint::from_bytes_be(v),
+        }
+    }
+
     /// Starts one verification: picks a secret `b` and computes `srp_B`.
     pub fn challenge(&self) -> Challenge {
         let p_raw = p_bytes();

@@ -10,4 +10,5 @@ mod faults;
 mod gifts;
 mod hostile;
 mod raw;
+mod state;
 mod transfers;
