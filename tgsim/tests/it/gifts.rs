@@ -579,3 +579,32 @@ async fn get_messages_tells_the_fate_of_gifts_that_left_the_list() {
     assert_eq!(action(&r.messages[2]), Some((false, None, false, true)));
     assert!(matches!(r.messages[3], tl::enums::Message::Empty(_)));
 }
+
+#[tokio::test]
+async fn many_missed_gifts_come_back_in_difference_slices() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    sim.set_stars(p.id, 1_000_000).expect("stars");
+    let mut c = TestClient::connect(&sim, deposit.id).await;
+    let mut stream = c.stream(&sim, false).await;
+    sim.inject(tgsim::Fault::WithholdUpdates {
+        honest_difference: true,
+    });
+    let missed = sim.burst(250, &[p.id], deposit.id).expect("burst");
+    sim.clear_faults();
+    let live = sim.burst(1, &[p.id], deposit.id).expect("live");
+    let mut want: Vec<i32> = missed.iter().map(|s| s.msg_id).collect();
+    want.push(live[0].msg_id);
+    assert_eq!(stream.gifts(251).await, want);
+    let diffs = sim
+        .stats()
+        .calls
+        .get("updates.getDifference")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        diffs >= 3,
+        "250 missed updates need at least 3 slices, got {diffs}"
+    );
+}
