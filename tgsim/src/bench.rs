@@ -62,6 +62,8 @@ pub struct BenchReport {
     pub gifts_per_sec_delivered: f64,
     /// Listener sessions.
     pub listeners: usize,
+    /// RPC round trips per second with 64 connections each calling users.getUsers in a loop.
+    pub rpc_per_sec: f64,
     /// RPC calls answered by the simulator during the run.
     pub requests: u64,
 }
@@ -142,6 +144,36 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, crate::SimError> {
     }
     rtts.sort_by(|a, b| a.total_cmp(b));
 
+    // Phase 2b: RPC throughput on 64 of the held connections.
+    let calls_each = 200;
+    let t = Instant::now();
+    let mut workers = Vec::new();
+    let mut rest = Vec::new();
+    for (i, mut c) in held.into_iter().enumerate() {
+        if i >= 64 {
+            rest.push(c);
+            continue;
+        }
+        workers.push(tokio::spawn(async move {
+            let mut ok = 0usize;
+            for _ in 0..calls_each {
+                if let Ok(Answer::Result(_)) = c.call(&get_self()).await {
+                    ok += 1;
+                }
+            }
+            (ok, c)
+        }));
+    }
+    let mut rpc_ok = 0;
+    for w in workers {
+        if let Ok((ok, c)) = w.await {
+            rpc_ok += ok;
+            rest.push(c);
+        }
+    }
+    let rpc_per_sec = rpc_ok as f64 / t.elapsed().as_secs_f64();
+    let held = rest;
+
     // Phase 3: gift throughput with listeners on the deposit account.
     let deposit = sim.create_user(CreateUser {
         username: "bench_deposit".into(),
@@ -217,6 +249,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, crate::SimError> {
         gifts_per_sec_world: n as f64 / world_secs,
         gifts_per_sec_delivered: if delivered == n { n as f64 / e2e } else { 0.0 },
         listeners: cfg.listeners,
+        rpc_per_sec,
         requests,
     })
 }
