@@ -288,6 +288,8 @@ pub enum LedgerKind {
     Refunded,
     Upgraded,
     Gone,
+    /// An operator credited an unattributed item to a user.
+    Assigned,
 }
 
 impl LedgerKind {
@@ -303,6 +305,7 @@ impl LedgerKind {
             LedgerKind::Refunded => "refunded",
             LedgerKind::Upgraded => "upgraded",
             LedgerKind::Gone => "gone",
+            LedgerKind::Assigned => "assigned",
         }
     }
 
@@ -319,6 +322,7 @@ impl LedgerKind {
             Refunded,
             Upgraded,
             Gone,
+            Assigned,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -487,6 +491,7 @@ mod tests {
             LedgerKind::Refunded,
             LedgerKind::Upgraded,
             LedgerKind::Gone,
+            LedgerKind::Assigned,
         ] {
             assert_eq!(LedgerKind::parse(k.as_str()), Some(k));
         }

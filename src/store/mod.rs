@@ -1,1 +1,485 @@
-//! Stores (being written).
+//! The store: where the mirror of the deposit accounts' inventory, the ledger, withdrawal
+//! requests, link tokens and sync logs are kept.
+//!
+//! [`Store`] is the one interface the rest of giftd sees, with two backends that pass the same
+//! contract suite (`tests/it/store_contract.rs`): Supabase through PostgREST
+//! ([`supabase::SupabaseStore`]) and an embedded SQLite file ([`sqlite::SqliteStore`], the
+//! default). Every write is keyed on [`ItemKey`] or an idempotency key, so replaying any call
+//! changes nothing, and every multi-row change is one transaction.
+//!
+//! Architecture invariant: this is the only module that speaks SQL or HTTP to a database. It
+//! never logs keys or tokens, and it never decides what happened to a gift: callers hand it
+//! values from the pure gift model ([`crate::gift`]) and it checks them against what it holds.
+
+mod error;
+pub mod sqlite;
+pub mod supabase;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use self::error::StoreError;
+use crate::config::StoreConfig;
+use crate::gift::{
+    GiftType, IllegalTransition, Item, ItemKey, LedgerEntry, Owner, Status, UserId, UserInfo,
+};
+use crate::secret::Secret;
+
+/// The schema version this giftd needs. Raised by each migration that changes what giftd reads
+/// or writes; giftd refuses to run against an older schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The Supabase migrations, in the order they apply: `(file name, SQL)`.
+static MIGRATIONS: &[(&str, &str)] = &[(
+    "20261121090000_giftd_init.sql",
+    include_str!("../../supabase/migrations/20261121090000_giftd_init.sql"),
+)];
+
+/// The schema version each entry of [`MIGRATIONS`] sets.
+const MIGRATION_VERSIONS: &[u32] = &[1];
+
+/// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
+/// they apply. `giftd schema` prints them.
+pub fn migrations() -> &'static [(&'static str, &'static str)] {
+    MIGRATIONS
+}
+
+/// The migration that brings a schema to `version` (the newest one when none matches).
+pub fn migration_for(version: u32) -> &'static str {
+    let index = MIGRATION_VERSIONS
+        .iter()
+        .position(|&v| v >= version)
+        .unwrap_or(MIGRATION_VERSIONS.len().saturating_sub(1));
+    MIGRATIONS.get(index).map_or("(none)", |m| m.0)
+}
+
+/// Opens the store the configuration names. Does not check the schema version: call
+/// [`Store::check_schema`] before writing (the daemon and `giftd check` do).
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match config {
+        StoreConfig::Embedded(c) => Arc::new(sqlite::SqliteStore::open(&c.path).await?),
+        StoreConfig::Supabase(c) => Arc::new(supabase::SupabaseStore::new(c)?),
+    })
+}
+
+/// Everything a detection pass found, written in one transaction by [`Store::apply_batch`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeBatch {
+    /// Senders seen in this pass (inserted, or their names refreshed).
+    pub users: Vec<UserInfo>,
+    /// Gift kinds seen in this pass (inserted, or their title and price refreshed).
+    pub gifts: Vec<GiftType>,
+    /// Items detected. Items the store already has are left exactly as they are: a replayed or
+    /// late batch never moves an item back.
+    pub items: Vec<Item>,
+    /// Items that left the account (converted, refunded, upgraded, gone).
+    pub changes: Vec<StatusChange>,
+}
+
+impl ChangeBatch {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+            && self.gifts.is_empty()
+            && self.items.is_empty()
+            && self.changes.is_empty()
+    }
+
+    /// Rejects what the store must never be asked to do: only departures travel in a batch,
+    /// and each carries the ledger entry of its own item.
+    fn validate(&self) -> Result<(), StoreError> {
+        for c in &self.changes {
+            if !c.to.is_terminal() || c.to == Status::Withdrawn {
+                return Err(StoreError::InvalidBatch(format!(
+                    "item {}: a batch may only move items to converted, refunded, upgraded or \
+                     gone, not {} (withdrawals have their own calls)",
+                    c.key, c.to
+                )));
+            }
+            if c.entry.key != c.key {
+                return Err(StoreError::InvalidBatch(format!(
+                    "item {}: ledger entry is for item {}",
+                    c.key, c.entry.key
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An item leaving the deposit account, with the ledger entry that records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub key: ItemKey,
+    pub to: Status,
+    pub entry: LedgerEntry,
+}
+
+impl StatusChange {
+    /// The change (and its ledger entry) for `item` moving to `to` at unix time `at`, checked
+    /// against the state machine as the caller knows the item.
+    pub fn new(item: &Item, to: Status, at: i64) -> Result<Self, IllegalTransition> {
+        let mut moved = item.clone();
+        let entry = moved.apply(to, at)?;
+        Ok(StatusChange {
+            key: item.key,
+            to,
+            entry,
+        })
+    }
+}
+
+/// What [`Store::apply_batch`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Items recorded for the first time.
+    pub items_new: u64,
+    /// Items the store already had (left untouched).
+    pub items_known: u64,
+    /// Status changes applied (each wrote its ledger entry).
+    pub changes_applied: u64,
+    /// Status changes to the status the item already had: nothing to do.
+    pub changes_unchanged: u64,
+    /// Status changes refused: the item is unknown or the move is illegal from where it is.
+    /// Nothing of a refused change was written; the rest of the batch was.
+    pub refused: Vec<RefusedChange>,
+}
+
+/// A status change [`Store::apply_batch`] did not apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedChange {
+    pub key: ItemKey,
+    pub to: Status,
+    /// Where the item is; `None` when the store does not know the item.
+    pub current: Option<Status>,
+}
+
+impl fmt::Display for RefusedChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.current {
+            Some(from) => write!(
+                f,
+                "item {}: illegal move from {from} to {}",
+                self.key, self.to
+            ),
+            None => write!(
+                f,
+                "item {}: unknown item, cannot move it to {}",
+                self.key, self.to
+            ),
+        }
+    }
+}
+
+/// One owner's figures, for `/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerStats {
+    /// Items held and not being withdrawn.
+    pub held: u64,
+    /// Star value of everything still in the account (held or being withdrawn).
+    pub held_stars: i64,
+    /// Items with a withdrawal requested or in progress.
+    pub withdraw_pending: u64,
+    /// Items transferred back out.
+    pub withdrawn: u64,
+    /// Every item ever deposited by this owner.
+    pub deposited: u64,
+}
+
+pub type WithdrawalId = i64;
+
+/// A withdrawal request handed to a withdrawer by [`Store::claim_withdrawal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withdrawal {
+    pub id: WithdrawalId,
+    pub key: ItemKey,
+    /// Who asked for it, and who receives the gift.
+    pub owner: UserId,
+    /// Unix seconds.
+    pub requested_at: i64,
+}
+
+/// How a claimed withdrawal ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WithdrawalOutcome {
+    /// The gift was transferred to its owner: the item is withdrawn.
+    Transferred,
+    /// The transfer failed for good: the item is held again, the owner may ask again.
+    Failed { reason: String },
+}
+
+/// A link token as its creator hands it to the player. Only its hash is stored.
+#[derive(Debug, Clone)]
+pub struct LinkToken {
+    pub token: Secret,
+    /// Unix milliseconds after which the token is refused.
+    pub expires_at_ms: i64,
+}
+
+/// One reconciliation pass, for the `sync_logs` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncLog {
+    pub account_id: UserId,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds.
+    pub finished_at: i64,
+    pub items_seen: u32,
+    pub items_new: u32,
+    pub items_changed: u32,
+    /// Why the pass failed, if it did.
+    pub error: Option<String>,
+}
+
+/// The store interface. Object safe: giftd holds an `Arc<dyn Store>`.
+///
+/// Errors: [`StoreError::is_retryable`] tells a transient failure (worth retrying with backoff;
+/// nothing was written) from a permanent one.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// `"sqlite"` or `"supabase"`, for logs and `giftd check`.
+    fn backend(&self) -> &'static str;
+
+    /// The schema version the database has.
+    async fn schema_version(&self) -> Result<u32, StoreError>;
+
+    /// Refuses a schema older (or newer) than [`SCHEMA_VERSION`]; returns the version.
+    async fn check_schema(&self) -> Result<u32, StoreError> {
+        let found = self.schema_version().await?;
+        check_version(self.backend(), found)
+    }
+
+    /// Proves the credentials may write (a harmless write), for `giftd check`.
+    async fn check_write(&self) -> Result<(), StoreError>;
+
+    /// Records a batch of detected items and departures: one transaction, all or nothing;
+    /// replaying it changes nothing.
+    async fn apply_batch(&self, batch: &ChangeBatch) -> Result<BatchOutcome, StoreError>;
+
+    /// Everything `account_id` holds (held, withdrawal requested, withdrawing), by msg id.
+    async fn load_items(&self, account_id: UserId) -> Result<Vec<Item>, StoreError>;
+
+    /// One owner's items still in a deposit account, by key.
+    async fn list_owner(&self, owner: Owner) -> Result<Vec<Item>, StoreError>;
+
+    async fn owner_stats(&self, user_id: UserId) -> Result<OwnerStats, StoreError>;
+
+    /// The ledger entries of one item, oldest first.
+    async fn item_history(&self, key: ItemKey) -> Result<Vec<LedgerEntry>, StoreError>;
+
+    /// Credits an unattributed item to `user_id` (an operator's decision) and writes an
+    /// `assigned` ledger entry. Returns false when it was already credited to that user.
+    async fn assign_owner(&self, key: ItemKey, user_id: UserId) -> Result<bool, StoreError>;
+
+    /// `owner` asks for `key` back: the item must be held and theirs. Asking again while the
+    /// request is open returns the same request.
+    async fn create_withdrawal(
+        &self,
+        owner: UserId,
+        key: ItemKey,
+    ) -> Result<WithdrawalId, StoreError>;
+
+    /// Hands the oldest open request of `account_id` to `worker_id` and marks the item
+    /// withdrawing. Atomic: two claimers never get the same request. Only the session of that
+    /// deposit account can transfer its gifts, hence the account.
+    async fn claim_withdrawal(
+        &self,
+        account_id: UserId,
+        worker_id: &str,
+    ) -> Result<Option<Withdrawal>, StoreError>;
+
+    /// Records how a claimed withdrawal ended. Replaying the same outcome is a no-op.
+    async fn complete_withdrawal(
+        &self,
+        id: WithdrawalId,
+        outcome: &WithdrawalOutcome,
+    ) -> Result<(), StoreError>;
+
+    /// A new single-use token for `user_id`, valid for `ttl`.
+    async fn create_link_token(
+        &self,
+        user_id: UserId,
+        ttl: Duration,
+    ) -> Result<LinkToken, StoreError>;
+
+    /// Spends a token and returns its user. Unknown, expired and used tokens are distinct
+    /// errors.
+    async fn consume_link_token(&self, token: &str) -> Result<UserId, StoreError>;
+
+    async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError>;
+}
+
+fn check_version(backend: &'static str, found: u32) -> Result<u32, StoreError> {
+    use std::cmp::Ordering::*;
+    match found.cmp(&SCHEMA_VERSION) {
+        Equal => Ok(found),
+        Less => Err(StoreError::SchemaTooOld {
+            backend,
+            found,
+            required: SCHEMA_VERSION,
+            migration: migration_for(found + 1),
+        }),
+        Greater => Err(StoreError::SchemaTooNew {
+            found,
+            required: SCHEMA_VERSION,
+        }),
+    }
+}
+
+/// A fresh random link token (256 bits, hex).
+fn new_link_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// What the stores keep of a link token: its SHA-256, hex.
+fn link_token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn now_ms() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    // A clock before 1970 is a broken host; treat it as the epoch rather than panic.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The row shape both backends read items from (PostgREST returns it as JSON).
+#[derive(Debug, Deserialize)]
+struct ItemRow {
+    account_id: i64,
+    msg_id: i32,
+    owner_id: Option<i64>,
+    gift_id: i64,
+    stars: i64,
+    collectible_id: Option<i64>,
+    slug: Option<String>,
+    number: Option<i32>,
+    status: String,
+    upgraded_into: Option<i32>,
+    upgraded_from: Option<i32>,
+    received_at: i64,
+    convert_stars: Option<i64>,
+    transfer_stars: Option<i64>,
+    can_transfer_at: Option<i64>,
+}
+
+impl ItemRow {
+    fn into_item(self) -> Result<Item, StoreError> {
+        let key = ItemKey::new(self.account_id, self.msg_id);
+        let status = Status::from_parts(&self.status, self.upgraded_into).ok_or_else(|| {
+            StoreError::Protocol(format!("item {key}: unknown status {:?}", self.status))
+        })?;
+        let unique = match (self.collectible_id, self.slug, self.number) {
+            (Some(collectible_id), Some(slug), Some(number)) => {
+                Some(Box::new(crate::gift::UniqueInfo {
+                    collectible_id,
+                    slug,
+                    number,
+                }))
+            }
+            _ => None,
+        };
+        Ok(Item {
+            key,
+            owner: Owner::from_user_id(self.owner_id),
+            gift_id: self.gift_id,
+            stars: self.stars,
+            unique,
+            status,
+            received_at: self.received_at,
+            convert_stars: self.convert_stars,
+            transfer_stars: self.transfer_stars,
+            can_transfer_at: self.can_transfer_at,
+            upgraded_from: self.upgraded_from,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_in_order_and_named_like_supabase_wants() {
+        let all = migrations();
+        assert!(!all.is_empty());
+        for pair in all.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{} before {}", pair[0].0, pair[1].0);
+        }
+        for (name, sql) in all {
+            let (stamp, rest) = name.split_once('_').expect("<timestamp>_<name>.sql");
+            assert_eq!(stamp.len(), 14, "{name}");
+            assert!(stamp.bytes().all(|b| b.is_ascii_digit()), "{name}");
+            assert!(rest.ends_with(".sql"), "{name}");
+            assert!(!sql.trim().is_empty());
+        }
+        assert_eq!(MIGRATION_VERSIONS.len(), all.len());
+        assert_eq!(MIGRATION_VERSIONS.last(), Some(&SCHEMA_VERSION));
+        assert!(
+            all.last()
+                .is_some_and(|m| m.1.contains(&format!("values ({SCHEMA_VERSION}, '"))),
+            "the newest migration sets the schema version giftd requires"
+        );
+    }
+
+    #[test]
+    fn version_check_names_the_migration() {
+        assert_eq!(
+            check_version("supabase", SCHEMA_VERSION).ok(),
+            Some(SCHEMA_VERSION)
+        );
+        let err = check_version("supabase", SCHEMA_VERSION - 1).unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(
+            err.to_string().contains(migration_for(SCHEMA_VERSION)),
+            "{err}"
+        );
+        let err = check_version("supabase", SCHEMA_VERSION + 1).unwrap_err();
+        assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+    }
+
+    #[test]
+    fn batches_carry_only_departures() {
+        let item = Item {
+            key: ItemKey::new(1, 2),
+            owner: Owner::User(3),
+            gift_id: 4,
+            stars: 5,
+            unique: None,
+            status: Status::Held,
+            received_at: 6,
+            convert_stars: None,
+            transfer_stars: None,
+            can_transfer_at: None,
+            upgraded_from: None,
+        };
+        let ok = ChangeBatch {
+            changes: vec![StatusChange::new(&item, Status::Gone, 7).unwrap()],
+            ..ChangeBatch::default()
+        };
+        assert!(ok.validate().is_ok());
+        let bad = ChangeBatch {
+            changes: vec![StatusChange::new(&item, Status::WithdrawRequested, 7).unwrap()],
+            ..ChangeBatch::default()
+        };
+        assert!(matches!(bad.validate(), Err(StoreError::InvalidBatch(_))));
+    }
+
+    #[test]
+    fn link_tokens_are_random_and_stored_hashed() {
+        let a = new_link_token();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, new_link_token());
+        assert_eq!(link_token_hash(&a).len(), 64);
+        assert_ne!(link_token_hash(&a), a);
+        assert_eq!(
+            link_token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

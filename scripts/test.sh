@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command (README "Test", and what .ci/run calls): formatting, lints, then every test of
+# the workspace inside the real test environment (PostgreSQL 15 + postrust, scripts/test-env.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "scripts/test-env.sh -- cargo nextest run --workspace"
+scripts/test-env.sh -- cargo nextest run --workspace

@@ -1,0 +1,1132 @@
+//! The embedded backend: one SQLite file in the state directory, the default when no Supabase
+//! is configured. Same semantics as the Supabase backend (the contract suite runs against
+//! both): each call is one transaction, replays change nothing, departures are checked against
+//! [`Status::transition`].
+//!
+//! # Why libsql and not rusqlite
+//!
+//! grammers-session already links SQLite into giftd through `libsql` 0.10 (`libsql-ffi`, built
+//! from libsql's SQLite fork). That archive exports the standard C names (`sqlite3_open_v2`,
+//! `sqlite3_step`, ... 280 global `sqlite3_*` symbols, checked with `nm` on
+//! `liblibsql.a`) but does not declare `links = "sqlite3"`, so cargo would not stop a bundled
+//! `rusqlite` (`libsqlite3-sys`, `links = "sqlite3"`) from compiling a second `sqlite3.c` into
+//! the same binary: two definitions of every `sqlite3_*` symbol, which is a link error at best
+//! and two SQLite versions silently mixed (each with its own global state, e.g. POSIX lock
+//! bookkeeping for the same file) at worst. A non-bundled rusqlite would instead bind to
+//! whichever `sqlite3_*` the linker picks, likely libsql's. Using `libsql` directly gives one
+//! SQLite in the binary, no new C build, and an API we already compile. Its cost: the local
+//! `libsql` API is async in name only (each call runs SQLite on the calling thread), so every
+//! operation here runs on tokio's blocking pool ([`SqliteStore::run`]), never on a runtime
+//! worker.
+//!
+//! Must never: hold the connection across calls from two tasks at once (one `Mutex`), or leave
+//! a transaction open after an error (every write goes through [`write_tx`]).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use libsql::{Connection, params};
+
+use super::{
+    BatchOutcome, ChangeBatch, ItemRow, LinkToken, OwnerStats, RefusedChange, SCHEMA_VERSION,
+    Store, StoreError, SyncLog, Withdrawal, WithdrawalId, WithdrawalOutcome, link_token_hash,
+    new_link_token, now_ms,
+};
+use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, Owner, Status, UserId};
+use crate::secret::Secret;
+
+/// How long a write waits for another connection (another giftd process, `giftd inventory`)
+/// to release the file before failing with a retryable [`StoreError::Busy`].
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema steps of the embedded database: `(version it sets, SQL)`. Versions match the
+/// Supabase schema's.
+const SCHEMA_STEPS: &[(u32, &str)] = &[(1, SCHEMA_V1)];
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS users (
+  id INTEGER PRIMARY KEY,
+  username TEXT,
+  first_name TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gifts (
+  gift_id INTEGER PRIMARY KEY,
+  title TEXT,
+  stars INTEGER NOT NULL,
+  is_unique INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS inventory (
+  account_id INTEGER NOT NULL,
+  msg_id INTEGER NOT NULL,
+  owner_id INTEGER REFERENCES users (id),
+  gift_id INTEGER NOT NULL REFERENCES gifts (gift_id),
+  stars INTEGER NOT NULL,
+  collectible_id INTEGER,
+  slug TEXT,
+  number INTEGER,
+  status TEXT NOT NULL CHECK (status IN ('held', 'withdraw_requested', 'withdrawing',
+    'withdrawn', 'converted', 'refunded', 'upgraded', 'gone')),
+  upgraded_into INTEGER,
+  upgraded_from INTEGER,
+  received_at INTEGER NOT NULL,
+  convert_stars INTEGER,
+  transfer_stars INTEGER,
+  can_transfer_at INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, msg_id),
+  CHECK ((status = 'upgraded') = (upgraded_into IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS inventory_held_by_account ON inventory (account_id, msg_id)
+  WHERE status IN ('held', 'withdraw_requested', 'withdrawing');
+CREATE INDEX IF NOT EXISTS inventory_held_by_owner ON inventory (owner_id, account_id, msg_id)
+  WHERE status IN ('held', 'withdraw_requested', 'withdrawing');
+CREATE INDEX IF NOT EXISTS inventory_owner_status ON inventory (owner_id, status);
+CREATE INDEX IF NOT EXISTS inventory_collectible ON inventory (collectible_id)
+  WHERE collectible_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS transactions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  account_id INTEGER NOT NULL,
+  msg_id INTEGER NOT NULL,
+  owner_id INTEGER,
+  kind TEXT NOT NULL,
+  stars INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transactions_owner ON transactions (owner_id, id);
+CREATE INDEX IF NOT EXISTS transactions_item ON transactions (account_id, msg_id);
+CREATE TRIGGER IF NOT EXISTS transactions_no_update BEFORE UPDATE ON transactions
+BEGIN SELECT RAISE(ABORT, 'transactions is an append-only ledger: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS transactions_no_delete BEFORE DELETE ON transactions
+BEGIN SELECT RAISE(ABORT, 'transactions is an append-only ledger: DELETE refused'); END;
+
+CREATE TABLE IF NOT EXISTS withdrawals (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id INTEGER NOT NULL,
+  msg_id INTEGER NOT NULL,
+  owner_id INTEGER NOT NULL,
+  status TEXT NOT NULL DEFAULT 'requested'
+    CHECK (status IN ('requested', 'claimed', 'transferred', 'failed', 'cancelled')),
+  worker_id TEXT,
+  reason TEXT,
+  requested_at INTEGER NOT NULL,
+  claimed_at INTEGER,
+  completed_at INTEGER,
+  FOREIGN KEY (account_id, msg_id) REFERENCES inventory (account_id, msg_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS withdrawals_open_per_item ON withdrawals (account_id, msg_id)
+  WHERE status IN ('requested', 'claimed');
+CREATE INDEX IF NOT EXISTS withdrawals_queue ON withdrawals (account_id, id)
+  WHERE status = 'requested';
+CREATE INDEX IF NOT EXISTS withdrawals_owner ON withdrawals (owner_id, id);
+
+CREATE TABLE IF NOT EXISTS link_tokens (
+  token_hash TEXT PRIMARY KEY,
+  user_id INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  expires_at_ms INTEGER NOT NULL,
+  used_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS link_tokens_user ON link_tokens (user_id);
+
+CREATE TABLE IF NOT EXISTS sync_logs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id INTEGER NOT NULL,
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL,
+  items_seen INTEGER NOT NULL,
+  items_new INTEGER NOT NULL,
+  items_changed INTEGER NOT NULL,
+  error TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sync_logs_account ON sync_logs (account_id, id);
+";
+
+const HELD: &str = "('held', 'withdraw_requested', 'withdrawing')";
+
+const ITEM_COLUMNS: &str = "account_id, msg_id, owner_id, gift_id, stars, collectible_id, slug, \
+    number, status, upgraded_into, upgraded_from, received_at, convert_stars, transfer_stars, \
+    can_transfer_at";
+
+pub struct SqliteStore {
+    /// Owns the open file; the connection below is only valid while it lives.
+    _db: Arc<libsql::Database>,
+    /// The one connection of this store (cheap to clone: a handle).
+    conn: Connection,
+    /// One operation at a time on `conn`. Other processes are kept out by SQLite's own locks.
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// For messages.
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory when missing) and migrates the database file.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT).await
+    }
+
+    pub async fn open_with_busy_timeout(path: &Path, busy: Duration) -> Result<Self, StoreError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Sqlite(format!("{what} {}: {e}", path.display()))
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the directory of", &e))?;
+        }
+        let db = libsql::Builder::new_local(path)
+            .build()
+            .await
+            .map_err(|e| fail("cannot open", &e))?;
+        let conn = db.connect().map_err(|e| fail("cannot open", &e))?;
+        conn.busy_timeout(busy).map_err(sql_err)?;
+        let store = SqliteStore {
+            _db: Arc::new(db),
+            conn,
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+            path: path.to_owned(),
+        };
+        store
+            .run(|conn| async move {
+                // WAL: readers (`giftd inventory`) never block the daemon's writes.
+                let mut rows = conn
+                    .query("PRAGMA journal_mode = WAL", ())
+                    .await
+                    .map_err(sql_err)?;
+                while rows.next().await.map_err(sql_err)?.is_some() {}
+                drop(rows);
+                // FULL: a committed batch survives a power cut (the ledger is money).
+                conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+                    .await
+                    .map_err(sql_err)?;
+                migrate(&conn).await
+            })
+            .await?;
+        Ok(store)
+    }
+
+    /// Runs `f` on the blocking pool with the connection to itself.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>>,
+        T: Send + 'static,
+    {
+        let guard = self.lock.clone().lock_owned().await;
+        let conn = self.conn.clone();
+        let handle = tokio::runtime::Handle::current();
+        // The job finishes (commits or rolls back) even if the caller stops waiting.
+        tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            handle.block_on(f(conn))
+        })
+        .await
+        .map_err(|e| StoreError::Sqlite(format!("store task failed: {e}")))?
+    }
+}
+
+fn sql_err(e: libsql::Error) -> StoreError {
+    match &e {
+        libsql::Error::SqliteFailure(code, message) => match code & 0xff {
+            // SQLITE_BUSY, SQLITE_LOCKED: another connection holds the file.
+            5 | 6 => StoreError::Busy(message.clone()),
+            // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN: the disk, which may come back.
+            10 | 13 | 14 => StoreError::Unavailable(message.clone()),
+            _ => StoreError::Sqlite(message.clone()),
+        },
+        _ => StoreError::Sqlite(e.to_string()),
+    }
+}
+
+fn now_s() -> i64 {
+    now_ms() / 1000
+}
+
+/// Runs `body` in a write transaction (`BEGIN IMMEDIATE`: the write lock is taken up front, so
+/// a busy file fails before anything is done), committing on success and rolling back on any
+/// error.
+async fn write_tx<T>(
+    conn: &Connection,
+    body: impl AsyncFnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute("BEGIN IMMEDIATE", ()).await.map_err(sql_err)?;
+    let result = match body(conn).await {
+        Ok(value) => conn
+            .execute("COMMIT", ())
+            .await
+            .map(|_| value)
+            .map_err(sql_err),
+        Err(e) => Err(e),
+    };
+    if result.is_err() && !conn.is_autocommit() {
+        // The error being reported matters more than one from the rollback.
+        let _ = conn.execute("ROLLBACK", ()).await;
+    }
+    result
+}
+
+async fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    write_tx(conn, async |conn| {
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+               id INTEGER PRIMARY KEY CHECK (id = 1),
+               version INTEGER NOT NULL,
+               applied_at INTEGER NOT NULL,
+               checked_at INTEGER)",
+            (),
+        )
+        .await
+        .map_err(sql_err)?;
+        let current = read_version(conn).await?.unwrap_or(0);
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                required: SCHEMA_VERSION,
+            });
+        }
+        for &(version, sql) in SCHEMA_STEPS.iter().filter(|s| s.0 > current) {
+            conn.execute_batch(sql).await.map_err(sql_err)?;
+            conn.execute(
+                "INSERT INTO schema_version (id, version, applied_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version,
+                   applied_at = excluded.applied_at",
+                params![version, now_s()],
+            )
+            .await
+            .map_err(sql_err)?;
+            tracing::info!(version, "embedded database schema upgraded");
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn read_version(conn: &Connection) -> Result<Option<u32>, StoreError> {
+    let mut rows = conn
+        .query("SELECT version FROM schema_version WHERE id = 1", ())
+        .await
+        .map_err(sql_err)?;
+    match rows.next().await.map_err(sql_err)? {
+        Some(row) => Ok(Some(row.get::<u32>(0).map_err(sql_err)?)),
+        None => Ok(None),
+    }
+}
+
+fn item_from_row(row: &libsql::Row) -> Result<Item, StoreError> {
+    ItemRow {
+        account_id: row.get(0).map_err(sql_err)?,
+        msg_id: row.get(1).map_err(sql_err)?,
+        owner_id: row.get(2).map_err(sql_err)?,
+        gift_id: row.get(3).map_err(sql_err)?,
+        stars: row.get(4).map_err(sql_err)?,
+        collectible_id: row.get(5).map_err(sql_err)?,
+        slug: row.get(6).map_err(sql_err)?,
+        number: row.get(7).map_err(sql_err)?,
+        status: row.get(8).map_err(sql_err)?,
+        upgraded_into: row.get(9).map_err(sql_err)?,
+        upgraded_from: row.get(10).map_err(sql_err)?,
+        received_at: row.get(11).map_err(sql_err)?,
+        convert_stars: row.get(12).map_err(sql_err)?,
+        transfer_stars: row.get(13).map_err(sql_err)?,
+        can_transfer_at: row.get(14).map_err(sql_err)?,
+    }
+    .into_item()
+}
+
+async fn query_items(
+    conn: &Connection,
+    sql: &str,
+    params: impl libsql::params::IntoParams,
+) -> Result<Vec<Item>, StoreError> {
+    let mut rows = conn.query(sql, params).await.map_err(sql_err)?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next().await.map_err(sql_err)? {
+        items.push(item_from_row(&row)?);
+    }
+    Ok(items)
+}
+
+/// The item's status, or `None` when the store does not know it.
+async fn item_status(conn: &Connection, key: ItemKey) -> Result<Option<Status>, StoreError> {
+    let mut rows = conn
+        .query(
+            "SELECT status, upgraded_into FROM inventory WHERE account_id = ?1 AND msg_id = ?2",
+            params![key.account_id, key.msg_id],
+        )
+        .await
+        .map_err(sql_err)?;
+    let Some(row) = rows.next().await.map_err(sql_err)? else {
+        return Ok(None);
+    };
+    let name: String = row.get(0).map_err(sql_err)?;
+    let into: Option<i32> = row.get(1).map_err(sql_err)?;
+    Status::from_parts(&name, into)
+        .map(Some)
+        .ok_or_else(|| StoreError::Sqlite(format!("item {key}: unknown status {name:?}")))
+}
+
+async fn insert_ledger(conn: &Connection, e: &LedgerEntry) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO transactions (idempotency_key, account_id, msg_id, owner_id, kind, stars, at,
+           created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (idempotency_key) DO NOTHING",
+        params![
+            e.idempotency_key.as_str(),
+            e.key.account_id,
+            e.key.msg_id,
+            e.owner.user_id(),
+            e.kind.as_str(),
+            e.stars,
+            e.at,
+            now_s()
+        ],
+    )
+    .await
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutcome, StoreError> {
+    let now = now_s();
+    let mut outcome = BatchOutcome::default();
+
+    let mut users = batch.users;
+    users.sort_by_key(|u| u.id);
+    users.dedup_by_key(|u| u.id);
+    let upsert_user = conn
+        .prepare(
+            "INSERT INTO users (id, username, first_name, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (id) DO UPDATE SET username = excluded.username,
+               first_name = excluded.first_name, updated_at = excluded.updated_at
+             WHERE username IS NOT excluded.username OR first_name IS NOT excluded.first_name",
+        )
+        .await
+        .map_err(sql_err)?;
+    for u in users {
+        upsert_user
+            .execute(params![u.id, u.username, u.first_name, now])
+            .await
+            .map_err(sql_err)?;
+        upsert_user.reset();
+    }
+
+    let mut gifts = batch.gifts;
+    gifts.sort_by_key(|g| g.gift_id);
+    gifts.dedup_by_key(|g| g.gift_id);
+    let upsert_gift = conn
+        .prepare(
+            "INSERT INTO gifts (gift_id, title, stars, is_unique, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (gift_id) DO UPDATE SET title = coalesce(excluded.title, title),
+               stars = excluded.stars, is_unique = excluded.is_unique,
+               updated_at = excluded.updated_at
+             WHERE coalesce(excluded.title, title) IS NOT title OR stars IS NOT excluded.stars
+               OR is_unique IS NOT excluded.is_unique",
+        )
+        .await
+        .map_err(sql_err)?;
+    for g in gifts {
+        upsert_gift
+            .execute(params![g.gift_id, g.title, g.stars, g.unique, now])
+            .await
+            .map_err(sql_err)?;
+        upsert_gift.reset();
+    }
+
+    let mut items = batch.items;
+    items.sort_by_key(|i| i.key);
+    items.dedup_by_key(|i| i.key);
+    // Owners and kinds the batch did not describe still get a row, so the foreign keys hold.
+    let placeholder_user = conn
+        .prepare(
+            "INSERT INTO users (id, created_at, updated_at) VALUES (?1, ?2, ?2)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .await
+        .map_err(sql_err)?;
+    let placeholder_gift = conn
+        .prepare(
+            "INSERT INTO gifts (gift_id, stars, is_unique, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (gift_id) DO NOTHING",
+        )
+        .await
+        .map_err(sql_err)?;
+    let insert_item = conn
+        .prepare(&format!(
+            "INSERT INTO inventory ({ITEM_COLUMNS}, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
+             ON CONFLICT (account_id, msg_id) DO NOTHING"
+        ))
+        .await
+        .map_err(sql_err)?;
+    for item in &items {
+        if let Some(owner) = item.owner.user_id() {
+            placeholder_user
+                .execute(params![owner, now])
+                .await
+                .map_err(sql_err)?;
+            placeholder_user.reset();
+        }
+        placeholder_gift
+            .execute(params![
+                item.gift_id,
+                item.stars,
+                item.unique.is_some(),
+                now
+            ])
+            .await
+            .map_err(sql_err)?;
+        placeholder_gift.reset();
+        let unique = item.unique.as_deref();
+        let inserted = insert_item
+            .execute(params![
+                item.key.account_id,
+                item.key.msg_id,
+                item.owner.user_id(),
+                item.gift_id,
+                item.stars,
+                unique.map(|u| u.collectible_id),
+                unique.map(|u| u.slug.clone()),
+                unique.map(|u| u.number),
+                item.status.as_str(),
+                item.status.upgraded_into(),
+                item.upgraded_from,
+                item.received_at,
+                item.convert_stars,
+                item.transfer_stars,
+                item.can_transfer_at,
+                now
+            ])
+            .await
+            .map_err(sql_err)?;
+        insert_item.reset();
+        if inserted > 0 {
+            outcome.items_new += 1;
+        } else {
+            outcome.items_known += 1;
+        }
+        insert_ledger(conn, &item.deposit_entry()).await?;
+    }
+
+    let mut changes = batch.changes;
+    changes.sort_by_key(|c| c.key);
+    for change in changes {
+        let current = item_status(conn, change.key).await?;
+        match current {
+            None => outcome.refused.push(RefusedChange {
+                key: change.key,
+                to: change.to,
+                current: None,
+            }),
+            Some(from) if from == change.to => outcome.changes_unchanged += 1,
+            Some(from) if from.transition(change.to).is_err() => {
+                outcome.refused.push(RefusedChange {
+                    key: change.key,
+                    to: change.to,
+                    current: Some(from),
+                })
+            }
+            Some(_) => {
+                conn.execute(
+                    "UPDATE inventory SET status = ?3, upgraded_into = ?4, updated_at = ?5
+                     WHERE account_id = ?1 AND msg_id = ?2",
+                    params![
+                        change.key.account_id,
+                        change.key.msg_id,
+                        change.to.as_str(),
+                        change.to.upgraded_into(),
+                        now
+                    ],
+                )
+                .await
+                .map_err(sql_err)?;
+                insert_ledger(conn, &change.entry).await?;
+                // A request nobody has claimed yet cannot be served any more.
+                conn.execute(
+                    "UPDATE withdrawals SET status = 'cancelled', completed_at = ?3,
+                       reason = 'item left the account: ' || ?4
+                     WHERE account_id = ?1 AND msg_id = ?2 AND status = 'requested'",
+                    params![
+                        change.key.account_id,
+                        change.key.msg_id,
+                        now,
+                        change.to.as_str()
+                    ],
+                )
+                .await
+                .map_err(sql_err)?;
+                outcome.changes_applied += 1;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// A ledger entry for a withdrawal move written by the store itself.
+fn withdrawal_entry(
+    key: ItemKey,
+    owner: UserId,
+    kind: LedgerKind,
+    stars: i64,
+    id: WithdrawalId,
+) -> LedgerEntry {
+    // Terminal moves happen once per item; the others once per request.
+    let idempotency_key = match kind {
+        LedgerKind::Withdrawn => format!("{}:{key}", kind.as_str()),
+        _ => format!("{}:{key}:{id}", kind.as_str()),
+    };
+    LedgerEntry {
+        idempotency_key,
+        key,
+        owner: Owner::User(owner),
+        kind,
+        stars,
+        at: now_s(),
+    }
+}
+
+async fn item_stars_owner(
+    conn: &Connection,
+    key: ItemKey,
+) -> Result<Option<(i64, Option<i64>, Status)>, StoreError> {
+    let mut rows = conn
+        .query(
+            "SELECT stars, owner_id, status, upgraded_into FROM inventory
+             WHERE account_id = ?1 AND msg_id = ?2",
+            params![key.account_id, key.msg_id],
+        )
+        .await
+        .map_err(sql_err)?;
+    let Some(row) = rows.next().await.map_err(sql_err)? else {
+        return Ok(None);
+    };
+    let name: String = row.get(2).map_err(sql_err)?;
+    let status = Status::from_parts(&name, row.get(3).map_err(sql_err)?)
+        .ok_or_else(|| StoreError::Sqlite(format!("item {key}: unknown status {name:?}")))?;
+    Ok(Some((
+        row.get(0).map_err(sql_err)?,
+        row.get(1).map_err(sql_err)?,
+        status,
+    )))
+}
+
+async fn set_item_status(conn: &Connection, key: ItemKey, to: Status) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE inventory SET status = ?3, updated_at = ?4 WHERE account_id = ?1 AND msg_id = ?2",
+        params![key.account_id, key.msg_id, to.as_str(), now_s()],
+    )
+    .await
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn schema_version(&self) -> Result<u32, StoreError> {
+        self.run(|conn| async move { Ok(read_version(&conn).await?.unwrap_or(0)) })
+            .await
+    }
+
+    async fn check_write(&self) -> Result<(), StoreError> {
+        self.run(|conn| async move {
+            write_tx(&conn, async |conn| {
+                conn.execute(
+                    "UPDATE schema_version SET checked_at = ?1 WHERE id = 1",
+                    params![now_s()],
+                )
+                .await
+                .map_err(sql_err)?;
+                Ok(())
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn apply_batch(&self, batch: &ChangeBatch) -> Result<BatchOutcome, StoreError> {
+        batch.validate()?;
+        if batch.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let batch = batch.clone();
+        self.run(|conn| async move {
+            write_tx(&conn, async |conn| apply_batch(conn, batch).await).await
+        })
+        .await
+    }
+
+    async fn load_items(&self, account_id: UserId) -> Result<Vec<Item>, StoreError> {
+        self.run(move |conn| async move {
+            query_items(
+                &conn,
+                &format!(
+                    "SELECT {ITEM_COLUMNS} FROM inventory
+                     WHERE account_id = ?1 AND status IN {HELD} ORDER BY msg_id"
+                ),
+                params![account_id],
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn list_owner(&self, owner: Owner) -> Result<Vec<Item>, StoreError> {
+        self.run(move |conn| async move {
+            let filter = match owner {
+                Owner::User(_) => "owner_id = ?1",
+                Owner::Unattributed => "owner_id IS NULL AND ?1 IS NULL",
+            };
+            query_items(
+                &conn,
+                &format!(
+                    "SELECT {ITEM_COLUMNS} FROM inventory
+                     WHERE {filter} AND status IN {HELD} ORDER BY account_id, msg_id"
+                ),
+                params![owner.user_id()],
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn owner_stats(&self, user_id: UserId) -> Result<OwnerStats, StoreError> {
+        self.run(move |conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT
+                       count(*) FILTER (WHERE status = 'held'),
+                       coalesce(sum(stars) FILTER (WHERE status IN
+                         ('held', 'withdraw_requested', 'withdrawing')), 0),
+                       count(*) FILTER (WHERE status IN ('withdraw_requested', 'withdrawing')),
+                       count(*) FILTER (WHERE status = 'withdrawn'),
+                       count(*)
+                     FROM inventory WHERE owner_id = ?1",
+                    params![user_id],
+                )
+                .await
+                .map_err(sql_err)?;
+            let row = rows
+                .next()
+                .await
+                .map_err(sql_err)?
+                .ok_or_else(|| StoreError::Sqlite("aggregate returned no row".into()))?;
+            Ok(OwnerStats {
+                held: row.get(0).map_err(sql_err)?,
+                held_stars: row.get(1).map_err(sql_err)?,
+                withdraw_pending: row.get(2).map_err(sql_err)?,
+                withdrawn: row.get(3).map_err(sql_err)?,
+                deposited: row.get(4).map_err(sql_err)?,
+            })
+        })
+        .await
+    }
+
+    async fn item_history(&self, key: ItemKey) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.run(move |conn| async move {
+            let mut rows = conn
+                .query(
+                    "SELECT idempotency_key, owner_id, kind, stars, at FROM transactions
+                     WHERE account_id = ?1 AND msg_id = ?2 ORDER BY id",
+                    params![key.account_id, key.msg_id],
+                )
+                .await
+                .map_err(sql_err)?;
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next().await.map_err(sql_err)? {
+                let kind: String = row.get(2).map_err(sql_err)?;
+                entries.push(LedgerEntry {
+                    idempotency_key: row.get(0).map_err(sql_err)?,
+                    key,
+                    owner: Owner::from_user_id(row.get(1).map_err(sql_err)?),
+                    kind: LedgerKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Sqlite(format!("unknown ledger kind {kind:?}"))
+                    })?,
+                    stars: row.get(3).map_err(sql_err)?,
+                    at: row.get(4).map_err(sql_err)?,
+                });
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn assign_owner(&self, key: ItemKey, user_id: UserId) -> Result<bool, StoreError> {
+        self.run(move |conn| async move {
+            write_tx(&conn, async |conn| {
+                let Some((stars, owner, _)) = item_stars_owner(conn, key).await? else {
+                    return Err(StoreError::ItemNotFound(key));
+                };
+                match owner {
+                    Some(o) if o == user_id => return Ok(false),
+                    Some(o) => return Err(StoreError::AlreadyOwned { key, owner: o }),
+                    None => {}
+                }
+                let now = now_s();
+                conn.execute(
+                    "INSERT INTO users (id, created_at, updated_at) VALUES (?1, ?2, ?2)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![user_id, now],
+                )
+                .await
+                .map_err(sql_err)?;
+                conn.execute(
+                    "UPDATE inventory SET owner_id = ?3, updated_at = ?4
+                     WHERE account_id = ?1 AND msg_id = ?2",
+                    params![key.account_id, key.msg_id, user_id, now],
+                )
+                .await
+                .map_err(sql_err)?;
+                insert_ledger(
+                    conn,
+                    &LedgerEntry {
+                        idempotency_key: format!("assigned:{key}"),
+                        key,
+                        owner: Owner::User(user_id),
+                        kind: LedgerKind::Assigned,
+                        stars,
+                        at: now,
+                    },
+                )
+                .await?;
+                Ok(true)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn create_withdrawal(
+        &self,
+        owner: UserId,
+        key: ItemKey,
+    ) -> Result<WithdrawalId, StoreError> {
+        self.run(move |conn| async move {
+            write_tx(&conn, async |conn| {
+                let Some((stars, item_owner, status)) = item_stars_owner(conn, key).await? else {
+                    return Err(StoreError::ItemNotFound(key));
+                };
+                if item_owner != Some(owner) {
+                    return Err(StoreError::NotOwner {
+                        key,
+                        user_id: owner,
+                    });
+                }
+                if status == Status::WithdrawRequested {
+                    let mut rows = conn
+                        .query(
+                            "SELECT id FROM withdrawals
+                             WHERE account_id = ?1 AND msg_id = ?2 AND status = 'requested'",
+                            params![key.account_id, key.msg_id],
+                        )
+                        .await
+                        .map_err(sql_err)?;
+                    if let Some(row) = rows.next().await.map_err(sql_err)? {
+                        return row.get::<i64>(0).map_err(sql_err);
+                    }
+                }
+                if status != Status::Held {
+                    return Err(StoreError::NotHeld { key, status });
+                }
+                let mut rows = conn
+                    .query(
+                        "INSERT INTO withdrawals (account_id, msg_id, owner_id, requested_at)
+                         VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                        params![key.account_id, key.msg_id, owner, now_s()],
+                    )
+                    .await
+                    .map_err(sql_err)?;
+                let id: i64 = rows
+                    .next()
+                    .await
+                    .map_err(sql_err)?
+                    .ok_or_else(|| StoreError::Sqlite("INSERT RETURNING gave no row".into()))?
+                    .get(0)
+                    .map_err(sql_err)?;
+                drop(rows);
+                set_item_status(conn, key, Status::WithdrawRequested).await?;
+                insert_ledger(
+                    conn,
+                    &withdrawal_entry(key, owner, LedgerKind::WithdrawRequested, stars, id),
+                )
+                .await?;
+                Ok(id)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn claim_withdrawal(
+        &self,
+        account_id: UserId,
+        worker_id: &str,
+    ) -> Result<Option<Withdrawal>, StoreError> {
+        let worker_id = worker_id.to_owned();
+        self.run(move |conn| async move {
+            write_tx(&conn, async |conn| {
+                let mut rows = conn
+                    .query(
+                        "SELECT id, msg_id, owner_id, requested_at FROM withdrawals
+                         WHERE account_id = ?1 AND status = 'requested' ORDER BY id LIMIT 1",
+                        params![account_id],
+                    )
+                    .await
+                    .map_err(sql_err)?;
+                let Some(row) = rows.next().await.map_err(sql_err)? else {
+                    return Ok(None);
+                };
+                let w = Withdrawal {
+                    id: row.get(0).map_err(sql_err)?,
+                    key: ItemKey::new(account_id, row.get(1).map_err(sql_err)?),
+                    owner: row.get(2).map_err(sql_err)?,
+                    requested_at: row.get(3).map_err(sql_err)?,
+                };
+                drop(rows);
+                conn.execute(
+                    "UPDATE withdrawals SET status = 'claimed', worker_id = ?2, claimed_at = ?3
+                     WHERE id = ?1",
+                    params![w.id, worker_id, now_s()],
+                )
+                .await
+                .map_err(sql_err)?;
+                if let Some((stars, _, Status::WithdrawRequested)) =
+                    item_stars_owner(conn, w.key).await?
+                {
+                    set_item_status(conn, w.key, Status::Withdrawing).await?;
+                    insert_ledger(
+                        conn,
+                        &withdrawal_entry(w.key, w.owner, LedgerKind::WithdrawStarted, stars, w.id),
+                    )
+                    .await?;
+                }
+                Ok(Some(w))
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn complete_withdrawal(
+        &self,
+        id: WithdrawalId,
+        outcome: &WithdrawalOutcome,
+    ) -> Result<(), StoreError> {
+        let outcome = outcome.clone();
+        self.run(move |conn| async move {
+            write_tx(&conn, async |conn| {
+                let mut rows = conn
+                    .query(
+                        "SELECT account_id, msg_id, owner_id, status FROM withdrawals
+                         WHERE id = ?1",
+                        params![id],
+                    )
+                    .await
+                    .map_err(sql_err)?;
+                let Some(row) = rows.next().await.map_err(sql_err)? else {
+                    return Err(StoreError::WithdrawalNotFound(id));
+                };
+                let key = ItemKey::new(row.get(0).map_err(sql_err)?, row.get(1).map_err(sql_err)?);
+                let owner: i64 = row.get(2).map_err(sql_err)?;
+                let status: String = row.get(3).map_err(sql_err)?;
+                drop(rows);
+                let (new_status, reason, item_to, kind) = match &outcome {
+                    WithdrawalOutcome::Transferred => (
+                        "transferred",
+                        None,
+                        Status::Withdrawn,
+                        LedgerKind::Withdrawn,
+                    ),
+                    WithdrawalOutcome::Failed { reason } => (
+                        "failed",
+                        Some(reason.clone()),
+                        Status::Held,
+                        LedgerKind::WithdrawFailed,
+                    ),
+                };
+                if status == new_status {
+                    return Ok(());
+                }
+                if status != "claimed" {
+                    return Err(StoreError::WithdrawalNotClaimed { id, status });
+                }
+                conn.execute(
+                    "UPDATE withdrawals SET status = ?2, reason = ?3, completed_at = ?4
+                     WHERE id = ?1",
+                    params![id, new_status, reason, now_s()],
+                )
+                .await
+                .map_err(sql_err)?;
+                if let Some((stars, _, Status::Withdrawing)) = item_stars_owner(conn, key).await? {
+                    set_item_status(conn, key, item_to).await?;
+                    insert_ledger(conn, &withdrawal_entry(key, owner, kind, stars, id)).await?;
+                }
+                Ok(())
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn create_link_token(
+        &self,
+        user_id: UserId,
+        ttl: Duration,
+    ) -> Result<LinkToken, StoreError> {
+        let token = new_link_token();
+        let hash = link_token_hash(&token);
+        let now = now_ms();
+        let expires_at_ms = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        self.run(move |conn| async move {
+            conn.execute(
+                "INSERT INTO link_tokens (token_hash, user_id, created_at_ms, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![hash, user_id, now, expires_at_ms],
+            )
+            .await
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        .await?;
+        Ok(LinkToken {
+            token: Secret::new(token),
+            expires_at_ms,
+        })
+    }
+
+    async fn consume_link_token(&self, token: &str) -> Result<UserId, StoreError> {
+        let hash = link_token_hash(token);
+        self.run(move |conn| async move {
+            write_tx(&conn, async |conn| {
+                let mut rows = conn
+                    .query(
+                        "SELECT user_id, expires_at_ms, used_at_ms FROM link_tokens
+                         WHERE token_hash = ?1",
+                        params![hash.as_str()],
+                    )
+                    .await
+                    .map_err(sql_err)?;
+                let Some(row) = rows.next().await.map_err(sql_err)? else {
+                    return Err(StoreError::LinkTokenUnknown);
+                };
+                let user_id: i64 = row.get(0).map_err(sql_err)?;
+                let expires_at_ms: i64 = row.get(1).map_err(sql_err)?;
+                let used_at_ms: Option<i64> = row.get(2).map_err(sql_err)?;
+                drop(rows);
+                let now = now_ms();
+                if used_at_ms.is_some() {
+                    return Err(StoreError::LinkTokenUsed);
+                }
+                if expires_at_ms <= now {
+                    return Err(StoreError::LinkTokenExpired);
+                }
+                conn.execute(
+                    "UPDATE link_tokens SET used_at_ms = ?2 WHERE token_hash = ?1",
+                    params![hash.as_str(), now],
+                )
+                .await
+                .map_err(sql_err)?;
+                Ok(user_id)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError> {
+        let log = log.clone();
+        self.run(move |conn| async move {
+            conn.execute(
+                "INSERT INTO sync_logs (account_id, started_at, finished_at, items_seen,
+                   items_new, items_changed, error, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    log.account_id,
+                    log.started_at,
+                    log.finished_at,
+                    log.items_seen,
+                    log.items_new,
+                    log.items_changed,
+                    log.error,
+                    now_s()
+                ],
+            )
+            .await
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gift::Owner;
+    use crate::store::ChangeBatch;
+
+    /// The contract suite runs on multi-threaded runtimes; `#[tokio::test]` elsewhere in giftd
+    /// uses the current-thread one, which must work too (the blocking pool drives SQLite).
+    #[tokio::test]
+    async fn works_on_a_current_thread_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("giftd.sqlite3");
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.check_schema().await.unwrap(), SCHEMA_VERSION);
+        let item = Item {
+            key: ItemKey::new(1, 2),
+            owner: Owner::User(3),
+            gift_id: 4,
+            stars: 5,
+            unique: None,
+            status: Status::Held,
+            received_at: 6,
+            convert_stars: None,
+            transfer_stars: None,
+            can_transfer_at: None,
+            upgraded_from: None,
+        };
+        let batch = ChangeBatch {
+            items: vec![item.clone()],
+            ..ChangeBatch::default()
+        };
+        assert_eq!(store.apply_batch(&batch).await.unwrap().items_new, 1);
+        drop(store);
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(reopened.load_items(1).await.unwrap(), vec![item]);
+    }
+
+    #[test]
+    fn busy_and_disk_errors_are_retryable() {
+        let busy = sql_err(libsql::Error::SqliteFailure(5, "database is locked".into()));
+        assert!(matches!(busy, StoreError::Busy(_)) && busy.is_retryable());
+        // SQLITE_BUSY_SNAPSHOT (517) is an extended code of SQLITE_BUSY.
+        assert!(sql_err(libsql::Error::SqliteFailure(517, "snapshot".into())).is_retryable());
+        assert!(sql_err(libsql::Error::SqliteFailure(13, "disk full".into())).is_retryable());
+        let corrupt = sql_err(libsql::Error::SqliteFailure(11, "malformed".into()));
+        assert!(!corrupt.is_retryable());
+        let readonly = sql_err(libsql::Error::SqliteFailure(8, "readonly".into()));
+        assert!(!readonly.is_retryable());
+    }
+}

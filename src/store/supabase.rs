@@ -1,0 +1,762 @@
+//! The Supabase backend: PostgREST over HTTP with the `postgrest` crate.
+//!
+//! Every multi-row change is one of the `giftd_*` SQL functions of
+//! `supabase/migrations`, called as RPC (`POST /rpc/<fn>`): one request, one transaction, all or
+//! nothing, so a retry after any failure is safe. A batch of thousands of gifts is one request.
+//! Reads page by key (keyset), so a server's `max-rows` cap (1000 on Supabase) never truncates
+//! them silently.
+//!
+//! The `postgrest` crate has no timeout and overwrites `Prefer`: every request goes through
+//! `.build()` to set the timeout on the `reqwest::RequestBuilder`. `in_()` (does not quote) and
+//! `limit(0)` (panics) are not used.
+//!
+//! Must never: log or format the service key (it lives only in the client's headers, and this
+//! type's `Debug` prints the URL alone).
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use postgrest::Postgrest;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{
+    BatchOutcome, ChangeBatch, ItemRow, LinkToken, OwnerStats, RefusedChange, Store, StoreError,
+    SyncLog, Withdrawal, WithdrawalId, WithdrawalOutcome, link_token_hash, migration_for,
+    new_link_token,
+};
+use crate::config::SupabaseConfig;
+use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
+use crate::secret::Secret;
+
+/// Rows asked for per page. Pages are read until one comes back empty, so a smaller server cap
+/// costs requests, never rows.
+const PAGE: usize = 1000;
+
+pub struct SupabaseStore {
+    /// Carries the base URL and the `apikey` / `Authorization` headers (the key).
+    client: Postgrest,
+    /// Base URL, for messages.
+    url: String,
+    /// Applied to every request.
+    timeout: Duration,
+    /// The `role` claim of the configured key, to make a permission error precise.
+    key_role: Option<String>,
+}
+
+impl fmt::Debug for SupabaseStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupabaseStore")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SupabaseStore {
+    /// Builds the client. Makes no request: [`Store::check_schema`] is the first contact.
+    pub fn new(config: &SupabaseConfig) -> Result<Self, StoreError> {
+        let url = config.rest_url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(StoreError::Protocol(format!(
+                "supabase url {url:?} is not an http(s) URL"
+            )));
+        }
+        let key = config.service_role_key.expose();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(StoreError::InvalidKey {
+                detail: "the key is empty or contains spaces or control characters".into(),
+            });
+        }
+        let client = Postgrest::new(url.clone())
+            .insert_header("apikey", key)
+            .insert_header("Authorization", format!("Bearer {key}"));
+        Ok(SupabaseStore {
+            client,
+            url,
+            timeout: config.request_timeout,
+            key_role: jwt_role(&config.service_role_key),
+        })
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        object: &str,
+    ) -> Result<Body, StoreError> {
+        let response = request
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        if (200..300).contains(&status) {
+            Ok(Body(body.to_vec()))
+        } else {
+            Err(error_from_response(
+                status,
+                retry_after,
+                &body,
+                object,
+                self.key_role.clone(),
+            ))
+        }
+    }
+
+    async fn rpc<T: DeserializeOwned>(
+        &self,
+        function: &'static str,
+        params: Value,
+    ) -> Result<T, StoreError> {
+        let request = self.client.rpc(function, params.to_string()).build();
+        let body = self.send(request, &format!("function {function}")).await?;
+        serde_json::from_slice(&body.0)
+            .map_err(|e| StoreError::Protocol(format!("{function}: {e}: {}", body.preview())))
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> StoreError {
+        // reqwest's Display names the URL, never the headers: no key in here.
+        if e.is_timeout() {
+            StoreError::Timeout(self.timeout)
+        } else if e.is_connect() {
+            StoreError::Unavailable(format!(
+                "cannot connect to {}: {}",
+                self.url,
+                error_chain(e)
+            ))
+        } else {
+            StoreError::Unavailable(format!(
+                "request to {} failed: {}",
+                self.url,
+                error_chain(e)
+            ))
+        }
+    }
+
+    async fn page_items(
+        &self,
+        function: &'static str,
+        mut params: impl FnMut(Option<ItemKey>) -> Value,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut after = None;
+        loop {
+            let rows: Vec<ItemRow> = self.rpc(function, params(after)).await?;
+            if rows.is_empty() {
+                return Ok(items);
+            }
+            for row in rows {
+                let item = row.into_item()?;
+                after = Some(item.key);
+                items.push(item);
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A successful response body.
+struct Body(Vec<u8>);
+
+impl Body {
+    /// The start of the body, for error messages.
+    fn preview(&self) -> String {
+        String::from_utf8_lossy(&self.0[..self.0.len().min(200)]).into_owned()
+    }
+}
+
+/// PostgREST's error body.
+#[derive(Debug, Default, Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    details: Option<String>,
+}
+
+/// Maps a failed response to a [`StoreError`]. `object` names what was asked for
+/// (`function giftd_apply_batch`, `table transactions`).
+fn error_from_response(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    object: &str,
+    key_role: Option<String>,
+) -> StoreError {
+    let api: ApiError = serde_json::from_slice(body).unwrap_or_default();
+    let code = api.code.unwrap_or_default();
+    let mut message = api.message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+        format!("HTTP {status}: {}", text.trim())
+    });
+    if let Some(details) = api.details.filter(|d| !d.is_empty()) {
+        message = format!("{message} ({details})");
+    }
+    let pg_class = code.get(..2).unwrap_or("");
+    match code.as_str() {
+        // Deadlock, serialization failure, lock not available, statement timeout.
+        "40001" | "40P01" | "55P03" | "57014" => {
+            return StoreError::Busy(format!("{code}: {message}"));
+        }
+        // Admin shutdown, crash shutdown, cannot connect now.
+        "57P01" | "57P02" | "57P03" => {
+            return StoreError::Unavailable(format!("{code}: {message}"));
+        }
+        "42501" => {
+            return StoreError::PermissionDenied {
+                detail: message,
+                key_role,
+            };
+        }
+        "PGRST202" | "42883" => {
+            return StoreError::SchemaMissing {
+                object: object.to_owned(),
+                migration: migration_for(super::SCHEMA_VERSION),
+            };
+        }
+        "PGRST205" | "42P01" | "PGRST204" | "42703" => {
+            return StoreError::SchemaMissing {
+                object: format!("{object} ({message})"),
+                migration: migration_for(super::SCHEMA_VERSION),
+            };
+        }
+        _ => {}
+    }
+    // Connection exceptions and insufficient resources.
+    if pg_class == "08" || pg_class == "53" {
+        return StoreError::Unavailable(format!("{code}: {message}"));
+    }
+    if code.starts_with("PGRST3") {
+        return StoreError::InvalidKey {
+            detail: format!("{code}: {message}"),
+        };
+    }
+    match status {
+        401 | 403 => StoreError::PermissionDenied {
+            detail: format!("HTTP {status}: {message}"),
+            key_role,
+        },
+        429 => StoreError::RateLimited { retry_after },
+        500..=599 => StoreError::Unavailable(format!("HTTP {status} {code}: {message}")),
+        _ => StoreError::Rejected {
+            code: if code.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                code
+            },
+            message,
+        },
+    }
+}
+
+/// The `role` claim of a JWT, read without checking the signature (only to word an error).
+fn jwt_role(key: &Secret) -> Option<String> {
+    use base64::Engine;
+    let payload = key.expose().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("role")?.as_str().map(str::to_owned)
+}
+
+fn item_json(item: &Item) -> Value {
+    let unique = item.unique.as_deref();
+    json!({
+        "account_id": item.key.account_id,
+        "msg_id": item.key.msg_id,
+        "owner_id": item.owner.user_id(),
+        "gift_id": item.gift_id,
+        "stars": item.stars,
+        "collectible_id": unique.map(|u| u.collectible_id),
+        "slug": unique.map(|u| u.slug.as_str()),
+        "number": unique.map(|u| u.number),
+        "status": item.status.as_str(),
+        "upgraded_into": item.status.upgraded_into(),
+        "upgraded_from": item.upgraded_from,
+        "received_at": item.received_at,
+        "convert_stars": item.convert_stars,
+        "transfer_stars": item.transfer_stars,
+        "can_transfer_at": item.can_transfer_at,
+    })
+}
+
+fn ledger_json(e: &LedgerEntry) -> Value {
+    json!({
+        "idempotency_key": e.idempotency_key,
+        "account_id": e.key.account_id,
+        "msg_id": e.key.msg_id,
+        "owner_id": e.owner.user_id(),
+        "kind": e.kind.as_str(),
+        "stars": e.stars,
+        "at": e.at,
+    })
+}
+
+fn batch_json(batch: &ChangeBatch) -> Value {
+    // Sorted by key, so concurrent batches lock rows in the same order.
+    let mut items: Vec<&Item> = batch.items.iter().collect();
+    items.sort_by_key(|i| i.key);
+    let mut changes: Vec<_> = batch.changes.iter().collect();
+    changes.sort_by_key(|c| c.key);
+    json!({
+        "users": batch.users.iter().map(|u| json!({
+            "id": u.id, "username": u.username, "first_name": u.first_name,
+        })).collect::<Vec<_>>(),
+        "gifts": batch.gifts.iter().map(|g| json!({
+            "gift_id": g.gift_id, "title": g.title, "stars": g.stars, "unique": g.unique,
+        })).collect::<Vec<_>>(),
+        "items": items.iter().map(|i| item_json(i)).collect::<Vec<_>>(),
+        "ledger": items.iter().map(|i| ledger_json(&i.deposit_entry())).collect::<Vec<_>>(),
+        "changes": changes.iter().map(|c| json!({
+            "account_id": c.key.account_id,
+            "msg_id": c.key.msg_id,
+            "status": c.to.as_str(),
+            "upgraded_into": c.to.upgraded_into(),
+            "entry": ledger_json(&c.entry),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct OutcomeRow {
+    items_new: u64,
+    items_known: u64,
+    changes_applied: u64,
+    changes_unchanged: u64,
+    refused: Vec<RefusedRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RefusedRow {
+    account_id: i64,
+    msg_id: MsgId,
+    status: String,
+    upgraded_into: Option<MsgId>,
+    current: Option<String>,
+    current_upgraded_into: Option<MsgId>,
+}
+
+fn status(name: &str, into: Option<MsgId>) -> Result<Status, StoreError> {
+    Status::from_parts(name, into)
+        .ok_or_else(|| StoreError::Protocol(format!("unknown status {name:?}")))
+}
+
+/// The `{error: ...}` answers of the giftd_* functions.
+#[derive(Debug, Deserialize)]
+struct FnAnswer {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    id: Option<i64>,
+    #[serde(default)]
+    changed: Option<bool>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    upgraded_into: Option<MsgId>,
+    #[serde(default)]
+    owner_id: Option<i64>,
+    #[serde(default)]
+    user_id: Option<i64>,
+}
+
+#[async_trait]
+impl Store for SupabaseStore {
+    fn backend(&self) -> &'static str {
+        "supabase"
+    }
+
+    async fn schema_version(&self) -> Result<u32, StoreError> {
+        let v: i64 = self.rpc("giftd_schema_version", json!({})).await?;
+        u32::try_from(v).map_err(|_| StoreError::Protocol(format!("schema version {v}")))
+    }
+
+    async fn check_write(&self) -> Result<(), StoreError> {
+        let _: Option<i64> = self.rpc("giftd_check_write", json!({})).await?;
+        Ok(())
+    }
+
+    async fn apply_batch(&self, batch: &ChangeBatch) -> Result<BatchOutcome, StoreError> {
+        batch.validate()?;
+        if batch.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let row: OutcomeRow = self
+            .rpc("giftd_apply_batch", json!({ "p_batch": batch_json(batch) }))
+            .await?;
+        let refused = row
+            .refused
+            .into_iter()
+            .map(|r| {
+                Ok(RefusedChange {
+                    key: ItemKey::new(r.account_id, r.msg_id),
+                    to: status(&r.status, r.upgraded_into)?,
+                    current: r
+                        .current
+                        .map(|c| status(&c, r.current_upgraded_into))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(BatchOutcome {
+            items_new: row.items_new,
+            items_known: row.items_known,
+            changes_applied: row.changes_applied,
+            changes_unchanged: row.changes_unchanged,
+            refused,
+        })
+    }
+
+    async fn load_items(&self, account_id: UserId) -> Result<Vec<Item>, StoreError> {
+        self.page_items("giftd_load_items", |after| {
+            json!({
+                "p_account_id": account_id,
+                "p_after_msg_id": after.map_or(i32::MIN, |k| k.msg_id),
+                "p_limit": PAGE,
+            })
+        })
+        .await
+    }
+
+    async fn list_owner(&self, owner: Owner) -> Result<Vec<Item>, StoreError> {
+        // RPC arguments are never null (postrust 3.1 reads a JSON null as ""): the unattributed
+        // items have their own function.
+        let after_json = |after: Option<ItemKey>| {
+            json!({
+                "p_after_account_id": after.map_or(i64::MIN, |k| k.account_id),
+                "p_after_msg_id": after.map_or(i32::MIN, |k| k.msg_id),
+                "p_limit": PAGE,
+            })
+        };
+        match owner {
+            Owner::User(user_id) => {
+                self.page_items("giftd_list_owner", |after| {
+                    let mut params = after_json(after);
+                    params["p_owner_id"] = user_id.into();
+                    params
+                })
+                .await
+            }
+            Owner::Unattributed => self.page_items("giftd_list_unattributed", after_json).await,
+        }
+    }
+
+    async fn owner_stats(&self, user_id: UserId) -> Result<OwnerStats, StoreError> {
+        self.rpc("giftd_owner_stats", json!({ "p_owner_id": user_id }))
+            .await
+    }
+
+    async fn item_history(&self, key: ItemKey) -> Result<Vec<LedgerEntry>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            idempotency_key: String,
+            owner_id: Option<i64>,
+            kind: String,
+            stars: i64,
+            at: i64,
+        }
+        let request = self
+            .client
+            .from("transactions")
+            .select("idempotency_key,owner_id,kind,stars,at")
+            .eq("account_id", key.account_id.to_string())
+            .eq("msg_id", key.msg_id.to_string())
+            .order("id.asc")
+            .build();
+        let body = self.send(request, "table transactions").await?;
+        let rows: Vec<Row> = serde_json::from_slice(&body.0)
+            .map_err(|e| StoreError::Protocol(format!("transactions: {e}: {}", body.preview())))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(LedgerEntry {
+                    kind: LedgerKind::parse(&r.kind).ok_or_else(|| {
+                        StoreError::Protocol(format!("unknown ledger kind {:?}", r.kind))
+                    })?,
+                    idempotency_key: r.idempotency_key,
+                    key,
+                    owner: Owner::from_user_id(r.owner_id),
+                    stars: r.stars,
+                    at: r.at,
+                })
+            })
+            .collect()
+    }
+
+    async fn assign_owner(&self, key: ItemKey, user_id: UserId) -> Result<bool, StoreError> {
+        let a: FnAnswer = self
+            .rpc(
+                "giftd_assign_owner",
+                json!({
+                    "p_account_id": key.account_id, "p_msg_id": key.msg_id, "p_owner_id": user_id,
+                }),
+            )
+            .await?;
+        match a.error.as_deref() {
+            None => Ok(a.changed.unwrap_or(false)),
+            Some("not_found") => Err(StoreError::ItemNotFound(key)),
+            Some("already_owned") => Err(StoreError::AlreadyOwned {
+                key,
+                owner: a.owner_id.unwrap_or_default(),
+            }),
+            Some(other) => Err(StoreError::Protocol(format!("giftd_assign_owner: {other}"))),
+        }
+    }
+
+    async fn create_withdrawal(
+        &self,
+        owner: UserId,
+        key: ItemKey,
+    ) -> Result<WithdrawalId, StoreError> {
+        let a: FnAnswer = self
+            .rpc(
+                "giftd_create_withdrawal",
+                json!({
+                    "p_account_id": key.account_id, "p_msg_id": key.msg_id, "p_owner_id": owner,
+                }),
+            )
+            .await?;
+        match (a.error.as_deref(), a.id) {
+            (None, Some(id)) => Ok(id),
+            (Some("not_found"), _) => Err(StoreError::ItemNotFound(key)),
+            (Some("not_owner"), _) => Err(StoreError::NotOwner {
+                key,
+                user_id: owner,
+            }),
+            (Some("not_held"), _) => Err(StoreError::NotHeld {
+                key,
+                status: status(a.status.as_deref().unwrap_or(""), a.upgraded_into)?,
+            }),
+            (other, _) => Err(StoreError::Protocol(format!(
+                "giftd_create_withdrawal: {other:?}"
+            ))),
+        }
+    }
+
+    async fn claim_withdrawal(
+        &self,
+        account_id: UserId,
+        worker_id: &str,
+    ) -> Result<Option<Withdrawal>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: i64,
+            account_id: i64,
+            msg_id: MsgId,
+            owner_id: i64,
+            requested_at: i64,
+        }
+        let row: Option<Row> = self
+            .rpc(
+                "giftd_claim_withdrawal",
+                json!({ "p_account_id": account_id, "p_worker_id": worker_id }),
+            )
+            .await?;
+        Ok(row.map(|r| Withdrawal {
+            id: r.id,
+            key: ItemKey::new(r.account_id, r.msg_id),
+            owner: r.owner_id,
+            requested_at: r.requested_at,
+        }))
+    }
+
+    async fn complete_withdrawal(
+        &self,
+        id: WithdrawalId,
+        outcome: &WithdrawalOutcome,
+    ) -> Result<(), StoreError> {
+        let (transferred, reason) = match outcome {
+            WithdrawalOutcome::Transferred => (true, ""),
+            WithdrawalOutcome::Failed { reason } => (false, reason.as_str()),
+        };
+        let a: FnAnswer = self
+            .rpc(
+                "giftd_complete_withdrawal",
+                json!({ "p_id": id, "p_transferred": transferred, "p_reason": reason }),
+            )
+            .await?;
+        match a.error.as_deref() {
+            None => Ok(()),
+            Some("not_found") => Err(StoreError::WithdrawalNotFound(id)),
+            Some("not_claimed") => Err(StoreError::WithdrawalNotClaimed {
+                id,
+                status: a.status.unwrap_or_default(),
+            }),
+            Some(other) => Err(StoreError::Protocol(format!(
+                "giftd_complete_withdrawal: {other}"
+            ))),
+        }
+    }
+
+    async fn create_link_token(
+        &self,
+        user_id: UserId,
+        ttl: Duration,
+    ) -> Result<LinkToken, StoreError> {
+        let token = new_link_token();
+        let expires_at_ms: i64 = self
+            .rpc(
+                "giftd_create_link_token",
+                json!({
+                    "p_token_hash": link_token_hash(&token),
+                    "p_user_id": user_id,
+                    "p_ttl_ms": i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+                }),
+            )
+            .await?;
+        Ok(LinkToken {
+            token: Secret::new(token),
+            expires_at_ms,
+        })
+    }
+
+    async fn consume_link_token(&self, token: &str) -> Result<UserId, StoreError> {
+        let a: FnAnswer = self
+            .rpc(
+                "giftd_consume_link_token",
+                json!({ "p_token_hash": link_token_hash(token) }),
+            )
+            .await?;
+        match (a.error.as_deref(), a.user_id) {
+            (None, Some(user_id)) => Ok(user_id),
+            (Some("unknown"), _) => Err(StoreError::LinkTokenUnknown),
+            (Some("expired"), _) => Err(StoreError::LinkTokenExpired),
+            (Some("used"), _) => Err(StoreError::LinkTokenUsed),
+            (other, _) => Err(StoreError::Protocol(format!(
+                "giftd_consume_link_token: {other:?}"
+            ))),
+        }
+    }
+
+    async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError> {
+        let _: i64 = self
+            .rpc("giftd_append_sync_log", json!({ "p_log": log }))
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(status: u16, body: &str, expected: &str, retryable: bool) {
+        let e = error_from_response(status, None, body.as_bytes(), "function giftd_x", None);
+        let text = e.to_string();
+        assert!(text.contains(expected), "{status} {body}: {text}");
+        assert_eq!(e.is_retryable(), retryable, "{status} {body}: {text}");
+    }
+
+    #[test]
+    fn maps_postgrest_errors() {
+        check(
+            401,
+            r#"{"code":"42501","message":"permission denied for function giftd_x"}"#,
+            "probably the anon key",
+            false,
+        );
+        check(
+            403,
+            r#"{"code":"42501","message":"denied"}"#,
+            "service_role",
+            false,
+        );
+        check(
+            404,
+            r#"{"code":"PGRST202","message":"Could not find the function"}"#,
+            "function giftd_x does not exist in the database: apply migration 2026",
+            false,
+        );
+        check(
+            404,
+            r#"{"code":"PGRST205","message":"Could not find the table public.inventory"}"#,
+            "apply migration",
+            false,
+        );
+        check(
+            404,
+            r#"{"code":"42P01","message":"relation does not exist"}"#,
+            "apply migration",
+            false,
+        );
+        check(
+            401,
+            r#"{"code":"PGRST301","message":"JWSError"}"#,
+            "rejected giftd's key",
+            false,
+        );
+        check(
+            503,
+            r#"{"code":"PGRST001","message":"no connection"}"#,
+            "unavailable",
+            true,
+        );
+        check(
+            500,
+            r#"{"code":"PGRST500","message":"Service temporarily unavailable"}"#,
+            "unavailable",
+            true,
+        );
+        check(502, "<html>bad gateway</html>", "bad gateway", true);
+        check(429, "", "rate limit", true);
+        check(
+            409,
+            r#"{"code":"40P01","message":"deadlock detected"}"#,
+            "busy",
+            true,
+        );
+        check(
+            500,
+            r#"{"code":"57P01","message":"terminating connection"}"#,
+            "unavailable",
+            true,
+        );
+        check(
+            400,
+            r#"{"code":"23514","message":"violates check"}"#,
+            "violates check",
+            false,
+        );
+    }
+
+    #[test]
+    fn reads_the_role_of_a_key_without_printing_it() {
+        // {"role":"anon"} as a JWT payload; signature irrelevant.
+        let key = Secret::new("eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.sig");
+        assert_eq!(jwt_role(&key).as_deref(), Some("anon"));
+        assert_eq!(jwt_role(&Secret::new("not-a-jwt")), None);
+        let store = SupabaseStore::new(&SupabaseConfig {
+            rest_url: "http://127.0.0.1:9/".into(),
+            service_role_key: key,
+            request_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let debug = format!("{store:?}");
+        assert!(!debug.contains("eyJ"), "{debug}");
+        assert!(debug.contains("http://127.0.0.1:9"), "{debug}");
+    }
+}

@@ -1,0 +1,2 @@
+mod store_contract;
+mod support;

@@ -1,0 +1,1198 @@
+//! The store contract: one suite, run against the embedded SQLite store and against Supabase
+//! (real PostgreSQL 15 behind postrust, started by `scripts/test-env.sh`).
+//!
+//! Each test makes its own deposit account and user ids, so the Supabase tests share one
+//! database and run in parallel. The tests that stop the database or lower its schema version
+//! use the separate chaos instance, one at a time (`chaos` in their name; .config/nextest.toml).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use giftd::gift::{
+    GiftType, Item, ItemKey, LedgerKind, Owner, Status, UniqueInfo, UserId, UserInfo,
+};
+use giftd::store::{
+    ChangeBatch, RefusedChange, StatusChange, Store, StoreError, SyncLog, WithdrawalOutcome,
+};
+
+use crate::support::{Backend, unique_id};
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::sqlite()).await
+                }
+            )*
+        }
+        mod supabase {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::supabase()).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    replaying_a_batch_changes_nothing,
+    departures_are_checked_against_the_state_machine,
+    batch_of_5000_items_in_one_call,
+    concurrent_writers_of_overlapping_batches,
+    redeposit_of_unique_gift_after_withdrawal,
+    concurrent_claimers_never_share_a_request,
+    withdrawal_rules,
+    link_tokens_are_single_use_and_expire,
+    unattributed_items_wait_for_an_operator,
+    stats_and_sync_logs,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+const T0: i64 = 1_760_000_000;
+
+fn regular(account: UserId, msg_id: i32, owner: Owner) -> Item {
+    Item {
+        key: ItemKey::new(account, msg_id),
+        owner,
+        gift_id: 5_983_471_780_763_796_287,
+        stars: 15,
+        unique: None,
+        status: Status::Held,
+        received_at: T0 + i64::from(msg_id),
+        convert_stars: Some(13),
+        transfer_stars: None,
+        can_transfer_at: None,
+        upgraded_from: None,
+    }
+}
+
+fn collectible(account: UserId, msg_id: i32, owner: Owner, collectible_id: i64) -> Item {
+    Item {
+        gift_id: 6_028_601_630_662_853_006,
+        stars: 350,
+        unique: Some(Box::new(UniqueInfo {
+            collectible_id,
+            slug: format!("PlushPepe-{collectible_id}"),
+            number: 7,
+        })),
+        convert_stars: None,
+        transfer_stars: Some(25),
+        can_transfer_at: Some(T0 + 86_400),
+        ..regular(account, msg_id, owner)
+    }
+}
+
+/// A deposit batch: the items with their senders and gift kinds.
+fn deposit(items: Vec<Item>) -> ChangeBatch {
+    let mut users: Vec<UserInfo> = items
+        .iter()
+        .filter_map(|i| i.owner.user_id())
+        .map(|id| UserInfo {
+            id,
+            username: Some(format!("player{id}")),
+            first_name: Some("Player".into()),
+        })
+        .collect();
+    users.dedup_by_key(|u| u.id);
+    let mut gifts: Vec<GiftType> = items
+        .iter()
+        .map(|i| GiftType {
+            gift_id: i.gift_id,
+            title: i.unique.as_ref().map(|_| "Plush Pepe".to_owned()),
+            stars: i.stars,
+            unique: i.unique.is_some(),
+        })
+        .collect();
+    gifts.sort_by_key(|g| g.gift_id);
+    gifts.dedup_by_key(|g| g.gift_id);
+    ChangeBatch {
+        users,
+        gifts,
+        items,
+        changes: vec![],
+    }
+}
+
+fn departures(items: &[Item], to: Status, at: i64) -> ChangeBatch {
+    ChangeBatch {
+        changes: items
+            .iter()
+            .map(|i| StatusChange::new(i, to, at).unwrap())
+            .collect(),
+        ..ChangeBatch::default()
+    }
+}
+
+fn keys(items: &[Item]) -> Vec<ItemKey> {
+    items.iter().map(|i| i.key).collect()
+}
+
+async fn kinds(store: &Arc<dyn Store>, key: ItemKey) -> Vec<LedgerKind> {
+    store
+        .item_history(key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contract
+// ---------------------------------------------------------------------------------------------
+
+async fn replaying_a_batch_changes_nothing(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let (alice, bob) = (unique_id(), unique_id());
+    let items = vec![
+        regular(account, 10, Owner::User(alice)),
+        collectible(account, 11, Owner::User(bob), unique_id()),
+        regular(account, 12, Owner::Unattributed),
+    ];
+    let batch = deposit(items.clone());
+
+    let first = store.apply_batch(&batch).await.unwrap();
+    assert_eq!((first.items_new, first.items_known), (3, 0));
+    let loaded = store.load_items(account).await.unwrap();
+    assert_eq!(loaded, items, "what was written reads back exactly");
+
+    let again = store.apply_batch(&batch).await.unwrap();
+    assert_eq!((again.items_new, again.items_known), (0, 3));
+    assert_eq!(store.load_items(account).await.unwrap(), items);
+    for item in &items {
+        assert_eq!(kinds(&store, item.key).await, vec![LedgerKind::Deposit]);
+    }
+
+    // A departure, applied twice, then the old deposit batch replayed: nothing moves back.
+    let gone = departures(&items[..1], Status::Converted, T0 + 100);
+    let applied = store.apply_batch(&gone).await.unwrap();
+    assert_eq!((applied.changes_applied, applied.changes_unchanged), (1, 0));
+    let replayed = store.apply_batch(&gone).await.unwrap();
+    assert_eq!(
+        (replayed.changes_applied, replayed.changes_unchanged),
+        (0, 1)
+    );
+    assert!(replayed.refused.is_empty());
+    store.apply_batch(&batch).await.unwrap();
+    assert_eq!(
+        keys(&store.load_items(account).await.unwrap()),
+        keys(&items[1..]),
+        "the replayed deposit did not bring the converted item back"
+    );
+    assert_eq!(
+        kinds(&store, items[0].key).await,
+        vec![LedgerKind::Deposit, LedgerKind::Converted]
+    );
+}
+
+async fn departures_are_checked_against_the_state_machine(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let owner = unique_id();
+    let items: Vec<Item> = (1..=3)
+        .map(|m| regular(account, m, Owner::User(owner)))
+        .collect();
+    store.apply_batch(&deposit(items.clone())).await.unwrap();
+    store
+        .apply_batch(&departures(&items[..1], Status::Refunded, T0 + 5))
+        .await
+        .unwrap();
+
+    // One batch: a legal move, an illegal one (refunded -> gone), an unknown item, an upgrade.
+    let unknown = regular(account, 99, Owner::User(owner));
+    let mut batch = departures(&items[..1], Status::Gone, T0 + 6);
+    batch
+        .changes
+        .extend(departures(&items[1..2], Status::Gone, T0 + 6).changes);
+    batch
+        .changes
+        .extend(departures(std::slice::from_ref(&unknown), Status::Gone, T0 + 6).changes);
+    let upgraded = collectible(account, 40, Owner::User(owner), unique_id());
+    let upgraded = Item {
+        upgraded_from: Some(3),
+        ..upgraded
+    };
+    batch
+        .changes
+        .extend(departures(&items[2..3], Status::Upgraded { into: 40 }, T0 + 6).changes);
+    let deposit_new = deposit(vec![upgraded.clone()]);
+    batch.items = deposit_new.items;
+    batch.gifts = deposit_new.gifts;
+    batch.users = deposit_new.users;
+
+    let outcome = store.apply_batch(&batch).await.unwrap();
+    assert_eq!(outcome.changes_applied, 2, "{outcome:?}");
+    assert_eq!(outcome.items_new, 1);
+    let mut refused = outcome.refused.clone();
+    refused.sort_by_key(|r| r.key);
+    assert_eq!(
+        refused,
+        vec![
+            RefusedChange {
+                key: items[0].key,
+                to: Status::Gone,
+                current: Some(Status::Refunded),
+            },
+            RefusedChange {
+                key: unknown.key,
+                to: Status::Gone,
+                current: None,
+            },
+        ]
+    );
+    assert_eq!(
+        kinds(&store, items[0].key).await,
+        vec![LedgerKind::Deposit, LedgerKind::Refunded],
+        "a refused change writes no ledger entry"
+    );
+    assert_eq!(
+        keys(&store.load_items(account).await.unwrap()),
+        vec![upgraded.key]
+    );
+    assert_eq!(
+        store.load_items(account).await.unwrap()[0].upgraded_from,
+        Some(3)
+    );
+    assert_eq!(
+        kinds(&store, items[2].key).await,
+        vec![LedgerKind::Deposit, LedgerKind::Upgraded]
+    );
+
+    // A batch must not carry withdrawal moves: those have their own calls.
+    let bad = ChangeBatch {
+        changes: vec![StatusChange::new(&upgraded, Status::WithdrawRequested, T0).unwrap()],
+        ..ChangeBatch::default()
+    };
+    let err = store.apply_batch(&bad).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidBatch(_)), "{err}");
+}
+
+async fn batch_of_5000_items_in_one_call(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let owners: Vec<UserId> = (0..50).map(|_| unique_id()).collect();
+    let items: Vec<Item> = (0..5000)
+        .map(|m| {
+            regular(
+                account,
+                1000 + m,
+                Owner::User(owners[m as usize % owners.len()]),
+            )
+        })
+        .collect();
+    let outcome = store.apply_batch(&deposit(items.clone())).await.unwrap();
+    assert_eq!(outcome.items_new, 5000);
+    let loaded = store.load_items(account).await.unwrap();
+    assert_eq!(loaded.len(), 5000, "reads page past any row cap");
+    assert_eq!(loaded, items);
+    let stats = store.owner_stats(owners[0]).await.unwrap();
+    assert_eq!(stats.held, 100);
+    assert_eq!(
+        store
+            .list_owner(Owner::User(owners[1]))
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
+
+    // And 5000 departures in one call.
+    let outcome = store
+        .apply_batch(&departures(&items, Status::Gone, T0 + 50))
+        .await
+        .unwrap();
+    assert_eq!(outcome.changes_applied, 5000);
+    assert!(store.load_items(account).await.unwrap().is_empty());
+}
+
+async fn concurrent_writers_of_overlapping_batches(backend: Backend) {
+    // Two handles: two daemons (or a daemon and a replay) writing at once.
+    let (a, b) = (backend.open().await, backend.open().await);
+    let account = unique_id();
+    let owner = unique_id();
+    let items: Vec<Item> = (0..900)
+        .map(|m| regular(account, m, Owner::User(owner)))
+        .collect();
+    let first = deposit(items[..600].to_vec());
+    let second = deposit(items[300..].to_vec());
+    for _ in 0..3 {
+        let (ra, rb) = tokio::join!(
+            {
+                let a = a.clone();
+                let first = first.clone();
+                tokio::spawn(async move { a.apply_batch(&first).await })
+            },
+            {
+                let b = b.clone();
+                let second = second.clone();
+                tokio::spawn(async move { b.apply_batch(&second).await })
+            },
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        let (ra, rb) = match (ra, rb) {
+            (Ok(ra), Ok(rb)) => (ra, rb),
+            (ra, rb) => {
+                // Contention may make one side retry; it must say so and change nothing.
+                for e in [ra.as_ref().err(), rb.as_ref().err()].into_iter().flatten() {
+                    assert!(e.is_retryable(), "{e}");
+                }
+                (
+                    a.apply_batch(&first).await.unwrap(),
+                    b.apply_batch(&second).await.unwrap(),
+                )
+            }
+        };
+        assert!(ra.items_new + ra.items_known == 600 && rb.items_new + rb.items_known == 600);
+    }
+    assert_eq!(a.load_items(account).await.unwrap(), items);
+    let stats = b.owner_stats(owner).await.unwrap();
+    assert_eq!((stats.held, stats.deposited), (900, 900));
+    for key in [items[0].key, items[450].key, items[899].key] {
+        assert_eq!(kinds(&a, key).await, vec![LedgerKind::Deposit]);
+    }
+}
+
+async fn redeposit_of_unique_gift_after_withdrawal(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let (alice, bob) = (unique_id(), unique_id());
+    let collectible_id = unique_id();
+    let first = collectible(account, 10, Owner::User(alice), collectible_id);
+    store
+        .apply_batch(&deposit(vec![first.clone()]))
+        .await
+        .unwrap();
+
+    let id = store.create_withdrawal(alice, first.key).await.unwrap();
+    let claimed = store
+        .claim_withdrawal(account, "worker-1")
+        .await
+        .unwrap()
+        .expect("the request is open");
+    assert_eq!(
+        (claimed.id, claimed.key, claimed.owner),
+        (id, first.key, alice)
+    );
+    store
+        .complete_withdrawal(id, &WithdrawalOutcome::Transferred)
+        .await
+        .unwrap();
+    assert!(store.load_items(account).await.unwrap().is_empty());
+
+    // Alice gave it to Bob, who deposits it: same collectible, new service message.
+    let again = collectible(account, 20, Owner::User(bob), collectible_id);
+    let outcome = store
+        .apply_batch(&deposit(vec![again.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(outcome.items_new, 1);
+    assert_eq!(
+        store.load_items(account).await.unwrap(),
+        vec![again.clone()]
+    );
+    assert!(
+        store
+            .list_owner(Owner::User(alice))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.list_owner(Owner::User(bob)).await.unwrap(),
+        vec![again.clone()]
+    );
+    assert_eq!(
+        kinds(&store, first.key).await,
+        vec![
+            LedgerKind::Deposit,
+            LedgerKind::WithdrawRequested,
+            LedgerKind::WithdrawStarted,
+            LedgerKind::Withdrawn
+        ]
+    );
+    assert_eq!(kinds(&store, again.key).await, vec![LedgerKind::Deposit]);
+    assert_eq!(store.owner_stats(alice).await.unwrap().withdrawn, 1);
+}
+
+async fn concurrent_claimers_never_share_a_request(backend: Backend) {
+    let (a, b) = (backend.open().await, backend.open().await);
+    let account = unique_id();
+    let owner = unique_id();
+    let items: Vec<Item> = (0..20)
+        .map(|m| regular(account, m, Owner::User(owner)))
+        .collect();
+    a.apply_batch(&deposit(items.clone())).await.unwrap();
+    let mut requested = Vec::new();
+    for item in &items {
+        requested.push(a.create_withdrawal(owner, item.key).await.unwrap());
+    }
+
+    async fn drain(store: Arc<dyn Store>, account: UserId, worker: &'static str) -> Vec<i64> {
+        let mut got = Vec::new();
+        loop {
+            match store.claim_withdrawal(account, worker).await {
+                Ok(Some(w)) => got.push(w.id),
+                Ok(None) => return got,
+                Err(e) if e.is_retryable() => continue,
+                Err(e) => panic!("{worker}: {e}"),
+            }
+        }
+    }
+    let (ga, gb) = tokio::join!(
+        tokio::spawn(drain(a.clone(), account, "worker-a")),
+        tokio::spawn(drain(b.clone(), account, "worker-b")),
+    );
+    let (ga, gb) = (ga.unwrap(), gb.unwrap());
+    let mut all: Vec<i64> = ga.iter().chain(&gb).copied().collect();
+    all.sort_unstable();
+    let mut expected = requested.clone();
+    expected.sort_unstable();
+    assert_eq!(
+        all, expected,
+        "each request claimed exactly once (a: {ga:?}, b: {gb:?})"
+    );
+    for item in a.load_items(account).await.unwrap() {
+        assert_eq!(item.status, Status::Withdrawing);
+    }
+}
+
+async fn withdrawal_rules(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let (alice, mallory) = (unique_id(), unique_id());
+    let items: Vec<Item> = (1..=3)
+        .map(|m| regular(account, m, Owner::User(alice)))
+        .collect();
+    store.apply_batch(&deposit(items.clone())).await.unwrap();
+    let key = items[0].key;
+
+    let err = store.create_withdrawal(mallory, key).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotOwner { .. }), "{err}");
+    let missing = ItemKey::new(account, 404);
+    let err = store.create_withdrawal(alice, missing).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::ItemNotFound(k) if k == missing),
+        "{err}"
+    );
+
+    // Asking twice gives the same request.
+    let id = store.create_withdrawal(alice, key).await.unwrap();
+    assert_eq!(store.create_withdrawal(alice, key).await.unwrap(), id);
+    let err = store
+        .complete_withdrawal(id, &WithdrawalOutcome::Transferred)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::WithdrawalNotClaimed { .. }),
+        "{err}"
+    );
+
+    // A failed transfer puts the item back; the owner may ask again.
+    let claimed = store.claim_withdrawal(account, "w").await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    assert!(
+        store
+            .claim_withdrawal(account, "w")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let failed = WithdrawalOutcome::Failed {
+        reason: "STARGIFT_TRANSFER_TOO_EARLY_3600".into(),
+    };
+    store.complete_withdrawal(id, &failed).await.unwrap();
+    store.complete_withdrawal(id, &failed).await.unwrap();
+    let err = store
+        .complete_withdrawal(id, &WithdrawalOutcome::Transferred)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::WithdrawalNotClaimed { .. }),
+        "{err}"
+    );
+    let err = store
+        .complete_withdrawal(i64::MAX, &WithdrawalOutcome::Transferred)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::WithdrawalNotFound(_)), "{err}");
+    assert_eq!(
+        store.load_items(account).await.unwrap()[0].status,
+        Status::Held
+    );
+    let second = store.create_withdrawal(alice, key).await.unwrap();
+    assert_ne!(second, id);
+
+    // The item leaves the account before anyone claims the request: the request is dropped.
+    let mut requested = items[0].clone();
+    requested.status = Status::WithdrawRequested;
+    store
+        .apply_batch(&departures(&[requested], Status::Converted, T0 + 9))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_withdrawal(account, "w")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = store.create_withdrawal(alice, key).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotHeld {
+                status: Status::Converted,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        kinds(&store, key).await,
+        vec![
+            LedgerKind::Deposit,
+            LedgerKind::WithdrawRequested,
+            LedgerKind::WithdrawStarted,
+            LedgerKind::WithdrawFailed,
+            LedgerKind::WithdrawRequested,
+            LedgerKind::Converted
+        ]
+    );
+}
+
+async fn link_tokens_are_single_use_and_expire(backend: Backend) {
+    let store = backend.open().await;
+    let user = unique_id();
+    let token = store
+        .create_link_token(user, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(format!("{:?}", token.token), "[redacted]");
+    assert_eq!(
+        store
+            .consume_link_token(token.token.expose())
+            .await
+            .unwrap(),
+        user
+    );
+    let err = store
+        .consume_link_token(token.token.expose())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LinkTokenUsed), "{err}");
+
+    let expired = store.create_link_token(user, Duration::ZERO).await.unwrap();
+    let err = store
+        .consume_link_token(expired.token.expose())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LinkTokenExpired), "{err}");
+
+    let err = store.consume_link_token("no-such-token").await.unwrap_err();
+    assert!(matches!(err, StoreError::LinkTokenUnknown), "{err}");
+    assert!(!err.is_retryable());
+}
+
+async fn unattributed_items_wait_for_an_operator(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let (alice, bob) = (unique_id(), unique_id());
+    let anonymous = regular(account, 7, Owner::Unattributed);
+    store
+        .apply_batch(&deposit(vec![anonymous.clone()]))
+        .await
+        .unwrap();
+    let waiting = store.list_owner(Owner::Unattributed).await.unwrap();
+    assert!(waiting.iter().any(|i| i.key == anonymous.key));
+    let err = store
+        .create_withdrawal(alice, anonymous.key)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotOwner { .. }), "{err}");
+
+    assert!(store.assign_owner(anonymous.key, alice).await.unwrap());
+    assert!(!store.assign_owner(anonymous.key, alice).await.unwrap());
+    let err = store.assign_owner(anonymous.key, bob).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyOwned { owner, .. } if owner == alice),
+        "{err}"
+    );
+    let err = store
+        .assign_owner(ItemKey::new(account, 8), bob)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ItemNotFound(_)), "{err}");
+
+    let owned = store.list_owner(Owner::User(alice)).await.unwrap();
+    assert_eq!(keys(&owned), vec![anonymous.key]);
+    assert!(
+        !store
+            .list_owner(Owner::Unattributed)
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.key == anonymous.key)
+    );
+    let history = store.item_history(anonymous.key).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].owner, Owner::Unattributed);
+    assert_eq!(
+        (history[1].kind, history[1].owner),
+        (LedgerKind::Assigned, Owner::User(alice))
+    );
+    store.create_withdrawal(alice, anonymous.key).await.unwrap();
+}
+
+async fn stats_and_sync_logs(backend: Backend) {
+    let store = backend.open().await;
+    assert_eq!(
+        store.check_schema().await.unwrap(),
+        giftd::store::SCHEMA_VERSION
+    );
+    store.check_write().await.unwrap();
+    let account = unique_id();
+    let owner = unique_id();
+    let items: Vec<Item> = (1..=4)
+        .map(|m| regular(account, m, Owner::User(owner)))
+        .collect();
+    store.apply_batch(&deposit(items.clone())).await.unwrap();
+    store.create_withdrawal(owner, items[1].key).await.unwrap();
+    store
+        .apply_batch(&departures(&items[3..], Status::Gone, T0))
+        .await
+        .unwrap();
+    let stats = store.owner_stats(owner).await.unwrap();
+    assert_eq!(stats.held, 2);
+    assert_eq!(stats.withdraw_pending, 1);
+    assert_eq!(stats.held_stars, 45);
+    assert_eq!(stats.deposited, 4);
+    assert_eq!(
+        store.owner_stats(unique_id()).await.unwrap(),
+        Default::default()
+    );
+
+    store
+        .append_sync_log(&SyncLog {
+            account_id: account,
+            started_at: T0,
+            finished_at: T0 + 3,
+            items_seen: 4,
+            items_new: 4,
+            items_changed: 1,
+            error: None,
+        })
+        .await
+        .unwrap();
+    store
+        .append_sync_log(&SyncLog {
+            account_id: account,
+            started_at: T0 + 60,
+            finished_at: T0 + 61,
+            items_seen: 0,
+            items_new: 0,
+            items_changed: 0,
+            error: Some("FLOOD_WAIT_7".into()),
+        })
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failure: the database stops in the middle of a batch; the schema is too old.
+// ---------------------------------------------------------------------------------------------
+
+mod sqlite_chaos {
+    use super::*;
+
+    /// SQLite has no server to stop. What stops a batch is another connection holding the
+    /// file's write lock (another process, a backup tool): here a raw connection holds
+    /// `BEGIN IMMEDIATE` while giftd applies a 5,000-item batch. The batch must fail with a
+    /// retryable error, leave nothing behind, and succeed once the lock is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chaos_database_stopped_mid_batch() {
+        let backend = Backend::sqlite_impatient();
+        let store = backend.open().await;
+        let account = unique_id();
+        let items: Vec<Item> = (0..5000)
+            .map(|m| regular(account, m, Owner::User(7)))
+            .collect();
+        let batch = deposit(items.clone());
+
+        let db = libsql::Builder::new_local(backend.sqlite_path().unwrap())
+            .build()
+            .await
+            .unwrap();
+        let other = db.connect().unwrap();
+        other.execute("BEGIN IMMEDIATE", ()).await.unwrap();
+        let err = store.apply_batch(&batch).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(matches!(err, StoreError::Busy(_)), "{err}");
+        other.execute("ROLLBACK", ()).await.unwrap();
+
+        assert!(store.load_items(account).await.unwrap().is_empty());
+        assert!(store.item_history(items[0].key).await.unwrap().is_empty());
+        let outcome = store.apply_batch(&batch).await.unwrap();
+        assert_eq!(outcome.items_new, 5000);
+    }
+
+    /// A failure after half the rows were written (a trigger that aborts at item 2,500) rolls
+    /// back the whole batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failure_half_way_through_a_batch_writes_nothing() {
+        let backend = Backend::sqlite();
+        let store = backend.open().await;
+        let account = unique_id();
+        let items: Vec<Item> = (0..5000)
+            .map(|m| regular(account, m, Owner::User(7)))
+            .collect();
+        let db = libsql::Builder::new_local(backend.sqlite_path().unwrap())
+            .build()
+            .await
+            .unwrap();
+        let other = db.connect().unwrap();
+        other
+            .execute(
+                "CREATE TRIGGER fail_half_way BEFORE INSERT ON inventory WHEN NEW.msg_id = 2500
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+                (),
+            )
+            .await
+            .unwrap();
+        let err = store
+            .apply_batch(&deposit(items.clone()))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        assert!(store.load_items(account).await.unwrap().is_empty());
+        assert!(store.item_history(items[0].key).await.unwrap().is_empty());
+        other
+            .execute("DROP TRIGGER fail_half_way", ())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.apply_batch(&deposit(items)).await.unwrap().items_new,
+            5000
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chaos_schema_version_too_old() {
+        let backend = Backend::sqlite();
+        let store = backend.open().await;
+        let db = libsql::Builder::new_local(backend.sqlite_path().unwrap())
+            .build()
+            .await
+            .unwrap();
+        let other = db.connect().unwrap();
+        other
+            .execute("UPDATE schema_version SET version = 0", ())
+            .await
+            .unwrap();
+        let err = store.check_schema().await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooOld { found: 0, .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(giftd::store::migrations()[0].0), "{text}");
+        assert!(!err.is_retryable());
+        // Opening the file again upgrades it.
+        let reopened = backend.open().await;
+        assert_eq!(
+            reopened.check_schema().await.unwrap(),
+            giftd::store::SCHEMA_VERSION
+        );
+
+        other
+            .execute("UPDATE schema_version SET version = 1000", ())
+            .await
+            .unwrap();
+        let err = store.check_schema().await.unwrap_err();
+        assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+        let err = giftd::store::sqlite::SqliteStore::open(&backend.sqlite_path().unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+    }
+}
+
+mod supabase_chaos {
+    use super::*;
+    use crate::support::{chaos_guard, psql, psql_session};
+
+    fn pg_ctl(backend: &Backend, action: &str) {
+        let Backend::Supabase {
+            pg_ctl: Some(ctl), ..
+        } = backend
+        else {
+            unreachable!("the chaos instance has a pg_ctl")
+        };
+        let status = std::process::Command::new(ctl)
+            .arg(action)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{ctl} {action} failed");
+    }
+
+    fn pg_url(backend: &Backend) -> &str {
+        match backend {
+            Backend::Supabase { pg_url, .. } => pg_url,
+            Backend::Sqlite { .. } => unreachable!(),
+        }
+    }
+
+    /// The batch is stopped half way for sure: a psql session holds an exclusive lock on the
+    /// ledger, so the batch's transaction has written users, gifts and 5,000 items and waits
+    /// for the ledger when the database is killed (immediate shutdown, like a crash).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chaos_database_stopped_mid_batch() {
+        let _serial = chaos_guard().await;
+        let backend = Backend::supabase_chaos();
+        let store = backend.open().await;
+        let account = unique_id();
+        let items: Vec<Item> = (0..5000)
+            .map(|m| regular(account, m, Owner::User(unique_id())))
+            .collect();
+        let batch = deposit(items.clone());
+        let url = pg_url(&backend).to_owned();
+
+        let mut locker = psql_session(
+            &url,
+            "begin;\nlock table public.transactions in access exclusive mode;\n",
+        );
+        let applying = {
+            let store = store.clone();
+            let batch = batch.clone();
+            tokio::spawn(async move { store.apply_batch(&batch).await })
+        };
+        let waiting = "select count(*) from pg_stat_activity \
+                       where wait_event_type = 'Lock' and query like '%giftd_apply_batch%'";
+        let mut tries = 0;
+        while psql(&url, waiting) != "1" {
+            tries += 1;
+            assert!(tries < 300, "the batch never reached the locked ledger");
+            assert!(
+                !applying.is_finished(),
+                "the batch finished despite the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        pg_ctl(&backend, "stop");
+        let err = applying.await.unwrap().unwrap_err();
+        let _ = locker.kill();
+        let _ = locker.wait();
+        assert!(err.is_retryable(), "{err}");
+        pg_ctl(&backend, "start");
+
+        let store = backend.open().await;
+        assert!(store.load_items(account).await.unwrap().is_empty());
+        assert!(store.item_history(items[0].key).await.unwrap().is_empty());
+        assert_eq!(
+            psql(
+                &url,
+                &format!("select count(*) from inventory where account_id = {account}")
+            ),
+            "0"
+        );
+        let outcome = store.apply_batch(&batch).await.unwrap();
+        assert_eq!(outcome.items_new, 5000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chaos_schema_version_too_old() {
+        let _serial = chaos_guard().await;
+        let backend = Backend::supabase_chaos();
+        let store = backend.open().await;
+        let url = pg_url(&backend).to_owned();
+        assert_eq!(
+            store.check_schema().await.unwrap(),
+            giftd::store::SCHEMA_VERSION
+        );
+        psql(&url, "update public.schema_version set version = 0");
+        let result = store.check_schema().await;
+        psql(
+            &url,
+            &format!(
+                "update public.schema_version set version = {}",
+                giftd::store::SCHEMA_VERSION
+            ),
+        );
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooOld { found: 0, .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(giftd::store::migrations()[0].0), "{text}");
+        assert!(text.contains("supabase db push"), "{text}");
+        assert!(!err.is_retryable());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through PostgREST only: row level security and keys.
+// ---------------------------------------------------------------------------------------------
+
+mod supabase_access {
+    use super::*;
+    use crate::support::{env, mint_jwt, supabase_store};
+
+    async fn get(path: &str, bearer: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .get(format!("{}/{path}", env("GIFTD_TEST_REST_URL")))
+            .header("apikey", env("GIFTD_TEST_ANON_KEY"))
+            .bearer_auth(bearer)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    fn player(id: UserId) -> String {
+        mint_jwt(serde_json::json!({ "role": "authenticated", "telegram_id": id.to_string() }))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn player_jwt_sees_only_their_own_rows() {
+        let store = Backend::supabase().open().await;
+        let account = unique_id();
+        let (alice, bob) = (unique_id(), unique_id());
+        let items = vec![
+            regular(account, 1, Owner::User(alice)),
+            regular(account, 2, Owner::User(alice)),
+            regular(account, 3, Owner::User(bob)),
+            regular(account, 4, Owner::Unattributed),
+        ];
+        store.apply_batch(&deposit(items)).await.unwrap();
+        store
+            .create_withdrawal(bob, ItemKey::new(account, 3))
+            .await
+            .unwrap();
+
+        let path = format!("inventory?account_id=eq.{account}&order=msg_id");
+        let (status, rows) = get(&path, &player(alice)).await;
+        assert_eq!(status, 200, "{rows}");
+        let msgs: Vec<i64> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["msg_id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            msgs,
+            vec![1, 2],
+            "alice sees her two items, not bob's nor the anonymous one"
+        );
+        let (_, rows) = get(&path, &player(bob)).await;
+        assert_eq!(rows.as_array().unwrap().len(), 1);
+
+        let (_, rows) = get(
+            &format!("transactions?account_id=eq.{account}"),
+            &player(alice),
+        )
+        .await;
+        assert_eq!(rows.as_array().unwrap().len(), 2);
+        let (_, rows) = get(
+            &format!("withdrawals?account_id=eq.{account}"),
+            &player(alice),
+        )
+        .await;
+        assert_eq!(rows.as_array().unwrap().len(), 0);
+        let (_, rows) = get(
+            &format!("withdrawals?account_id=eq.{account}"),
+            &player(bob),
+        )
+        .await;
+        assert_eq!(rows.as_array().unwrap().len(), 1);
+        let (_, rows) = get(&format!("users?id=in.({alice},{bob})"), &player(alice)).await;
+        assert_eq!(rows.as_array().unwrap().len(), 1);
+
+        // A token without the claim, or with a forged-looking one, reads nothing.
+        let (_, rows) = get(
+            &path,
+            &mint_jwt(serde_json::json!({ "role": "authenticated" })),
+        )
+        .await;
+        assert_eq!(rows.as_array().map(Vec::len), Some(0), "{rows}");
+        let odd =
+            mint_jwt(serde_json::json!({ "role": "authenticated", "telegram_id": "1 or 1=1" }));
+        let (_, rows) = get(&path, &odd).await;
+        assert_eq!(rows.as_array().map(Vec::len), Some(0), "{rows}");
+        // Players never see tokens, sync logs or the schema table.
+        for table in ["link_tokens", "sync_logs", "schema_version"] {
+            let (status, rows) = get(table, &player(alice)).await;
+            assert!(
+                status >= 400 || rows.as_array().is_some_and(Vec::is_empty),
+                "{table}: {status} {rows}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn anon_reads_nothing_private() {
+        let store = Backend::supabase().open().await;
+        let account = unique_id();
+        store
+            .apply_batch(&deposit(vec![regular(
+                account,
+                1,
+                Owner::User(unique_id()),
+            )]))
+            .await
+            .unwrap();
+        let anon = env("GIFTD_TEST_ANON_KEY");
+        for table in [
+            "inventory",
+            "transactions",
+            "withdrawals",
+            "users",
+            "link_tokens",
+            "sync_logs",
+            "schema_version",
+        ] {
+            let (status, rows) = get(table, &anon).await;
+            assert!(
+                status >= 400 || rows.as_array().is_some_and(Vec::is_empty),
+                "anon read {table}: {status} {rows}"
+            );
+        }
+        // The catalogue is public.
+        let (status, rows) = get("gifts?limit=1", &anon).await;
+        assert_eq!(status, 200, "{rows}");
+        assert_eq!(rows.as_array().map(Vec::len), Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn anon_key_gets_a_clear_permission_error() {
+        let store = supabase_store(
+            &env("GIFTD_TEST_REST_URL"),
+            &env("GIFTD_TEST_ANON_KEY"),
+            Duration::from_secs(20),
+        );
+        let err = store.check_schema().await.unwrap_err();
+        assert!(matches!(err, StoreError::PermissionDenied { .. }), "{err}");
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(text.contains("anon key"), "{text}");
+        assert!(text.contains("service_role"), "{text}");
+        assert!(text.contains("role claim is `anon`"), "{text}");
+        assert!(
+            !text.contains(&env("GIFTD_TEST_ANON_KEY")),
+            "the key is never printed"
+        );
+        let err = store
+            .apply_batch(&deposit(vec![regular(unique_id(), 1, Owner::User(1))]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::PermissionDenied { .. }), "{err}");
+
+        // A player's JWT is no better.
+        let store = supabase_store(
+            &env("GIFTD_TEST_REST_URL"),
+            &mint_jwt(serde_json::json!({ "role": "authenticated", "telegram_id": "1" })),
+            Duration::from_secs(20),
+        );
+        let err = store.check_write().await.unwrap_err();
+        assert!(matches!(err, StoreError::PermissionDenied { .. }), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_signed_with_another_secret_is_rejected() {
+        let forged = {
+            let real = env("GIFTD_TEST_SERVICE_KEY");
+            let (unsigned, _) = real.rsplit_once('.').unwrap();
+            format!("{unsigned}.c2lnbmF0dXJlLW9mLWFub3RoZXItcHJvamVjdA")
+        };
+        let store = supabase_store(
+            &env("GIFTD_TEST_REST_URL"),
+            &forged,
+            Duration::from_secs(20),
+        );
+        let err = store.schema_version().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::InvalidKey { .. } | StoreError::PermissionDenied { .. }
+            ),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_and_silent_servers_are_retryable() {
+        // Nothing listens: connection refused.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let store = supabase_store(&format!("http://{closed}"), "key", Duration::from_secs(5));
+        let err = store.schema_version().await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(err.is_retryable());
+
+        // Accepts and never answers: the request timeout fires.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let store = supabase_store(&format!("http://{addr}"), "key", Duration::from_millis(300));
+        let err = store.load_items(1).await.unwrap_err();
+        assert!(matches!(err, StoreError::Timeout(_)), "{err}");
+        assert!(err.is_retryable());
+        silent.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ledger_is_append_only() {
+        let store = Backend::supabase().open().await;
+        let account = unique_id();
+        store
+            .apply_batch(&deposit(vec![regular(
+                account,
+                1,
+                Owner::User(unique_id()),
+            )]))
+            .await
+            .unwrap();
+        let url = env("GIFTD_TEST_PG_URL");
+        for sql in [
+            format!("update public.transactions set stars = 0 where account_id = {account}"),
+            format!("delete from public.transactions where account_id = {account}"),
+        ] {
+            let out = std::process::Command::new("psql")
+                .args([
+                    url.as_str(),
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    &sql,
+                ])
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{sql} was allowed");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("append-only"),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
