@@ -418,6 +418,12 @@ impl Conn {
                 content: true,
             });
         }
+        if self.shared.strict
+            && let Some(code) = seq_parity_error(body, seq_no)
+        {
+            self.bad_msg(msg_id, seq_no, code);
+            return Ok(());
+        }
         self.handle_message(msg_id, body, 0)
             .map_err(FrameOutcome::Close)
     }
@@ -446,7 +452,8 @@ impl Conn {
             match code {
                 16 => w.stats.bad_msg_16 += 1,
                 17 => w.stats.bad_msg_17 += 1,
-                _ => w.stats.bad_msg_18 += 1,
+                18 => w.stats.bad_msg_18 += 1,
+                _ => w.stats.bad_msg_other += 1,
             }
         }
         let body = tl::enums::BadMsgNotification::Notification(tl::types::BadMsgNotification {
@@ -478,7 +485,14 @@ impl Conn {
                     let inner = body
                         .get(start..start + len)
                         .ok_or_else(|| malformed("container item length"))?;
-                    self.handle_message(inner_id, inner, depth + 1)?;
+                    let inner_seq = le_u32(body, pos + 8).ok_or_else(|| malformed("container"))?;
+                    if self.shared.strict
+                        && let Some(code) = seq_parity_error(inner, inner_seq as i32)
+                    {
+                        self.bad_msg(inner_id, inner_seq as i32, code);
+                    } else {
+                        self.handle_message(inner_id, inner, depth + 1)?;
+                    }
                     pos = start + len;
                 }
                 Ok(())
@@ -612,6 +626,21 @@ impl Conn {
                 result,
             });
         });
+    }
+}
+
+/// Messages that are not content-related (MTProto: they need no acknowledgement) carry an
+/// even seq_no; every other message an odd one. A real DC answers 34 or 35 otherwise.
+fn seq_parity_error(body: &[u8], seq_no: i32) -> Option<i32> {
+    let ctor = le_u32(body, 0)?;
+    let content_related = !matches!(
+        ctor,
+        MSG_CONTAINER | MSGS_ACK | MSGS_STATE_REQ | MSG_RESEND_REQ
+    );
+    match (content_related, seq_no % 2 != 0) {
+        (true, false) => Some(35),
+        (false, true) => Some(34),
+        _ => None,
     }
 }
 

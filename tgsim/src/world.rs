@@ -362,6 +362,8 @@ pub struct Stats {
     pub bad_msg_17: u64,
     /// bad_msg_notification 18 (msg_id low bits).
     pub bad_msg_18: u64,
+    /// Other bad_msg_notification codes (34/35: seq_no parity).
+    pub bad_msg_other: u64,
     /// bad_server_salt sent.
     pub bad_server_salt: u64,
     /// Packets with an unknown auth key (answered -404).

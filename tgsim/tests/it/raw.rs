@@ -238,3 +238,34 @@ async fn unsigned_key_gets_401_and_unknown_key_gets_404() {
         other => panic!("expected -404, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn seq_no_parity_is_checked() {
+    let sim = sim().await;
+    let acc = user(&sim, "deposit");
+    let mut c = RawClient::connect(sim.addr(), acc.auth_key, Kind::Full)
+        .await
+        .expect("connect");
+    c.call(&get_self()).await.expect("warm up");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let code = |msgs: Vec<(i64, Vec<u8>)>| {
+        let body = &msgs[0].1;
+        assert_eq!(body[..4], 0xa7eff811u32.to_le_bytes());
+        i32::from_le_bytes(body[16..20].try_into().expect("4"))
+    };
+    // An RPC (content-related) with an even seq_no.
+    c.send_raw((now << 32) + 0x10_0000, 2, &get_self())
+        .await
+        .expect("send");
+    assert_eq!(code(c.recv().await.expect("recv")), 35);
+    // An ack (not content-related) with an odd seq_no.
+    let ack = tl::enums::MsgsAck::Ack(tl::types::MsgsAck { msg_ids: vec![1] }).to_bytes();
+    c.send_raw((now << 32) + 0x20_0000, 5, &ack)
+        .await
+        .expect("send");
+    assert_eq!(code(c.recv().await.expect("recv")), 34);
+    assert_eq!(sim.stats().bad_msg_other, 2);
+}
