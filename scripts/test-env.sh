@@ -194,6 +194,11 @@ create function auth.role() returns text language sql stable as \$\$
                   nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')::text
 \$\$;
 grant execute on function auth.jwt(), auth.uid(), auth.role() to anon, authenticated, service_role;
+-- What a Supabase project grants by default on everything created in public: the migrations
+-- must revoke what is private, so the tests run against these grants too.
+alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
+alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
+alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
 "
 
 # start_instance NAME -> sets <NAME>_PG_URL, <NAME>_REST_URL, <NAME>_DATA, <NAME>_PG_PORT
@@ -209,6 +214,12 @@ start_instance() {
   pg_ctl_instance "$dir" start
   local url="postgresql://postgres@127.0.0.1:$port/postgres"
   psql "$url" -X -q -v ON_ERROR_STOP=1 -c "$ROLES_SQL" >/dev/null || die "creating roles failed for $name"
+  # A Supabase project has the realtime publication already; a bare PostgreSQL does not. The
+  # chaos instance looks like Supabase, the main one like a bare database, so the migration's
+  # "create it when absent" runs both ways.
+  if [[ "$name" == chaos ]]; then
+    psql "$url" -X -q -v ON_ERROR_STOP=1 -c "create publication supabase_realtime" >/dev/null
+  fi
   local migration
   for migration in "$ROOT"/supabase/migrations/*.sql; do
     psql "$url" -X -q -v ON_ERROR_STOP=1 -1 -f "$migration" >/dev/null \

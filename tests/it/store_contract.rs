@@ -887,6 +887,7 @@ mod supabase_chaos {
         }
         pg_ctl(&backend, "stop");
         let err = applying.await.unwrap().unwrap_err();
+        eprintln!("the interrupted batch failed with: {err}");
         let _ = locker.kill();
         let _ = locker.wait();
         assert!(err.is_retryable(), "{err}");
@@ -904,6 +905,41 @@ mod supabase_chaos {
         );
         let outcome = store.apply_batch(&batch).await.unwrap();
         assert_eq!(outcome.items_new, 5000);
+    }
+
+    /// A function giftd calls is missing (a migration not applied): the error names the
+    /// migration.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chaos_missing_function_names_the_migration() {
+        let _serial = chaos_guard().await;
+        let backend = Backend::supabase_chaos();
+        let store = backend.open().await;
+        let url = pg_url(&backend).to_owned();
+        let reload = "notify pgrst, 'reload schema'";
+        psql(
+            &url,
+            "alter function public.giftd_owner_stats(bigint) rename to giftd_owner_stats_gone",
+        );
+        psql(&url, reload);
+        // The server reloads its schema cache asynchronously; either way the call fails.
+        let result = store.owner_stats(1).await;
+        psql(
+            &url,
+            "alter function public.giftd_owner_stats_gone(bigint) rename to giftd_owner_stats",
+        );
+        psql(&url, reload);
+        let err = result.unwrap_err();
+        assert!(matches!(err, StoreError::SchemaMissing { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("giftd_owner_stats"), "{text}");
+        assert!(text.contains(giftd::store::migrations()[0].0), "{text}");
+        assert!(!err.is_retryable());
+        let mut tries = 0;
+        while let Err(e) = store.owner_stats(1).await {
+            tries += 1;
+            assert!(tries < 100, "the function never came back: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1156,6 +1192,33 @@ mod supabase_access {
         assert!(matches!(err, StoreError::Timeout(_)), "{err}");
         assert!(err.is_retryable());
         silent.abort();
+    }
+
+    /// Every table of the schema has row level security on, and the inventory is published
+    /// to Realtime (on both instances: one had the publication before the migration, one not).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_table_has_rls_and_inventory_is_realtime() {
+        for url in [env("GIFTD_TEST_PG_URL"), env("GIFTD_TEST_CHAOS_PG_URL")] {
+            let without_rls = crate::support::psql(
+                &url,
+                "select string_agg(relname, ',') from pg_class \
+                 where relnamespace = 'public'::regnamespace and relkind = 'r' \
+                   and not relrowsecurity",
+            );
+            assert_eq!(without_rls, "", "tables without RLS");
+            let tables = crate::support::psql(
+                &url,
+                "select count(*) from pg_class \
+                 where relnamespace = 'public'::regnamespace and relkind = 'r'",
+            );
+            assert_eq!(tables, "8");
+            let published = crate::support::psql(
+                &url,
+                "select string_agg(tablename, ',') from pg_publication_tables \
+                 where pubname = 'supabase_realtime'",
+            );
+            assert_eq!(published, "inventory");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
