@@ -42,8 +42,10 @@
 //! expects as pushes.
 //!
 //! Strictness: like a real DC, salts are checked per auth key (`bad_server_salt`), client msg_ids
-//! are checked against server time (`bad_msg_notification` 16/17) and their low bits (18). Set
-//! [`SimConfig::strict`] to `false` to skip the salt and time checks (the low-bits check stays).
+//! are checked against server time (`bad_msg_notification` 16/17), their low bits (18) and
+//! seq_no parity (34/35). Set
+//! [`SimConfig::strict`] to `false` to skip the salt, time and parity checks (the low-bits
+//! check stays).
 //!
 //! Modules: `server` (private) runs connections; [`transport`] frames bytes;
 //! [`crypto`] is the server half of MTProto 2.0; [`rpc`] dispatches methods; [`world`] holds all
