@@ -121,6 +121,8 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/giftd-test-env.XXXXXX")"
 chmod 755 "$WORK"
 [[ "$(id -u)" == 0 ]] && chown postgres: "$WORK"
 PIDFILES=()
+INTERACTIVE=0
+[[ $# -eq 0 ]] && INTERACTIVE=1
 CLUSTERS=()
 
 cleanup() {
@@ -134,6 +136,10 @@ cleanup() {
       as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1
     fi
   done
+  # shellcheck disable=SC2046
+  kill $(jobs -p) 2>/dev/null
+  # Ctrl-C is how the interactive mode ends: not a failure.
+  if [[ $INTERACTIVE == 1 && $status == 130 ]]; then status=0; fi
   if [[ "${GIFTD_TEST_ENV_KEEP:-0}" == 1 || $status -ne 0 ]]; then
     log "kept $WORK (logs: $WORK/*/postgres.log $WORK/*/postrust.log)"
   else
@@ -201,17 +207,26 @@ alter default privileges in schema public grant all on functions to anon, authen
 alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
 "
 
-# start_instance NAME -> sets <NAME>_PG_URL, <NAME>_REST_URL, <NAME>_DATA, <NAME>_PG_PORT
+# start_instance NAME -> sets <NAME>_PG_URL, <NAME>_REST_URL, <NAME>_DIR
 start_instance() {
   local name="$1" dir="$WORK/$1" port rest_port pid
   mkdir -p "$dir"
   [[ "$(id -u)" == 0 ]] && chown postgres: "$dir"
   as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; die "initdb failed for $name"; }
-  port="$(free_port)"
-  printf '%s' "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_level=logical" >"$dir/postgres.opts"
   CLUSTERS+=("$dir/data")
-  pg_ctl_instance "$dir" start
+  # Another process may take the free port before postgres binds it: try a few.
+  local attempt
+  for attempt in 1 2 3; do
+    port="$(free_port)"
+    printf '%s' "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_level=logical" >"$dir/postgres.opts"
+    if as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+      -o "$(cat "$dir/postgres.opts")" start >/dev/null; then
+      break
+    fi
+    [[ $attempt == 3 ]] && { tail -n 20 "$dir/postgres.log" >&2; die "postgres did not start for $name"; }
+    log "postgres did not start on port $port, trying another"
+  done
   local url="postgresql://postgres@127.0.0.1:$port/postgres"
   psql "$url" -X -q -v ON_ERROR_STOP=1 -c "$ROLES_SQL" >/dev/null || die "creating roles failed for $name"
   # A Supabase project has the realtime publication already; a bare PostgreSQL does not. The
@@ -274,10 +289,11 @@ if [[ $# -eq 0 ]]; then
     GIFTD_TEST_CHAOS_PG_CTL GIFTD_TEST_SERVICE_KEY GIFTD_TEST_ANON_KEY GIFTD_TEST_JWT_SECRET GIFTD_TEST_ENV_DIR; do
     printf 'export %s=%q\n' "$var" "${!var}"
   done
-  # For `giftd check` by hand: SUPABASE_URL / SUPABASE_SERVICE_ROLE_KEY as an operator sets them.
-  printf 'export SUPABASE_URL=%q\nexport SUPABASE_SERVICE_ROLE_KEY=%q\n' "$MAIN_REST_URL" "$SERVICE_KEY"
+  # For `giftd check` by hand against the main instance (a bare PostgREST base, so rest_url).
+  printf 'export GIFTD_SUPABASE_REST_URL=%q\nexport SUPABASE_SERVICE_ROLE_KEY=%q\n' \
+    "$MAIN_REST_URL" "$SERVICE_KEY"
   log "ready; press Ctrl-C to stop"
-  while true; do sleep 3600; done
+  while true; do sleep 3600 & wait $!; done
 fi
 
 set +e
