@@ -199,6 +199,16 @@ impl Inventory {
             .collect()
     }
 
+    /// The keys of every held item. A full scan: for reconciliation, which reads every page of
+    /// the account's gifts anyway; the per-request paths use the indexes above.
+    pub fn held_keys(&self) -> Vec<ItemKey> {
+        self.items
+            .iter()
+            .filter(|e| e.value().status.is_held())
+            .map(|e| *e.key())
+            .collect()
+    }
+
     /// Held items nobody is credited with yet (anonymous gifts waiting for an operator).
     pub fn unattributed(&self) -> Vec<Item> {
         self.owner_items(Owner::Unattributed)

@@ -2,11 +2,14 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the invariants each one keeps.
 
+pub mod app;
 pub mod config;
+pub mod demo;
 pub mod detector;
 pub mod gift;
 pub mod health;
 pub mod inventory;
+pub mod mirror;
 pub mod secret;
 pub mod store;
 pub mod telegram;

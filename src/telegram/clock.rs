@@ -80,6 +80,17 @@ impl ClockWatch {
     }
 }
 
+/// Resolves when a storm of "msg_id too high" resends is seen, with its size.
+pub async fn storm() -> u64 {
+    let mut watch = ClockWatch::new();
+    loop {
+        tokio::time::sleep(WINDOW).await;
+        if let Some(count) = watch.check() {
+            return count;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

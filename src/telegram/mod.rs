@@ -22,6 +22,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use grammers_client::client::UpdateStream;
 use grammers_client::sender::{ConnectionParams, NoRetries, UpdatesConfiguration};
+use grammers_client::session::Session as _;
 use grammers_client::session::storages::SqliteSession;
 use grammers_client::{Client, InvocationError, SenderPool, tl};
 use tokio::task::JoinHandle;
@@ -143,6 +144,10 @@ pub struct Telegram {
 
 struct Inner {
     client: Client,
+    /// The pool's handle, to cut connections that grammers would not close by itself.
+    pool: grammers_client::sender::SenderPoolHandle,
+    /// The DC the session lives in.
+    home_dc: i32,
     self_id: UserId,
     session_file: PathBuf,
     flood_wait_max: Duration,
@@ -221,15 +226,30 @@ impl Telegram {
             retry_policy: Box::new(NoRetries),
             ..Default::default()
         };
+        let home_dc = session.home_dc_id().map_err(|e| TelegramError::Session {
+            path: opts.session_file.clone(),
+            detail: format!("has no home data centre: {e}"),
+        })?;
         let pool = SenderPool::with_configuration(Arc::clone(&session), opts.api_id, params);
         let client = Client::new(pool.handle.clone());
         let runner = tokio::spawn(pool.runner.run());
 
-        let me = client
-            .invoke(&tl::functions::users::GetUsers {
-                id: vec![tl::enums::InputUser::UserSelf],
-            })
-            .await;
+        // The first call is where a host clock far ahead shows: grammers would resend it
+        // forever, so it races the storm detector.
+        let get_me = tl::functions::users::GetUsers {
+            id: vec![tl::enums::InputUser::UserSelf],
+        };
+        let me = tokio::select! {
+            me = client.invoke(&get_me) => me,
+            count = clock::storm() => {
+                // `quit` alone waits for the connection task, which never finishes a resend
+                // loop: cut the connection, then stop the pool.
+                pool.handle.disconnect_from_dc(home_dc);
+                pool.handle.quit();
+                runner.abort();
+                return Err(TelegramError::ClockAhead { count });
+            }
+        };
         let self_id = match me {
             Ok(users) => match users.first() {
                 Some(tl::enums::User::User(u)) => u.id,
@@ -270,6 +290,8 @@ impl Telegram {
         let telegram = Telegram {
             inner: Arc::new(Inner {
                 client,
+                pool: pool.handle.thin.clone(),
+                home_dc,
                 self_id,
                 session_file: opts.session_file.clone(),
                 flood_wait_max: opts.flood_wait_max,
@@ -293,9 +315,11 @@ impl Telegram {
         &self.inner.stats
     }
 
-    /// Asks the connection task to close every connection and stop.
+    /// Closes every connection and stops the connection task. Connections are cut first:
+    /// a connection stuck resending (see [`clock`]) would never finish on its own.
     pub fn disconnect(&self) {
-        self.inner.client.disconnect();
+        self.inner.pool.disconnect_from_dc(self.inner.home_dc);
+        self.inner.pool.quit();
     }
 
     /// Calls `request`, sleeping exactly through FLOOD_WAIT and retrying network failures and

@@ -1,2 +1,3 @@
+mod daemon;
 mod store_contract;
 mod support;

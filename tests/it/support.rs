@@ -190,3 +190,27 @@ pub fn supabase_store(rest_url: &str, key: &str, timeout: Duration) -> SupabaseS
     })
     .unwrap()
 }
+
+/// Installs giftd's tracing layers for this test process once: the clock-storm counter (which
+/// the daemon relies on to notice a host clock far ahead) and log output filtered by RUST_LOG.
+pub fn init_tracing() {
+    use tracing_subscriber::prelude::*;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::registry()
+            .with(
+                giftd::telegram::clock::layer().with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("grammers_mtsender", tracing::Level::INFO),
+                ),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(filter),
+            )
+            .try_init();
+    });
+}

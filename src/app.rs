@@ -1,0 +1,613 @@
+//! The daemon: wires Telegram, the detector, the inventory, the mirror and health together and
+//! runs them until shutdown (`giftd run`).
+//!
+//! Start: open the store and check its schema, connect to Telegram as the deposit account, load
+//! what the store holds into the inventory, reconcile it with everything Telegram lists (gifts
+//! that arrived while giftd was down are credited here), flush, and only then report ready.
+//! Then three intake tasks feed one detector: the update stream (speed), a poll of the newest
+//! saved gifts every `poll_interval` (safety net), and a full reconciliation every
+//! `reconcile_interval` (also finds what left the account).
+//!
+//! Shutdown is one root [`CancellationToken`]: intake stops first, the mirror writes what is
+//! queued within a deadline, the update state is saved, the session closed.
+//!
+//! Every credit goes through [`Applier::apply`], which inserts into the inventory first: the
+//! insert is idempotent per item key, so a gift seen by two paths at once is credited once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::detector::{Detector, GiftEvent, ObservedGift};
+use crate::gift::{ItemKey, Owner, Status, UserInfo};
+use crate::health::{self, Health};
+use crate::inventory::Inventory;
+use crate::mirror::{self, Change, MirrorHandle};
+use crate::store::{self, Store, StoreError, SyncLog};
+use crate::telegram::{self, ConnectOptions, GiftUpdates, Telegram, TelegramError};
+
+/// How long shutdown waits for the intake tasks and then for the mirror, in total well under
+/// the unit's `TimeoutStopSec` (30 s).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Telegram(#[from] TelegramError),
+    #[error("{0}")]
+    Health(#[from] std::io::Error),
+    #[error(
+        "shutdown deadline passed with {backlog} changes not yet in the store; they will be found \
+         again by the reconciliation at the next start"
+    )]
+    UnflushedAtShutdown { backlog: u64 },
+}
+
+/// Which path saw a gift first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Update,
+    Poll,
+    Reconcile,
+}
+
+/// What the daemon tells observers (the demo's progress display, tests).
+#[derive(Debug, Clone)]
+pub enum Notice {
+    Credited {
+        key: ItemKey,
+        owner: Owner,
+        gift_id: i64,
+        unique: bool,
+        path: Path,
+    },
+    Left {
+        key: ItemKey,
+        to: Status,
+    },
+    Ready {
+        items: usize,
+    },
+    Reconciled {
+        listed: usize,
+        credited: usize,
+        departed: usize,
+    },
+}
+
+/// A daemon instance. Its parts can be read while it runs.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    health: Arc<Health>,
+    inventory: Arc<Inventory>,
+    notices: broadcast::Sender<Notice>,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Daemon {
+    pub fn new() -> Self {
+        Self {
+            health: Arc::new(Health::new()),
+            inventory: Arc::new(Inventory::new()),
+            notices: broadcast::channel(4096).0,
+        }
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    pub fn inventory(&self) -> &Arc<Inventory> {
+        &self.inventory
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Runs until `shutdown` is cancelled (Ok) or something fatal happens (Err).
+    pub async fn run(&self, config: &Config, shutdown: CancellationToken) -> Result<(), AppError> {
+        let store = store::open(&config.store).await?;
+        store.check_schema().await?;
+        tracing::info!(store = store.backend(), "store ready");
+
+        let intake = shutdown.child_token();
+        let tracker = TaskTracker::new();
+
+        let listener = health::bind(config.health.listen).await?;
+        tracing::info!(addr = %listener.local_addr()?, "health endpoint listening");
+        tracker.spawn(health::serve(
+            listener,
+            Arc::clone(&self.health),
+            intake.child_token(),
+        ));
+
+        let opts = ConnectOptions {
+            session_file: config.telegram.session_file.clone(),
+            api_id: config.telegram.api_id,
+            api_hash: config.telegram.api_hash.clone(),
+            flood_wait_max: config.telegram.flood_wait_max,
+            updates: config.telegram.updates,
+        };
+        self.health.set_status("connecting to telegram");
+        let conn = Telegram::connect(&opts, intake.child_token()).await?;
+        let telegram = conn.telegram.clone();
+        let account = telegram.self_id();
+        tracing::info!(account, "signed in as the deposit account");
+
+        self.health
+            .set_status("loading the inventory from the store");
+        for item in store.load_items(account).await? {
+            self.inventory.insert(item);
+        }
+        tracing::info!(items = self.inventory.len(), "inventory loaded");
+
+        let (mirror, mirror_task) = mirror::channel(
+            Arc::clone(&store),
+            config.mirror.clone(),
+            Arc::clone(&self.health),
+        );
+        let mirror_join = tokio::spawn(mirror_task.run());
+
+        let applier = Arc::new(Applier {
+            detector: Detector::new(account),
+            inventory: Arc::clone(&self.inventory),
+            mirror,
+            health: Arc::clone(&self.health),
+            notices: self.notices.clone(),
+            retired: std::sync::Mutex::new(Vec::new()),
+        });
+
+        self.health.set_status("reconciling with telegram");
+        let result = self
+            .serve(
+                config,
+                &store,
+                &telegram,
+                conn.updates,
+                &applier,
+                &intake,
+                &tracker,
+            )
+            .await;
+
+        // Shutdown, in order: intake stops, the mirror drains, the session closes.
+        self.health.set_ready(false, "stopping");
+        intake.cancel();
+        tracker.close();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
+        if tokio::time::timeout_at(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("intake tasks did not stop in time");
+        }
+        let backlog = applier.mirror.backlog();
+        drop(applier);
+        let flushed = tokio::time::timeout_at(deadline, mirror_join).await.is_ok();
+        telegram.disconnect();
+        let mut runner = conn.runner;
+        if tokio::time::timeout(Duration::from_secs(2), &mut runner)
+            .await
+            .is_err()
+        {
+            runner.abort();
+        }
+        match (result, flushed) {
+            (Err(e), _) => Err(e),
+            (Ok(()), false) => Err(AppError::UnflushedAtShutdown { backlog }),
+            (Ok(()), true) => {
+                tracing::info!("stopped cleanly; every change is in the store");
+                Ok(())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn serve(
+        &self,
+        config: &Config,
+        store: &Arc<dyn Store>,
+        telegram: &Telegram,
+        updates: Option<GiftUpdates>,
+        applier: &Arc<Applier>,
+        intake: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<(), AppError> {
+        reconcile(telegram, store, applier).await?;
+        applier.mirror.flush().await.ok();
+        applier.evict_retired();
+        self.health.set_ready(true, "watching the deposit account");
+        let _ = self.notices.send(Notice::Ready {
+            items: self.inventory.len(),
+        });
+        tracing::info!(items = self.inventory.len(), "ready");
+
+        let (fatal_tx, mut fatal_rx) = mpsc::channel::<AppError>(4);
+        let reconcile_now = Arc::new(Notify::new());
+
+        if let Some(updates) = updates {
+            tracker.spawn(update_loop(
+                updates,
+                Arc::clone(applier),
+                Arc::clone(&reconcile_now),
+                intake.child_token(),
+            ));
+        }
+        tracker.spawn(poll_loop(
+            telegram.clone(),
+            Arc::clone(applier),
+            config.telegram.poll_interval,
+            intake.child_token(),
+            fatal_tx.clone(),
+        ));
+        tracker.spawn(reconcile_loop(
+            telegram.clone(),
+            Arc::clone(store),
+            Arc::clone(applier),
+            config.telegram.reconcile_interval,
+            Arc::clone(&reconcile_now),
+            intake.child_token(),
+        ));
+        tracker.spawn(clock_watch(
+            telegram.clone(),
+            intake.child_token(),
+            fatal_tx,
+        ));
+        tracker.spawn(watchdog(intake.child_token()));
+
+        tokio::select! {
+            () = intake.cancelled() => Ok(()),
+            Some(e) = fatal_rx.recv() => Err(e),
+        }
+    }
+}
+
+/// Applies detector events: inventory first (idempotent), then the mirror and observers.
+#[derive(Debug)]
+struct Applier {
+    detector: Detector,
+    inventory: Arc<Inventory>,
+    mirror: MirrorHandle,
+    health: Arc<Health>,
+    notices: broadcast::Sender<Notice>,
+    /// Items that reached a terminal status, evicted from the live view once written.
+    retired: std::sync::Mutex<Vec<ItemKey>>,
+}
+
+impl Applier {
+    /// Returns how many items were credited and how many left.
+    async fn apply(
+        &self,
+        events: Vec<GiftEvent>,
+        path: Path,
+        users: &[UserInfo],
+    ) -> (usize, usize) {
+        let (mut credited, mut departed) = (0, 0);
+        let mut senders = HashSet::new();
+        for event in events {
+            match event {
+                GiftEvent::Deposited { item, gift_type } => {
+                    if !self.inventory.insert(item.clone()) {
+                        continue; // the other path was first
+                    }
+                    credited += 1;
+                    let m = &self.health.metrics;
+                    match path {
+                        Path::Update => &m.deposits_update,
+                        Path::Poll => &m.deposits_poll,
+                        Path::Reconcile => &m.deposits_reconcile,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        key = %item.key,
+                        owner = %item.owner,
+                        gift_id = item.gift_id,
+                        unique = item.unique.is_some(),
+                        ?path,
+                        "gift credited"
+                    );
+                    if let Owner::User(id) = item.owner {
+                        senders.insert(id);
+                    }
+                    let _ = self.notices.send(Notice::Credited {
+                        key: item.key,
+                        owner: item.owner,
+                        gift_id: item.gift_id,
+                        unique: item.unique.is_some(),
+                        path,
+                    });
+                    if self
+                        .mirror
+                        .send(Change::Deposit { item, gift_type })
+                        .await
+                        .is_err()
+                    {
+                        return (credited, departed);
+                    }
+                }
+                GiftEvent::Left { key, to } => {
+                    let Ok(entry) = self.inventory.apply(key, to, now_unix()) else {
+                        continue; // already moved by the other path
+                    };
+                    departed += 1;
+                    self.health
+                        .metrics
+                        .departures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%key, %to, "gift left the deposit account");
+                    self.retired
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(key);
+                    let _ = self.notices.send(Notice::Left { key, to });
+                    if self
+                        .mirror
+                        .send(Change::Status { key, to, entry })
+                        .await
+                        .is_err()
+                    {
+                        return (credited, departed);
+                    }
+                }
+            }
+        }
+        for u in users.iter().filter(|u| senders.contains(&u.id)) {
+            if self.mirror.send(Change::User(u.clone())).await.is_err() {
+                break;
+            }
+        }
+        self.health
+            .metrics
+            .inventory_items
+            .store(self.inventory.len() as u64, Ordering::Relaxed);
+        (credited, departed)
+    }
+
+    /// Drops items that reached a terminal status from the live view. Call after a flush.
+    fn evict_retired(&self) {
+        let keys = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+        for key in keys {
+            let _ = self.inventory.evict(key);
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// One full reconciliation: every page, against everything held.
+async fn reconcile(
+    telegram: &Telegram,
+    store: &Arc<dyn Store>,
+    applier: &Applier,
+) -> Result<(), AppError> {
+    let started = std::time::Instant::now();
+    let started_at = now_unix();
+    let (all, users) = telegram.all_saved_gifts().await?;
+    let held: Vec<ItemKey> = applier
+        .inventory
+        .held_keys()
+        .into_iter()
+        .filter(|k| k.account_id == applier.detector.account_id())
+        .collect();
+    let missing = applier.detector.missing(held.iter().copied(), &all);
+    let fates = if missing.is_empty() {
+        Default::default()
+    } else {
+        telegram.fates(&missing).await?
+    };
+    let events =
+        applier
+            .detector
+            .reconcile(&*applier.inventory, held.iter().copied(), &all, &fates);
+    let (credited, departed) = applier.apply(events, Path::Reconcile, &users).await;
+    applier
+        .health
+        .metrics
+        .reconciliations
+        .fetch_add(1, Ordering::Relaxed);
+    let log = SyncLog {
+        account_id: applier.detector.account_id(),
+        started_at,
+        finished_at: now_unix(),
+        items_seen: all.len() as u32,
+        items_new: credited as u32,
+        items_changed: departed as u32,
+        error: None,
+    };
+    if let Err(e) = store.append_sync_log(&log).await {
+        tracing::warn!(error = %e, "could not write the sync_logs row");
+    }
+    tracing::info!(
+        listed = all.len(),
+        credited,
+        departed,
+        ms = started.elapsed().as_millis() as u64,
+        "reconciliation done"
+    );
+    let _ = applier.notices.send(Notice::Reconciled {
+        listed: all.len(),
+        credited,
+        departed,
+    });
+    Ok(())
+}
+
+async fn update_loop(
+    mut updates: GiftUpdates,
+    applier: Arc<Applier>,
+    reconcile_now: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut failures = 0u32;
+    loop {
+        let next = tokio::select! {
+            () = cancel.cancelled() => break,
+            next = updates.next() => next,
+        };
+        match next {
+            Ok(Some(gift)) => {
+                failures = 0;
+                on_update_gift(&applier, &reconcile_now, &gift).await;
+            }
+            Ok(None) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                applier
+                    .health
+                    .metrics
+                    .telegram_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                let delay = Duration::from_millis(200 * u64::from(failures.min(25)));
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "update stream failed; polling still runs");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    if let Err(e) = updates.save_state().await {
+        tracing::warn!(error = %e, "could not save the update state");
+    }
+}
+
+async fn on_update_gift(applier: &Applier, reconcile_now: &Notify, gift: &ObservedGift) {
+    let events = applier.detector.observe(&*applier.inventory, gift);
+    let upgrade = gift.unique.is_some();
+    applier.apply(events, Path::Update, &[]).await;
+    if upgrade {
+        // A collectible may be an upgrade of a regular gift held here; the reconciliation
+        // reads the old gift's fate and ends it.
+        reconcile_now.notify_one();
+    }
+}
+
+async fn poll_loop(
+    telegram: Telegram,
+    applier: Arc<Applier>,
+    interval: Duration,
+    cancel: CancellationToken,
+    fatal: mpsc::Sender<AppError>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match poll_once(&telegram, &applier).await {
+            Ok(()) => {
+                let m = &applier.health.metrics;
+                m.polls.fetch_add(1, Ordering::Relaxed);
+                m.last_poll_unix.store(now_unix(), Ordering::Relaxed);
+            }
+            Err(TelegramError::Cancelled) => return,
+            Err(e @ (TelegramError::NotAuthorised { .. } | TelegramError::Session { .. })) => {
+                let _ = fatal.send(e.into()).await;
+                return;
+            }
+            Err(e) => {
+                applier
+                    .health
+                    .metrics
+                    .telegram_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "poll failed; next poll in {:?}", interval);
+            }
+        }
+    }
+}
+
+/// Reads the newest pages until a known gift shows that older pages hold nothing new.
+async fn poll_once(telegram: &Telegram, applier: &Applier) -> Result<(), TelegramError> {
+    let mut offset = String::new();
+    loop {
+        let page = telegram.saved_gifts_page(&offset).await?;
+        let outcome = applier
+            .detector
+            .observe_page(&*applier.inventory, &page.gifts);
+        applier.apply(outcome.events, Path::Poll, &page.users).await;
+        match page.next_offset {
+            Some(next) if !outcome.reached_known && !page.gifts.is_empty() && next != offset => {
+                offset = next;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+async fn reconcile_loop(
+    telegram: Telegram,
+    store: Arc<dyn Store>,
+    applier: Arc<Applier>,
+    interval: Duration,
+    now: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+            () = now.notified() => {
+                // let a burst of upgrades settle into one reconciliation
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        match reconcile(&telegram, &store, &applier).await {
+            Ok(()) => {
+                if applier.mirror.flush().await.is_ok() {
+                    applier.evict_retired();
+                }
+            }
+            Err(AppError::Telegram(TelegramError::Cancelled)) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconciliation failed; retrying at the next interval")
+            }
+        }
+    }
+}
+
+async fn clock_watch(telegram: Telegram, cancel: CancellationToken, fatal: mpsc::Sender<AppError>) {
+    let count = tokio::select! {
+        () = cancel.cancelled() => return,
+        count = telegram::clock::storm() => count,
+    };
+    let err = TelegramError::ClockAhead { count };
+    tracing::error!(error = %err, "stopping the telegram connection");
+    telegram.disconnect();
+    let _ = fatal.send(err.into()).await;
+}
+
+async fn watchdog(cancel: CancellationToken) {
+    let Some(every) = health::watchdog_interval() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        // A stalled runtime never gets here, so systemd restarts it.
+        health::sd_notify("WATCHDOG=1");
+    }
+}

@@ -1,0 +1,242 @@
+//! The mirror: carries inventory changes to the store in batches.
+//!
+//! Changes enter a bounded queue ([`MirrorHandle::send`] waits when it is full, which slows
+//! detection down instead of growing memory), one task takes them out in batches (full, or after
+//! `flush_interval`), and writes each batch as one store call. A failed write is retried with
+//! backoff until it succeeds, with the backlog in logs and metrics: nothing is dropped while the
+//! store is down. Telegram stays the truth: whatever was still queued when the process died is
+//! found again by the reconciliation at the next start.
+//!
+//! The queue closes when every [`MirrorHandle`] is dropped; the task then writes what is left and
+//! returns. [`MirrorHandle::flush`] waits until everything sent so far is committed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::MirrorConfig;
+use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, Status, UserInfo};
+use crate::health::Health;
+use crate::store::{ChangeBatch, StatusChange, Store};
+
+/// One change for the store.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new item (the store writes its deposit ledger entry).
+    Deposit { item: Item, gift_type: GiftType },
+    /// A status move and its ledger entry.
+    Status {
+        key: ItemKey,
+        to: Status,
+        entry: LedgerEntry,
+    },
+    /// What Telegram says of a user (username, name).
+    User(UserInfo),
+}
+
+/// The cloneable sending side.
+#[derive(Debug, Clone)]
+pub struct MirrorHandle {
+    tx: mpsc::Sender<(u64, Change)>,
+    shared: Arc<Shared>,
+    committed: watch::Receiver<u64>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Sequence number of the last change handed to the queue.
+    sent: AtomicU64,
+    health: Arc<Health>,
+}
+
+/// The mirror stopped (its task ended): the change was not queued.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the mirror has stopped; the change was not queued")]
+pub struct MirrorClosed;
+
+impl MirrorHandle {
+    /// Queues a change, waiting while the queue is full.
+    pub async fn send(&self, change: Change) -> Result<(), MirrorClosed> {
+        // Sequence numbers are taken under the channel's ordering: the permit is reserved
+        // first, so numbers reach the task in increasing order.
+        let permit = self.tx.reserve().await.map_err(|_| MirrorClosed)?;
+        let seq = self.shared.sent.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared
+            .health
+            .metrics
+            .mirror_backlog
+            .fetch_add(1, Ordering::Relaxed);
+        permit.send((seq, change));
+        Ok(())
+    }
+
+    /// Waits until every change sent before this call is committed to the store.
+    pub async fn flush(&self) -> Result<(), MirrorClosed> {
+        let target = self.shared.sent.load(Ordering::SeqCst);
+        let mut committed = self.committed.clone();
+        committed
+            .wait_for(|&c| c >= target)
+            .await
+            .map(|_| ())
+            .map_err(|_| MirrorClosed)
+    }
+
+    /// Changes queued and not yet committed.
+    pub fn backlog(&self) -> u64 {
+        self.shared.sent.load(Ordering::SeqCst) - *self.committed.borrow()
+    }
+}
+
+/// The receiving side, run by [`Mirror::run`].
+#[derive(Debug)]
+pub struct Mirror {
+    rx: mpsc::Receiver<(u64, Change)>,
+    committed: watch::Sender<u64>,
+    store: Arc<dyn Store>,
+    config: MirrorConfig,
+    health: Arc<Health>,
+}
+
+/// Creates the queue and its task's state.
+pub fn channel(
+    store: Arc<dyn Store>,
+    config: MirrorConfig,
+    health: Arc<Health>,
+) -> (MirrorHandle, Mirror) {
+    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let (committed_tx, committed_rx) = watch::channel(0);
+    let handle = MirrorHandle {
+        tx,
+        shared: Arc::new(Shared {
+            sent: AtomicU64::new(0),
+            health: Arc::clone(&health),
+        }),
+        committed: committed_rx,
+    };
+    let mirror = Mirror {
+        rx,
+        committed: committed_tx,
+        store,
+        config,
+        health,
+    };
+    (handle, mirror)
+}
+
+impl Mirror {
+    /// Writes batches until every handle is dropped and the queue is empty.
+    pub async fn run(mut self) {
+        let batch_size = self.config.batch_size.max(1);
+        let mut batch: Vec<(u64, Change)> = Vec::with_capacity(batch_size);
+        loop {
+            let Some(first) = self.rx.recv().await else {
+                return; // closed and drained
+            };
+            batch.push(first);
+            let deadline = tokio::time::Instant::now() + self.config.flush_interval;
+            while batch.len() < batch_size {
+                tokio::select! {
+                    biased;
+                    next = self.rx.recv() => match next {
+                        Some(c) => batch.push(c),
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            self.write(&batch).await;
+            batch.clear();
+        }
+    }
+
+    /// Writes one batch, retrying until the store takes it.
+    async fn write(&self, batch: &[(u64, Change)]) {
+        let last_seq = batch.last().map_or(0, |(s, _)| *s);
+        let store_batch = to_store_batch(batch.iter().map(|(_, c)| c));
+        let mut backoff = new_backoff();
+        let mut failures = 0u32;
+        loop {
+            match self.store.apply_batch(&store_batch).await {
+                Ok(outcome) => {
+                    let m = &self.health.metrics;
+                    m.mirror_batches.fetch_add(1, Ordering::Relaxed);
+                    m.mirror_rows
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    m.mirror_backlog
+                        .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                    if failures > 0 {
+                        tracing::info!(
+                            rows = batch.len(),
+                            failures,
+                            "store reachable again; backlog batch written"
+                        );
+                    }
+                    if !outcome.refused.is_empty() {
+                        tracing::warn!(
+                            refused = ?outcome.refused,
+                            "the store refused status changes that are illegal from the state it holds"
+                        );
+                    }
+                    tracing::debug!(rows = batch.len(), ?outcome, "batch committed");
+                    self.committed.send_replace(last_seq);
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.health
+                        .metrics
+                        .mirror_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    let backlog = self.health.metrics.mirror_backlog.load(Ordering::Relaxed);
+                    if e.is_retryable() {
+                        tracing::warn!(error = %e, backlog, retry_in_ms = delay.as_millis() as u64, "store write failed; the batch is kept and retried");
+                    } else {
+                        tracing::error!(error = %e, backlog, retry_in_ms = delay.as_millis() as u64, "store write refused; fix the cause, the batch is kept and retried");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+fn new_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .with_jitter()
+        .build()
+}
+
+/// Folds queued changes into the store's batch shape.
+pub fn to_store_batch<'a>(changes: impl Iterator<Item = &'a Change>) -> ChangeBatch {
+    let mut b = ChangeBatch::default();
+    for c in changes {
+        match c {
+            Change::Deposit { item, gift_type } => {
+                b.items.push(item.clone());
+                if !b.gifts.iter().any(|g| g.gift_id == gift_type.gift_id) {
+                    b.gifts.push(gift_type.clone());
+                }
+            }
+            Change::Status { key, to, entry } => b.changes.push(StatusChange {
+                key: *key,
+                to: *to,
+                entry: entry.clone(),
+            }),
+            Change::User(u) => {
+                if let Some(old) = b.users.iter_mut().find(|x| x.id == u.id) {
+                    *old = u.clone();
+                } else {
+                    b.users.push(u.clone());
+                }
+            }
+        }
+    }
+    b
+}

@@ -1,0 +1,594 @@
+//! The daemon end to end: tgsim (real MTProto, the real grammers client inside giftd), the real
+//! stores (SQLite file; PostgreSQL behind the PostgREST-compatible server), and giftd's own
+//! `Daemon` or its binary. After every scenario the store must hold every gift credited to its
+//! sender exactly once and nothing else.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use giftd::app::{Daemon, Notice};
+use giftd::config::Config;
+use giftd::gift::{ItemKey, LedgerKind, Owner, Status};
+use giftd::store::Store;
+use tgsim::{Account, CreateUser, Fault, SendGift, SendUniqueGift, Sim, SimConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::Backend;
+
+/// A world: the simulator, a deposit account, players, a store, and giftd's configuration.
+struct World {
+    sim: Sim,
+    deposit: Account,
+    players: Vec<Account>,
+    backend: Backend,
+    dir: tempfile::TempDir,
+    /// What each gift's sender should be credited: msg id -> owner (None: unattributed).
+    expected: BTreeMap<i32, Option<i64>>,
+    extra_config: String,
+}
+
+impl World {
+    async fn new(backend: Backend, players: usize) -> World {
+        let sim = Sim::start(SimConfig::default())
+            .await
+            .expect("tgsim starts");
+        let tag = crate::support::unique_id();
+        let user = |name: String| {
+            sim.create_user(CreateUser {
+                username: name,
+                first_name: "Player".into(),
+                stars: 100_000_000,
+                ..Default::default()
+            })
+            .expect("user created")
+        };
+        let deposit = user(format!("deposit{tag}"));
+        let players = (0..players).map(|i| user(format!("p{i}x{tag}"))).collect();
+        let dir = tempfile::tempdir().unwrap();
+        World {
+            sim,
+            deposit,
+            players,
+            backend,
+            dir,
+            expected: BTreeMap::new(),
+            extra_config: String::new(),
+        }
+    }
+
+    fn session_file(&self) -> PathBuf {
+        self.dir.path().join("deposit.session")
+    }
+
+    /// The configuration `giftd run` reads: ordinary keys only.
+    fn config_text(&self) -> String {
+        let store = match &self.backend {
+            Backend::Sqlite { .. } => format!(
+                "sqlite_path = \"{}\"\n",
+                self.backend.sqlite_path().unwrap().display()
+            ),
+            Backend::Supabase { .. } => String::new(),
+        };
+        let supabase = match &self.backend {
+            Backend::Supabase { rest_url, key, .. } => {
+                format!("[supabase]\nrest_url = \"{rest_url}\"\nservice_role_key = \"{key}\"\n")
+            }
+            Backend::Sqlite { .. } => String::new(),
+        };
+        format!(
+            "[telegram]\napi_id = 1\napi_hash = \"test-hash\"\nsession_file = \"{}\"\n\
+             poll_interval = \"1s\"\nreconcile_interval = \"10m\"\n{}\n\
+             [store]\nstate_dir = \"{}\"\n{store}\n{supabase}\n\
+             [health]\nlisten = \"127.0.0.1:0\"\n[mirror]\nflush_interval = \"20ms\"\n",
+            self.session_file().display(),
+            self.extra_config,
+            self.dir.path().display(),
+        )
+    }
+
+    fn config(&self) -> Config {
+        Config::parse_str(&self.config_text(), "test config", &|_| None).expect("valid config")
+    }
+
+    fn write_config(&self) -> PathBuf {
+        let path = self.dir.path().join("giftd.toml");
+        std::fs::write(&path, self.config_text()).unwrap();
+        path
+    }
+
+    async fn provision_session(&self) {
+        let path = self.session_file();
+        let _ = std::fs::remove_file(&path);
+        self.sim
+            .write_session(self.deposit.id, &path)
+            .await
+            .expect("session written");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    async fn start(&self) -> Running {
+        self.provision_session().await;
+        let daemon = Daemon::new();
+        let mut notices = daemon.subscribe();
+        let shutdown = CancellationToken::new();
+        let config = self.config();
+        let join = {
+            let daemon = daemon.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { daemon.run(&config, shutdown).await })
+        };
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match notices.recv().await {
+                    Ok(Notice::Ready { .. }) => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("daemon notices closed before ready: {e}"),
+                }
+            }
+        })
+        .await;
+        if ready.is_err() {
+            shutdown.cancel();
+            panic!("giftd not ready within 30 s: {:?}", join.await);
+        }
+        Running {
+            daemon,
+            shutdown,
+            join,
+        }
+    }
+
+    fn player(&self, i: usize) -> i64 {
+        self.players[i].id
+    }
+
+    fn regular_gift(&self) -> i64 {
+        self.sim.gift_catalogue()[0].id
+    }
+
+    fn send(&mut self, from: i64, anonymous: bool) -> i32 {
+        let sent = self
+            .sim
+            .send_gift(SendGift {
+                from,
+                to: self.deposit.id,
+                gift_id: self.regular_gift(),
+                anonymous,
+                message: None,
+            })
+            .expect("gift sent");
+        self.expected
+            .insert(sent.msg_id, (!anonymous).then_some(from));
+        sent.msg_id
+    }
+
+    fn send_unique(&mut self, from: i64) -> tgsim::SentGift {
+        let gift_id = self.regular_gift();
+        let sent = self
+            .sim
+            .send_unique_gift(SendUniqueGift {
+                from,
+                to: self.deposit.id,
+                gift_id,
+                transfer_stars: None,
+                transfer_lock_secs: None,
+                message: None,
+            })
+            .expect("unique gift sent");
+        self.expected.insert(sent.msg_id, Some(from));
+        sent
+    }
+
+    fn burst(&mut self, n: usize) {
+        let ids: Vec<i64> = self.players.iter().map(|p| p.id).collect();
+        let sent = self
+            .sim
+            .burst(n, &ids, self.deposit.id)
+            .expect("burst sent");
+        for (i, s) in sent.iter().enumerate() {
+            self.expected.insert(s.msg_id, Some(ids[i % ids.len()]));
+        }
+    }
+
+    async fn store(&self) -> Arc<dyn Store> {
+        self.backend.open().await
+    }
+
+    /// Waits (up to `within`) until the store holds exactly the expected items, then checks
+    /// them: every gift credited to its sender, once, and nothing else.
+    async fn assert_exactly_once(&self, within: Duration) {
+        let store = self.store().await;
+        let deadline = Instant::now() + within;
+        let mut got: BTreeMap<i32, Option<i64>>;
+        let mut rows;
+        loop {
+            let held = store
+                .load_items(self.deposit.id)
+                .await
+                .expect("store readable");
+            rows = held.len();
+            got = held
+                .iter()
+                .map(|i| (i.key.msg_id, i.owner.user_id()))
+                .collect();
+            if got == self.expected || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let missing: Vec<_> = self
+            .expected
+            .keys()
+            .filter(|k| !got.contains_key(k))
+            .collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !self.expected.contains_key(k))
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "store differs from what was sent after {within:?}: {} missing {:?}..., {} extra {:?}...",
+            missing.len(),
+            &missing[..missing.len().min(10)],
+            extra.len(),
+            &extra[..extra.len().min(10)]
+        );
+        assert_eq!(got, self.expected, "every gift credited to its sender");
+        assert_eq!(rows, self.expected.len(), "one row per gift");
+    }
+
+    /// Every held item has exactly one deposit entry in the ledger.
+    async fn assert_one_deposit_entry_each(&self) {
+        let store = self.store().await;
+        for &msg_id in self.expected.keys() {
+            let history = store
+                .item_history(ItemKey::new(self.deposit.id, msg_id))
+                .await
+                .unwrap();
+            let deposits = history
+                .iter()
+                .filter(|e| e.kind == LedgerKind::Deposit)
+                .count();
+            assert_eq!(deposits, 1, "msg {msg_id}: {history:?}");
+        }
+    }
+}
+
+struct Running {
+    daemon: Daemon,
+    shutdown: CancellationToken,
+    join: tokio::task::JoinHandle<Result<(), giftd::app::AppError>>,
+}
+
+impl Running {
+    /// SIGTERM's path: cancel and require a clean exit.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(30), self.join)
+            .await
+            .expect("giftd stops within its shutdown deadline")
+            .expect("daemon task did not panic");
+        if let Err(e) = result {
+            panic!("giftd did not stop cleanly: {e}");
+        }
+    }
+}
+
+async fn odd_cases(backend: Backend) {
+    let mut w = World::new(backend, 3).await;
+    // Before giftd starts: gifts that arrive while it is down are credited at start.
+    let early = w.send(w.player(0), false);
+    let anonymous = w.send(w.player(1), true);
+    let running = w.start().await;
+
+    // A regular gift, an anonymous one, a collectible.
+    w.send(w.player(0), false);
+    w.send(w.player(2), true);
+    let unique = w.send_unique(w.player(1));
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    assert!(
+        running
+            .daemon
+            .inventory()
+            .unattributed()
+            .iter()
+            .any(|i| i.key.msg_id == anonymous),
+        "anonymous gifts wait unattributed"
+    );
+
+    // Upgrading a regular gift carries its owner to the collectible.
+    let upgraded = w.sim.upgrade_gift(w.deposit.id, early).expect("upgrade");
+    w.expected.remove(&early);
+    w.expected.insert(upgraded.msg_id, Some(w.player(0)));
+    // Converted and refunded gifts end with the right ledger entry.
+    let to_convert = w.send(w.player(2), false);
+    let to_refund = w.send(w.player(2), false);
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    w.sim
+        .convert_gift(w.deposit.id, to_convert)
+        .expect("convert");
+    w.sim.refund_gift(w.deposit.id, to_refund).expect("refund");
+    w.expected.remove(&to_convert);
+    w.expected.remove(&to_refund);
+
+    // A collectible that leaves and is deposited again by someone else is a new item.
+    let out = w
+        .sim
+        .transfer_gift(w.deposit.id, unique.msg_id, w.player(2))
+        .expect("transfer out");
+    w.expected.remove(&unique.msg_id);
+    let back = w
+        .sim
+        .transfer_gift(w.player(2), out.msg_id, w.deposit.id)
+        .expect("transfer back");
+    w.expected.insert(back.msg_id, Some(w.player(2)));
+
+    // A gift the deposit account sends itself is not a deposit.
+    w.sim
+        .send_gift(SendGift {
+            from: w.deposit.id,
+            to: w.deposit.id,
+            gift_id: w.regular_gift(),
+            anonymous: false,
+            message: None,
+        })
+        .expect("self gift");
+
+    // A reconciliation reads the fates of what left (the collectible triggers one).
+    let store = w.store().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fate = |key| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .item_history(key)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+    let key = |m| ItemKey::new(w.deposit.id, m);
+    loop {
+        let conv = fate(key(to_convert)).await;
+        let refd = fate(key(to_refund)).await;
+        let upg = fate(key(early)).await;
+        let gone = fate(key(unique.msg_id)).await;
+        if conv.contains(&LedgerKind::Converted)
+            && refd.contains(&LedgerKind::Refunded)
+            && upg.contains(&LedgerKind::Upgraded)
+            && gone.contains(&LedgerKind::Gone)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fates not recorded: converted {conv:?}, refunded {refd:?}, upgraded {upg:?}, \
+             transferred out {gone:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    w.assert_one_deposit_entry_each().await;
+    let inv = running.daemon.inventory();
+    assert_eq!(
+        inv.get(key(upgraded.msg_id)).map(|i| i.owner),
+        Some(Owner::User(w.player(0)))
+    );
+    assert!(
+        inv.get(key(to_convert))
+            .is_none_or(|i| i.status == Status::Converted),
+        "a converted gift no longer counts"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_cases_embedded() {
+    odd_cases(Backend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_cases_supabase() {
+    odd_cases(Backend::supabase()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_1000_with_updates() {
+    let mut w = World::new(Backend::supabase(), 8).await;
+    let running = w.start().await;
+    w.burst(1000);
+    w.assert_exactly_once(Duration::from_secs(60)).await;
+    let m = &running.daemon.health().metrics;
+    let by_update = m.deposits_update.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(by_update > 0, "updates delivered gifts (got {by_update})");
+    running.stop().await;
+    w.assert_one_deposit_entry_each().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_1000_polling_only() {
+    let mut w = World::new(Backend::sqlite(), 8).await;
+    let running = w.start().await;
+    w.sim.inject(Fault::WithholdUpdates {
+        honest_difference: false,
+    });
+    w.burst(1000);
+    w.assert_exactly_once(Duration::from_secs(60)).await;
+    let m = &running.daemon.health().metrics;
+    assert_eq!(
+        m.deposits_update.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no update reached giftd: polling found every gift"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_wait_during_polling() {
+    let mut w = World::new(Backend::sqlite(), 4).await;
+    let running = w.start().await;
+    w.sim.inject(Fault::WithholdUpdates {
+        honest_difference: false,
+    });
+    w.sim.inject(Fault::FloodWait {
+        method: "payments.getSavedStarGifts".into(),
+        seconds: 2,
+        count: 2,
+    });
+    w.burst(100);
+    w.assert_exactly_once(Duration::from_secs(30)).await;
+    let stats = running
+        .daemon
+        .health()
+        .metrics
+        .polls
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(stats > 0);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_dropped_mid_burst() {
+    let mut w = World::new(Backend::sqlite(), 4).await;
+    let running = w.start().await;
+    for round in 0..10 {
+        w.burst(50);
+        if round == 4 {
+            w.sim.drop_connections();
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    w.assert_exactly_once(Duration::from_secs(40)).await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_store_unavailable_mid_burst() {
+    let _guard = crate::support::chaos_guard();
+    let backend = Backend::supabase_chaos();
+    let Backend::Supabase { pg_ctl, .. } = &backend else {
+        unreachable!()
+    };
+    let pg_ctl = pg_ctl.clone().expect("chaos instance has a pg_ctl");
+    let ctl = |arg: &str| {
+        let status = std::process::Command::new(&pg_ctl)
+            .arg(arg)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{pg_ctl} {arg} failed");
+    };
+    let mut w = World::new(backend, 4).await;
+    let running = w.start().await;
+    w.burst(200);
+    ctl("stop");
+    w.burst(300);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let backlog = running
+        .daemon
+        .health()
+        .metrics
+        .mirror_backlog
+        .load(std::sync::atomic::Ordering::Relaxed);
+    ctl("start");
+    w.burst(200);
+    w.assert_exactly_once(Duration::from_secs(60)).await;
+    assert!(
+        backlog > 0,
+        "changes waited in the queue while the store was down"
+    );
+    assert!(
+        running
+            .daemon
+            .health()
+            .metrics
+            .mirror_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the store outage was noticed"
+    );
+    running.stop().await;
+    w.assert_one_deposit_entry_each().await;
+}
+
+/// The binary, killed with SIGKILL in the middle of a burst, then started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_burst_and_restarted() {
+    let mut w = World::new(Backend::supabase(), 4).await;
+    w.provision_session().await;
+    let config = w.write_config();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_giftd"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("giftd binary starts")
+    };
+    let mut child = spawn();
+    // Wait until it has credited part of a first burst, then kill it mid-way.
+    w.burst(300);
+    let store = w.store().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = store.load_items(w.deposit.id).await.unwrap().len();
+        if n > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "giftd credited nothing in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.burst(300);
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    // Gifts that arrive while it is down are credited at the next start.
+    w.burst(200);
+    let mut child = spawn();
+    w.assert_exactly_once(Duration::from_secs(60)).await;
+    w.assert_one_deposit_entry_each().await;
+    // SIGTERM: a clean exit.
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "giftd exits 0 on SIGTERM, got {exit}");
+}
+
+/// grammers 0.11 resends forever when the host clock is far ahead of Telegram's; giftd must
+/// notice, say so, and stop instead of spinning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_clock_ahead_is_reported_not_spun_on() {
+    crate::support::init_tracing();
+    let w = World::new(Backend::sqlite(), 1).await;
+    w.provision_session().await;
+    // The simulator's clock 10 minutes behind: the client's is 10 minutes ahead.
+    w.sim.set_clock_skew(-600);
+    let daemon = Daemon::new();
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        daemon.run(&w.config(), CancellationToken::new()),
+    )
+    .await
+    .expect("giftd gives up on a clock storm instead of spinning for ever");
+    let err = result.expect_err("a clock far ahead is an error");
+    let text = err.to_string();
+    assert!(text.contains("clock"), "says the clock is off: {text}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let rejected = w.sim.stats().bad_msg_17;
+    assert!(rejected > 0, "the simulator did reject msg ids as too high");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.sim.stats().bad_msg_17,
+        rejected,
+        "after giving up giftd sends nothing more: no spinning"
+    );
+}
