@@ -114,6 +114,13 @@ struct Username {
 }
 
 #[derive(Deserialize)]
+struct Provision {
+    /// The account; `None` provisions a new key that is not signed in (for login flows).
+    #[serde(default)]
+    username: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct KeyFor {
     #[serde(default)]
     account: Option<i64>,
@@ -191,19 +198,21 @@ fn route_inner(
             ok(json!({ "code": sim.login_code(&phone) }))
         }
         ("POST", ["provision"]) => {
-            let u: Username = parse(body)?;
-            let acc = sim.account(&u.username).map_err(sim_err)?;
+            let u: Provision = parse(body)?;
+            let key = match u.username {
+                Some(name) => sim.account(&name).map_err(sim_err)?.auth_key,
+                None => sim.new_auth_key(None),
+            };
             let spec = sim
-                .session_spec(crate::SessionFor::Key(Box::new(acc.auth_key)))
+                .session_spec(crate::SessionFor::Key(Box::new(key)))
                 .map_err(sim_err)?;
-            let (user_id, access_hash, bot) = spec.user.unwrap_or((acc.id, acc.access_hash, false));
             ok(json!({
                 "dc_id": spec.dc_id,
                 "addr": spec.addr,
                 "auth_key": hex::encode(spec.auth_key),
-                "user_id": user_id,
-                "access_hash": access_hash,
-                "bot": bot,
+                "user_id": spec.user.map(|u| u.0),
+                "access_hash": spec.user.map(|u| u.1),
+                "bot": spec.user.map(|u| u.2),
                 "pts": spec.state.map(|s| s.0),
                 "date": spec.state.map(|s| s.1),
             }))

@@ -48,8 +48,15 @@ enum Cmd {
         #[arg(long)]
         control: String,
         /// Account username (created with POST /accounts or /bots).
+        #[arg(
+            long,
+            required_unless_present = "unsigned",
+            conflicts_with = "unsigned"
+        )]
+        account: Option<String>,
+        /// Provision a new key that is not signed in, for a login flow (`giftd login`).
         #[arg(long)]
-        account: String,
+        unsigned: bool,
         /// Session file to write.
         #[arg(long)]
         session_out: PathBuf,
@@ -146,8 +153,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Provision {
             control,
             account,
+            unsigned: _,
             session_out,
         } => {
+            let what = account.as_deref().unwrap_or("a new unsigned key");
             let v = tgsim::control::request(
                 &control,
                 "POST",
@@ -157,7 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("control api: {e}"))
             .with_context(|| {
-                format!("provision `{account}`: create it first with POST /accounts")
+                format!("provision {what}: create the account first with POST /accounts")
             })?;
             let key = hex::decode(v["auth_key"].as_str().unwrap_or_default())
                 .context("auth_key from control api is not hex")?;
@@ -173,11 +182,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dc_id: v["dc_id"].as_i64().unwrap_or(2) as i32,
                 addr,
                 auth_key,
-                user: Some((
-                    v["user_id"].as_i64().unwrap_or_default(),
-                    v["access_hash"].as_i64().unwrap_or_default(),
-                    v["bot"].as_bool().unwrap_or(false),
-                )),
+                user: v["user_id"].as_i64().map(|id| {
+                    (
+                        id,
+                        v["access_hash"].as_i64().unwrap_or_default(),
+                        v["bot"].as_bool().unwrap_or(false),
+                    )
+                }),
                 state: v["pts"]
                     .as_i64()
                     .zip(v["date"].as_i64())

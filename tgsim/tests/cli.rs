@@ -108,5 +108,52 @@ async fn serve_then_provision_then_grammers_signs_in() {
     assert_eq!(me.id().bare_id(), acc["id"].as_i64());
     client.disconnect();
     runner.abort();
+
+    // An unsigned session for a login flow.
+    tgsim::control::request(
+        &control,
+        "POST",
+        "/accounts",
+        Some(&json!({"username": "player", "phone": "+15550123"})),
+    )
+    .await
+    .expect("create player");
+    let login = dir.path().join("login.session");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tgsim"))
+        .args([
+            "provision",
+            "--control",
+            &control,
+            "--unsigned",
+            "--session-out",
+        ])
+        .arg(&login)
+        .output()
+        .await
+        .expect("run provision");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = Arc::new(SqliteSession::open(&login).await.expect("session"));
+    let pool = SenderPool::new(s, 611335);
+    let client = Client::new(pool.handle);
+    let runner = tokio::spawn(pool.runner.run());
+    assert!(!client.is_authorized().await.expect("is_authorized"));
+    let token = client
+        .request_login_code("+15550123", "hash")
+        .await
+        .expect("send code");
+    let code = tgsim::control::request(&control, "GET", "/login_code?phone=%2B15550123", None)
+        .await
+        .expect("code");
+    let me = client
+        .sign_in(&token, code["code"].as_str().expect("a code"))
+        .await
+        .expect("sign in");
+    assert_eq!(me.username(), Some("player"));
+    client.disconnect();
+    runner.abort();
     serve.kill().await.expect("kill serve");
 }
