@@ -121,7 +121,15 @@ impl SupabaseStore {
         params: Value,
     ) -> Result<T, StoreError> {
         let request = self.client.rpc(function, params.to_string()).build();
-        let body = self.send(request, &format!("function {function}")).await?;
+        let started = std::time::Instant::now();
+        let result = self.send(request, &format!("function {function}")).await;
+        tracing::debug!(
+            function,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "postgrest rpc"
+        );
+        let body = result?;
         serde_json::from_slice(&body.0)
             .map_err(|e| StoreError::Protocol(format!("{function}: {e}: {}", body.preview())))
     }
