@@ -10,14 +10,15 @@
 //!    state directory, secrets, defaults and the rules that tie keys together (exactly one of
 //!    `supabase.url` and `supabase.rest_url`, for instance).
 //!
-//! Every problem found is reported, not only the first, and each names the key, where it came
-//! from and what was expected. Environment variables win over the file. An empty environment
+//! The problems of a phase are reported together, not only the first, and each names the key,
+//! where it came from and what was expected (resolution runs only once every key is known and
+//! well typed, so a mistyped key is not also reported missing). Environment variables win over the file. An empty environment
 //! variable counts as unset.
 //!
 //! This module never reads the process environment except in [`Config::parse`]: tests hand
-//! [`Config::parse_str`] a lookup function. It never prints a secret: values of secret keys are
-//! left out of every message, and TOML syntax errors are reported without the offending line
-//! (which might hold a key).
+//! [`Config::parse_str`] or [`Config::load`] a lookup function. It never prints a secret: values
+//! of secret keys are left out of every message, and TOML syntax errors are reported without the
+//! offending line (which might hold a key).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -562,13 +563,16 @@ fn from_env(ty: KeyType, text: String) -> Result<RawValue, String> {
 impl Config {
     /// Reads the file at `path` and the process environment.
     pub fn parse(path: &Path) -> Result<Config, ConfigError> {
+        Config::load(path, &|var| std::env::var(var).ok())
+    }
+
+    /// Reads the file at `path`, with environment lookups through `env`.
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse_str(&text, &path.display().to_string(), &|var| {
-            std::env::var(var).ok()
-        })
+        Config::parse_str(&text, &path.display().to_string(), env)
     }
 
     /// Reads `text` (named `origin` in messages) with environment lookups through `env`.

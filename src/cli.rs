@@ -1,0 +1,608 @@
+//! The command line: what `giftd <command>` parses and runs.
+//!
+//! This is the binary's edge, kept in the library so tests can run commands without spawning a
+//! process: errors here are `anyhow` errors with context, printed by `main` with `{:#}`. Each
+//! command writes its report to the writer it is given. The process environment is read only by
+//! clap (`GIFTD_CONFIG`) and by [`run`]; tests call [`run_with_env`] with a fixed one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, StoreConfig};
+use crate::gift::{Item, Owner, UserId};
+use crate::store::{self, StoreError};
+
+/// giftd: credits Telegram Star Gifts sent to a deposit account to their senders, mirrors the
+/// inventory to a store and lets players withdraw through a companion bot.
+#[derive(Debug, Parser)]
+#[command(name = "giftd", version, propagate_version = true)]
+pub struct Cli {
+    /// The configuration file (see config.example.toml for every key).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "GIFTD_CONFIG",
+        default_value = DEFAULT_CONFIG_PATH
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration and the store, one line per check.
+    ///
+    /// Validates the configuration file and the environment, opens the store (the embedded
+    /// SQLite file or Supabase), checks that its schema is the version this giftd expects and
+    /// that giftd may write to it. Prints `ok` or `FAIL` per check with what to do, and exits
+    /// non-zero when any check fails. Run it after every configuration change and before
+    /// starting the service.
+    Check,
+
+    /// Print the SQL of the store's migrations, in the order they apply.
+    ///
+    /// These are the files of supabase/migrations, embedded in the binary: pipe the output to
+    /// `psql` to prepare a Supabase or PostgreSQL database by hand (or use `supabase db push`
+    /// from a checkout). The embedded SQLite store migrates itself. Needs no configuration.
+    Schema,
+
+    /// List the items the store holds, as a table.
+    ///
+    /// Give one of: `--account ID` for everything one deposit account holds, `--owner ID` for
+    /// the items credited to one Telegram user, `--unattributed` for the anonymous gifts waiting
+    /// for an operator to assign them. Lists items still in a deposit account (held, withdrawal
+    /// requested, withdrawing), oldest first, with a total.
+    #[command(group = clap::ArgGroup::new("which").required(true).multiple(false))]
+    Inventory {
+        /// The items one deposit account holds (its Telegram user id).
+        #[arg(long, value_name = "ID", group = "which")]
+        account: Option<UserId>,
+        /// The items credited to this Telegram user id, in every deposit account.
+        #[arg(long, value_name = "ID", group = "which")]
+        owner: Option<UserId>,
+        /// The items nobody is credited with yet (anonymous gifts waiting for an operator).
+        #[arg(long, group = "which")]
+        unattributed: bool,
+    },
+}
+
+/// An environment lookup, as [`Config::parse_str`] takes it.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Runs a parsed command line, writing its report to `out`, with the process environment.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    run_with_env(cli, out, &|var| std::env::var(var).ok()).await
+}
+
+/// [`run`] with environment lookups through `env` (tests pass a fixed environment).
+pub async fn run_with_env(cli: Cli, out: &mut dyn Write, env: Env<'_>) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check => check(&cli.config, env, out).await,
+        Command::Schema => schema(out),
+        Command::Inventory {
+            account,
+            owner,
+            unattributed,
+        } => {
+            let which = match (account, owner, unattributed) {
+                (Some(account), _, _) => Which::Account(account),
+                (None, Some(user), _) => Which::Owner(Owner::User(user)),
+                // clap requires exactly one of the three.
+                (None, None, _) => Which::Owner(Owner::Unattributed),
+            };
+            inventory(&cli.config, env, which, out).await
+        }
+    }
+}
+
+/// What to do about a configuration that does not load.
+fn config_advice(e: &ConfigError) -> String {
+    match e {
+        ConfigError::Read { source, .. } => format!(
+            "{e}: {source}: pass --config PATH or set GIFTD_CONFIG (config.example.toml \
+             documents every key)"
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// An error and its sources, `a: b: c`, as anyhow's `{:#}` prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
+}
+
+/// Writes one `giftd check` line; continuation lines are indented under the detail.
+fn report(out: &mut dyn Write, status: &str, what: &str, detail: &str) -> std::io::Result<()> {
+    let mut lines = detail.lines();
+    writeln!(out, "{status:<4} {what:<7} {}", lines.next().unwrap_or(""))?;
+    for line in lines {
+        writeln!(out, "{:13}{}", "", line.trim_start())?;
+    }
+    Ok(())
+}
+
+fn describe_store(store: &StoreConfig) -> String {
+    match store {
+        StoreConfig::Embedded(e) => format!("sqlite {}", e.path.display()),
+        StoreConfig::Supabase(s) => format!("supabase {}", s.rest_url),
+    }
+}
+
+/// `giftd check`: configuration, store reachable, schema version, write permission.
+async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path, env) {
+        Ok(config) => {
+            report(out, "ok", "config", &path.display().to_string())?;
+            for warning in &config.warnings {
+                report(out, "warn", "config", warning)?;
+            }
+            config
+        }
+        Err(e) => {
+            report(out, "FAIL", "config", &config_advice(&e))?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+
+    // Opening does not prove the database is reachable (a Supabase store opens without a
+    // request): the store line is reported after the first round trip, the schema query.
+    let where_ = describe_store(&config.store);
+    let store = match store::open(&config.store).await {
+        Ok(store) => store,
+        Err(e) => {
+            report(out, "FAIL", "store", &format!("{where_}: {}", chain(&e)))?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let schema = store.check_schema().await;
+    // An unreachable database or a rejected key is the store's failure, and the later checks
+    // would only repeat it; a schema problem is reported on its own line.
+    if let Err(e) = &schema
+        && !matches!(
+            e,
+            StoreError::SchemaTooOld { .. }
+                | StoreError::SchemaTooNew { .. }
+                | StoreError::SchemaMissing { .. }
+        )
+    {
+        report(out, "FAIL", "store", &format!("{where_}: {}", chain(e)))?;
+        return Ok(ExitCode::FAILURE);
+    }
+    report(out, "ok", "store", &where_)?;
+
+    let mut ok = true;
+    match schema {
+        Ok(version) => report(out, "ok", "schema", &format!("version {version}"))?,
+        Err(e) => {
+            ok = false;
+            report(out, "FAIL", "schema", &chain(&e))?;
+        }
+    }
+    match store.check_write().await {
+        Ok(()) => report(
+            out,
+            "ok",
+            "write",
+            &format!("{} accepts giftd's writes", store.backend()),
+        )?,
+        Err(e) => {
+            ok = false;
+            report(out, "FAIL", "write", &chain(&e))?;
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `giftd schema`: the migrations' SQL, in order, each under a comment naming its file.
+fn schema(out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    for (name, sql) in store::migrations() {
+        writeln!(out, "-- supabase/migrations/{name}")?;
+        out.write_all(sql.as_bytes())?;
+        if !sql.ends_with('\n') {
+            writeln!(out)?;
+        }
+        writeln!(out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which items `giftd inventory` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Account(UserId),
+    Owner(Owner),
+}
+
+/// `giftd inventory`: a table of the items the store holds.
+async fn inventory(
+    path: &Path,
+    env: Env<'_>,
+    which: Which,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path, env).map_err(|e| anyhow::anyhow!(config_advice(&e)))?;
+    let store = store::open(&config.store)
+        .await
+        .with_context(|| format!("cannot open the store ({})", describe_store(&config.store)))?;
+    store
+        .check_schema()
+        .await
+        .context("the store's schema does not match this giftd")?;
+    let mut items = match which {
+        Which::Account(account) => store.load_items(account).await,
+        Which::Owner(owner) => store.list_owner(owner).await,
+    }
+    .context("cannot read the inventory from the store")?;
+    items.sort_by_key(|i| (i.received_at, i.key));
+    out.write_all(render_table(&items).as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The inventory as an aligned text table with a total line.
+fn render_table(items: &[Item]) -> String {
+    const HEADER: [&str; 8] = [
+        "ITEM",
+        "OWNER",
+        "STATUS",
+        "GIFT",
+        "STARS",
+        "COLLECTIBLE",
+        "RECEIVED (UTC)",
+        "TRANSFER",
+    ];
+    let rows: Vec<[String; 8]> = items
+        .iter()
+        .map(|i| {
+            [
+                i.key.to_string(),
+                i.owner.to_string(),
+                i.status.to_string(),
+                i.gift_id.to_string(),
+                i.stars.to_string(),
+                i.unique
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |u| format!("{} #{}", u.slug, u.number)),
+                utc(i.received_at),
+                match i.transfer_stars {
+                    Some(stars) => format!("{stars} stars"),
+                    None => "free".to_owned(),
+                },
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (n, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if n > 0 {
+                l.push_str("  ");
+            }
+            // Numbers right-aligned, text left-aligned.
+            if n == 4 {
+                l.push_str(&format!("{cell:>w$}"));
+            } else {
+                l.push_str(&format!("{cell:<w$}"));
+            }
+        }
+        s.push_str(l.trim_end());
+        s.push('\n');
+    };
+    line(&HEADER);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    let stars: i64 = items.iter().map(|i| i.stars).sum();
+    let noun = if items.len() == 1 { "item" } else { "items" };
+    s.push_str(&format!("{} {noun}, {stars} stars\n", items.len()));
+    s
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM` in UTC.
+fn utc(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        secs / 3_600,
+        secs % 3_600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Runs `args` (after `giftd`) with `config_text` in a temporary config file whose state
+    /// directory is a temporary directory, and an environment holding only `env`. Returns the
+    /// exit code and what the command wrote, with the temporary directory shown as `<tmp>`.
+    async fn run_cli(
+        config_text: Option<&str>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> (bool, String) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let tmp = dir.path().display().to_string();
+        let config_path = dir.path().join("config.toml");
+        if let Some(text) = config_text {
+            std::fs::write(&config_path, text.replace("<tmp>", &tmp)).expect("write config");
+        }
+        let mut argv = vec!["giftd", "--config"];
+        let config_arg = config_path.display().to_string();
+        argv.push(&config_arg);
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("valid command line");
+        let mut out = Vec::new();
+        let lookup = |var: &str| {
+            env.iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let code = run_with_env(cli, &mut out, &lookup).await;
+        let text = String::from_utf8(out).expect("utf-8 output");
+        match code {
+            Ok(code) => (code == ExitCode::SUCCESS, text.replace(&tmp, "<tmp>")),
+            Err(e) => (false, format!("{text}error: {e:#}").replace(&tmp, "<tmp>")),
+        }
+    }
+
+    const EMBEDDED: &str =
+        "[telegram]\napi_id = 1\napi_hash = \"h\"\n[store]\nstate_dir = \"<tmp>\"\n";
+
+    #[track_caller]
+    fn check(got: (bool, String), success: bool, expected: &str) {
+        let want: Vec<&str> = expected.lines().map(str::trim_end).collect();
+        let want = want.join("\n").trim().to_owned();
+        assert_eq!(got.1.trim(), want, "output");
+        assert_eq!(got.0, success, "exit status of:\n{}", got.1);
+    }
+
+    #[tokio::test]
+    async fn check_reports_every_step_of_a_good_embedded_setup() {
+        check(
+            run_cli(Some(EMBEDDED), &[], &["check"]).await,
+            true,
+            "ok   config  <tmp>/config.toml
+             ok   store   sqlite <tmp>/giftd.sqlite3
+             ok   schema  version 1
+             ok   write   sqlite accepts giftd's writes"
+                .replace("\n             ", "\n")
+                .as_str(),
+        );
+    }
+
+    #[tokio::test]
+    async fn check_fails_on_a_missing_config_and_says_what_to_do() {
+        let (ok, out) = run_cli(None, &[], &["check"]).await;
+        assert!(!ok);
+        assert!(
+            out.starts_with("FAIL config  cannot read config file <tmp>/config.toml: ")
+                && out.contains("pass --config PATH or set GIFTD_CONFIG"),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_fails_on_an_invalid_config_with_every_problem() {
+        check(
+            run_cli(
+                Some("[telegram]\napi_id = \"one\"\npol_interval = \"5s\"\n"),
+                &[],
+                &["check"],
+            )
+            .await,
+            false,
+            "FAIL config  2 problems in the configuration:
+             telegram.api_id (<tmp>/config.toml line 2): expected an integer, found string
+             telegram.pol_interval (<tmp>/config.toml line 3): unknown key; did you mean `telegram.poll_interval`?",
+        );
+    }
+
+    #[tokio::test]
+    async fn check_prints_config_warnings() {
+        let (ok, out) = run_cli(Some(EMBEDDED), &[("SUPABASE_KEY", "k")], &["check"]).await;
+        assert!(ok, "{out}");
+        assert!(
+            out.lines().nth(1).is_some_and(|l| l.starts_with(
+                "warn config  supabase.service_role_key is set (environment variable SUPABASE_KEY)"
+            )),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_fails_when_the_store_cannot_be_reached() {
+        // A PostgREST URL on a port nothing listens on (port 1 needs root to bind).
+        let config = format!(
+            "{EMBEDDED}[supabase]\nrest_url = \"http://127.0.0.1:1\"\nservice_role_key = \"k\"\nrequest_timeout = \"2s\"\n"
+        )
+        .replace("[store]\nstate_dir = \"<tmp>\"\n", "");
+        let (ok, out) = run_cli(Some(&config), &[], &["check"]).await;
+        assert!(!ok, "{out}");
+        assert!(out.starts_with("ok   config  "), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(
+            lines[1].starts_with("FAIL store   supabase http://127.0.0.1:1: database unavailable"),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn schema_prints_every_migration_in_order() {
+        let (ok, out) = run_cli(None, &[], &["schema"]).await;
+        assert!(ok);
+        let mut at = 0;
+        for (name, sql) in store::migrations() {
+            let header = format!("-- supabase/migrations/{name}\n");
+            let found = out[at..].find(&header).map(|i| i + at);
+            let Some(start) = found else {
+                panic!("{header} missing or out of order");
+            };
+            assert!(out[start + header.len()..].starts_with(*sql));
+            at = start + header.len();
+        }
+    }
+
+    #[tokio::test]
+    async fn inventory_of_an_empty_store() {
+        check(
+            run_cli(Some(EMBEDDED), &[], &["inventory", "--owner", "42"]).await,
+            true,
+            "ITEM  OWNER  STATUS  GIFT  STARS  COLLECTIBLE  RECEIVED (UTC)  TRANSFER
+             0 items, 0 stars"
+                .replace("\n             ", "\n")
+                .as_str(),
+        );
+    }
+
+    #[tokio::test]
+    async fn inventory_with_a_bad_config_fails_with_the_problem() {
+        let (ok, out) = run_cli(
+            Some("[telegram]\napi_id = 1\n"),
+            &[],
+            &["inventory", "--unattributed"],
+        )
+        .await;
+        assert!(!ok);
+        assert_eq!(
+            out,
+            "error: telegram.api_hash: missing: set it in the file or in TELEGRAM_API_HASH (get it from https://my.telegram.org)"
+        );
+    }
+
+    #[test]
+    fn command_line() {
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("giftd").chain(args.iter().copied()))
+                .map(|c| format!("{:?} {:?}", c.config, c.command))
+                .map_err(|e| e.kind())
+        };
+        use clap::error::ErrorKind;
+        assert_eq!(
+            parse(&["check"]),
+            Ok("\"/etc/giftd/config.toml\" Check".to_owned())
+        );
+        assert_eq!(
+            parse(&["schema", "--config", "/x.toml"]),
+            Ok("\"/x.toml\" Schema".to_owned())
+        );
+        assert_eq!(
+            parse(&["inventory", "--owner", "7"]),
+            Ok("\"/etc/giftd/config.toml\" Inventory { account: None, owner: Some(7), unattributed: false }".to_owned())
+        );
+        assert_eq!(
+            parse(&["inventory"]),
+            Err(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            parse(&["inventory", "--owner", "7", "--unattributed"]),
+            Err(ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            parse(&["inventory", "--owner", "x"]),
+            Err(ErrorKind::ValueValidation)
+        );
+        assert_eq!(parse(&["frobnicate"]), Err(ErrorKind::InvalidSubcommand));
+    }
+
+    #[test]
+    fn help_explains_every_command() {
+        let mut cmd = Cli::command();
+        let help = cmd.render_long_help().to_string();
+        for name in ["check", "schema", "inventory"] {
+            assert!(help.contains(name), "{help}");
+            let sub = cmd
+                .find_subcommand_mut(name)
+                .expect("subcommand")
+                .render_long_help()
+                .to_string();
+            assert!(sub.lines().count() > 4, "{name} --help is too thin:\n{sub}");
+        }
+    }
+
+    #[test]
+    fn tables() {
+        let item = |msg_id, owner, stars, unique: bool| Item {
+            key: crate::gift::ItemKey::new(100, msg_id),
+            owner,
+            gift_id: 5,
+            stars,
+            unique: unique.then(|| {
+                Box::new(crate::gift::UniqueInfo {
+                    collectible_id: 9,
+                    slug: "PlushPepe-12".to_owned(),
+                    number: 12,
+                })
+            }),
+            status: crate::gift::Status::Held,
+            received_at: 1_700_000_000,
+            convert_stars: None,
+            transfer_stars: unique.then_some(25),
+            can_transfer_at: None,
+            upgraded_from: None,
+        };
+        assert_eq!(
+            render_table(&[
+                item(1, Owner::User(42), 15, false),
+                item(22, Owner::Unattributed, 2500, true)
+            ]),
+            "ITEM    OWNER         STATUS  GIFT  STARS  COLLECTIBLE       RECEIVED (UTC)    TRANSFER
+100/1   42            held    5        15  -                 2023-11-14 22:13  free
+100/22  unattributed  held    5      2500  PlushPepe-12 #12  2023-11-14 22:13  25 stars
+2 items, 2515 stars
+"
+        );
+    }
+
+    #[test]
+    fn utc_dates() {
+        for (unix, want) in [
+            (0, "1970-01-01 00:00"),
+            (951_782_400, "2000-02-29 00:00"),
+            (1_700_000_000, "2023-11-14 22:13"),
+            (-60, "1969-12-31 23:59"),
+            (4_102_444_799, "2099-12-31 23:59"),
+        ] {
+            assert_eq!(utc(unix), want, "{unix}");
+        }
+    }
+}
