@@ -274,7 +274,13 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
         }
         f::payments::GetSavedStarGifts::CONSTRUCTOR_ID => {
             let r: f::payments::GetSavedStarGifts = parse(query)?;
-            ok(w.get_saved_star_gifts(me, &r)?)
+            let mut page = w.get_saved_star_gifts(me, &r)?;
+            if w.take_empty_page_fault() {
+                let tl::enums::payments::SavedStarGifts::Gifts(p) = &mut page;
+                p.gifts.clear();
+                p.next_offset = None;
+            }
+            ok(page)
         }
         f::payments::GetSavedStarGift::CONSTRUCTOR_ID => {
             let r: f::payments::GetSavedStarGift = parse(query)?;

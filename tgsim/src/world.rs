@@ -339,6 +339,12 @@ pub enum Fault {
     },
     /// Close every client connection now (a one-off action; nothing stays active).
     DropConnections,
+    /// The next `count` payments.getSavedStarGifts answers have the true `count` but no gifts
+    /// and no `next_offset` (Telegram does this; see Telethon#4534).
+    EmptySavedGiftsPage {
+        /// How many answers are empty.
+        count: u32,
+    },
     /// Skew the simulator's clock by `secs` (positive: the simulator is ahead of clients).
     /// [`crate::Sim::clear_faults`] restores the configured skew.
     ClockSkew {
@@ -1088,6 +1094,24 @@ impl World {
             self.faults.remove(pos);
         }
         Some(err)
+    }
+
+    /// Consumes one [`Fault::EmptySavedGiftsPage`], if any.
+    pub fn take_empty_page_fault(&mut self) -> bool {
+        let Some(pos) = self
+            .faults
+            .iter()
+            .position(|f| matches!(f, Fault::EmptySavedGiftsPage { count } if *count > 0))
+        else {
+            return false;
+        };
+        if let Fault::EmptySavedGiftsPage { count } = &mut self.faults[pos] {
+            *count -= 1;
+            if *count == 0 {
+                self.faults.remove(pos);
+            }
+        }
+        true
     }
 
     /// The delay to apply before answering `method`.

@@ -155,3 +155,20 @@ async fn unknown_method_error_names_it() {
     assert_eq!(code, 400);
     assert!(name.contains("account.getAuthorizations"), "{name}");
 }
+
+#[tokio::test]
+async fn empty_saved_gifts_page_with_a_count() {
+    let sim = sim().await;
+    let acc = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    sim.burst(3, &[p.id], acc.id).expect("gifts");
+    let c = TestClient::connect(&sim, acc.id).await;
+    sim.inject(tgsim::Fault::EmptySavedGiftsPage { count: 1 });
+    let tl::enums::payments::SavedStarGifts::Gifts(r) =
+        c.invoke(&saved_req("", 100)).await.expect("page");
+    assert_eq!((r.count, r.gifts.len(), r.next_offset), (3, 0, None));
+    let tl::enums::payments::SavedStarGifts::Gifts(r) =
+        c.invoke(&saved_req("", 100)).await.expect("page");
+    assert_eq!((r.count, r.gifts.len()), (3, 3));
+    assert!(sim.faults().is_empty());
+}
