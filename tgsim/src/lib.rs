@@ -32,10 +32,11 @@
 //! * World: [`Sim::saved_gifts`], [`Sim::gift_catalogue`], [`Sim::stars`], [`Sim::set_stars`],
 //!   [`Sim::set_gift_saved`], [`Sim::set_gift_pinned`].
 //! * Faults: [`Sim::inject`] with a [`Fault`] (flood wait, RPC errors, withheld updates,
-//!   empty saved-gifts pages,
-//!   delays, dropped connections, clock skew), [`Sim::clear_faults`], [`Sim::drop_connections`],
-//!   [`Sim::set_clock_skew`]; counters in [`Sim::stats`] (connections, requests, per-method
-//!   calls, bad_msg 16/17/18, bad salts, unknown keys, malformed input, pushed updates).
+//!   empty saved-gifts pages, delays, dropped connections, clock skew), [`Sim::clear_faults`],
+//!   [`Sim::drop_connections`], [`Sim::set_clock_skew`]; counters in [`Sim::stats`]
+//!   (connections, requests, per-method calls, bad_msg 16/17/18/other, bad salts, unknown keys,
+//!   malformed input, pushed updates).
+//! * Persistence: [`SimConfig::state_file`], [`Sim::save_state`].
 //!
 //! Testing the push path: grammers' update stream asks `updates.getState` (or
 //! `updates.getDifference` when catching up) on its first poll, and skips updates older than
@@ -44,9 +45,8 @@
 //!
 //! Strictness: like a real DC, salts are checked per auth key (`bad_server_salt`), client msg_ids
 //! are checked against server time (`bad_msg_notification` 16/17), their low bits (18) and
-//! seq_no parity (34/35). Set
-//! [`SimConfig::strict`] to `false` to skip the salt, time and parity checks (the low-bits
-//! check stays).
+//! seq_no parity (34/35). Set [`SimConfig::strict`] to `false` to skip the salt, time and
+//! parity checks (the low-bits check stays).
 //!
 //! Modules: `server` (private) runs connections; [`transport`] frames bytes;
 //! [`crypto`] is the server half of MTProto 2.0; [`rpc`] dispatches methods; [`world`] holds all
