@@ -598,6 +598,9 @@ $$;
 -- Realtime: the web app gets inventory changes pushed (Postgres Changes honour the policies).
 -- ---------------------------------------------------------------------------------------------
 
+-- Full old rows in change events, so a subscriber sees which status an item left.
+alter table public.inventory replica identity full;
+
 do $$
 begin
   if not exists (select 1 from pg_publication where pubname = 'supabase_realtime') then

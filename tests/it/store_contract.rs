@@ -1218,6 +1218,11 @@ mod supabase_access {
                  where pubname = 'supabase_realtime'",
             );
             assert_eq!(published, "inventory");
+            let identity = crate::support::psql(
+                &url,
+                "select relreplident from pg_class where oid = 'public.inventory'::regclass",
+            );
+            assert_eq!(identity, "f", "change events carry the old row");
         }
     }
 
