@@ -481,6 +481,143 @@ mod tests {
         sim.shutdown().await;
     }
 
+    /// Every route in the README answers 200 for a sensible request.
+    #[tokio::test]
+    async fn every_documented_route_answers() {
+        let sim = Sim::start(crate::SimConfig::default()).await.expect("sim");
+        let call = |method: &str, path: &str, body: Value| {
+            let (path, query) = path.split_once('?').unwrap_or((path, ""));
+            let body = if body.is_null() {
+                Vec::new()
+            } else {
+                body.to_string().into_bytes()
+            };
+            let r = route(&sim, method, path, query, &body);
+            assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
+            r.body
+        };
+        call("GET", "/health", Value::Null);
+        call("GET", "/info", Value::Null);
+        let dep = call(
+            "POST",
+            "/accounts",
+            json!({"username": "deposit", "phone": "+15550100", "stars": 0}),
+        )["id"]
+            .as_i64()
+            .expect("id");
+        let alice = call(
+            "POST",
+            "/accounts",
+            json!({"username": "alice", "password": "pw"}),
+        )["id"]
+            .as_i64()
+            .expect("id");
+        call("GET", "/accounts/alice", Value::Null);
+        call("POST", "/bots", json!({"username": "giftd_bot"}));
+        call("POST", "/keys", json!({"account": null}));
+        call("GET", "/login_code?phone=%2B15550100", Value::Null);
+        call("POST", "/provision", json!({"username": "deposit"}));
+        call("POST", "/provision", json!({}));
+        call("GET", "/accounts/deposit/stars", Value::Null);
+        call("POST", "/accounts/alice/stars", json!({"stars": 100000}));
+        let gift = call("GET", "/catalogue", Value::Null)[0]["id"]
+            .as_i64()
+            .expect("gift");
+        let g =
+            json!({"from": alice, "to": dep, "gift_id": gift, "anonymous": false, "message": "gg"});
+        let m1 = call("POST", "/gifts", g.clone())["msg_id"]
+            .as_i64()
+            .expect("m");
+        let m2 = call("POST", "/gifts", g.clone())["msg_id"]
+            .as_i64()
+            .expect("m");
+        let m3 = call("POST", "/gifts", g)["msg_id"].as_i64().expect("m");
+        let u = call(
+            "POST",
+            "/gifts/unique",
+            json!({"from": alice, "to": dep, "gift_id": gift, "transfer_stars": 25, "transfer_lock_secs": 3600}),
+        );
+        assert_eq!(u["num"], 1);
+        let free = call(
+            "POST",
+            "/gifts/unique",
+            json!({"from": dep, "to": alice, "gift_id": gift}),
+        )["msg_id"]
+            .as_i64()
+            .expect("m");
+        call(
+            "POST",
+            "/gifts/transfer",
+            json!({"owner": alice, "msg_id": free, "to": dep}),
+        );
+        call(
+            "POST",
+            "/gifts/upgrade",
+            json!({"owner": dep, "msg_id": m1}),
+        );
+        call(
+            "POST",
+            "/gifts/convert",
+            json!({"owner": dep, "msg_id": m2}),
+        );
+        call("POST", "/gifts/refund", json!({"owner": dep, "msg_id": m3}));
+        call(
+            "POST",
+            "/gifts/saved",
+            json!({"owner": dep, "msg_id": m3, "flag": false}),
+        );
+        call(
+            "POST",
+            "/gifts/pin",
+            json!({"owner": dep, "msg_id": m3, "flag": true}),
+        );
+        let b = call(
+            "POST",
+            "/burst",
+            json!({"n": 5, "players": [alice], "to": dep}),
+        );
+        assert_eq!(b["sent"], 5);
+        let gifts = call("GET", "/accounts/deposit/gifts", Value::Null);
+        assert_eq!(gifts[0]["msg_id"], m3, "pinned first");
+        call(
+            "POST",
+            "/bots/giftd_bot/messages",
+            json!({"from": alice, "text": "/inventory"}),
+        );
+        call("GET", "/bots/giftd_bot/messages/alice", Value::Null);
+        call("GET", "/bots/giftd_bot/commands", Value::Null);
+        call("GET", "/callbacks/-4410", Value::Null);
+        for f in [
+            json!({"kind": "flood_wait", "method": "payments.getSavedStarGifts", "seconds": 7, "count": 2}),
+            json!({"kind": "rpc_error", "method": "payments.transferStarGift", "code": 500, "message": "RPC_CALL_FAIL", "count": 1}),
+            json!({"kind": "withhold_updates", "honest_difference": true}),
+            json!({"kind": "delay", "method": null, "millis": 1500}),
+            json!({"kind": "drop_connections"}),
+            json!({"kind": "clock_skew", "secs": 400}),
+            json!({"kind": "empty_saved_gifts_page", "count": 2}),
+        ] {
+            call("POST", "/faults", f);
+        }
+        assert_eq!(
+            call("GET", "/faults", Value::Null).as_array().map(Vec::len),
+            Some(5)
+        );
+        call("DELETE", "/faults", Value::Null);
+        call("POST", "/drop_connections", Value::Null);
+        call("POST", "/clock_skew", json!({"secs": -600}));
+        call("GET", "/stats", Value::Null);
+        // A press needs a bot message with that button: unknown data is a 400, not a crash.
+        let r = route(
+            &sim,
+            "POST",
+            "/bots/giftd_bot/press",
+            "",
+            format!(r#"{{"from":{alice},"msg_id":1,"data":"wd:1"}}"#).as_bytes(),
+        );
+        assert_eq!(r.status, 400);
+        sim.shutdown().await;
+    }
+
     #[tokio::test]
     async fn http_round_trip() {
         let sim = Sim::start(crate::SimConfig::default()).await.expect("sim");
