@@ -39,8 +39,8 @@ pub struct Cli {
 pub enum Command {
     /// Check the configuration and the store, one line per check.
     ///
-    /// Validates the configuration file and the environment, opens the store (the embedded
-    /// SQLite file or Supabase), checks that its schema is the version this giftd expects and
+    /// Validates the configuration file and the environment, checks that the state directory is
+    /// writable, opens the store (the embedded SQLite file or Supabase), checks that its schema is the version this giftd expects and
     /// that giftd may write to it. Prints `ok` or `FAIL` per check with what to do, and exits
     /// non-zero when any check fails. Run it after every configuration change and before
     /// starting the service.
@@ -145,7 +145,8 @@ fn describe_store(store: &StoreConfig) -> String {
     }
 }
 
-/// `giftd check`: configuration, store reachable, schema version, write permission.
+/// `giftd check`: configuration, state directory, store reachable, schema version, write
+/// permission.
 async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path, env) {
         Ok(config) => {
@@ -160,6 +161,15 @@ async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result
             return Ok(ExitCode::FAILURE);
         }
     };
+
+    let mut ok = true;
+    match check_state_dir(&config.state_dir) {
+        Ok(()) => report(out, "ok", "state", &config.state_dir.display().to_string())?,
+        Err(why) => {
+            ok = false;
+            report(out, "FAIL", "state", &why)?;
+        }
+    }
 
     // Opening does not prove the database is reachable (a Supabase store opens without a
     // request): the store line is reported after the first round trip, the schema query.
@@ -187,7 +197,6 @@ async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result
     }
     report(out, "ok", "store", &where_)?;
 
-    let mut ok = true;
     match schema {
         Ok(version) => report(out, "ok", "schema", &format!("version {version}"))?,
         Err(e) => {
@@ -212,6 +221,32 @@ async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The state directory exists and giftd may create files in it (sessions, the SQLite file).
+fn check_state_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        format!(
+            "{shown}: {e}: create it, owned by the user giftd runs as with mode 0700 \
+             (systemd's StateDirectory= does), or set store.state_dir"
+        )
+    })?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "{shown} is not a directory: set store.state_dir to a directory"
+        ));
+    }
+    let probe = dir.join(format!(".giftd-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| {
+        format!(
+            "{shown} is not writable ({e}): giftd keeps its session files there; give the user \
+             giftd runs as write access"
+        )
+    })?;
+    // The probe is empty and private to this process; failing to remove it is harmless.
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// `giftd schema`: the migrations' SQL, in order, each under a comment naming its file.
@@ -400,6 +435,7 @@ mod tests {
             run_cli(Some(EMBEDDED), &[], &["check"]).await,
             true,
             "ok   config  <tmp>/config.toml
+             ok   state   <tmp>
              ok   store   sqlite <tmp>/giftd.sqlite3
              ok   schema  version 1
              ok   write   sqlite accepts giftd's writes"
@@ -452,15 +488,39 @@ mod tests {
         // A PostgREST URL on a port nothing listens on (port 1 needs root to bind).
         let config = format!(
             "{EMBEDDED}[supabase]\nrest_url = \"http://127.0.0.1:1\"\nservice_role_key = \"k\"\nrequest_timeout = \"2s\"\n"
-        )
-        .replace("[store]\nstate_dir = \"<tmp>\"\n", "");
+        );
         let (ok, out) = run_cli(Some(&config), &[], &["check"]).await;
         assert!(!ok, "{out}");
         assert!(out.starts_with("ok   config  "), "{out}");
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 2, "{out}");
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(lines[1], "ok   state   <tmp>");
         assert!(
-            lines[1].starts_with("FAIL store   supabase http://127.0.0.1:1: database unavailable"),
+            lines[2].starts_with("FAIL store   supabase http://127.0.0.1:1: database unavailable"),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_fails_on_a_missing_state_dir() {
+        let config = EMBEDDED.replace("state_dir = \"<tmp>\"", "state_dir = \"<tmp>/nope\"");
+        let (ok, out) = run_cli(Some(&config), &[], &["check"]).await;
+        assert!(!ok, "{out}");
+        assert!(
+            out.lines().nth(1).is_some_and(|l| l.starts_with(
+                "FAIL state   <tmp>/nope: No such file or directory (os error 2): create it"
+            )),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_fails_on_a_state_dir_that_is_a_file() {
+        let config = EMBEDDED.replace("state_dir = \"<tmp>\"", "state_dir = \"<tmp>/config.toml\"");
+        let (ok, out) = run_cli(Some(&config), &[], &["check"]).await;
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains("FAIL state   <tmp>/config.toml is not a directory: set store.state_dir"),
             "{out}"
         );
     }

@@ -64,8 +64,9 @@ fn check_against_postgrest_reports_every_check() {
     assert_eq!(
         out,
         format!(
-            "ok   config  {}\nok   store   supabase {rest}\nok   schema  version {}\nok   write   supabase accepts giftd's writes\n",
+            "ok   config  {}\nok   state   {}\nok   store   supabase {rest}\nok   schema  version {}\nok   write   supabase accepts giftd's writes\n",
             config.display(),
+            dir.path().display(),
             giftd::store::SCHEMA_VERSION
         ),
         "stderr: {err}"
@@ -114,12 +115,13 @@ fn check_with_a_wrong_key_fails_at_the_store() {
     );
     assert!(!ok, "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("ok   config  "), "{out}");
+    assert!(lines[1].starts_with("ok   state   "), "{out}");
     assert!(
-        lines[1].starts_with("FAIL store   supabase ")
-            && lines[1].contains("rejected giftd's key")
-            && lines[1].contains("SUPABASE_SERVICE_ROLE_KEY"),
+        lines[2].starts_with("FAIL store   supabase ")
+            && lines[2].contains("rejected giftd's key")
+            && lines[2].contains("SUPABASE_SERVICE_ROLE_KEY"),
         "{out}"
     );
     assert!(!out.contains(&forged), "the key must not be printed: {out}");
