@@ -1,6 +1,6 @@
 """Telethon (PyPI, TL layer 229) against tgsim: an independent MTProto client.
 
-Usage: python3 fidelity.py CONTROL_URL
+Usage: python3 fidelity.py CONTROL_URL [full|intermediate|abridged]
 
 Creates a deposit account and a player through the control API, connects Telethon with a
 StringSession carrying DC id, address, port and auth key, then checks help.getConfig, get_me,
@@ -16,8 +16,14 @@ import struct
 import sys
 import urllib.request
 
-from telethon import TelegramClient, events, functions, types
+from telethon import TelegramClient, connection, events, functions, types
 from telethon.sessions import StringSession
+
+TRANSPORTS = {
+    "full": connection.ConnectionTcpFull,
+    "intermediate": connection.ConnectionTcpIntermediate,
+    "abridged": connection.ConnectionTcpAbridged,
+}
 
 API_ID = 611335
 API_HASH = "d524b414d21f4d37f08684c1df41ac9c"
@@ -38,9 +44,9 @@ def control(base, method, path, body=None):
         return json.load(r)
 
 
-async def main(base):
-    dep = control(base, "POST", "/accounts", {"username": "tele_deposit", "first_name": "Deposit"})
-    player = control(base, "POST", "/accounts", {"username": "tele_player", "first_name": "Player"})
+async def main(base, transport):
+    dep = control(base, "POST", "/accounts", {"username": "dep_" + transport, "first_name": "Deposit"})
+    player = control(base, "POST", "/accounts", {"username": "player_" + transport, "first_name": "Player"})
     catalogue = control(base, "GET", "/catalogue")
     before = [
         control(base, "POST", "/gifts", {"from": player["id"], "to": dep["id"], "gift_id": g["id"], "message": "hi"})
@@ -49,7 +55,9 @@ async def main(base):
 
     host, port = dep["addr"].rsplit(":", 1)
     session = session_string(dep["dc_id"], host, int(port), bytes.fromhex(dep["auth_key"]))
-    client = TelegramClient(StringSession(session), API_ID, API_HASH)
+    client = TelegramClient(
+        StringSession(session), API_ID, API_HASH, connection=TRANSPORTS[transport]
+    )
     got = asyncio.get_running_loop().create_future()
 
     @client.on(events.Raw(types.UpdateNewMessage))
@@ -70,7 +78,7 @@ async def main(base):
 
     me = await client.get_me()
     assert me.id == dep["id"], (me.id, dep["id"])
-    assert me.username == "tele_deposit"
+    assert me.username == "dep_" + transport
 
     saved = await client(
         functions.payments.GetSavedStarGiftsRequest(peer=types.InputPeerSelf(), offset="", limit=100)
@@ -91,6 +99,7 @@ async def main(base):
     stats = control(base, "GET", "/stats")
     await client.disconnect()
     print(json.dumps({
+        "transport": transport,
         "this_dc": cfg.this_dc,
         "me": me.id,
         "saved_count": saved.count,
@@ -101,4 +110,4 @@ async def main(base):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "full"))
