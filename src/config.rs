@@ -1522,6 +1522,37 @@ mod tests {
     }
 
     #[test]
+    fn environment_names_follow_one_rule() {
+        let operator_names = [
+            "TELEGRAM_API_ID",
+            "TELEGRAM_API_HASH",
+            "BOT_TOKEN",
+            "SUPABASE_URL",
+            "SUPABASE_SERVICE_ROLE_KEY",
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for k in KEYS {
+            assert!(seen.insert(k.env), "{} used twice", k.env);
+            let rule = format!(
+                "GIFTD_{}_{}",
+                k.section.to_uppercase(),
+                k.name.to_uppercase()
+            );
+            assert!(
+                k.env == rule || operator_names.contains(&k.env),
+                "{}.{} is read from {}, expected {rule}",
+                k.section,
+                k.name,
+                k.env
+            );
+        }
+        assert_eq!(
+            operator_names.len() + KEYS.iter().filter(|k| k.env.starts_with("GIFTD_")).count(),
+            KEYS.len()
+        );
+    }
+
+    #[test]
     fn example_config_parses_and_documents_every_key() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
         let text = std::fs::read_to_string(&path).expect("config.example.toml at the repo root");

@@ -56,10 +56,12 @@ struct OwnerIndex {
     stars: i64,
 }
 
-/// Count and value of one owner's held items.
+/// Count and value of one owner's items still in a deposit account: held, withdrawal requested
+/// or withdrawing ([`Status::is_held`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OwnerStats {
     pub items: usize,
+    /// Sum of the items' star values at deposit time.
     pub stars: i64,
 }
 
