@@ -634,6 +634,15 @@ impl Config {
             token,
             session_file: bot_session,
         });
+        if bot.is_none()
+            && let Some(raw) = raw.values.get("bot.session_file")
+        {
+            warnings.push(format!(
+                "bot.session_file is set ({}) but bot.token is not: no bot runs; set bot.token \
+                 (BOT_TOKEN) to run it",
+                raw.origin
+            ));
+        }
 
         let store = r.store(&state_dir, &mut warnings);
 
@@ -1470,6 +1479,16 @@ mod tests {
             &[("SUPABASE_SERVICE_ROLE_KEY", "k")],
             "store = sqlite /var/lib/giftd/giftd.sqlite3
              warning: supabase.service_role_key is set (environment variable SUPABASE_SERVICE_ROLE_KEY) but neither supabase.url nor supabase.rest_url is: using the embedded store",
+        );
+    }
+
+    #[test]
+    fn a_bot_session_without_a_token_warns() {
+        check(
+            &format!("{MINIMAL}[bot]\nsession_file = \"b.session\"\n"),
+            &[],
+            "bot = none
+             warning: bot.session_file is set (config.toml line 5) but bot.token is not: no bot runs; set bot.token (BOT_TOKEN) to run it",
         );
     }
 
