@@ -277,33 +277,39 @@ begin
   where (coalesce(excluded.title, g.title), excluded.stars, excluded.is_unique)
     is distinct from (g.title, g.stars, g.is_unique);
 
-  create temporary table giftd_batch_items on commit drop as
-  select distinct on (x.account_id, x.msg_id) x.*
-  from jsonb_to_recordset(coalesce(p_batch -> 'items', '[]')) as x (account_id bigint,
-    msg_id integer, owner_id bigint, gift_id bigint, stars bigint, collectible_id bigint,
-    slug text, number integer, status text, upgraded_into integer, upgraded_from integer,
-    received_at bigint, convert_stars bigint, transfer_stars bigint, can_transfer_at bigint)
-  order by x.account_id, x.msg_id;
-  get diagnostics v_distinct = row_count;
-
   -- Owners and kinds the batch did not describe still get a row, so the foreign keys hold.
+  -- (The items are read from the JSON once per statement: no temporary table, so no catalog
+  -- churn per batch and no need for the TEMP privilege.)
   insert into public.users (id)
-  select distinct owner_id from giftd_batch_items where owner_id is not null order by 1
+  select distinct x.owner_id
+  from jsonb_to_recordset(coalesce(p_batch -> 'items', '[]')) as x (owner_id bigint)
+  where x.owner_id is not null
+  order by 1
   on conflict (id) do nothing;
   insert into public.gifts (gift_id, title, stars, is_unique)
-  select distinct on (gift_id) gift_id, null, stars, collectible_id is not null
-  from giftd_batch_items order by gift_id
+  select distinct on (x.gift_id) x.gift_id, null, x.stars, x.collectible_id is not null
+  from jsonb_to_recordset(coalesce(p_batch -> 'items', '[]')) as x (gift_id bigint, stars bigint,
+    collectible_id bigint)
+  order by x.gift_id
   on conflict (gift_id) do nothing;
 
   insert into public.inventory (account_id, msg_id, owner_id, gift_id, stars, collectible_id,
     slug, number, status, upgraded_into, upgraded_from, received_at, convert_stars,
     transfer_stars, can_transfer_at)
-  select account_id, msg_id, owner_id, gift_id, stars, collectible_id, slug, number, status,
-    upgraded_into, upgraded_from, received_at, convert_stars, transfer_stars, can_transfer_at
-  from giftd_batch_items order by account_id, msg_id
+  select distinct on (x.account_id, x.msg_id) x.account_id, x.msg_id, x.owner_id, x.gift_id,
+    x.stars, x.collectible_id, x.slug, x.number, x.status, x.upgraded_into, x.upgraded_from,
+    x.received_at, x.convert_stars, x.transfer_stars, x.can_transfer_at
+  from jsonb_to_recordset(coalesce(p_batch -> 'items', '[]')) as x (account_id bigint,
+    msg_id integer, owner_id bigint, gift_id bigint, stars bigint, collectible_id bigint,
+    slug text, number integer, status text, upgraded_into integer, upgraded_from integer,
+    received_at bigint, convert_stars bigint, transfer_stars bigint, can_transfer_at bigint)
+  order by x.account_id, x.msg_id
   on conflict (account_id, msg_id) do nothing;
   get diagnostics v_new = row_count;
-  drop table giftd_batch_items;
+  select count(*) into v_distinct
+  from (select distinct x.account_id, x.msg_id
+        from jsonb_to_recordset(coalesce(p_batch -> 'items', '[]'))
+          as x (account_id bigint, msg_id integer)) as d;
 
   insert into public.transactions (idempotency_key, account_id, msg_id, owner_id, kind, stars, at)
   select x.idempotency_key, x.account_id, x.msg_id, x.owner_id, x.kind, x.stars, x.at
