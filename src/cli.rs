@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, StoreConfig};
+use crate::config::{self, Config, ConfigError, DEFAULT_CONFIG_PATH, StoreConfig};
 use crate::gift::{Item, Owner, UserId};
 use crate::store::{self, StoreError};
 
@@ -73,12 +73,33 @@ pub enum Command {
     },
 }
 
-/// An environment lookup, as [`Config::parse_str`] takes it.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+/// The environment a command sees.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    /// Variable lookups, for the configuration's overrides (as [`Config::parse_str`] takes them).
+    pub lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// The names of the variables set, so `giftd check` can warn about misspelt `GIFTD_` ones.
+    pub names: &'a [String],
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values may be secrets.
+        f.debug_struct("Env").field("names", &self.names).finish()
+    }
+}
 
 /// Runs a parsed command line, writing its report to `out`, with the process environment.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    run_with_env(cli, out, &|var| std::env::var(var).ok()).await
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    let lookup = |var: &str| std::env::var(var).ok();
+    let env = Env {
+        lookup: &lookup,
+        names: &names,
+    };
+    run_with_env(cli, out, env).await
 }
 
 /// [`run`] with environment lookups through `env` (tests pass a fixed environment).
@@ -148,8 +169,11 @@ fn describe_store(store: &StoreConfig) -> String {
 /// `giftd check`: configuration, state directory, store reachable, schema version, write
 /// permission.
 async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let config = match Config::load(path, env) {
-        Ok(config) => {
+    let config = match Config::load(path, env.lookup) {
+        Ok(mut config) => {
+            config.warnings.extend(config::unknown_env_warnings(
+                env.names.iter().map(String::as_str),
+            ));
             report(out, "ok", "config", &path.display().to_string())?;
             for warning in &config.warnings {
                 report(out, "warn", "config", warning)?;
@@ -276,7 +300,7 @@ async fn inventory(
     which: Which,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path, env).map_err(|e| anyhow::anyhow!(config_advice(&e)))?;
+    let config = Config::load(path, env.lookup).map_err(|e| anyhow::anyhow!(config_advice(&e)))?;
     let store = store::open(&config.store)
         .await
         .with_context(|| format!("cannot open the store ({})", describe_store(&config.store)))?;
@@ -410,7 +434,12 @@ mod tests {
                 .find(|(k, _)| *k == var)
                 .map(|(_, v)| (*v).to_owned())
         };
-        let code = run_with_env(cli, &mut out, &lookup).await;
+        let names: Vec<String> = env.iter().map(|(k, _)| (*k).to_owned()).collect();
+        let env = Env {
+            lookup: &lookup,
+            names: &names,
+        };
+        let code = run_with_env(cli, &mut out, env).await;
         let text = String::from_utf8(out).expect("utf-8 output");
         match code {
             Ok(code) => (code == ExitCode::SUCCESS, text.replace(&tmp, "<tmp>")),
@@ -479,6 +508,25 @@ mod tests {
             out.lines().nth(1).is_some_and(|l| l.starts_with(
                 "warn config  supabase.service_role_key is set (environment variable SUPABASE_KEY)"
             )),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_warns_about_misspelt_environment_variables() {
+        let (ok, out) = run_cli(
+            Some(EMBEDDED),
+            &[("GIFTD_MIRROR_BATCHSIZE", "10"), ("GIFTD_TEST_X", "1")],
+            &["check"],
+        )
+        .await;
+        assert!(ok, "{out}");
+        assert_eq!(
+            out.lines().nth(1),
+            Some(
+                "warn config  environment variable GIFTD_MIRROR_BATCHSIZE is not a giftd setting \
+                 and is ignored (did you mean `GIFTD_MIRROR_BATCH_SIZE`?)"
+            ),
             "{out}"
         );
     }

@@ -490,6 +490,42 @@ impl RawConfig {
     }
 }
 
+/// Warnings for environment variables named like a setting of a known section
+/// (`GIFTD_TELEGRAM_...`) that is not one, with the closest real name. Other `GIFTD_` variables
+/// (`GIFTD_CONFIG`, test tooling's `GIFTD_TEST_*`) are not giftd settings and pass silently.
+pub fn unknown_env_warnings<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for name in names {
+        let Some(rest) = name.strip_prefix("GIFTD_") else {
+            continue;
+        };
+        if KEYS.iter().any(|k| k.env == name) {
+            continue;
+        }
+        let Some(section) = KEYS.iter().map(|k| k.section).find(|s| {
+            rest.strip_prefix(&s.to_uppercase())
+                .is_some_and(|r| r.starts_with('_'))
+        }) else {
+            continue;
+        };
+        // Compare the key parts only: the shared `GIFTD_<SECTION>_` prefix would make every
+        // name look close.
+        let prefix = format!("GIFTD_{}_", section.to_uppercase());
+        let key_part = &name[prefix.len()..];
+        let known = KEYS
+            .iter()
+            .filter(|k| k.section == section)
+            .filter_map(|k| k.env.strip_prefix(prefix.as_str()));
+        let hint = unknown("setting", key_part, known, |k| format!("{prefix}{k}"));
+        warnings.push(format!(
+            "environment variable {name} is not a giftd setting and is ignored ({})",
+            hint.trim_start_matches("unknown setting; ")
+        ));
+    }
+    warnings.sort();
+    warnings
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
@@ -561,9 +597,17 @@ fn from_env(ty: KeyType, text: String) -> Result<RawValue, String> {
 }
 
 impl Config {
-    /// Reads the file at `path` and the process environment.
+    /// Reads the file at `path` and the process environment, and warns about `GIFTD_`
+    /// variables that look like settings but are none ([`unknown_env_warnings`]).
     pub fn parse(path: &Path) -> Result<Config, ConfigError> {
-        Config::load(path, &|var| std::env::var(var).ok())
+        let mut config = Config::load(path, &|var| std::env::var(var).ok())?;
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        config
+            .warnings
+            .extend(unknown_env_warnings(names.iter().map(String::as_str)));
+        Ok(config)
     }
 
     /// Reads the file at `path`, with environment lookups through `env`.
@@ -1479,6 +1523,28 @@ mod tests {
             &[("SUPABASE_SERVICE_ROLE_KEY", "k")],
             "store = sqlite /var/lib/giftd/giftd.sqlite3
              warning: supabase.service_role_key is set (environment variable SUPABASE_SERVICE_ROLE_KEY) but neither supabase.url nor supabase.rest_url is: using the embedded store",
+        );
+    }
+
+    #[test]
+    fn misspelt_environment_variables_warn() {
+        let names = [
+            "GIFTD_TELEGRAM_POL_INTERVAL",
+            "GIFTD_TELEGRAM_POLL_INTERVAL",
+            "GIFTD_CONFIG",
+            "GIFTD_TEST_REST_URL",
+            "GIFTD_LOG_COLOUR",
+            "GIFTD_TELEGRAMS",
+            "PATH",
+        ];
+        assert_eq!(
+            unknown_env_warnings(names),
+            [
+                "environment variable GIFTD_LOG_COLOUR is not a giftd setting and is ignored \
+                 (see config.example.toml for every key)",
+                "environment variable GIFTD_TELEGRAM_POL_INTERVAL is not a giftd setting and is \
+                 ignored (did you mean `GIFTD_TELEGRAM_POLL_INTERVAL`?)",
+            ]
         );
     }
 
