@@ -88,23 +88,51 @@ impl RawClient {
         key: [u8; 256],
         kind: Kind,
     ) -> Result<Self, RawError> {
+        Self::connect_with(addr, key, kind, false).await
+    }
+
+    /// Connects with the obfuscated transport wrapping `kind` (not Full).
+    pub async fn connect_obfuscated(
+        addr: std::net::SocketAddr,
+        key: [u8; 256],
+        kind: Kind,
+    ) -> Result<Self, RawError> {
+        Self::connect_with(addr, key, kind, true).await
+    }
+
+    async fn connect_with(
+        addr: std::net::SocketAddr,
+        key: [u8; 256],
+        kind: Kind,
+        obfuscated: bool,
+    ) -> Result<Self, RawError> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| RawError::Transport(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let (rd, mut wr) = stream.into_split();
-        let tag = Framing::client_tag(kind);
-        if !tag.is_empty() {
-            wr.write_all(tag)
+        let (read_framing, write_framing) = if obfuscated {
+            let (init, reader) = Framing::client_obfuscated(kind);
+            wr.write_all(&init)
                 .await
                 .map_err(|e| RawError::Transport(e.to_string()))?;
-        }
+            let writer = reader.for_writing();
+            (reader, writer)
+        } else {
+            let tag = Framing::client_tag(kind);
+            if !tag.is_empty() {
+                wr.write_all(tag)
+                    .await
+                    .map_err(|e| RawError::Transport(e.to_string()))?;
+            }
+            (Framing::client(kind), Framing::client(kind))
+        };
         Ok(Self {
             rd,
             wr,
             key: AuthKey::new(key),
-            read_framing: Framing::client(kind),
-            write_framing: Framing::client(kind),
+            read_framing,
+            write_framing,
             session_id: rand::Rng::r#gen(&mut rand::thread_rng()),
             salt: 0,
             last_msg_id: 0,

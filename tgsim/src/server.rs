@@ -164,7 +164,7 @@ impl Conn {
             Ok(Err(e)) => return Err(closed(format!("detect: {e}"))),
             Err(_) => return Err(closed("no data")),
         };
-        let mut write_framing = read_framing.clone();
+        let mut write_framing = read_framing.for_writing();
         let (frame_tx, mut frame_rx) = mpsc::channel::<Result<Vec<u8>, Close>>(16);
         let cancel = shared.cancel.child_token();
         let reader_cancel = cancel.clone();

@@ -34,7 +34,7 @@ async fn telethon_gets_config_self_saved_gifts_and_a_pushed_update_on_every_tran
     .await
     .expect("control api");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/telethon/fidelity.py");
-    for transport in ["full", "intermediate", "abridged"] {
+    for transport in ["full", "intermediate", "abridged", "obfuscated"] {
         let child = tokio::process::Command::new("python3")
             .arg(script)
             .arg(format!("http://{control}"))

@@ -43,6 +43,20 @@ async fn every_transport_works() {
             .expect("connect");
         let id = self_id(c.call(&get_self()).await.expect("call"));
         assert_eq!(id, acc.id, "{kind:?}");
+        if kind != Kind::Full {
+            let mut c = RawClient::connect_obfuscated(sim.addr(), acc.auth_key, kind)
+                .await
+                .expect("connect obfuscated");
+            let id = self_id(c.call(&get_self()).await.expect("obfuscated call"));
+            assert_eq!(id, acc.id, "obfuscated {kind:?}");
+            let Answer::Result(_) = c
+                .call(&saved_req("", 100).to_bytes())
+                .await
+                .expect("obfuscated big")
+            else {
+                panic!("saved gifts failed on obfuscated {kind:?}");
+            };
+        }
         // A big answer (over 127 words) exercises long abridged lengths and gzip.
         let Answer::Result(_) = c.call(&saved_req("", 100).to_bytes()).await.expect("big") else {
             panic!("saved gifts failed on {kind:?}");

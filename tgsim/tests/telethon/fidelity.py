@@ -1,6 +1,6 @@
 """Telethon (PyPI, TL layer 229) against tgsim: an independent MTProto client.
 
-Usage: python3 fidelity.py CONTROL_URL [full|intermediate|abridged]
+Usage: python3 fidelity.py CONTROL_URL [full|intermediate|abridged|obfuscated]
 
 Creates a deposit account and a player through the control API, connects Telethon with a
 StringSession carrying DC id, address, port and auth key, then checks help.getConfig, get_me,
@@ -23,6 +23,7 @@ TRANSPORTS = {
     "full": connection.ConnectionTcpFull,
     "intermediate": connection.ConnectionTcpIntermediate,
     "abridged": connection.ConnectionTcpAbridged,
+    "obfuscated": connection.ConnectionTcpObfuscated,
 }
 
 API_ID = 611335
