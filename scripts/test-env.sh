@@ -219,7 +219,12 @@ start_instance() {
   local attempt
   for attempt in 1 2 3; do
     port="$(free_port)"
-    printf '%s' "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_level=logical" >"$dir/postgres.opts"
+    # The shared instance trades durability for speed. The chaos instance is crashed on
+    # purpose (immediate stop), so it keeps PostgreSQL's durability: a commit giftd was told
+    # about must survive the crash, as on a real server.
+    local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    [[ "$name" == chaos ]] && durability="-c fsync=on -c synchronous_commit=on"
+    printf '%s' "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir $durability -c max_connections=200 -c wal_level=logical" >"$dir/postgres.opts"
     if as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
       -o "$(cat "$dir/postgres.opts")" start >/dev/null; then
       break
