@@ -395,6 +395,7 @@ impl Conn {
                 new_server_salt: new_salt,
             })
             .to_bytes();
+            tracing::debug!(conn = self.id, msg_id, "bad_server_salt");
             let _ = self.out_tx.send(Out::Bare {
                 body,
                 content: false,
@@ -447,6 +448,7 @@ impl Conn {
     }
 
     fn bad_msg(&self, msg_id: i64, seq_no: i32, code: i32) {
+        tracing::debug!(conn = self.id, msg_id, seq_no, code, "bad_msg_notification");
         {
             let mut w = self.world();
             match code {
@@ -612,6 +614,16 @@ impl Conn {
                             message: "INTERNAL".into(),
                         })
                     });
+                    match &r {
+                        Ok(_) => tracing::debug!(conn = conn_id, method = name, "rpc answered"),
+                        Err(e) => tracing::debug!(
+                            conn = conn_id,
+                            method = name,
+                            code = e.code,
+                            error = %e.message,
+                            "rpc error"
+                        ),
+                    }
                     if !unwrapped.without_updates
                         && let Some(acc) = w.key_account(ctx.key_id)
                     {
