@@ -161,7 +161,11 @@ fn route_inner(
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let r = match (method, segs.as_slice()) {
         ("GET", ["health"]) => ok(json!({ "ok": true })),
-        ("GET", ["info"]) => ok(json!({ "addr": sim.addr(), "dc_id": sim.dc_id() })),
+        ("GET", ["info"]) => ok(json!({
+            "addr": sim.addr(),
+            "advertised": sim.advertised_addr(),
+            "dc_id": sim.dc_id(),
+        })),
         ("POST", ["accounts"]) => {
             let u: CreateUser = parse(body)?;
             sim.create_user(u).map(ok).map_err(sim_err)?

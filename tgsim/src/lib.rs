@@ -91,6 +91,9 @@ use world::World;
 pub struct SimConfig {
     /// Address to listen on for MTProto (default `127.0.0.1:0`, a free port).
     pub listen: SocketAddr,
+    /// Address announced to clients (help.getConfig, session files) when it differs from the
+    /// listen address, e.g. when listening on `0.0.0.0`. Must be IPv4.
+    pub advertise: Option<SocketAddr>,
     /// DC id announced in help.getConfig and session files (default 2, grammers' default DC).
     pub dc_id: i32,
     /// Check salts and msg_id times like a real DC (default true). `false` is the explicit
@@ -110,6 +113,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
             dc_id: 2,
             strict: true,
             clock_skew_secs: 0,
@@ -181,7 +185,8 @@ impl Sim {
     pub async fn start(cfg: SimConfig) -> Result<Sim, SimError> {
         let listener = TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
-        let mut world = World::new(cfg.dc_id, addr, cfg.clock_skew_secs, cfg.ttls.clone());
+        let announced = cfg.advertise.unwrap_or(addr);
+        let mut world = World::new(cfg.dc_id, announced, cfg.clock_skew_secs, cfg.ttls.clone());
         if let Some(path) = &cfg.state_file
             && path.exists()
         {
@@ -217,6 +222,11 @@ impl Sim {
     /// The MTProto address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address announced to clients (help.getConfig, session files, [`Account::addr`]).
+    pub fn advertised_addr(&self) -> SocketAddr {
+        self.shared.world().addr
     }
 
     /// The DC id clients should use.
@@ -322,7 +332,7 @@ impl Sim {
             .map(|pts| (pts, w.now() as i32));
         Ok(session_file::SessionSpec {
             dc_id: w.dc_id,
-            addr: self.addr,
+            addr: w.addr,
             auth_key: key,
             user,
             state,

@@ -28,6 +28,9 @@ enum Cmd {
         /// Control API listen address.
         #[arg(long, default_value = "127.0.0.1:4431")]
         control: SocketAddr,
+        /// Address announced to clients when it differs from --listen (e.g. --listen 0.0.0.0:4430).
+        #[arg(long)]
+        advertise: Option<SocketAddr>,
         /// Directory for `world.json` (the durable world, loaded at start and saved every 5 s
         /// and at exit) and `endpoint.json` (addresses, pid) so scripts can find this instance.
         #[arg(long)]
@@ -93,6 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Serve {
             listen,
             control,
+            advertise,
             state,
             dc_id,
             lenient,
@@ -104,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let sim = tgsim::Sim::start(tgsim::SimConfig {
                 listen,
+                advertise,
                 dc_id,
                 strict: !lenient,
                 clock_skew_secs: clock_skew,
