@@ -25,3 +25,37 @@ async fn grammers_connects_gets_config_and_self() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn advertised_address_is_what_clients_are_told() {
+    use grammers_client::tl::{Deserializable, Serializable};
+    let sim = tgsim::Sim::start(tgsim::SimConfig {
+        advertise: Some("127.0.0.1:9".parse().expect("addr")),
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let acc = user(&sim, "deposit");
+    assert_eq!(acc.addr, "127.0.0.1:9".parse().expect("addr"));
+    let mut c =
+        tgsim::raw::RawClient::connect(sim.addr(), acc.auth_key, tgsim::transport::Kind::Full)
+            .await
+            .expect("connect");
+    let tgsim::raw::Answer::Result(body) = c
+        .call(&tl::functions::help::GetConfig {}.to_bytes())
+        .await
+        .expect("config")
+    else {
+        panic!("config expected");
+    };
+    let tl::enums::Config::Config(cfg) = tl::enums::Config::from_bytes(&body).expect("parse");
+    assert!(
+        cfg.dc_options
+            .iter()
+            .all(|tl::enums::DcOption::Option(o)| o.port == 9)
+    );
+    let spec = sim
+        .session_spec(tgsim::SessionFor::Account(acc.id))
+        .expect("spec");
+    assert_eq!(spec.addr.port(), 9);
+}
