@@ -427,6 +427,7 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
             }
             ok(w.get_messages(me, &r.id)?)
         }
+        _ if name == "(unknown)" => Err(RpcErr::bad(format!("INPUT_METHOD_INVALID_0x{id:08x}"))),
         _ => Err(RpcErr::bad(format!("INPUT_METHOD_INVALID_{name}"))),
     }
 }

@@ -67,3 +67,60 @@ async fn garbage_closes_only_that_connection() {
     }
     drop(idle);
 }
+
+/// Well-encrypted nonsense: a client with a valid key sends random and truncated bodies,
+/// including the constructors the server unwraps itself.
+#[tokio::test]
+async fn encrypted_nonsense_never_takes_the_simulator_down() {
+    use grammers_client::tl::{self, Identifiable};
+    let sim = sim().await;
+    let acc = user(&sim, "deposit");
+    let other = TestClient::connect(&sim, acc.id).await;
+    other.client.get_me().await.expect("before");
+    let ctors: Vec<u32> = vec![
+        0x73f1f8dc, // msg_container
+        0x3072cfa1, // gzip_packed
+        0xda9b0d0d, // invokeWithLayer
+        0xc1cd5ea9, // initConnection
+        0xbf9459b7, // invokeWithoutUpdates
+        0xcb9f372d, // invokeAfterMsg
+        0x7abe77ec, // ping
+        0xf3427b8c, // ping_delay_disconnect
+        0xb921bd04, // get_future_salts
+        tl::functions::payments::GetSavedStarGifts::CONSTRUCTOR_ID,
+        tl::functions::payments::TransferStarGift::CONSTRUCTOR_ID,
+        tl::functions::auth::CheckPassword::CONSTRUCTOR_ID,
+        tl::functions::updates::GetDifference::CONSTRUCTOR_ID,
+        tl::functions::messages::SendMessage::CONSTRUCTOR_ID,
+        0xdeadbeef,
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..300 {
+        let mut c = tgsim::raw::RawClient::connect(
+            sim.addr(),
+            acc.auth_key,
+            tgsim::transport::Kind::Intermediate,
+        )
+        .await
+        .expect("connect");
+        // Learn the salt with a good call first.
+        let warm = grammers_client::tl::Serializable::to_bytes(&tl::functions::help::GetConfig {});
+        c.call(&warm).await.expect("warm up");
+        let ctor = ctors[round % ctors.len()];
+        let len = (next() % 64) as usize * 4;
+        let mut body = ctor.to_le_bytes().to_vec();
+        body.extend((0..len).map(|_| next() as u8));
+        let _ = c.send(&body).await;
+        // Whatever the answer (an error, nothing, or a closed connection), move on.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), c.recv()).await;
+    }
+    other.client.get_me().await.expect("after");
+    let ok = TestClient::connect(&sim, acc.id).await;
+    ok.client.get_me().await.expect("fresh client");
+}
