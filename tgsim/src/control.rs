@@ -599,6 +599,7 @@ mod tests {
             json!({"kind": "drop_connections"}),
             json!({"kind": "clock_skew", "secs": 400}),
             json!({"kind": "empty_saved_gifts_page", "count": 2}),
+            json!({"kind": "updates_too_long"}),
         ] {
             call("POST", "/faults", f);
         }

@@ -32,7 +32,8 @@
 //! * World: [`Sim::saved_gifts`], [`Sim::gift_catalogue`], [`Sim::stars`], [`Sim::set_stars`],
 //!   [`Sim::set_gift_saved`], [`Sim::set_gift_pinned`].
 //! * Faults: [`Sim::inject`] with a [`Fault`] (flood wait, RPC errors, withheld updates,
-//!   empty saved-gifts pages, delays, dropped connections, clock skew), [`Sim::clear_faults`],
+//!   updatesTooLong, empty saved-gifts pages, delays, dropped connections, clock skew),
+//!   [`Sim::clear_faults`],
 //!   [`Sim::drop_connections`], [`Sim::set_clock_skew`]; counters in [`Sim::stats`]
 //!   (connections, requests, per-method calls, bad_msg 16/17/18/other, bad salts, unknown keys,
 //!   malformed input, pushed updates).

@@ -337,6 +337,9 @@ pub enum Fault {
         /// Delay in milliseconds.
         millis: u64,
     },
+    /// Push `updatesTooLong` instead of each batch of updates, as Telegram does under load:
+    /// clients must call updates.getDifference to see what happened.
+    UpdatesTooLong,
     /// Close every client connection now (a one-off action; nothing stays active).
     DropConnections,
     /// The next `count` payments.getSavedStarGifts answers have the true `count` but no gifts
@@ -917,7 +920,11 @@ impl World {
             collect_update_users(u, &mut ids);
         }
         let users = self.tl_users(&ids, account);
-        let body = tlb::bytes(&tlb::updates(upd, users, self.now32()));
+        let body = if self.faults.contains(&Fault::UpdatesTooLong) {
+            tlb::bytes(&tl::enums::Updates::TooLong)
+        } else {
+            tlb::bytes(&tlb::updates(upd, users, self.now32()))
+        };
         let mut pushed = 0;
         if let Some(subs) = self.subscribers.get_mut(&account) {
             subs.retain(|s| {

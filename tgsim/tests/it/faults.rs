@@ -172,3 +172,29 @@ async fn empty_saved_gifts_page_with_a_count() {
     assert_eq!((r.count, r.gifts.len()), (3, 3));
     assert!(sim.faults().is_empty());
 }
+
+#[tokio::test]
+async fn updates_too_long_makes_the_client_fetch_the_difference() {
+    let sim = sim().await;
+    let acc = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let mut c = TestClient::connect(&sim, acc.id).await;
+    let mut stream = c.stream(&sim, false).await;
+    sim.inject(tgsim::Fault::UpdatesTooLong);
+    let before = sim
+        .stats()
+        .calls
+        .get("updates.getDifference")
+        .copied()
+        .unwrap_or(0);
+    let sent = sim.burst(3, &[p.id], acc.id).expect("gifts");
+    let want: Vec<i32> = sent.iter().map(|s| s.msg_id).collect();
+    assert_eq!(stream.gifts(3).await, want);
+    let after = sim
+        .stats()
+        .calls
+        .get("updates.getDifference")
+        .copied()
+        .unwrap_or(0);
+    assert!(after > before, "gifts must have come through getDifference");
+}
