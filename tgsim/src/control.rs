@@ -605,7 +605,7 @@ mod tests {
         }
         assert_eq!(
             call("GET", "/faults", Value::Null).as_array().map(Vec::len),
-            Some(5)
+            Some(6)
         );
         call("DELETE", "/faults", Value::Null);
         call("POST", "/drop_connections", Value::Null);
