@@ -415,20 +415,30 @@ struct TextMsg {
 
 struct AccountState {
     id: i64,
+    /// What other accounts must present in inputPeerUser / inputUser.
     access_hash: i64,
     username: String,
     first_name: String,
+    /// Digits as given at creation; the login phone.
     phone: String,
     bot: bool,
+    /// Stars balance (gifts cost stars, conversions and refunds add them).
     stars: i64,
+    /// The SRP verifier when the account has a cloud password.
     password: Option<PasswordSetup>,
+    /// The account's pts: one per entry of `log`.
     pts: i32,
+    /// Private-chat message ids are per account, as in Telegram.
     next_msg_id: i32,
-    /// `log[i]` has pts `i + 1`.
+    /// `log[i]` has pts `i + 1`; updates.getDifference answers from it.
     log: Vec<tl::enums::Update>,
+    /// Every message in the account's dialogs by id (for getMessages and getDialogs).
     messages: BTreeMap<i32, tl::enums::Message>,
+    /// Gifts the account holds, by the msg_id of the service message that brought them.
     saved: BTreeMap<i32, Saved>,
+    /// Text messages the account sent, for bot_messages_to, edits and button presses.
     texts: BTreeMap<i32, TextMsg>,
+    /// Bot commands from bots.setBotCommands.
     commands: Vec<(String, String)>,
 }
 
@@ -499,24 +509,41 @@ pub struct World {
     pub skew: i64,
     /// The skew configured at start, restored by `clear_faults`.
     base_skew: i64,
+    /// Payment form and login code lifetimes.
     ttls: Ttls,
+    /// Every account (users, bots, the 777000 service account) by id.
     accounts: HashMap<i64, AccountState>,
+    /// Lower-cased username to id, for contacts.resolveUsername and uniqueness.
     usernames: HashMap<String, i64>,
+    /// Digits-only phone to id, for auth.sendCode / auth.signIn.
     phones: HashMap<String, i64>,
+    /// Bot token to bot id, for auth.importBotAuthorization.
     tokens: HashMap<String, i64>,
+    /// Every provisioned auth key by key id; unknown ids get transport error -404.
     keys: HashMap<u64, KeyEntry>,
+    /// The star gift catalogue.
     catalogue: Vec<GiftInfo>,
+    /// Every collectible ever minted, by collectible id (they outlive transfers).
     uniques: HashMap<i64, UniqueInfo>,
+    /// Collectibles minted per base gift, for their numbers.
     unique_counts: HashMap<i64, i32>,
+    /// Login codes by phone_code_hash.
     codes: HashMap<String, LoginCode>,
+    /// Open SRP challenges by srp_id: (account, challenge).
     srp: HashMap<i64, (i64, Challenge)>,
+    /// Open payment forms by form_id.
     forms: HashMap<i64, Form>,
+    /// Callback queries by query_id, with the bot's answer once given.
     queries: HashMap<i64, Query>,
+    /// Connected sessions per account, which receive pushed updates.
     subscribers: HashMap<i64, Vec<Subscriber>>,
+    /// Active faults, in injection order.
     faults: Vec<Fault>,
+    /// Last id handed out to accounts, collectibles and forms.
     next_id: i64,
     /// Counters.
     pub stats: Stats,
+    /// Mixed into every server salt so salts cannot be predicted from key ids.
     salt_secret: u64,
 }
 
