@@ -128,17 +128,28 @@ enum Out {
     },
 }
 
+/// The MTProto state of one connection, owned by its task.
 struct Conn {
     shared: Arc<Shared>,
+    /// Connection id, for subscriptions and logs.
     id: u64,
+    /// The auth key, fixed by the first packet (a different key later closes the connection).
     key: Option<AuthKey>,
+    /// The client's session id, echoed in every answer (grammers panics otherwise).
     session_id: Option<i64>,
+    /// Last server msg_id, so ids strictly increase.
     last_msg_id: i64,
+    /// Content-related messages sent in this session (server seq_no).
     seq: i32,
+    /// Answers from RPC tasks and service replies, to encrypt and write.
     out_tx: mpsc::UnboundedSender<Out>,
+    /// Handed to the world when subscribing; pushed updates arrive here.
     push_tx: mpsc::UnboundedSender<Vec<u8>>,
+    /// A new session id was seen; new_session_created goes out with the first accepted message.
     new_session_pending: bool,
+    /// RPCs being answered, to disconnect a client that floods.
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set by ping_delay_disconnect: close the connection at this instant.
     disconnect_at: Option<tokio::time::Instant>,
 }
 
