@@ -1277,9 +1277,9 @@ impl World {
         Ok(u)
     }
 
-    fn regular_action(&self, s: &Saved, owner: i64) -> Result<tl::enums::MessageAction, RpcErr> {
+    /// The `messageActionStarGift` of a freshly received regular gift.
+    fn regular_action(&self, s: &Saved) -> Result<tl::enums::MessageAction, RpcErr> {
         let g = self.gift(s.gift_id)?;
-        let _ = owner;
         Ok(tl::enums::MessageAction::StarGift(
             tl::types::MessageActionStarGift {
                 name_hidden: s.name_hidden,
@@ -1369,7 +1369,7 @@ impl World {
             transfer_stars: None,
             can_transfer_at: None,
         };
-        let action = self.regular_action(&saved, g.to)?;
+        let action = self.regular_action(&saved)?;
         // Sender's copy first, as Telegram shows it in the sender's chat.
         let sender_action = action.clone();
         let to = g.to;
