@@ -176,3 +176,104 @@ async fn player_text_reaches_the_bot_and_buttons_round_trip() {
     };
     assert_eq!(d.dialogs.len(), 1);
 }
+
+/// The same round trip driven by grammers' high-level bot API (message.reply, query.answer,
+/// query.load_message), as giftd's bot uses it.
+#[tokio::test]
+async fn high_level_grammers_bot_api_works() {
+    use grammers_client::message::{Button, InputMessage, ReplyMarkup};
+    use grammers_client::sender::UpdatesConfiguration;
+    use grammers_client::update::Update;
+    use std::time::Duration;
+
+    let sim = sim().await;
+    let bot = sim.create_bot("giftd_bot").expect("bot");
+    let player = user(&sim, "player");
+    let mut c = TestClient::connect(&sim, bot.account.id).await;
+    let rx = c.updates.take().expect("updates");
+    let before = state_calls(&sim);
+    let mut stream = c
+        .client
+        .stream_updates(rx, UpdatesConfiguration { catch_up: false })
+        .await
+        .expect("stream");
+    let task = tokio::spawn(async move {
+        loop {
+            match stream.next().await.expect("update") {
+                Update::NewMessage(m) if m.text() == "/inventory" => {
+                    let markup =
+                        ReplyMarkup::from_buttons(&[vec![Button::data("Withdraw", b"wd:1")]]);
+                    Box::pin(
+                        m.reply(
+                            InputMessage::new()
+                                .text("You hold 0 gifts")
+                                .reply_markup(markup),
+                        ),
+                    )
+                    .await
+                    .expect("reply");
+                }
+                Update::CallbackQuery(q) => {
+                    assert_eq!(q.data(), b"wd:1");
+                    let msg = q.load_message().await.expect("load message");
+                    assert_eq!(msg.text(), "You hold 0 gifts");
+                    q.answer()
+                        .alert("Withdrawal queued")
+                        .send()
+                        .await
+                        .expect("answer");
+                    msg.edit("Withdrawal queued").await.expect("edit");
+                }
+                _ => {}
+            }
+        }
+    });
+    for _ in 0..100 {
+        if state_calls(&sim) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sim.send_text_to_bot(player.id, bot.account.id, "/inventory")
+        .expect("text");
+    let mut msgs = Vec::new();
+    for _ in 0..100 {
+        msgs = sim
+            .bot_messages_to(bot.account.id, player.id)
+            .expect("msgs");
+        if !msgs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(msgs.len(), 1, "the bot replied");
+    let q = sim
+        .press_button(player.id, bot.account.id, msgs[0].msg_id, b"wd:1")
+        .expect("press");
+    let mut answer = None;
+    for _ in 0..100 {
+        answer = sim.callback_answer(q);
+        let edited = sim
+            .bot_messages_to(bot.account.id, player.id)
+            .expect("msgs")[0]
+            .edited;
+        if answer.is_some() && edited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        answer,
+        Some(tgsim::CallbackAnswer {
+            message: Some("Withdrawal queued".into()),
+            alert: true
+        })
+    );
+    let msgs = sim
+        .bot_messages_to(bot.account.id, player.id)
+        .expect("msgs");
+    assert_eq!(msgs[0].text, "Withdrawal queued");
+    assert!(!task.is_finished(), "the bot loop must still be running");
+    task.abort();
+}
