@@ -265,9 +265,26 @@ async fn withheld_updates_with_dishonest_difference_are_lost_but_polling_finds_t
         honest_difference: false,
     });
     let lost = sim.burst(3, &[p.id], deposit.id).expect("burst");
-    // Force a getDifference while the lie is active.
+    // Force a getDifference while the lie is active, and wait until the client asked.
+    let diffs = |sim: &tgsim::Sim| {
+        sim.stats()
+            .calls
+            .get("updates.getDifference")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = diffs(&sim);
     sim.drop_connections();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..200 {
+        if diffs(&sim) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        diffs(&sim) > before,
+        "the reconnecting client asks getDifference"
+    );
     sim.clear_faults();
     let live = sim.burst(1, &[p.id], deposit.id).expect("burst");
     let got = stream.gifts(1).await;
