@@ -228,7 +228,10 @@ impl Daemon {
         intake: &CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<(), AppError> {
-        reconcile(telegram, store, applier).await?;
+        if !reconcile(telegram, store, applier).await? {
+            // The list moved under the first pass: one more, so departures are settled.
+            reconcile(telegram, store, applier).await?;
+        }
         applier.mirror.flush().await.ok();
         applier.evict_retired();
         self.health.set_ready(true, "watching the deposit account");
@@ -378,6 +381,13 @@ impl Applier {
         (credited, departed)
     }
 
+    /// Marks what a poll or reconciliation listed, so later polls may stop there.
+    fn confirm(&self, gifts: &[ObservedGift]) {
+        let account = self.detector.account_id();
+        self.inventory
+            .confirm(gifts.iter().map(|g| ItemKey::new(account, g.msg_id)));
+    }
+
     /// Drops items that reached a terminal status from the live view. Call after a flush.
     fn evict_retired(&self) {
         let keys = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
@@ -394,31 +404,49 @@ fn now_unix() -> i64 {
 }
 
 /// One full reconciliation: every page, against everything held.
+///
+/// Returns whether the listing was consistent. An inconsistent one (the list changed while it
+/// was read) still credits what is new, but decides nothing about departures and confirms
+/// nothing: the caller tries again soon.
 async fn reconcile(
     telegram: &Telegram,
     store: &Arc<dyn Store>,
     applier: &Applier,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     let started = std::time::Instant::now();
     let started_at = now_unix();
-    let (all, users) = telegram.all_saved_gifts().await?;
-    let held: Vec<ItemKey> = applier
-        .inventory
-        .held_keys()
-        .into_iter()
-        .filter(|k| k.account_id == applier.detector.account_id())
-        .collect();
-    let missing = applier.detector.missing(held.iter().copied(), &all);
+    let list = telegram.all_saved_gifts().await?;
+    let held: Vec<ItemKey> = if list.consistent {
+        applier
+            .inventory
+            .held_keys()
+            .into_iter()
+            .filter(|k| k.account_id == applier.detector.account_id())
+            .collect()
+    } else {
+        tracing::info!(
+            count = list.count,
+            listed = list.gifts.len(),
+            "the gift list changed while it was read; departures are checked at the next pass"
+        );
+        Vec::new()
+    };
+    let missing = applier.detector.missing(held.iter().copied(), &list.gifts);
     let fates = if missing.is_empty() {
         Default::default()
     } else {
         telegram.fates(&missing).await?
     };
-    let events =
-        applier
-            .detector
-            .reconcile(&*applier.inventory, held.iter().copied(), &all, &fates);
-    let (credited, departed) = applier.apply(events, Path::Reconcile, &users).await;
+    let events = applier.detector.reconcile(
+        &*applier.inventory,
+        held.iter().copied(),
+        &list.gifts,
+        &fates,
+    );
+    let (credited, departed) = applier.apply(events, Path::Reconcile, &list.users).await;
+    if list.consistent {
+        applier.confirm(&list.gifts);
+    }
     applier
         .health
         .metrics
@@ -428,27 +456,29 @@ async fn reconcile(
         account_id: applier.detector.account_id(),
         started_at,
         finished_at: now_unix(),
-        items_seen: all.len() as u32,
+        items_seen: list.gifts.len() as u32,
         items_new: credited as u32,
         items_changed: departed as u32,
-        error: None,
+        error: (!list.consistent)
+            .then(|| "the list changed while it was read; departures not checked".to_owned()),
     };
     if let Err(e) = store.append_sync_log(&log).await {
         tracing::warn!(error = %e, "could not write the sync_logs row");
     }
     tracing::info!(
-        listed = all.len(),
+        listed = list.gifts.len(),
         credited,
         departed,
+        consistent = list.consistent,
         ms = started.elapsed().as_millis() as u64,
         "reconciliation done"
     );
     let _ = applier.notices.send(Notice::Reconciled {
-        listed: all.len(),
+        listed: list.gifts.len(),
         credited,
         departed,
     });
-    Ok(())
+    Ok(list.consistent)
 }
 
 async fn update_loop(
@@ -538,22 +568,45 @@ async fn poll_loop(
     }
 }
 
-/// Reads the newest pages until a known gift shows that older pages hold nothing new.
+/// Reads the newest pages until a gift an earlier poll listed shows that older pages hold
+/// nothing new. What this poll listed is confirmed only when the list did not change while it
+/// was read (same `count` on every page): offsets are positions, and a gift leaving mid-walk
+/// shifts the pages.
 async fn poll_once(telegram: &Telegram, applier: &Applier) -> Result<(), TelegramError> {
     let mut offset = String::new();
+    let mut listed: Vec<ObservedGift> = Vec::new();
+    let mut count = None;
+    let mut consistent = true;
     loop {
         let page = telegram.saved_gifts_page(&offset).await?;
+        if *count.get_or_insert(page.count) != page.count {
+            consistent = false;
+        }
         let outcome = applier
             .detector
             .observe_page(&*applier.inventory, &page.gifts);
         applier.apply(outcome.events, Path::Poll, &page.users).await;
+        tracing::debug!(
+            offset,
+            listed = page.gifts.len(),
+            count = page.count,
+            reached_known = outcome.reached_known,
+            next = ?page.next_offset,
+            "polled a page"
+        );
+        let empty = page.gifts.is_empty();
+        listed.extend(page.gifts);
         match page.next_offset {
-            Some(next) if !outcome.reached_known && !page.gifts.is_empty() && next != offset => {
+            Some(next) if !outcome.reached_known && !empty && next != offset => {
                 offset = next;
             }
-            _ => return Ok(()),
+            _ => break,
         }
     }
+    if consistent {
+        applier.confirm(&listed);
+    }
+    Ok(())
 }
 
 async fn reconcile_loop(
@@ -574,9 +627,12 @@ async fn reconcile_loop(
             }
         }
         match reconcile(&telegram, &store, &applier).await {
-            Ok(()) => {
+            Ok(consistent) => {
                 if applier.mirror.flush().await.is_ok() {
                     applier.evict_retired();
+                }
+                if !consistent {
+                    now.notify_one(); // again soon, once the list is still
                 }
             }
             Err(AppError::Telegram(TelegramError::Cancelled)) => return,
@@ -594,7 +650,7 @@ async fn clock_watch(telegram: Telegram, cancel: CancellationToken, fatal: mpsc:
     };
     let err = TelegramError::ClockAhead { count };
     tracing::error!(error = %err, "stopping the telegram connection");
-    telegram.disconnect();
+    telegram.kill();
     let _ = fatal.send(err.into()).await;
 }
 

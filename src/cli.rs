@@ -53,6 +53,53 @@ pub enum Command {
     /// from a checkout). The embedded SQLite store migrates itself. Needs no configuration.
     Schema,
 
+    /// Run the daemon: detect gifts, credit them, mirror the inventory to the store.
+    ///
+    /// Connects to Telegram as the deposit account (the session written by `giftd login`),
+    /// loads the inventory from the store, reconciles it with every gift Telegram lists (so
+    /// gifts that arrived while giftd was down are credited), reports ready, then watches
+    /// real-time updates, polls the newest gifts every `poll_interval` and reconciles fully
+    /// every `reconcile_interval`. SIGTERM or SIGINT stops it cleanly: intake stops, queued
+    /// changes are written, the session is closed, exit status 0. Under systemd it speaks the
+    /// notify protocol (READY=1, WATCHDOG=1); /healthz, /readyz and /metrics are served on
+    /// `[health] listen`.
+    Run,
+
+    /// Sign the deposit account in and write its session file.
+    ///
+    /// Asks Telegram for a login code, then for the 2FA password when the account has one.
+    /// Interactive on a terminal; give `--phone`, `--code` and `--password` (or the
+    /// GIFTD_LOGIN_* variables) to run it without one. The session file is written only when
+    /// the sign-in succeeds, with mode 0600. An existing unauthorised session file (for example
+    /// one from `tgsim provision`) is used as the starting point.
+    Login {
+        /// The account's phone number, with country code (+44...).
+        #[arg(long, env = "GIFTD_LOGIN_PHONE")]
+        phone: Option<String>,
+        /// The login code Telegram sent (prompted for when absent).
+        #[arg(long, env = "GIFTD_LOGIN_CODE", hide_env_values = true)]
+        code: Option<String>,
+        /// The 2FA password (prompted for, without echo, when needed and absent).
+        #[arg(long, env = "GIFTD_LOGIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+
+    /// Watch giftd work, with nothing to set up: a newcomer's first command.
+    ///
+    /// Starts tgsim (the Telegram simulator) in this process, provisions a deposit account and
+    /// three players, runs the real daemon against the embedded store, has the players send a
+    /// regular gift, a collectible, an anonymous gift and a burst, shows what giftd credits as
+    /// it happens, prints the final inventory per player and stops giftd cleanly.
+    Demo {
+        /// Where the demo keeps its session file and SQLite store (default: a new temporary
+        /// directory).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// How many gifts the burst sends.
+        #[arg(long, default_value_t = 200)]
+        burst: usize,
+    },
+
     /// List the items the store holds, as a table.
     ///
     /// Give one of: `--account ID` for everything one deposit account holds, `--owner ID` for
@@ -106,6 +153,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
 pub async fn run_with_env(cli: Cli, out: &mut dyn Write, env: Env<'_>) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check => check(&cli.config, env, out).await,
+        Command::Run => run_daemon(&cli.config, env).await,
+        Command::Login {
+            phone,
+            code,
+            password,
+        } => login(&cli.config, env, phone, code, password, out).await,
+        Command::Demo { state_dir, burst } => demo(state_dir, burst, out).await,
         Command::Schema => schema(out),
         Command::Inventory {
             account,
@@ -402,6 +456,170 @@ fn utc(unix: i64) -> String {
         secs / 3_600,
         secs % 3_600 / 60
     )
+}
+
+/// `giftd run`.
+async fn run_daemon(path: &Path, env: Env<'_>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path, env.lookup).map_err(|e| anyhow::anyhow!(config_advice(&e)))?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
+    let result = crate::app::Daemon::new().run(&config, shutdown).await;
+    signals.abort();
+    result.context("giftd stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `shutdown` on SIGTERM (systemd) or SIGINT (Ctrl-C).
+async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install the SIGTERM/SIGINT handlers; stop giftd with SIGKILL");
+        return;
+    };
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = which,
+        "stopping: intake first, then the queued changes"
+    );
+    shutdown.cancel();
+}
+
+/// Answers from flags first, then the terminal.
+struct TerminalPrompt {
+    code: Option<String>,
+    password: Option<String>,
+    interactive: bool,
+}
+
+impl crate::telegram::login::Prompt for TerminalPrompt {
+    fn code(
+        &mut self,
+        attempt: u32,
+    ) -> Result<crate::secret::Secret, crate::telegram::login::LoginError> {
+        if attempt == 1
+            && let Some(code) = self.code.take()
+        {
+            return Ok(crate::secret::Secret::new(code));
+        }
+        if !self.interactive {
+            return Err(crate::telegram::login::LoginError::NoInput {
+                what: "the login code",
+                hint: "pass --code (or GIFTD_LOGIN_CODE), or run giftd login on a terminal",
+            });
+        }
+        eprint!("login code Telegram sent: ");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|_| {
+            crate::telegram::login::LoginError::NoInput {
+                what: "the login code",
+                hint: "standard input could not be read",
+            }
+        })?;
+        Ok(crate::secret::Secret::new(line.trim()))
+    }
+
+    fn password(
+        &mut self,
+        hint: Option<&str>,
+        attempt: u32,
+    ) -> Result<crate::secret::Secret, crate::telegram::login::LoginError> {
+        if attempt == 1
+            && let Some(password) = self.password.take()
+        {
+            return Ok(crate::secret::Secret::new(password));
+        }
+        if !self.interactive {
+            return Err(crate::telegram::login::LoginError::NoInput {
+                what: "the 2FA password",
+                hint: "pass --password (or GIFTD_LOGIN_PASSWORD), or run giftd login on a terminal",
+            });
+        }
+        let prompt = match hint {
+            Some(h) => format!("2FA password (hint: {h}): "),
+            None => "2FA password: ".to_owned(),
+        };
+        rpassword::prompt_password(prompt)
+            .map(crate::secret::Secret::new)
+            .map_err(|_| crate::telegram::login::LoginError::NoInput {
+                what: "the 2FA password",
+                hint: "the terminal could not be read",
+            })
+    }
+}
+
+/// `giftd login`.
+async fn login(
+    path: &Path,
+    env: Env<'_>,
+    phone: Option<String>,
+    code: Option<String>,
+    password: Option<String>,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    let config = Config::load(path, env.lookup).map_err(|e| anyhow::anyhow!(config_advice(&e)))?;
+    let interactive = std::io::stdin().is_terminal();
+    let phone = match phone {
+        Some(p) => p,
+        None if interactive => {
+            eprint!("phone number of the deposit account (+44...): ");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim().to_owned()
+        }
+        None => anyhow::bail!("no phone number: pass --phone (or GIFTD_LOGIN_PHONE)"),
+    };
+    let opts = crate::telegram::login::LoginOptions {
+        session_file: config.telegram.session_file.clone(),
+        api_id: config.telegram.api_id,
+        api_hash: config.telegram.api_hash.clone(),
+        phone,
+        attempts: if interactive { 3 } else { 1 },
+    };
+    let mut prompt = TerminalPrompt {
+        code,
+        password,
+        interactive,
+    };
+    let user = crate::telegram::login::login(&opts, &mut prompt)
+        .await
+        .context("login failed")?;
+    writeln!(
+        out,
+        "signed in as {}{} (user id {}); session written to {}",
+        user.first_name.as_deref().unwrap_or(""),
+        user.username
+            .as_deref()
+            .map(|u| format!(" @{u}"))
+            .unwrap_or_default(),
+        user.user_id,
+        opts.session_file.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `giftd demo`.
+async fn demo(
+    state_dir: Option<PathBuf>,
+    burst: usize,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let state_dir = state_dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("giftd-demo-{}", std::process::id())));
+    let opts = crate::demo::DemoOptions { state_dir, burst };
+    crate::demo::run(&opts, out)
+        .await
+        .context("the demo failed")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

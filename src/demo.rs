@@ -189,6 +189,10 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
     sim.burst(opts.burst, &ids, deposit.id).map_err(sim_err)?;
     expected += opts.burst;
     let mut seen = 0;
+    let tty = {
+        use std::io::IsTerminal as _;
+        std::io::stdout().is_terminal()
+    };
     while credited < expected {
         let n = tokio::time::timeout(Duration::from_secs(30), notices.recv())
             .await
@@ -196,13 +200,21 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
         if let Ok(Notice::Credited { .. }) = n {
             credited += 1;
             seen += 1;
-            if seen % 10 == 0 || credited == expected {
+            if tty && (seen % 10 == 0 || credited == expected) {
                 let _ = write!(out, "\r  credited {seen}/{} ", opts.burst);
                 let _ = out.flush();
+            } else if !tty && (seen % 100 == 0 || credited == expected) {
+                let _ = writeln!(out, "  credited {seen}/{}", opts.burst);
             }
         }
     }
-    let _ = writeln!(out, "in {} ms", started.elapsed().as_millis());
+    let _ = writeln!(
+        out,
+        "{}all {} credited in {} ms",
+        if tty { "\n" } else { "" },
+        opts.burst,
+        started.elapsed().as_millis()
+    );
 
     let inventory = daemon.inventory();
     let _ = writeln!(out, "\nfinal inventory");

@@ -53,6 +53,10 @@ pub enum Fate {
 pub struct KnownItem {
     pub status: Status,
     pub owner: Owner,
+    /// A poll or reconciliation has listed this item. Polling may stop at such an item (older
+    /// pages were read by that earlier listing) but not at one only an update delivered: the
+    /// update path can miss a gift older than the ones it did deliver.
+    pub confirmed: bool,
 }
 
 /// Read access to what giftd already knows (the inventory, including retired items).
@@ -79,8 +83,8 @@ pub enum GiftEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PageOutcome {
     pub events: Vec<GiftEvent>,
-    /// A non-pinned gift on the page was already known: older pages hold nothing new and
-    /// polling may stop reading.
+    /// A non-pinned gift on the page was already listed by an earlier poll or reconciliation:
+    /// older pages hold nothing new and polling may stop reading.
     pub reached_known: bool,
 }
 
@@ -113,7 +117,7 @@ impl Detector {
         let mut seen = HashSet::new();
         for gift in gifts {
             let key = self.key(gift.msg_id);
-            if !gift.pinned && known.get(key).is_some() && !gift.refunded {
+            if !gift.pinned && !gift.refunded && known.get(key).is_some_and(|k| k.confirmed) {
                 out.reached_known = true;
             }
             self.observe_into(known, gift, &mut seen, &mut out.events);
@@ -290,7 +294,14 @@ mod tests {
     fn known(items: &[(MsgId, Status, Owner)]) -> HashMap<ItemKey, KnownItem> {
         items
             .iter()
-            .map(|&(m, status, owner)| (ItemKey::new(ACCOUNT, m), KnownItem { status, owner }))
+            .map(|&(m, status, owner)| {
+                let k = KnownItem {
+                    status,
+                    owner,
+                    confirmed: true,
+                };
+                (ItemKey::new(ACCOUNT, m), k)
+            })
             .collect()
     }
 
@@ -388,6 +399,27 @@ mod tests {
         let out = d.observe_page(&k, &page);
         assert_eq!(render(&out.events), ["+7 2"]);
         assert!(out.reached_known);
+    }
+
+    /// Regression: updates delivered gifts 2..n but missed gift 1 (pushed before the stream's
+    /// first getState); polling stopped at the update-delivered gifts and never found gift 1.
+    #[test]
+    fn polling_reads_past_gifts_only_an_update_delivered() {
+        use Owner::*;
+        use Status::*;
+        let d = Detector::new(ACCOUNT);
+        let mut k = known(&[(3, Held, User(1)), (2, Held, User(1))]);
+        for v in k.values_mut() {
+            v.confirmed = false;
+        }
+        let out = d.observe_page(&k, &[regular(3, Some(1)), regular(2, Some(1))]);
+        assert!(out.events.is_empty());
+        assert!(
+            !out.reached_known,
+            "gifts only an update delivered do not stop polling"
+        );
+        let out = d.observe_page(&k, &[regular(1, Some(1))]);
+        assert_eq!(render(&out.events), ["+1 1"]);
     }
 
     #[test]

@@ -201,6 +201,15 @@ impl Inventory {
             .collect()
     }
 
+    /// Records that a poll or reconciliation listed these items (unknown keys are ignored).
+    pub fn confirm(&self, keys: impl IntoIterator<Item = ItemKey>) {
+        for key in keys {
+            if let Some(mut slot) = self.items.get_mut(&key) {
+                slot.flags |= CONFIRMED;
+            }
+        }
+    }
+
     /// The keys of every held item. A full scan: for reconciliation, which reads every page of
     /// the account's gifts anyway; the per-request paths use the indexes above.
     pub fn held_keys(&self) -> Vec<ItemKey> {
@@ -255,6 +264,7 @@ impl Known for Inventory {
         self.items.get(&key).map(|slot| KnownItem {
             status: slot.status,
             owner: slot.owner(),
+            confirmed: slot.flags & CONFIRMED != 0,
         })
     }
 }
@@ -288,6 +298,8 @@ const HAS_CONVERT_STARS: u8 = 1 << 1;
 const HAS_TRANSFER_STARS: u8 = 1 << 2;
 const HAS_CAN_TRANSFER_AT: u8 = 1 << 3;
 const HAS_UPGRADED_FROM: u8 = 1 << 4;
+/// A poll or reconciliation listed the item (see [`KnownItem::confirmed`]).
+const CONFIRMED: u8 = 1 << 5;
 
 impl Slot {
     fn pack(item: &Item) -> Slot {
@@ -599,10 +611,18 @@ mod tests {
             Known::get(&inv, key(1)),
             Some(KnownItem {
                 status: Status::Gone,
-                owner: Owner::User(7)
+                owner: Owner::User(7),
+                confirmed: false,
             })
         );
         assert_eq!(Known::get(&inv, key(2)), None);
+        inv.confirm([key(1), key(2)]);
+        assert!(Known::get(&inv, key(1)).is_some_and(|k| k.confirmed));
+        assert_eq!(
+            Known::get(&inv, key(2)),
+            None,
+            "confirming does not invent items"
+        );
     }
 
     #[test]

@@ -22,7 +22,6 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use grammers_client::client::UpdateStream;
 use grammers_client::sender::{ConnectionParams, NoRetries, UpdatesConfiguration};
-use grammers_client::session::Session as _;
 use grammers_client::session::storages::SqliteSession;
 use grammers_client::{Client, InvocationError, SenderPool, tl};
 use tokio::task::JoinHandle;
@@ -136,6 +135,18 @@ pub struct SavedPage {
     pub next_offset: Option<String>,
 }
 
+/// Every page of the saved gift list, read in one walk.
+#[derive(Debug, Clone)]
+pub struct SavedList {
+    /// Each gift once, newest first.
+    pub gifts: Vec<ObservedGift>,
+    pub users: Vec<UserInfo>,
+    /// The total Telegram reported.
+    pub count: i32,
+    /// The list did not change during the walk (see [`Telegram::all_saved_gifts`]).
+    pub consistent: bool,
+}
+
 /// The cloneable handle to the deposit account's connection.
 #[derive(Clone)]
 pub struct Telegram {
@@ -144,10 +155,11 @@ pub struct Telegram {
 
 struct Inner {
     client: Client,
-    /// The pool's handle, to cut connections that grammers would not close by itself.
+    /// The pool's handle, to stop it.
     pool: grammers_client::sender::SenderPoolHandle,
-    /// The DC the session lives in.
-    home_dc: i32,
+    /// Aborts the task that drives the pool: the way to stop a connection stuck resending,
+    /// which `quit` would wait on for ever.
+    runner: tokio::task::AbortHandle,
     self_id: UserId,
     session_file: PathBuf,
     flood_wait_max: Duration,
@@ -226,10 +238,6 @@ impl Telegram {
             retry_policy: Box::new(NoRetries),
             ..Default::default()
         };
-        let home_dc = session.home_dc_id().map_err(|e| TelegramError::Session {
-            path: opts.session_file.clone(),
-            detail: format!("has no home data centre: {e}"),
-        })?;
         let pool = SenderPool::with_configuration(Arc::clone(&session), opts.api_id, params);
         let client = Client::new(pool.handle.clone());
         let runner = tokio::spawn(pool.runner.run());
@@ -242,10 +250,8 @@ impl Telegram {
         let me = tokio::select! {
             me = client.invoke(&get_me) => me,
             count = clock::storm() => {
-                // `quit` alone waits for the connection task, which never finishes a resend
-                // loop: cut the connection, then stop the pool.
-                pool.handle.disconnect_from_dc(home_dc);
-                pool.handle.quit();
+                // `quit` would wait for the connection task, which never finishes a resend
+                // loop: abort the pool's task, which drops every connection.
                 runner.abort();
                 return Err(TelegramError::ClockAhead { count });
             }
@@ -291,7 +297,7 @@ impl Telegram {
             inner: Arc::new(Inner {
                 client,
                 pool: pool.handle.thin.clone(),
-                home_dc,
+                runner: runner.abort_handle(),
                 self_id,
                 session_file: opts.session_file.clone(),
                 flood_wait_max: opts.flood_wait_max,
@@ -315,11 +321,15 @@ impl Telegram {
         &self.inner.stats
     }
 
-    /// Closes every connection and stops the connection task. Connections are cut first:
-    /// a connection stuck resending (see [`clock`]) would never finish on its own.
+    /// Asks the connection task to close every connection and stop.
     pub fn disconnect(&self) {
-        self.inner.pool.disconnect_from_dc(self.inner.home_dc);
         self.inner.pool.quit();
+    }
+
+    /// Stops the connection task at once, dropping its connections: for a connection stuck
+    /// resending (see [`clock`]), which would never let [`Telegram::disconnect`] finish.
+    pub fn kill(&self) {
+        self.inner.runner.abort();
     }
 
     /// Calls `request`, sleeping exactly through FLOOD_WAIT and retrying network failures and
@@ -420,19 +430,36 @@ impl Telegram {
         })
     }
 
-    /// Every gift the account holds: all pages. An empty page ends the walk even when `count`
-    /// says more exist (Telethon#4534), and a repeated offset is an error rather than a loop.
-    pub async fn all_saved_gifts(
-        &self,
-    ) -> Result<(Vec<ObservedGift>, Vec<UserInfo>), TelegramError> {
-        let mut gifts = Vec::new();
-        let mut users = Vec::new();
+    /// Every gift the account holds: all pages.
+    ///
+    /// Offsets are positions in a list that changes while it is read: a gift arriving between
+    /// two pages repeats an item (harmless, deduplicated here), a gift leaving skips one. So
+    /// the listing says whether it is [`SavedList::consistent`]: every page reported the same
+    /// total and the walk saw exactly that many gifts. Only a consistent listing may be used
+    /// to decide that something left the account. An empty page ends the walk even when
+    /// `count` says more exist (Telethon#4534); a repeated offset is an error, not a loop.
+    pub async fn all_saved_gifts(&self) -> Result<SavedList, TelegramError> {
+        let mut list = SavedList {
+            gifts: Vec::new(),
+            users: Vec::new(),
+            count: 0,
+            consistent: true,
+        };
+        let mut seen = std::collections::HashSet::new();
         let mut offset = String::new();
+        let mut first = true;
         loop {
             let page = self.saved_gifts_page(&offset).await?;
+            if first {
+                list.count = page.count;
+                first = false;
+            } else if page.count != list.count {
+                list.consistent = false;
+            }
             let empty = page.gifts.is_empty();
-            gifts.extend(page.gifts);
-            users.extend(page.users);
+            list.gifts
+                .extend(page.gifts.into_iter().filter(|g| seen.insert(g.msg_id)));
+            list.users.extend(page.users);
             match page.next_offset {
                 Some(next) if !empty => {
                     if next == offset {
@@ -443,19 +470,18 @@ impl Telegram {
                     }
                     offset = next;
                 }
-                _ => {
-                    if empty && (page.count as usize) > gifts.len() {
-                        tracing::warn!(
-                            count = page.count,
-                            listed = gifts.len(),
-                            "telegram reported more saved gifts than its pages listed"
-                        );
-                    }
-                    break;
-                }
+                _ => break,
             }
         }
-        Ok((gifts, users))
+        if list.gifts.len() != list.count.max(0) as usize {
+            tracing::warn!(
+                count = list.count,
+                listed = list.gifts.len(),
+                "telegram's pages listed a different number of gifts than its count"
+            );
+            list.consistent = false;
+        }
+        Ok(list)
     }
 
     /// What became of gifts that left the saved list, read from their service messages.

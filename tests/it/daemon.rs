@@ -31,9 +31,15 @@ struct World {
 
 impl World {
     async fn new(backend: Backend, players: usize) -> World {
-        let sim = Sim::start(SimConfig::default())
-            .await
-            .expect("tgsim starts");
+        crate::support::init_tracing();
+        // Every world has its own id range: tests share one database, keyed by account id.
+        let sim = Sim::start(SimConfig {
+            // Telegram user ids stay below 2^40 (grammers checks).
+            first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("tgsim starts");
         let tag = crate::support::unique_id();
         let user = |name: String| {
             sim.create_user(CreateUser {
@@ -133,6 +139,13 @@ impl World {
         if ready.is_err() {
             shutdown.cancel();
             panic!("giftd not ready within 30 s: {:?}", join.await);
+        }
+        // grammers' update stream starts from its first updates.getState: gifts pushed before
+        // it are for polling to find. Tests that count pushes start after it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.sim.stats().calls.get("updates.getState").copied().unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "giftd never opened its update stream");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Running {
             daemon,

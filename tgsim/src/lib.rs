@@ -108,6 +108,10 @@ pub struct SimConfig {
     /// start, if the file exists, and saved to by [`Sim::save_state`] and [`Sim::shutdown`].
     /// `None` (the default): the world lives in memory only.
     pub state_file: Option<std::path::PathBuf>,
+    /// Ids (accounts, collectibles) are handed out above this number (default 1,000,000). Tests
+    /// that share one database give each simulator its own range, as real accounts never
+    /// collide.
+    pub first_id: i64,
 }
 
 impl Default for SimConfig {
@@ -120,6 +124,7 @@ impl Default for SimConfig {
             clock_skew_secs: 0,
             ttls: Ttls::default(),
             state_file: None,
+            first_id: 1_000_000,
         }
     }
 }
@@ -188,6 +193,7 @@ impl Sim {
         let addr = listener.local_addr()?;
         let announced = cfg.advertise.unwrap_or(addr);
         let mut world = World::new(cfg.dc_id, announced, cfg.clock_skew_secs, cfg.ttls.clone());
+        world.set_first_id(cfg.first_id);
         if let Some(path) = &cfg.state_file
             && path.exists()
         {

@@ -674,6 +674,11 @@ impl World {
             .collect()
     }
 
+    /// Ids handed out from now on are above `first`.
+    pub fn set_first_id(&mut self, first: i64) {
+        self.next_id = self.next_id.max(first);
+    }
+
     fn fresh_id(&mut self) -> i64 {
         self.next_id += 1 + (rnd_i64().rem_euclid(7));
         self.next_id
