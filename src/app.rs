@@ -90,6 +90,7 @@ pub struct Daemon {
     health: Arc<Health>,
     inventory: Arc<Inventory>,
     notices: broadcast::Sender<Notice>,
+    commits: broadcast::Sender<mirror::Committed>,
 }
 
 impl Default for Daemon {
@@ -104,6 +105,7 @@ impl Daemon {
             health: Arc::new(Health::new()),
             inventory: Arc::new(Inventory::new()),
             notices: broadcast::channel(4096).0,
+            commits: broadcast::channel(4096).0,
         }
     }
 
@@ -117,6 +119,11 @@ impl Daemon {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.notices.subscribe()
+    }
+
+    /// Every batch the store acknowledged, with the new items it wrote.
+    pub fn subscribe_commits(&self) -> broadcast::Receiver<mirror::Committed> {
+        self.commits.subscribe()
     }
 
     /// Runs until `shutdown` is cancelled (Ok) or something fatal happens (Err).
@@ -160,6 +167,7 @@ impl Daemon {
             Arc::clone(&store),
             config.mirror.clone(),
             Arc::clone(&self.health),
+            self.commits.clone(),
         );
         let mirror_join = tokio::spawn(mirror_task.run());
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::MirrorConfig;
 use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, Status, UserInfo};
@@ -90,11 +90,21 @@ impl MirrorHandle {
     }
 }
 
+/// What one committed batch credited, for observers (benchmarks, the demo).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The new items the batch wrote.
+    pub deposits: Arc<Vec<ItemKey>>,
+    /// When the store acknowledged the batch.
+    pub at: std::time::Instant,
+}
+
 /// The receiving side, run by [`Mirror::run`].
 #[derive(Debug)]
 pub struct Mirror {
     rx: mpsc::Receiver<(u64, Change)>,
     committed: watch::Sender<u64>,
+    commits: broadcast::Sender<Committed>,
     store: Arc<dyn Store>,
     config: MirrorConfig,
     health: Arc<Health>,
@@ -105,6 +115,7 @@ pub fn channel(
     store: Arc<dyn Store>,
     config: MirrorConfig,
     health: Arc<Health>,
+    commits: broadcast::Sender<Committed>,
 ) -> (MirrorHandle, Mirror) {
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let (committed_tx, committed_rx) = watch::channel(0);
@@ -119,6 +130,7 @@ pub fn channel(
     let mirror = Mirror {
         rx,
         committed: committed_tx,
+        commits,
         store,
         config,
         health,
@@ -182,6 +194,19 @@ impl Mirror {
                     }
                     tracing::debug!(rows = batch.len(), ?outcome, "batch committed");
                     self.committed.send_replace(last_seq);
+                    if self.commits.receiver_count() > 0 {
+                        let deposits = batch
+                            .iter()
+                            .filter_map(|(_, c)| match c {
+                                Change::Deposit { item, .. } => Some(item.key),
+                                _ => None,
+                            })
+                            .collect();
+                        let _ = self.commits.send(Committed {
+                            deposits: Arc::new(deposits),
+                            at: std::time::Instant::now(),
+                        });
+                    }
                     return;
                 }
                 Err(e) => {
