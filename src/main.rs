@@ -50,7 +50,9 @@ fn init_tracing(cli: &Cli) {
         tracing_subscriber::filter::Targets::new()
             .with_target("grammers_mtsender", tracing::Level::INFO),
     );
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = match format {
         LogFormat::Json => fmt.json().with_filter(filter).boxed(),
         LogFormat::Text => fmt.with_filter(filter).boxed(),

@@ -55,6 +55,19 @@ pub async fn write(path: &Path, spec: &SessionSpec) -> Result<(), SessionFileErr
     let err = |e: grammers_session::storages::SqliteSessionError| {
         SessionFileError::Storage(e.to_string())
     };
+    // The file holds an auth key: create it readable by its owner only, as `giftd login` does
+    // (giftd refuses a session file others can read).
+    if !path.exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| {
+                SessionFileError::Storage(format!("cannot create {}: {e}", path.display()))
+            })?;
+    }
     let session = SqliteSession::open(path).await.map_err(err)?;
     for id in 1..=5 {
         let auth_key = (id == spec.dc_id).then_some(spec.auth_key);
