@@ -163,6 +163,9 @@ struct Inner {
     self_id: UserId,
     session_file: PathBuf,
     flood_wait_max: Duration,
+    /// Per method, the instant before which Telegram asked not to be called again (a
+    /// FLOOD_WAIT longer than `flood_wait_max`): calls before then fail without a request.
+    flood_gates: std::sync::Mutex<HashMap<&'static str, tokio::time::Instant>>,
     cancel: CancellationToken,
     stats: TelegramStats,
 }
@@ -301,6 +304,7 @@ impl Telegram {
                 self_id,
                 session_file: opts.session_file.clone(),
                 flood_wait_max: opts.flood_wait_max,
+                flood_gates: std::sync::Mutex::new(HashMap::new()),
                 cancel,
                 stats: TelegramStats::default(),
             }),
@@ -349,6 +353,15 @@ impl Telegram {
             if self.inner.cancel.is_cancelled() {
                 return Err(TelegramError::Cancelled);
             }
+            let max = self.inner.flood_wait_max.as_secs();
+            if let Some(left) = self.flood_gate_left(method) {
+                // Still inside a long FLOOD_WAIT: never call before Telegram allows it.
+                return Err(TelegramError::FloodWait {
+                    method,
+                    seconds: left,
+                    max,
+                });
+            }
             let stats = &self.inner.stats;
             stats.requests.fetch_add(1, Ordering::Relaxed);
             let err = match self.inner.client.invoke(request).await {
@@ -358,8 +371,21 @@ impl Telegram {
             let wait = match &err {
                 InvocationError::Rpc(rpc) if rpc.code == 420 => {
                     let seconds = rpc.value.unwrap_or(1);
-                    let max = self.inner.flood_wait_max.as_secs();
                     if u64::from(seconds) > max {
+                        let until =
+                            tokio::time::Instant::now() + Duration::from_secs(u64::from(seconds));
+                        self.inner
+                            .flood_gates
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(method, until);
+                        stats.flood_waits.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            method,
+                            seconds,
+                            max,
+                            "telegram asked to wait longer than flood_wait_max; not calling it until then"
+                        );
                         return Err(TelegramError::FloodWait {
                             method,
                             seconds,
@@ -400,6 +426,22 @@ impl Telegram {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Seconds left of a long FLOOD_WAIT on `method`, if one is running.
+    fn flood_gate_left(&self, method: &'static str) -> Option<u32> {
+        let mut gates = self
+            .inner
+            .flood_gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let until = *gates.get(method)?;
+        let now = tokio::time::Instant::now();
+        if until <= now {
+            gates.remove(method);
+            return None;
+        }
+        Some((until - now).as_secs_f64().ceil() as u32)
     }
 
     /// One page of `payments.getSavedStarGifts` (saved and unsaved gifts alike).

@@ -143,8 +143,19 @@ impl World {
         // grammers' update stream starts from its first updates.getState: gifts pushed before
         // it are for polling to find. Tests that count pushes start after it.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.sim.stats().calls.get("updates.getState").copied().unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "giftd never opened its update stream");
+        while self
+            .sim
+            .stats()
+            .calls
+            .get("updates.getState")
+            .copied()
+            .unwrap_or(0)
+            == 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "giftd never opened its update stream"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Running {
@@ -604,4 +615,42 @@ async fn host_clock_ahead_is_reported_not_spun_on() {
         rejected,
         "after giving up giftd sends nothing more: no spinning"
     );
+}
+
+/// A FLOOD_WAIT longer than `flood_wait_max` is not slept through, and the method is not
+/// called again before Telegram allows it: polling waits instead of hammering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_flood_wait_is_never_hammered() {
+    let mut w = World::new(Backend::sqlite(), 2).await;
+    w.extra_config = "flood_wait_max = \"1s\"\n".into();
+    let running = w.start().await;
+    w.sim.inject(Fault::WithholdUpdates {
+        honest_difference: false,
+    });
+    let calls = |w: &World| {
+        w.sim
+            .stats()
+            .calls
+            .get("payments.getSavedStarGifts")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = calls(&w);
+    // Every call in the next 100 would be told to wait 4 s: a poller that ignored it would
+    // call about once a second.
+    w.sim.inject(Fault::FloodWait {
+        method: "payments.getSavedStarGifts".into(),
+        seconds: 4,
+        count: 100,
+    });
+    w.burst(20);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let during = calls(&w) - before;
+    assert!(
+        during <= 2,
+        "{during} calls while Telegram asked to wait 4 s (one poll may have been under way)"
+    );
+    w.sim.clear_faults();
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    running.stop().await;
 }
