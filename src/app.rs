@@ -133,6 +133,8 @@ impl Daemon {
         tracing::info!(store = store.backend(), "store ready");
 
         let intake = shutdown.child_token();
+        // Whatever way `run` returns, the tasks it started stop.
+        let _stop_tasks = intake.clone().drop_guard();
         let tracker = TaskTracker::new();
 
         let listener = health::bind(config.health.listen).await?;
