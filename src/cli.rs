@@ -872,16 +872,54 @@ mod tests {
 
     #[test]
     fn help_explains_every_command() {
-        let mut cmd = Cli::command();
-        let help = cmd.render_long_help().to_string();
-        for name in ["check", "schema", "inventory"] {
-            assert!(help.contains(name), "{help}");
-            let sub = cmd
-                .find_subcommand_mut(name)
-                .expect("subcommand")
-                .render_long_help()
-                .to_string();
-            assert!(sub.lines().count() > 4, "{name} --help is too thin:\n{sub}");
+        // Each command's one-line summary, as `giftd --help` lists it. A doc comment that slides
+        // onto the wrong variant (or a command without one) shows up here.
+        let expected = [
+            (
+                "check",
+                "Check the configuration and the store, one line per check",
+            ),
+            (
+                "schema",
+                "Print the SQL of the store's migrations, in the order they apply",
+            ),
+            (
+                "run",
+                "Run the daemon: detect gifts, credit them, mirror the inventory to the store",
+            ),
+            (
+                "login",
+                "Sign the deposit account in and write its session file",
+            ),
+            (
+                "demo",
+                "Watch giftd work, with nothing to set up: a newcomer's first command",
+            ),
+            ("inventory", "List the items the store holds, as a table"),
+        ];
+        let cmd = Cli::command();
+        let got: Vec<(String, String)> = cmd
+            .get_subcommands()
+            .map(|sub| {
+                let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+                (sub.get_name().to_owned(), about)
+            })
+            .collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(n, a)| ((*n).to_owned(), (*a).to_owned()))
+            .collect();
+        assert_eq!(got, expected);
+        for sub in cmd.get_subcommands() {
+            let long = sub
+                .get_long_about()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            assert!(
+                long.len() > 100,
+                "`giftd {} --help` should explain the command, not only name it",
+                sub.get_name()
+            );
         }
     }
 
