@@ -140,18 +140,17 @@ impl World {
             shutdown.cancel();
             panic!("giftd not ready within 30 s: {:?}", join.await);
         }
-        // grammers' update stream starts from its first updates.getState: gifts pushed before
-        // it are for polling to find. Tests that count pushes start after it.
+        // grammers' update stream starts from its first updates.getState (or, when the session
+        // carries an update state, getDifference): gifts pushed before it are for polling to
+        // find. Tests that count pushes start after it.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self
-            .sim
-            .stats()
-            .calls
-            .get("updates.getState")
-            .copied()
-            .unwrap_or(0)
-            == 0
-        {
+        let stream_open = |sim: &Sim| {
+            let calls = sim.stats().calls;
+            ["updates.getState", "updates.getDifference"]
+                .iter()
+                .any(|m| calls.get(*m).copied().unwrap_or(0) > 0)
+        };
+        while !stream_open(&self.sim) {
             assert!(
                 Instant::now() < deadline,
                 "giftd never opened its update stream"
