@@ -42,11 +42,17 @@ pub enum LoginError {
         "the phone number {phone} is not valid for Telegram: check it and include the country code, e.g. +44..."
     )]
     PhoneInvalid { phone: String },
-    #[error("the login code was wrong {attempts} times: run `giftd login` again to get a new code")]
+    #[error(
+        "the login code was wrong{}: run `giftd login` again to get a new code",
+        times(*attempts)
+    )]
     CodeInvalid { attempts: u32 },
     #[error("the login code expired: run `giftd login` again to get a new one")]
     CodeExpired,
-    #[error("the 2FA password was wrong {attempts} times: check it and run `giftd login` again")]
+    #[error(
+        "the 2FA password was wrong{}: check it and run `giftd login` again",
+        times(*attempts)
+    )]
     PasswordInvalid { attempts: u32 },
     #[error(
         "telegram asks to wait {seconds} s before trying to log in again (FLOOD_WAIT): try again after that"
@@ -73,6 +79,15 @@ pub enum LoginError {
     },
     #[error("could not reach telegram during {step}: {detail}")]
     Network { step: &'static str, detail: String },
+}
+
+/// " 3 times" after "was wrong", nothing for a single attempt.
+fn times(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" {attempts} times")
+    } else {
+        String::new()
+    }
 }
 
 impl LoginError {
