@@ -653,3 +653,43 @@ async fn long_flood_wait_is_never_hammered() {
     w.assert_exactly_once(Duration::from_secs(15)).await;
     running.stop().await;
 }
+
+/// `giftd demo`, the README's first command: the real daemon against an in-process tgsim.
+#[test]
+fn demo_runs_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_giftd"))
+        .args(["demo", "--burst", "60", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("giftd demo starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stdout}\n{stderr}");
+    for expected in [
+        "credited gift msg 1 to @alice",
+        "credited collectible msg 2 to @bob",
+        "to unattributed (anonymous sender)",
+        "all 60 credited",
+        "final inventory",
+        "giftd stopped cleanly",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+    // The burst is round-robin: 20 each; alice also sent a gift, bob a collectible, carol
+    // her gift anonymously (it waits unattributed).
+    let gifts_of = |who: &str| -> u32 {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(who))
+            .unwrap_or_else(|| panic!("no line for {who} in:\n{stdout}"));
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    assert_eq!(gifts_of("@alice"), 21);
+    assert_eq!(gifts_of("@bob"), 21);
+    assert_eq!(gifts_of("@carol"), 20);
+    assert_eq!(gifts_of("unattributed"), 1);
+}
