@@ -127,6 +127,15 @@ fn session_err(path: &Path, detail: impl Into<String>) -> LoginError {
     }
 }
 
+/// `path` with `suffix` added to its file name: `deposit.session` -> `deposit.session.login`.
+/// (Replacing the extension would make the work copy of a session called `x.login` the
+/// session file itself.)
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
 /// Creates `path` empty with mode 0600, or copies `from` there with mode 0600.
 fn private_copy(from: &Path, to: &Path) -> Result<(), LoginError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -149,7 +158,7 @@ fn private_copy(from: &Path, to: &Path) -> Result<(), LoginError> {
 /// Signs the account in. An existing session file (for instance one that only holds a data
 /// centre address and a key, as `tgsim provision` writes) is used as the starting point.
 pub async fn login(opts: &LoginOptions, prompt: &mut dyn Prompt) -> Result<LoggedIn, LoginError> {
-    let work = opts.session_file.with_extension("login");
+    let work = beside(&opts.session_file, ".login");
     private_copy(&opts.session_file, &work)?;
     let result = login_into(&work, opts, prompt).await;
     match result {
