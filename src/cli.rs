@@ -69,7 +69,9 @@ pub enum Command {
     ///
     /// Asks Telegram for a login code, then for the 2FA password when the account has one.
     /// Interactive on a terminal; give `--phone`, `--code` and `--password` (or the
-    /// GIFTD_LOGIN_* variables) to run it without one. The session file is written only when
+    /// GIFTD_LOGIN_* variables) to run it without one: without a terminal and without `--code`
+    /// it asks Telegram for a code and stops, and the next `giftd login --phone ... --code ...`
+    /// signs in with that code (within its lifetime). The session file is written only when
     /// the sign-in succeeds, with mode 0600. An existing unauthorised session file (for example
     /// one from `tgsim provision`) is used as the starting point.
     Login {
@@ -513,7 +515,8 @@ impl crate::telegram::login::Prompt for TerminalPrompt {
         if !self.interactive {
             return Err(crate::telegram::login::LoginError::NoInput {
                 what: "the login code",
-                hint: "pass --code (or GIFTD_LOGIN_CODE), or run giftd login on a terminal",
+                hint: "pass it to the next `giftd login` with --code (or GIFTD_LOGIN_CODE), or \
+                       run giftd login on a terminal",
             });
         }
         eprint!("login code Telegram sent: ");

@@ -6,7 +6,11 @@
 //! 0600: it holds the account's auth key.
 //!
 //! The code and password come from a [`Prompt`], so the same flow serves a terminal and flags or
-//! environment variables.
+//! environment variables. Without a terminal the code cannot be known before Telegram sends it,
+//! so a login given no code stops after sending one ([`LoginError::CodeSent`]) and leaves the
+//! work copy and the request (`<file>.login-pending`) behind; the next login for the same phone
+//! signs in with that request and the code it is given, instead of asking for a new code (which
+//! would make the one the person has worthless).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,6 +68,8 @@ pub enum LoginError {
         "the api_id / api_hash pair was refused ({name}): check [telegram] api_id and api_hash (from my.telegram.org)"
     )]
     ApiIdInvalid { name: String },
+    #[error("telegram sent a login code to {phone} but none was given: {hint}")]
+    CodeSent { phone: String, hint: &'static str },
     #[error("no answer given for {what}: {hint}")]
     NoInput {
         what: &'static str,
@@ -155,29 +161,83 @@ fn private_copy(from: &Path, to: &Path) -> Result<(), LoginError> {
     Ok(())
 }
 
+/// A login code sent by an earlier login that was given no code: the phone it was sent to and
+/// Telegram's hash of the request, valid on the work copy's key.
+struct Pending {
+    phone: String,
+    phone_code_hash: String,
+}
+
+impl Pending {
+    fn read(path: &Path) -> Option<Pending> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut lines = text.lines();
+        Some(Pending {
+            phone: lines.next()?.to_owned(),
+            phone_code_hash: lines.next()?.to_owned(),
+        })
+    }
+
+    fn write(&self, path: &Path) -> Result<(), LoginError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| writeln!(f, "{}\n{}", self.phone, self.phone_code_hash))
+            .map_err(|e| session_err(path, format!("cannot be written: {e}")))
+    }
+}
+
 /// Signs the account in. An existing session file (for instance one that only holds a data
-/// centre address and a key, as `tgsim provision` writes) is used as the starting point.
+/// centre address and a key, as `tgsim provision` writes) is used as the starting point, and a
+/// code requested by an earlier login for the same phone that was given none is used instead
+/// of requesting another.
 pub async fn login(opts: &LoginOptions, prompt: &mut dyn Prompt) -> Result<LoggedIn, LoginError> {
     let work = beside(&opts.session_file, ".login");
-    private_copy(&opts.session_file, &work)?;
-    let result = login_into(&work, opts, prompt).await;
-    match result {
-        Ok(user) => {
+    let pending_file = beside(&opts.session_file, ".login-pending");
+    let pending = Pending::read(&pending_file).filter(|p| p.phone == opts.phone && work.exists());
+    // Read once: written again only when this login too ends without a code.
+    let _ = std::fs::remove_file(&pending_file);
+    if pending.is_none() {
+        private_copy(&opts.session_file, &work)?;
+    }
+    let mut sent = pending.map(|p| p.phone_code_hash);
+    let result = login_into(&work, opts, prompt, &mut sent).await;
+    match (result, sent) {
+        (Ok(user), _) => {
             std::fs::rename(&work, &opts.session_file)
                 .map_err(|e| session_err(&opts.session_file, format!("cannot be replaced: {e}")))?;
             Ok(user)
         }
-        Err(e) => {
+        (Err(e @ LoginError::CodeSent { .. }), Some(phone_code_hash)) => {
+            let pending = Pending {
+                phone: opts.phone.clone(),
+                phone_code_hash,
+            };
+            if let Err(write) = pending.write(&pending_file) {
+                let _ = std::fs::remove_file(&work);
+                return Err(write);
+            }
+            Err(e)
+        }
+        (Err(e), _) => {
             let _ = std::fs::remove_file(&work);
             Err(e)
         }
     }
 }
 
+/// Signs in on the session at `work`. `sent` is the hash of a code request already made on this
+/// session, if any, and is set when this call makes one.
 async fn login_into(
     work: &Path,
     opts: &LoginOptions,
     prompt: &mut dyn Prompt,
+    sent: &mut Option<String>,
 ) -> Result<LoggedIn, LoginError> {
     let session = SqliteSession::open(work)
         .await
@@ -189,7 +249,7 @@ async fn login_into(
     let pool = SenderPool::with_configuration(Arc::new(session), opts.api_id, params);
     let client = Client::new(pool.handle.clone());
     let runner = tokio::spawn(pool.runner.run());
-    let result = sign_in(&client, opts, prompt).await;
+    let result = sign_in(&client, opts, prompt, sent).await;
     pool.handle.quit();
     let _ = runner.await;
     result
@@ -199,48 +259,32 @@ async fn sign_in(
     client: &Client,
     opts: &LoginOptions,
     prompt: &mut dyn Prompt,
+    sent: &mut Option<String>,
 ) -> Result<LoggedIn, LoginError> {
-    let sent = client
-        .invoke(&tl::functions::auth::SendCode {
-            phone_number: opts.phone.clone(),
-            api_id: opts.api_id,
-            api_hash: opts.api_hash.expose().to_owned(),
-            settings: tl::types::CodeSettings {
-                allow_flashcall: false,
-                current_number: false,
-                allow_app_hash: false,
-                allow_missed_call: false,
-                allow_firebase: false,
-                logout_tokens: None,
-                token: None,
-                app_sandbox: None,
-                unknown_number: false,
-            }
-            .into(),
-        })
-        .await;
     let hash = match sent {
-        Ok(tl::enums::auth::SentCode::Code(c)) => c.phone_code_hash,
-        Ok(tl::enums::auth::SentCode::Success(s)) => return logged_in(s.authorization),
-        Ok(other) => {
-            return Err(LoginError::Rpc {
-                step: "auth.sendCode",
-                code: 0,
-                name: format!("unsupported answer {other:?}"),
-            });
-        }
-        Err(e) if e.is("PHONE_NUMBER_INVALID") => {
-            return Err(LoginError::PhoneInvalid {
-                phone: opts.phone.clone(),
-            });
-        }
-        Err(e) => return Err(LoginError::from_invocation("auth.sendCode", e)),
+        Some(hash) => hash.clone(),
+        None => match send_code(client, opts).await? {
+            Sent::Code(hash) => {
+                *sent = Some(hash.clone());
+                hash
+            }
+            Sent::SignedIn(user) => return Ok(user),
+        },
     };
 
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let code = prompt.code(attempt)?;
+        let code = match prompt.code(attempt) {
+            Ok(code) => code,
+            Err(LoginError::NoInput { hint, .. }) => {
+                return Err(LoginError::CodeSent {
+                    phone: opts.phone.clone(),
+                    hint,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let answer = client
             .invoke(&tl::functions::auth::SignIn {
                 phone_number: opts.phone.clone(),
@@ -302,6 +346,49 @@ async fn sign_in(
                 });
             }
         }
+    }
+}
+
+/// What `auth.sendCode` answered.
+enum Sent {
+    /// A code was sent; the hash of the request.
+    Code(String),
+    /// The key was signed in already.
+    SignedIn(LoggedIn),
+}
+
+async fn send_code(client: &Client, opts: &LoginOptions) -> Result<Sent, LoginError> {
+    let sent = client
+        .invoke(&tl::functions::auth::SendCode {
+            phone_number: opts.phone.clone(),
+            api_id: opts.api_id,
+            api_hash: opts.api_hash.expose().to_owned(),
+            settings: tl::types::CodeSettings {
+                allow_flashcall: false,
+                current_number: false,
+                allow_app_hash: false,
+                allow_missed_call: false,
+                allow_firebase: false,
+                logout_tokens: None,
+                token: None,
+                app_sandbox: None,
+                unknown_number: false,
+            }
+            .into(),
+        })
+        .await;
+    match sent {
+        Ok(tl::enums::auth::SentCode::Code(c)) => Ok(Sent::Code(c.phone_code_hash)),
+        Ok(tl::enums::auth::SentCode::Success(s)) => logged_in(s.authorization).map(Sent::SignedIn),
+        Ok(other) => Err(LoginError::Rpc {
+            step: "auth.sendCode",
+            code: 0,
+            name: format!("unsupported answer {other:?}"),
+        }),
+        Err(e) if e.is("PHONE_NUMBER_INVALID") => Err(LoginError::PhoneInvalid {
+            phone: opts.phone.clone(),
+        }),
+        Err(e) => Err(LoginError::from_invocation("auth.sendCode", e)),
     }
 }
 
