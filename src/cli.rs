@@ -71,9 +71,11 @@ pub enum Command {
     /// Interactive on a terminal; give `--phone`, `--code` and `--password` (or the
     /// GIFTD_LOGIN_* variables) to run it without one: without a terminal and without `--code`
     /// it asks Telegram for a code and stops, and the next `giftd login --phone ... --code ...`
-    /// signs in with that code (within its lifetime). The session file is written only when
-    /// the sign-in succeeds, with mode 0600. An existing unauthorised session file (for example
-    /// one from `tgsim provision`) is used as the starting point.
+    /// signs in with that code (within its lifetime); a login that needs the 2FA password and
+    /// was given none stops too, and the next one needs only `--phone` and `--password`. The
+    /// session file is written only when the sign-in succeeds, with mode 0600. An existing
+    /// unauthorised session file (for example one from `tgsim provision`) is used as the
+    /// starting point.
     Login {
         /// The account's phone number, with country code (+44...).
         #[arg(long, env = "GIFTD_LOGIN_PHONE")]
@@ -543,7 +545,8 @@ impl crate::telegram::login::Prompt for TerminalPrompt {
         if !self.interactive {
             return Err(crate::telegram::login::LoginError::NoInput {
                 what: "the 2FA password",
-                hint: "pass --password (or GIFTD_LOGIN_PASSWORD), or run giftd login on a terminal",
+                hint: "pass it to the next `giftd login` with --password (or \
+                       GIFTD_LOGIN_PASSWORD), or run giftd login on a terminal",
             });
         }
         let prompt = match hint {

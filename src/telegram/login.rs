@@ -8,9 +8,11 @@
 //! The code and password come from a [`Prompt`], so the same flow serves a terminal and flags or
 //! environment variables. Without a terminal the code cannot be known before Telegram sends it,
 //! so a login given no code stops after sending one ([`LoginError::CodeSent`]) and leaves the
-//! work copy and the request (`<file>.login-pending`) behind; the next login for the same phone
-//! signs in with that request and the code it is given, instead of asking for a new code (which
-//! would make the one the person has worthless).
+//! work copy and the step it reached (`<file>.login-pending`) behind; the next login for the same
+//! phone goes on from there with the code it is given, instead of asking for a new code (which
+//! would make the one the person has worthless). A login that reaches the 2FA password without
+//! one stops the same way ([`LoginError::PasswordNeeded`]): its code is spent, so the next login
+//! only needs the password.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -70,6 +72,14 @@ pub enum LoginError {
     ApiIdInvalid { name: String },
     #[error("telegram sent a login code to {phone} but none was given: {hint}")]
     CodeSent { phone: String, hint: &'static str },
+    #[error(
+        "the account has a 2FA password{} but none was given: {hint}",
+        password_hint.as_ref().map(|h| format!(" (hint: {h})")).unwrap_or_default()
+    )]
+    PasswordNeeded {
+        password_hint: Option<String>,
+        hint: &'static str,
+    },
     #[error("no answer given for {what}: {hint}")]
     NoInput {
         what: &'static str,
@@ -161,21 +171,33 @@ fn private_copy(from: &Path, to: &Path) -> Result<(), LoginError> {
     Ok(())
 }
 
-/// A login code sent by an earlier login that was given no code: the phone it was sent to and
-/// Telegram's hash of the request, valid on the work copy's key.
+/// How far a login on the work copy's key got.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A code was sent; Telegram's hash of the request.
+    Code { phone_code_hash: String },
+    /// The code was accepted and the account's 2FA password is needed.
+    Password,
+}
+
+/// A login that stopped for want of a code or a password, for the next login to go on with.
 struct Pending {
     phone: String,
-    phone_code_hash: String,
+    step: Step,
 }
 
 impl Pending {
     fn read(path: &Path) -> Option<Pending> {
         let text = std::fs::read_to_string(path).ok()?;
         let mut lines = text.lines();
-        Some(Pending {
-            phone: lines.next()?.to_owned(),
-            phone_code_hash: lines.next()?.to_owned(),
-        })
+        let phone = lines.next()?.to_owned();
+        let step = match lines.next()? {
+            "password" => Step::Password,
+            line => Step::Code {
+                phone_code_hash: line.strip_prefix("code ")?.to_owned(),
+            },
+        };
+        Some(Pending { phone, step })
     }
 
     fn write(&self, path: &Path) -> Result<(), LoginError> {
@@ -187,15 +209,19 @@ impl Pending {
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .and_then(|mut f| writeln!(f, "{}\n{}", self.phone, self.phone_code_hash))
+            .and_then(|mut f| match &self.step {
+                Step::Code { phone_code_hash } => {
+                    writeln!(f, "{}\ncode {phone_code_hash}", self.phone)
+                }
+                Step::Password => writeln!(f, "{}\npassword", self.phone),
+            })
             .map_err(|e| session_err(path, format!("cannot be written: {e}")))
     }
 }
 
 /// Signs the account in. An existing session file (for instance one that only holds a data
 /// centre address and a key, as `tgsim provision` writes) is used as the starting point, and a
-/// code requested by an earlier login for the same phone that was given none is used instead
-/// of requesting another.
+/// login for the same phone that stopped for want of a code or a password is gone on with.
 pub async fn login(opts: &LoginOptions, prompt: &mut dyn Prompt) -> Result<LoggedIn, LoginError> {
     let work = beside(&opts.session_file, ".login");
     let pending_file = beside(&opts.session_file, ".login-pending");
@@ -205,18 +231,21 @@ pub async fn login(opts: &LoginOptions, prompt: &mut dyn Prompt) -> Result<Logge
     if pending.is_none() {
         private_copy(&opts.session_file, &work)?;
     }
-    let mut sent = pending.map(|p| p.phone_code_hash);
-    let result = login_into(&work, opts, prompt, &mut sent).await;
-    match (result, sent) {
+    let mut step = pending.map(|p| p.step);
+    let result = login_into(&work, opts, prompt, &mut step).await;
+    match (result, step) {
         (Ok(user), _) => {
             std::fs::rename(&work, &opts.session_file)
                 .map_err(|e| session_err(&opts.session_file, format!("cannot be replaced: {e}")))?;
             Ok(user)
         }
-        (Err(e @ LoginError::CodeSent { .. }), Some(phone_code_hash)) => {
+        (
+            Err(e @ (LoginError::CodeSent { .. } | LoginError::PasswordNeeded { .. })),
+            Some(step),
+        ) => {
             let pending = Pending {
                 phone: opts.phone.clone(),
-                phone_code_hash,
+                step,
             };
             if let Err(write) = pending.write(&pending_file) {
                 let _ = std::fs::remove_file(&work);
@@ -231,13 +260,13 @@ pub async fn login(opts: &LoginOptions, prompt: &mut dyn Prompt) -> Result<Logge
     }
 }
 
-/// Signs in on the session at `work`. `sent` is the hash of a code request already made on this
-/// session, if any, and is set when this call makes one.
+/// Signs in on the session at `work`, going on from `step` (how far an earlier login on this
+/// session got), which is kept up to date.
 async fn login_into(
     work: &Path,
     opts: &LoginOptions,
     prompt: &mut dyn Prompt,
-    sent: &mut Option<String>,
+    step: &mut Option<Step>,
 ) -> Result<LoggedIn, LoginError> {
     let session = SqliteSession::open(work)
         .await
@@ -249,7 +278,7 @@ async fn login_into(
     let pool = SenderPool::with_configuration(Arc::new(session), opts.api_id, params);
     let client = Client::new(pool.handle.clone());
     let runner = tokio::spawn(pool.runner.run());
-    let result = sign_in(&client, opts, prompt, sent).await;
+    let result = sign_in(&client, opts, prompt, step).await;
     pool.handle.quit();
     let _ = runner.await;
     result
@@ -259,13 +288,16 @@ async fn sign_in(
     client: &Client,
     opts: &LoginOptions,
     prompt: &mut dyn Prompt,
-    sent: &mut Option<String>,
+    step: &mut Option<Step>,
 ) -> Result<LoggedIn, LoginError> {
-    let hash = match sent {
-        Some(hash) => hash.clone(),
+    let hash = match step {
+        Some(Step::Password) => return enter_password(client, opts, prompt).await,
+        Some(Step::Code { phone_code_hash }) => phone_code_hash.clone(),
         None => match send_code(client, opts).await? {
             Sent::Code(hash) => {
-                *sent = Some(hash.clone());
+                *step = Some(Step::Code {
+                    phone_code_hash: hash.clone(),
+                });
                 hash
             }
             Sent::SignedIn(user) => return Ok(user),
@@ -302,11 +334,21 @@ async fn sign_in(
                 }
                 tracing::warn!(attempt, "the login code was wrong; try again");
             }
-            Err(e) if e.is("SESSION_PASSWORD_NEEDED") => break,
+            Err(e) if e.is("SESSION_PASSWORD_NEEDED") => {
+                *step = Some(Step::Password);
+                return enter_password(client, opts, prompt).await;
+            }
             Err(e) => return Err(LoginError::from_invocation("auth.signIn", e)),
         }
     }
+}
 
+/// The 2FA step, once Telegram has accepted the code.
+async fn enter_password(
+    client: &Client,
+    opts: &LoginOptions,
+    prompt: &mut dyn Prompt,
+) -> Result<LoggedIn, LoginError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -316,7 +358,16 @@ async fn sign_in(
             .map_err(|e| LoginError::from_invocation("account.getPassword", e))?;
         let tl::enums::account::Password::Password(info) = info;
         let hint = info.hint.clone();
-        let password = prompt.password(hint.as_deref(), attempt)?;
+        let password = match prompt.password(hint.as_deref(), attempt) {
+            Ok(password) => password,
+            Err(LoginError::NoInput { hint: how, .. }) => {
+                return Err(LoginError::PasswordNeeded {
+                    password_hint: hint,
+                    hint: how,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         match client
             .check_password(PasswordToken::new(info), password.expose().as_bytes())
             .await
