@@ -1,4 +1,5 @@
 mod cli;
 mod daemon;
+mod login;
 mod store_contract;
 mod support;

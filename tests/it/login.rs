@@ -1,0 +1,700 @@
+//! `giftd login` and the session file, against tgsim with the real grammers client: the sign-in
+//! flows (code, 2FA), every failure a person can meet (wrong code, expired code, wrong password,
+//! FLOOD_WAIT) with the message they read, the rule that the session file is written only on
+//! success, and what `giftd run` says about a session it cannot use (readable by others, never
+//! signed in). Needs no database: the daemon cases use the embedded store.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use giftd::app::{AppError, Daemon};
+use giftd::config::Config;
+use giftd::secret::Secret;
+use giftd::telegram::login::{self, LoggedIn, LoginError, LoginOptions, Prompt};
+use giftd::telegram::{ConnectOptions, Telegram, TelegramError};
+use tgsim::{Account, CreateUser, Fault, SessionFor, Sim, SimConfig, Ttls};
+use tokio_util::sync::CancellationToken;
+
+const PHONE: &str = "+15550123";
+
+/// A simulator holding the deposit account (phone [`PHONE`]) and a directory for its session.
+struct Setup {
+    sim: Sim,
+    account: Account,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(password: Option<&str>, ttls: Ttls) -> Setup {
+        crate::support::init_tracing();
+        let sim = Sim::start(SimConfig {
+            // Telegram user ids stay below 2^40 (grammers checks).
+            first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
+            ttls,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("tgsim starts");
+        let account = sim
+            .create_user(CreateUser {
+                username: "deposit".into(),
+                first_name: "Depot".into(),
+                phone: PHONE.into(),
+                password: password.map(str::to_owned),
+                ..Default::default()
+            })
+            .expect("account created");
+        Setup {
+            sim,
+            account,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn session_file(&self) -> PathBuf {
+        self.dir.path().join("deposit.session")
+    }
+
+    /// Writes a session holding the simulator's address and a key that is not signed in, as
+    /// `tgsim provision` leaves it before `giftd login`. Returns its bytes.
+    async fn write_unsigned_session(&self) -> Vec<u8> {
+        self.write_unsigned_session_at(&self.session_file()).await
+    }
+
+    async fn write_unsigned_session_at(&self, path: &Path) -> Vec<u8> {
+        let key = self.sim.new_auth_key(None);
+        self.sim
+            .write_session(SessionFor::Key(Box::new(key)), path)
+            .await
+            .expect("session written");
+        std::fs::read(path).unwrap()
+    }
+
+    fn options(&self) -> LoginOptions {
+        self.options_for(self.session_file())
+    }
+
+    fn options_for(&self, session_file: PathBuf) -> LoginOptions {
+        LoginOptions {
+            session_file,
+            api_id: 1,
+            api_hash: Secret::new("test-hash"),
+            phone: PHONE.into(),
+            attempts: 1,
+        }
+    }
+
+    fn code(&self) -> String {
+        self.sim.login_code(PHONE).expect("tgsim sent a code")
+    }
+
+    fn prompt(&self, codes: &[Code], passwords: &[&str]) -> Scripted {
+        Scripted {
+            sim: self.sim.clone(),
+            codes: codes.iter().copied().collect(),
+            passwords: passwords.iter().map(|p| (*p).to_owned()).collect(),
+            hints: Vec::new(),
+            advance_clock: None,
+        }
+    }
+
+    /// The configuration `giftd run` and `giftd login` read: the embedded store in the
+    /// temporary directory, the health endpoint on a free port.
+    fn config_text(&self) -> String {
+        format!(
+            "[telegram]\napi_id = 1\napi_hash = \"test-hash\"\nsession_file = \"{}\"\n\
+             [store]\nstate_dir = \"{}\"\n[health]\nlisten = \"127.0.0.1:0\"\n",
+            self.session_file().display(),
+            self.dir.path().display(),
+        )
+    }
+
+    fn config(&self) -> Config {
+        Config::parse_str(&self.config_text(), "test config", &|_| None).expect("valid config")
+    }
+
+    /// Runs the `giftd` binary with the configuration written to a file, an empty environment
+    /// and no terminal on stdin. Returns (success, stdout, stderr).
+    async fn giftd(&self, args: &[&str]) -> (bool, String, String) {
+        self.giftd_with_env(args, &[]).await
+    }
+
+    /// [`Setup::giftd`] with only `env` in the environment. The process is waited for off the
+    /// test's runtime, which also runs the simulator.
+    async fn giftd_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+        let config = self.dir.path().join("giftd.toml");
+        std::fs::write(&config, self.config_text()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_giftd"));
+        cmd.env_clear()
+            .envs(env.iter().copied())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .stdin(Stdio::null());
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .unwrap()
+            .expect("giftd runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Connects with the session file as `giftd run` does and returns the account it is signed
+    /// in as.
+    async fn connect(&self) -> Result<i64, TelegramError> {
+        let opts = ConnectOptions {
+            session_file: self.session_file(),
+            api_id: 1,
+            api_hash: Secret::new("test-hash"),
+            flood_wait_max: Duration::from_secs(60),
+            updates: false,
+        };
+        let conn = Telegram::connect(&opts, CancellationToken::new()).await?;
+        let id = conn.telegram.self_id();
+        conn.telegram.disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.runner).await;
+        Ok(id)
+    }
+
+    /// The files in the session's directory, to show that a failed login leaves nothing.
+    fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "giftd.toml")
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// What the scripted prompt answers when asked for the code.
+#[derive(Debug, Clone, Copy)]
+enum Code {
+    /// The code tgsim sent.
+    Right,
+    /// Another code.
+    Wrong,
+}
+
+/// A [`Prompt`] answering from a script, recording the 2FA hints it was shown.
+struct Scripted {
+    sim: Sim,
+    codes: VecDeque<Code>,
+    passwords: VecDeque<String>,
+    hints: Vec<Option<String>>,
+    /// Moves tgsim's clock forward this many seconds before answering the code, so the code
+    /// is older than its lifetime without a real wait.
+    advance_clock: Option<i64>,
+}
+
+impl Prompt for Scripted {
+    fn code(&mut self, _attempt: u32) -> Result<Secret, LoginError> {
+        let right = self.sim.login_code(PHONE).expect("tgsim sent a code");
+        if let Some(secs) = self.advance_clock.take() {
+            self.sim.inject(Fault::ClockSkew { secs });
+        }
+        match self.codes.pop_front() {
+            Some(Code::Right) => Ok(Secret::new(right)),
+            Some(Code::Wrong) => Ok(Secret::new(if right == "00000" {
+                "11111"
+            } else {
+                "00000"
+            })),
+            None => Err(LoginError::NoInput {
+                what: "the login code",
+                hint: "the script has no more codes",
+            }),
+        }
+    }
+
+    fn password(&mut self, hint: Option<&str>, _attempt: u32) -> Result<Secret, LoginError> {
+        self.hints.push(hint.map(str::to_owned));
+        match self.passwords.pop_front() {
+            Some(p) => Ok(Secret::new(p)),
+            None => Err(LoginError::NoInput {
+                what: "the 2FA password",
+                hint: "the script has no more passwords",
+            }),
+        }
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[track_caller]
+fn assert_signed_in_as(user: &LoggedIn, account: &Account) {
+    assert_eq!(user.user_id, account.id);
+    assert_eq!(user.username.as_deref(), Some("deposit"));
+    assert_eq!(user.first_name.as_deref(), Some("Depot"));
+}
+
+#[tokio::test]
+async fn login_with_code_writes_a_private_session_the_daemon_signs_in_with() {
+    let s = Setup::new(None, Ttls::default()).await;
+    let before = s.write_unsigned_session().await;
+    // An unsigned session is refused by the daemon, whatever its mode.
+    std::fs::set_permissions(s.session_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let mut prompt = s.prompt(&[Code::Right], &[]);
+    let user = login::login(&s.options(), &mut prompt)
+        .await
+        .expect("login succeeds");
+    assert_signed_in_as(&user, &s.account);
+    assert!(prompt.hints.is_empty(), "no password was asked for");
+
+    let session = s.session_file();
+    assert_eq!(mode(&session), 0o600, "the session holds the auth key");
+    // The existing session was the starting point: the same simulator address, the same key,
+    // now signed in (the simulator negotiates no new keys, so a fresh session could not
+    // have signed in at all).
+    assert_ne!(std::fs::read(&session).unwrap(), before);
+    assert_eq!(s.files(), ["deposit.session"], "no work file left behind");
+    assert_eq!(s.sim.stats().unknown_auth_key, 0);
+
+    assert_eq!(s.connect().await.expect("session signed in"), s.account.id);
+
+    // And the daemon itself starts with it.
+    let daemon = Daemon::new();
+    let mut notices = daemon.subscribe();
+    let shutdown = CancellationToken::new();
+    let config = s.config();
+    let run = tokio::spawn({
+        let daemon = daemon.clone();
+        let shutdown = shutdown.clone();
+        async move { daemon.run(&config, shutdown).await }
+    });
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match notices.recv().await {
+                Ok(giftd::app::Notice::Ready { .. }) => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("daemon notices closed before ready: {e}"),
+            }
+        }
+    })
+    .await;
+    shutdown.cancel();
+    let result = run.await.expect("daemon task");
+    assert!(ready.is_ok(), "daemon not ready within 30 s: {result:?}");
+    result.expect("clean exit");
+}
+
+/// Asserts that a failed login left the session file as it was and no work file behind.
+#[track_caller]
+fn assert_untouched(s: &Setup, before: &[u8]) {
+    assert_eq!(
+        std::fs::read(s.session_file()).unwrap(),
+        before,
+        "the session file changed"
+    );
+    assert_eq!(s.files(), ["deposit.session"], "work files left behind");
+}
+
+#[tokio::test]
+async fn wrong_code_is_refused_and_the_session_is_untouched() {
+    let s = Setup::new(None, Ttls::default()).await;
+    let before = s.write_unsigned_session().await;
+    let mut prompt = s.prompt(&[Code::Wrong], &[]);
+    let err = login::login(&s.options(), &mut prompt)
+        .await
+        .expect_err("a wrong code fails");
+    assert!(
+        matches!(err, LoginError::CodeInvalid { attempts: 1 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the login code was wrong: run `giftd login` again to get a new code"
+    );
+    assert_untouched(&s, &before);
+    assert!(matches!(
+        s.connect().await,
+        Err(TelegramError::NotAuthorised { .. })
+    ));
+}
+
+#[tokio::test]
+async fn wrong_codes_up_to_the_attempts_allowed() {
+    let s = Setup::new(None, Ttls::default()).await;
+    let before = s.write_unsigned_session().await;
+    let opts = LoginOptions {
+        attempts: 2,
+        ..s.options()
+    };
+    let err = login::login(&opts, &mut s.prompt(&[Code::Wrong, Code::Wrong], &[]))
+        .await
+        .expect_err("two wrong codes fail");
+    assert!(
+        matches!(err, LoginError::CodeInvalid { attempts: 2 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the login code was wrong 2 times: run `giftd login` again to get a new code"
+    );
+    assert_untouched(&s, &before);
+
+    // A new simulator: `Sim::login_code` tells the newest code by the second it was sent.
+    let s = Setup::new(None, Ttls::default()).await;
+    s.write_unsigned_session().await;
+    let opts = LoginOptions {
+        attempts: 2,
+        ..s.options()
+    };
+    let user = login::login(&opts, &mut s.prompt(&[Code::Wrong, Code::Right], &[]))
+        .await
+        .expect("the right code on the second attempt signs in");
+    assert_signed_in_as(&user, &s.account);
+    assert_eq!(s.connect().await.expect("signed in"), s.account.id);
+}
+
+#[tokio::test]
+async fn expired_code_says_to_log_in_again() {
+    let s = Setup::new(
+        None,
+        Ttls {
+            login_code: Duration::from_secs(60),
+            ..Ttls::default()
+        },
+    )
+    .await;
+    let before = s.write_unsigned_session().await;
+    let mut prompt = s.prompt(&[Code::Right], &[]);
+    // The person takes two minutes to type the code.
+    prompt.advance_clock = Some(120);
+    let err = login::login(&s.options(), &mut prompt)
+        .await
+        .expect_err("an expired code fails");
+    assert!(matches!(err, LoginError::CodeExpired), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the login code expired: run `giftd login` again to get a new one"
+    );
+    assert_untouched(&s, &before);
+}
+
+#[tokio::test]
+async fn two_factor_password_signs_in_and_the_prompt_shows_the_hint() {
+    let s = Setup::new(Some("correct horse"), Ttls::default()).await;
+    s.write_unsigned_session().await;
+    let mut prompt = s.prompt(&[Code::Right], &["correct horse"]);
+    let user = login::login(&s.options(), &mut prompt)
+        .await
+        .expect("login with the password succeeds");
+    assert_signed_in_as(&user, &s.account);
+    assert_eq!(prompt.hints, [Some("tgsim".to_owned())]);
+    assert_eq!(mode(&s.session_file()), 0o600);
+    assert_eq!(s.files(), ["deposit.session"]);
+    assert_eq!(s.connect().await.expect("signed in"), s.account.id);
+}
+
+#[tokio::test]
+async fn wrong_two_factor_password_is_refused_and_the_session_is_untouched() {
+    let s = Setup::new(Some("correct horse"), Ttls::default()).await;
+    let before = s.write_unsigned_session().await;
+    let mut prompt = s.prompt(&[Code::Right], &["battery staple"]);
+    let err = login::login(&s.options(), &mut prompt)
+        .await
+        .expect_err("a wrong password fails");
+    assert!(
+        matches!(err, LoginError::PasswordInvalid { attempts: 1 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the 2FA password was wrong: check it and run `giftd login` again"
+    );
+    assert_eq!(prompt.hints, [Some("tgsim".to_owned())]);
+    assert_untouched(&s, &before);
+    assert!(matches!(
+        s.connect().await,
+        Err(TelegramError::NotAuthorised { .. })
+    ));
+}
+
+#[tokio::test]
+async fn flood_wait_on_send_code_says_how_long_to_wait() {
+    let s = Setup::new(None, Ttls::default()).await;
+    let before = s.write_unsigned_session().await;
+    s.sim.inject(Fault::FloodWait {
+        method: "auth.sendCode".into(),
+        seconds: 30,
+        count: 1,
+    });
+    let mut prompt = s.prompt(&[Code::Right], &[]);
+    let err = login::login(&s.options(), &mut prompt)
+        .await
+        .expect_err("a flood wait fails");
+    assert!(
+        matches!(err, LoginError::FloodWait { seconds: 30 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "telegram asks to wait 30 s before trying to log in again (FLOOD_WAIT): try again after that"
+    );
+    assert_eq!(prompt.codes.len(), 1, "no code was asked for");
+    assert_eq!(
+        s.sim.stats().calls.get("auth.sendCode").copied(),
+        Some(1),
+        "giftd must not retry a flood wait on its own"
+    );
+    assert_untouched(&s, &before);
+}
+
+#[tokio::test]
+async fn invalid_phone_number_says_to_include_the_country_code() {
+    let s = Setup::new(None, Ttls::default()).await;
+    let before = s.write_unsigned_session().await;
+    let opts = LoginOptions {
+        phone: "+1".into(),
+        ..s.options()
+    };
+    let err = login::login(&opts, &mut s.prompt(&[Code::Right], &[]))
+        .await
+        .expect_err("an invalid phone number fails");
+    assert!(matches!(err, LoginError::PhoneInvalid { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the phone number +1 is not valid for Telegram: check it and include the country code, \
+         e.g. +44..."
+    );
+    assert_untouched(&s, &before);
+}
+
+#[tokio::test]
+async fn a_session_file_ending_in_dot_login_survives_a_failed_login() {
+    // The work copy was `<session>` with its extension replaced by `.login`: for a session
+    // file called `deposit.login` that is the session file itself, which the failed login
+    // then deleted.
+    let s = Setup::new(None, Ttls::default()).await;
+    let session = s.dir.path().join("deposit.login");
+    let before = s.write_unsigned_session_at(&session).await;
+    let err = login::login(
+        &s.options_for(session.clone()),
+        &mut s.prompt(&[Code::Wrong], &[]),
+    )
+    .await
+    .expect_err("a wrong code fails");
+    assert!(matches!(err, LoginError::CodeInvalid { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&session).unwrap(), before);
+    assert_eq!(s.files(), ["deposit.login"]);
+}
+
+#[tokio::test]
+async fn giftd_login_without_a_terminal_takes_the_code_in_a_second_run() {
+    let s = Setup::new(None, Ttls::default()).await;
+    let before = s.write_unsigned_session().await;
+
+    // No --code and no terminal: Telegram sends the code, giftd says how to pass it.
+    let (ok, out, err) = s.giftd(&["login", "--phone", PHONE]).await;
+    assert!(!ok, "stdout: {out}\nstderr: {err}");
+    assert_eq!(
+        err.lines().last(),
+        Some(
+            "error: login failed: telegram sent a login code to +15550123 but none was given: \
+             pass it to the next `giftd login` with --code (or GIFTD_LOGIN_CODE), or run \
+             giftd login on a terminal"
+        ),
+        "stderr: {err}"
+    );
+    assert_eq!(out, "");
+    assert_eq!(
+        std::fs::read(s.session_file()).unwrap(),
+        before,
+        "no session written"
+    );
+    assert_eq!(
+        s.files(),
+        [
+            "deposit.session",
+            "deposit.session.login",
+            "deposit.session.login-pending"
+        ],
+        "the work copy and the request wait for the code"
+    );
+    for file in ["deposit.session.login", "deposit.session.login-pending"] {
+        assert_eq!(mode(&s.dir.path().join(file)), 0o600, "{file}");
+    }
+
+    // The second run signs in with the code sent for the first, without asking for another.
+    let code = s.code();
+    let (ok, out, err) = s.giftd(&["login", "--phone", PHONE, "--code", &code]).await;
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    assert_eq!(
+        out,
+        format!(
+            "signed in as Depot @deposit (user id {}); session written to {}\n",
+            s.account.id,
+            s.session_file().display()
+        )
+    );
+    assert_eq!(s.sim.stats().calls.get("auth.sendCode").copied(), Some(1));
+    assert_eq!(mode(&s.session_file()), 0o600);
+    assert_eq!(s.files(), ["deposit.session"]);
+    assert_eq!(s.connect().await.expect("signed in"), s.account.id);
+}
+
+#[tokio::test]
+async fn giftd_login_without_a_terminal_asks_for_the_password_in_a_third_run() {
+    let s = Setup::new(Some("correct horse"), Ttls::default()).await;
+    let before = s.write_unsigned_session().await;
+    let (ok, _, err) = s.giftd(&["login", "--phone", PHONE]).await;
+    assert!(!ok, "{err}");
+
+    // The code is accepted; the password is missing.
+    let code = s.code();
+    let (ok, out, err) = s
+        .giftd_with_env(
+            &["login"],
+            &[("GIFTD_LOGIN_PHONE", PHONE), ("GIFTD_LOGIN_CODE", &code)],
+        )
+        .await;
+    assert!(!ok, "stdout: {out}\nstderr: {err}");
+    assert_eq!(
+        err.lines().last(),
+        Some(
+            "error: login failed: the account has a 2FA password (hint: tgsim) but none was \
+             given: pass it to the next `giftd login` with --password (or GIFTD_LOGIN_PASSWORD), \
+             or run giftd login on a terminal"
+        ),
+        "stderr: {err}"
+    );
+    assert_eq!(
+        std::fs::read(s.session_file()).unwrap(),
+        before,
+        "no session written"
+    );
+
+    // The spent code is not needed again: the password finishes the login.
+    let (ok, out, err) = s
+        .giftd_with_env(
+            &["login"],
+            &[
+                ("GIFTD_LOGIN_PHONE", PHONE),
+                ("GIFTD_LOGIN_PASSWORD", "correct horse"),
+            ],
+        )
+        .await;
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    assert!(out.starts_with("signed in as Depot @deposit"), "{out}");
+    let calls = s.sim.stats().calls;
+    assert_eq!(calls.get("auth.sendCode").copied(), Some(1));
+    assert_eq!(calls.get("auth.signIn").copied(), Some(1));
+    assert_eq!(mode(&s.session_file()), 0o600);
+    assert_eq!(s.files(), ["deposit.session"]);
+    assert_eq!(s.connect().await.expect("signed in"), s.account.id);
+}
+
+#[tokio::test]
+async fn giftd_login_with_a_wrong_code_fails_and_writes_no_session() {
+    let s = Setup::new(None, Ttls::default()).await;
+    let before = s.write_unsigned_session().await;
+    let (ok, _, err) = s.giftd(&["login", "--phone", PHONE]).await;
+    assert!(!ok, "{err}");
+    let wrong = if s.code() == "00000" {
+        "11111"
+    } else {
+        "00000"
+    };
+    let (ok, out, err) = s.giftd(&["login", "--phone", PHONE, "--code", wrong]).await;
+    assert!(!ok, "stdout: {out}\nstderr: {err}");
+    assert_eq!(out, "");
+    assert_eq!(
+        err.lines().last(),
+        Some(
+            "error: login failed: the login code was wrong: run `giftd login` again to get a new code"
+        ),
+        "stderr: {err}"
+    );
+    assert_untouched(&s, &before);
+}
+
+#[tokio::test]
+async fn a_session_readable_by_others_is_refused_with_chmod_600() {
+    let s = Setup::new(None, Ttls::default()).await;
+    s.sim
+        .write_session(s.account.id, s.session_file())
+        .await
+        .expect("signed-in session written");
+    std::fs::set_permissions(s.session_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let want = format!(
+        "session file {path}: is readable by other users (mode 644); it holds the account's \
+         auth key: run `chmod 600 {path}`",
+        path = s.session_file().display()
+    );
+
+    let err = Daemon::new()
+        .run(&s.config(), CancellationToken::new())
+        .await
+        .expect_err("the daemon refuses the session");
+    assert!(
+        matches!(err, AppError::Telegram(TelegramError::Session { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), want);
+    assert_eq!(s.sim.stats().connections_total, 0, "nothing was sent");
+
+    let (ok, _, stderr) = s.giftd(&["run"]).await;
+    assert!(!ok, "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(format!("error: giftd stopped: {want}").as_str()),
+        "{stderr}"
+    );
+
+    // The advice works.
+    std::fs::set_permissions(s.session_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(s.connect().await.expect("signed in"), s.account.id);
+}
+
+#[tokio::test]
+async fn a_missing_session_says_run_giftd_login() {
+    let s = Setup::new(None, Ttls::default()).await;
+    let err = Daemon::new()
+        .run(&s.config(), CancellationToken::new())
+        .await
+        .expect_err("the daemon needs a session");
+    assert!(
+        matches!(err, AppError::Telegram(TelegramError::Session { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "session file {}: does not exist: run `giftd login` to create it",
+            s.session_file().display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_session_never_logged_in_says_run_giftd_login() {
+    let s = Setup::new(None, Ttls::default()).await;
+    s.write_unsigned_session().await;
+    let err = Daemon::new()
+        .run(&s.config(), CancellationToken::new())
+        .await
+        .expect_err("the daemon refuses the session");
+    assert!(
+        matches!(err, AppError::Telegram(TelegramError::NotAuthorised { .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "session file {} is not authorised",
+            s.session_file().display()
+        )) && text.ends_with(": run `giftd login`"),
+        "{text}"
+    );
+}
