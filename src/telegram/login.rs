@@ -439,6 +439,9 @@ async fn send_code(client: &Client, opts: &LoginOptions) -> Result<Sent, LoginEr
         Err(e) if e.is("PHONE_NUMBER_INVALID") => Err(LoginError::PhoneInvalid {
             phone: opts.phone.clone(),
         }),
+        Err(e) if super::is_unknown_auth_key(&e) => {
+            Err(session_err(&opts.session_file, super::UNKNOWN_KEY))
+        }
         Err(e) => Err(LoginError::from_invocation("auth.sendCode", e)),
     }
 }

@@ -221,6 +221,18 @@ pub fn check_session_permissions(path: &Path) -> Result<(), TelegramError> {
     Ok(())
 }
 
+/// What to do about a session whose auth key Telegram does not know.
+pub(crate) const UNKNOWN_KEY: &str = "holds an auth key Telegram does not know (transport error \
+                                      -404): delete the file and run `giftd login`";
+
+/// Whether `err` is MTProto's transport error -404: the data centre does not know the auth key
+/// (it was never registered there, or Telegram dropped it), so no retry can help. grammers 0.11
+/// keeps the status in grammers-mtproto's `transport::Error`, a crate giftd does not depend on,
+/// and prints it as `bad status (negative length -404)`.
+pub(crate) fn is_unknown_auth_key(err: &InvocationError) -> bool {
+    matches!(err, InvocationError::Transport(t) if t.to_string().ends_with("negative length -404)"))
+}
+
 impl Telegram {
     /// Opens the session, starts the task that drives the connection, and checks that the
     /// session is signed in (learning the deposit account's id on the way).
@@ -275,6 +287,13 @@ impl Telegram {
                 return Err(TelegramError::NotAuthorised {
                     path: opts.session_file.clone(),
                     detail: rpc.name,
+                });
+            }
+            Err(e) if is_unknown_auth_key(&e) => {
+                pool.handle.quit();
+                return Err(TelegramError::Session {
+                    path: opts.session_file.clone(),
+                    detail: UNKNOWN_KEY.to_owned(),
                 });
             }
             Err(e) => {
@@ -402,6 +421,12 @@ impl Telegram {
                         "telegram asked to slow down (FLOOD_WAIT); waiting exactly that long"
                     );
                     Duration::from_secs(u64::from(seconds))
+                }
+                _ if is_unknown_auth_key(&err) => {
+                    return Err(TelegramError::Session {
+                        path: self.inner.session_file.clone(),
+                        detail: UNKNOWN_KEY.to_owned(),
+                    });
                 }
                 InvocationError::Rpc(rpc) if rpc.code >= 500 => match backoff.next() {
                     Some(d) => {
