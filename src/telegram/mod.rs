@@ -422,6 +422,14 @@ impl Telegram {
                     );
                     Duration::from_secs(u64::from(seconds))
                 }
+                // Signed out (from another device, or the account's sessions were reset): no
+                // call can succeed until someone logs in again.
+                InvocationError::Rpc(rpc) if rpc.code == 401 => {
+                    return Err(TelegramError::NotAuthorised {
+                        path: self.inner.session_file.clone(),
+                        detail: rpc.name.clone(),
+                    });
+                }
                 _ if is_unknown_auth_key(&err) => {
                     return Err(TelegramError::Session {
                         path: self.inner.session_file.clone(),
