@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use giftd::app::{AppError, Daemon};
+use giftd::app::{AppError, Daemon, Notice};
 use giftd::config::Config;
 use giftd::secret::Secret;
 use giftd::telegram::login::{self, LoggedIn, LoginError, LoginOptions, Prompt};
@@ -106,7 +106,7 @@ impl Setup {
     fn config_text(&self) -> String {
         format!(
             "[telegram]\napi_id = 1\napi_hash = \"test-hash\"\nsession_file = \"{}\"\n\
-             [store]\nstate_dir = \"{}\"\n[health]\nlisten = \"127.0.0.1:0\"\n",
+             poll_interval = \"1s\"\n[store]\nstate_dir = \"{}\"\n[health]\nlisten = \"127.0.0.1:0\"\n",
             self.session_file().display(),
             self.dir.path().display(),
         )
@@ -160,6 +160,39 @@ impl Setup {
         conn.telegram.disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(5), conn.runner).await;
         Ok(id)
+    }
+
+    /// Starts the daemon with [`Setup::config`] and waits until it reports ready. Returns its
+    /// shutdown token and its task.
+    async fn start_daemon(
+        &self,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), AppError>>,
+    ) {
+        let daemon = Daemon::new();
+        let mut notices = daemon.subscribe();
+        let shutdown = CancellationToken::new();
+        let config = self.config();
+        let run = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { daemon.run(&config, shutdown).await }
+        });
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match notices.recv().await {
+                    Ok(Notice::Ready { .. }) => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("daemon notices closed before ready: {e}"),
+                }
+            }
+        })
+        .await;
+        if ready.is_err() {
+            shutdown.cancel();
+            panic!("daemon not ready within 30 s: {:?}", run.await);
+        }
+        (shutdown, run)
     }
 
     /// The files in the session's directory, to show that a failed login leaves nothing.
@@ -263,29 +296,9 @@ async fn login_with_code_writes_a_private_session_the_daemon_signs_in_with() {
     assert_eq!(s.connect().await.expect("session signed in"), s.account.id);
 
     // And the daemon itself starts with it.
-    let daemon = Daemon::new();
-    let mut notices = daemon.subscribe();
-    let shutdown = CancellationToken::new();
-    let config = s.config();
-    let run = tokio::spawn({
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        async move { daemon.run(&config, shutdown).await }
-    });
-    let ready = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match notices.recv().await {
-                Ok(giftd::app::Notice::Ready { .. }) => return,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("daemon notices closed before ready: {e}"),
-            }
-        }
-    })
-    .await;
+    let (shutdown, run) = s.start_daemon().await;
     shutdown.cancel();
-    let result = run.await.expect("daemon task");
-    assert!(ready.is_ok(), "daemon not ready within 30 s: {result:?}");
-    result.expect("clean exit");
+    run.await.expect("daemon task").expect("clean exit");
 }
 
 /// Asserts that a failed login left the session file as it was and no work file behind.
@@ -696,5 +709,101 @@ async fn a_session_never_logged_in_says_run_giftd_login() {
             s.session_file().display()
         )) && text.ends_with(": run `giftd login`"),
         "{text}"
+    );
+}
+
+/// Writes a session pointing at `s`'s simulator with a key only another simulator knows, as
+/// when Telegram has forgotten a key: MTProto answers with transport error -404, not an RPC
+/// error.
+async fn write_session_with_an_unknown_key(s: &Setup) -> Vec<u8> {
+    let other = Setup::new(None, Ttls::default()).await;
+    let key = other.sim.new_auth_key(Some(other.account.id));
+    let spec = s
+        .sim
+        .session_spec(SessionFor::Key(Box::new(key)))
+        .expect("session spec");
+    tgsim::session_file::write(&s.session_file(), &spec)
+        .await
+        .expect("session written");
+    std::fs::read(s.session_file()).unwrap()
+}
+
+#[tokio::test]
+async fn a_session_whose_key_telegram_does_not_know_says_delete_it_and_log_in() {
+    let s = Setup::new(None, Ttls::default()).await;
+    write_session_with_an_unknown_key(&s).await;
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        Daemon::new().run(&s.config(), CancellationToken::new()),
+    )
+    .await
+    .expect("the daemon gives up at once")
+    .expect_err("the daemon refuses the session");
+    assert!(
+        matches!(err, AppError::Telegram(TelegramError::Session { .. })),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("could not reach"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "session file {}: holds an auth key Telegram does not know (transport error -404): \
+             delete the file and run `giftd login`",
+            s.session_file().display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn login_with_a_key_telegram_does_not_know_says_delete_the_session() {
+    let s = Setup::new(None, Ttls::default()).await;
+    let before = write_session_with_an_unknown_key(&s).await;
+    let err = login::login(&s.options(), &mut s.prompt(&[Code::Right], &[]))
+        .await
+        .expect_err("no login with an unknown key");
+    assert!(matches!(err, LoginError::Session { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "session file {}: holds an auth key Telegram does not know (transport error -404): \
+             delete the file and run `giftd login`",
+            s.session_file().display()
+        )
+    );
+    assert_untouched(&s, &before);
+}
+
+#[tokio::test]
+async fn a_session_revoked_while_running_stops_the_daemon_with_run_giftd_login() {
+    // Signed out from another device while giftd runs: every call answers 401.
+    let s = Setup::new(None, Ttls::default()).await;
+    s.sim
+        .write_session(s.account.id, s.session_file())
+        .await
+        .expect("signed-in session written");
+    let (shutdown, run) = s.start_daemon().await;
+    s.sim.inject(Fault::RpcError {
+        method: "payments.getSavedStarGifts".into(),
+        code: 401,
+        message: "AUTH_KEY_UNREGISTERED".into(),
+        count: 1_000,
+    });
+    let stopped = tokio::time::timeout(Duration::from_secs(30), run).await;
+    shutdown.cancel();
+    let err = stopped
+        .expect("the daemon stops by itself")
+        .expect("daemon task")
+        .expect_err("the daemon fails");
+    assert!(
+        matches!(err, AppError::Telegram(TelegramError::NotAuthorised { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "session file {} is not authorised (Telegram answered AUTH_KEY_UNREGISTERED): run \
+             `giftd login`",
+            s.session_file().display()
+        )
     );
 }
