@@ -61,7 +61,8 @@ pub enum LoginError {
     )]
     PasswordInvalid { attempts: u32 },
     #[error(
-        "telegram asks to wait {seconds} s before trying to log in again (FLOOD_WAIT): try again after that"
+        "telegram asks to wait {} before trying to log in again (FLOOD_WAIT): try again after that",
+        how_long(*seconds)
     )]
     FloodWait { seconds: u32 },
     #[error("this phone number has no Telegram account: sign up with an official app first")]
@@ -103,6 +104,17 @@ fn times(attempts: u32) -> String {
         format!(" {attempts} times")
     } else {
         String::new()
+    }
+}
+
+/// `30 s`, `5400 s (1 h 30 min)`: login flood waits run to hours, which nobody reads in seconds.
+fn how_long(seconds: u32) -> String {
+    let (h, min) = (seconds / 3600, seconds % 3600 / 60);
+    match (h, min) {
+        _ if seconds < 60 => format!("{seconds} s"),
+        (0, min) => format!("{seconds} s ({min} min)"),
+        (h, 0) => format!("{seconds} s ({h} h)"),
+        (h, min) => format!("{seconds} s ({h} h {min} min)"),
     }
 }
 
@@ -464,4 +476,36 @@ fn logged_in(auth: tl::enums::auth::Authorization) -> Result<LoggedIn, LoginErro
             return Err(LoginError::SignUpRequired);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flood_waits_read_in_hours_and_minutes() {
+        for (seconds, want) in [
+            (0, "0 s"),
+            (59, "59 s"),
+            (60, "60 s (1 min)"),
+            (3599, "3599 s (59 min)"),
+            (3600, "3600 s (1 h)"),
+            (5400, "5400 s (1 h 30 min)"),
+            (86_399, "86399 s (23 h 59 min)"),
+        ] {
+            assert_eq!(how_long(seconds), want, "{seconds}");
+        }
+    }
+
+    #[test]
+    fn wrong_answers_counted_only_when_more_than_one() {
+        assert_eq!(
+            LoginError::CodeInvalid { attempts: 1 }.to_string(),
+            "the login code was wrong: run `giftd login` again to get a new code"
+        );
+        assert_eq!(
+            LoginError::PasswordInvalid { attempts: 3 }.to_string(),
+            "the 2FA password was wrong 3 times: check it and run `giftd login` again"
+        );
+    }
 }

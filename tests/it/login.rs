@@ -462,6 +462,26 @@ async fn flood_wait_on_send_code_says_how_long_to_wait() {
         "giftd must not retry a flood wait on its own"
     );
     assert_untouched(&s, &before);
+
+    // Login flood waits run to hours: the message says so in hours.
+    s.sim.inject(Fault::FloodWait {
+        method: "auth.sendCode".into(),
+        seconds: 5400,
+        count: 1,
+    });
+    let err = login::login(&s.options(), &mut s.prompt(&[Code::Right], &[]))
+        .await
+        .expect_err("a flood wait fails");
+    assert!(
+        matches!(err, LoginError::FloodWait { seconds: 5400 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "telegram asks to wait 5400 s (1 h 30 min) before trying to log in again (FLOOD_WAIT): \
+         try again after that"
+    );
+    assert_untouched(&s, &before);
 }
 
 #[tokio::test]
