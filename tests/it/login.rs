@@ -295,10 +295,42 @@ async fn login_with_code_writes_a_private_session_the_daemon_signs_in_with() {
 
     assert_eq!(s.connect().await.expect("session signed in"), s.account.id);
 
-    // And the daemon itself starts with it.
+    // And the daemon itself starts with it, as the deposit account: the gift waiting there is
+    // credited to its sender.
+    let player = s
+        .sim
+        .create_user(CreateUser {
+            username: "player".into(),
+            ..Default::default()
+        })
+        .expect("player created");
+    let sent = s
+        .sim
+        .send_gift(tgsim::SendGift {
+            from: player.id,
+            to: s.account.id,
+            gift_id: s.sim.gift_catalogue()[0].id,
+            anonymous: false,
+            message: None,
+        })
+        .expect("gift sent");
     let (shutdown, run) = s.start_daemon().await;
     shutdown.cancel();
     run.await.expect("daemon task").expect("clean exit");
+    let store = giftd::store::open(&s.config().store)
+        .await
+        .expect("store opens");
+    let items = store
+        .load_items(s.account.id)
+        .await
+        .expect("store readable");
+    assert_eq!(
+        items
+            .iter()
+            .map(|i| (i.key.account_id, i.key.msg_id, i.owner.user_id()))
+            .collect::<Vec<_>>(),
+        [(s.account.id, sent.msg_id, Some(player.id))]
+    );
 }
 
 /// Asserts that a failed login left the session file as it was and no work file behind.
