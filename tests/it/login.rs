@@ -859,3 +859,130 @@ async fn a_session_revoked_while_running_stops_the_daemon_with_run_giftd_login()
         )
     );
 }
+
+/// `giftd login` on a terminal (a pseudo-terminal from util-linux `script`): the output so
+/// far, and a way to type.
+struct Terminal {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    fn start(s: &Setup, args: &str) -> Terminal {
+        let config = s.dir.path().join("giftd.toml");
+        std::fs::write(&config, s.config_text()).unwrap();
+        let command = format!(
+            "{} --config {} {args}",
+            env!("CARGO_BIN_EXE_giftd"),
+            config.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("`script` (util-linux) runs: it gives giftd login a terminal");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        std::thread::spawn({
+            let output = output.clone();
+            move || {
+                use std::io::Read as _;
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                    output.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        Terminal {
+            child,
+            stdin,
+            output,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).replace("\r\n", "\n")
+    }
+
+    /// Waits until `prompt` has been shown `times` times.
+    async fn wait_for(&self, prompt: &str, times: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.text().matches(prompt).count() < times {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {prompt:?} (x{times}) on the terminal:\n{}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        use std::io::Write as _;
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    async fn exit(mut self) -> (bool, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The reader thread may still hold the last bytes.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return (status.success(), self.text());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "giftd login did not finish:\n{}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn giftd_login_on_a_terminal_asks_again_after_a_wrong_code_and_shows_the_hint() {
+    let s = Setup::new(Some("correct horse"), Ttls::default()).await;
+    s.write_unsigned_session().await;
+    let mut term = Terminal::start(&s, &format!("login --phone {PHONE}"));
+
+    term.wait_for("login code Telegram sent: ", 1).await;
+    let code = s.code();
+    term.type_line(if code == "00000" { "11111" } else { "00000" });
+    term.wait_for("login code Telegram sent: ", 2).await;
+    assert!(
+        term.text().contains("the login code was wrong; try again"),
+        "{}",
+        term.text()
+    );
+    term.type_line(&code);
+    term.wait_for("2FA password (hint: tgsim): ", 1).await;
+    term.type_line("correct horse");
+
+    let (ok, text) = term.exit().await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "signed in as Depot @deposit (user id {}); session written to {}",
+            s.account.id,
+            s.session_file().display()
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("correct horse"),
+        "the password is not echoed:\n{text}"
+    );
+    assert_eq!(mode(&s.session_file()), 0o600);
+    assert_eq!(s.files(), ["deposit.session"]);
+    assert_eq!(s.connect().await.expect("signed in"), s.account.id);
+}
