@@ -1,8 +1,10 @@
 //! `giftd login` and the session file, against tgsim with the real grammers client: the sign-in
-//! flows (code, 2FA), every failure a person can meet (wrong code, expired code, wrong password,
-//! FLOOD_WAIT) with the message they read, the rule that the session file is written only on
-//! success, and what `giftd run` says about a session it cannot use (readable by others, never
-//! signed in). Needs no database: the daemon cases use the embedded store.
+//! flows (code, 2FA; in process, through the binary without a terminal and on a pseudo-terminal),
+//! every failure a person can meet (wrong code, expired code, wrong password, FLOOD_WAIT,
+//! invalid phone) with the message they read, the rule that the session file is written only on
+//! success, and what `giftd run` says about a session it cannot use (readable by others,
+//! missing, never signed in, a key Telegram does not know, signed out while running). Needs no
+//! database: the daemon cases use the embedded store; the terminal case needs `script`.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt as _;
