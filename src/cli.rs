@@ -40,7 +40,7 @@ pub enum Command {
     /// Check the configuration and the store, one line per check.
     ///
     /// Validates the configuration file and the environment, checks that the state directory is
-    /// writable, opens the store (the embedded SQLite file or Supabase), checks that its schema is the version this giftd expects and
+    /// writable and that the deposit account's session file exists and is private, opens the store (the embedded SQLite file or Supabase), checks that its schema is the version this giftd expects and
     /// that giftd may write to it. Prints `ok` or `FAIL` per check with what to do, and exits
     /// non-zero when any check fails. Run it after every configuration change and before
     /// starting the service.
@@ -224,8 +224,8 @@ fn describe_store(store: &StoreConfig) -> String {
     }
 }
 
-/// `giftd check`: configuration, state directory, store reachable, schema version, write
-/// permission.
+/// `giftd check`: configuration, state directory, session file, store reachable, schema version,
+/// write permission.
 async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path, env.lookup) {
         Ok(mut config) => {
@@ -250,6 +250,17 @@ async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result
         Err(why) => {
             ok = false;
             report(out, "FAIL", "state", &why)?;
+        }
+    }
+
+    // The deposit account's session: present and private (signing in needs the network and
+    // is `giftd run`'s first step; `giftd login` creates the file).
+    let session = &config.telegram.session_file;
+    match crate::telegram::check_session_permissions(session) {
+        Ok(()) => report(out, "ok", "session", &session.display().to_string())?,
+        Err(e) => {
+            ok = false;
+            report(out, "FAIL", "session", &e.to_string())?;
         }
     }
 
@@ -644,6 +655,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let tmp = dir.path().display().to_string();
         let config_path = dir.path().join("config.toml");
+        // The deposit account's session, as `giftd login` leaves it (its content is not read).
+        write_private(&dir.path().join("deposit.session"));
         if let Some(text) = config_text {
             std::fs::write(&config_path, text.replace("<tmp>", &tmp)).expect("write config");
         }
@@ -671,6 +684,13 @@ mod tests {
         }
     }
 
+    fn write_private(path: &Path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(path, b"").expect("write session file");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod session file");
+    }
+
     const EMBEDDED: &str =
         "[telegram]\napi_id = 1\napi_hash = \"h\"\n[store]\nstate_dir = \"<tmp>\"\n";
 
@@ -689,6 +709,7 @@ mod tests {
             true,
             "ok   config  <tmp>/config.toml
              ok   state   <tmp>
+             ok   session <tmp>/deposit.session
              ok   store   sqlite <tmp>/giftd.sqlite3
              ok   schema  version 1
              ok   write   sqlite accepts giftd's writes"
@@ -765,12 +786,42 @@ mod tests {
         assert!(!ok, "{out}");
         assert!(out.starts_with("ok   config  "), "{out}");
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(lines.len(), 4, "{out}");
         assert_eq!(lines[1], "ok   state   <tmp>");
+        assert_eq!(lines[2], "ok   session <tmp>/deposit.session");
         assert!(
-            lines[2].starts_with("FAIL store   supabase http://127.0.0.1:1: database unavailable"),
+            lines[3].starts_with("FAIL store   supabase http://127.0.0.1:1: database unavailable"),
             "{out}"
         );
+    }
+
+    #[tokio::test]
+    async fn check_fails_on_a_missing_or_readable_session_file() {
+        let cases = [
+            (
+                "missing.session",
+                "FAIL session session file <tmp>/missing.session: does not exist: run `giftd login` to create it",
+            ),
+            (
+                // Written with the default mode, readable by others.
+                "config.toml",
+                "FAIL session session file <tmp>/config.toml: is readable by other users",
+            ),
+        ];
+        for (file, want) in cases {
+            let config =
+                EMBEDDED.replace("[store]", &format!("session_file = \"{file}\"\n[store]"));
+            let (ok, out) = run_cli(Some(&config), &[], &["check"]).await;
+            assert!(!ok, "{out}");
+            assert!(
+                out.lines().nth(2).is_some_and(|l| l.starts_with(want)),
+                "{file}: {out}"
+            );
+            assert!(
+                out.lines().any(|l| l.starts_with("ok   write ")),
+                "the other checks still run: {out}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -23,6 +23,15 @@ fn giftd(
     args: &[&str],
 ) -> (bool, String, String) {
     let path = dir.join("config.toml");
+    // The deposit account's session as `giftd login` leaves it (private; its content is not read
+    // by the commands tested here).
+    let session = dir.join("deposit.session");
+    if !session.exists() {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(&session, b"").expect("write session file");
+        std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod session file");
+    }
     if let Some(text) = config {
         std::fs::write(&path, text).expect("write config");
     }
@@ -64,9 +73,10 @@ fn check_against_postgrest_reports_every_check() {
     assert_eq!(
         out,
         format!(
-            "ok   config  {}\nok   state   {}\nok   store   supabase {rest}\nok   schema  version {}\nok   write   supabase accepts giftd's writes\n",
+            "ok   config  {}\nok   state   {}\nok   session {}\nok   store   supabase {rest}\nok   schema  version {}\nok   write   supabase accepts giftd's writes\n",
             config.display(),
             dir.path().display(),
+            dir.path().join("deposit.session").display(),
             giftd::store::SCHEMA_VERSION
         ),
         "stderr: {err}"
@@ -115,13 +125,14 @@ fn check_with_a_wrong_key_fails_at_the_store() {
     );
     assert!(!ok, "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
     assert!(lines[0].starts_with("ok   config  "), "{out}");
     assert!(lines[1].starts_with("ok   state   "), "{out}");
+    assert!(lines[2].starts_with("ok   session "), "{out}");
     assert!(
-        lines[2].starts_with("FAIL store   supabase ")
-            && lines[2].contains("rejected giftd's key")
-            && lines[2].contains("SUPABASE_SERVICE_ROLE_KEY"),
+        lines[3].starts_with("FAIL store   supabase ")
+            && lines[3].contains("rejected giftd's key")
+            && lines[3].contains("SUPABASE_SERVICE_ROLE_KEY"),
         "{out}"
     );
     assert!(!out.contains(&forged), "the key must not be printed: {out}");
