@@ -1,10 +1,13 @@
 //! The mirror: carries inventory changes to the store in batches.
 //!
 //! Changes enter a bounded queue ([`MirrorHandle::send`] waits when it is full, which slows
-//! detection down instead of growing memory), one task takes them out in batches (full, or after
-//! `flush_interval`), and writes each batch as one store call. A failed write is retried with
-//! backoff until it succeeds, with the backlog in logs and metrics: nothing is dropped while the
-//! store is down. Telegram stays the truth: whatever was still queued when the process died is
+//! detection down instead of growing memory), one task takes them out in batches (full, or when
+//! the batch's oldest change has waited `flush_interval` since it was queued), and writes each
+//! batch as one store call. The wait counts from the queueing, not from when the task gets to
+//! the change: what queued up during the previous write goes out at once instead of waiting
+//! `flush_interval` more (under load the batches grow with the store's write time). A failed
+//! write is retried with backoff until it succeeds, with the backlog in logs and metrics: nothing
+//! is dropped while the store is down. Telegram stays the truth: whatever was still queued when the process died is
 //! found again by the reconciliation at the next start.
 //!
 //! The queue closes when every [`MirrorHandle`] is dropped; the task then writes what is left and
@@ -40,7 +43,7 @@ pub enum Change {
 /// The cloneable sending side.
 #[derive(Debug, Clone)]
 pub struct MirrorHandle {
-    tx: mpsc::Sender<(u64, Change)>,
+    tx: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
     committed: watch::Receiver<u64>,
 }
@@ -69,7 +72,7 @@ impl MirrorHandle {
             .metrics
             .mirror_backlog
             .fetch_add(1, Ordering::Relaxed);
-        permit.send((seq, change));
+        permit.send((seq, tokio::time::Instant::now(), change));
         Ok(())
     }
 
@@ -99,10 +102,13 @@ pub struct Committed {
     pub at: std::time::Instant,
 }
 
+/// A queued change: its sequence number and when it was queued.
+type Queued = (u64, tokio::time::Instant, Change);
+
 /// The receiving side, run by [`Mirror::run`].
 #[derive(Debug)]
 pub struct Mirror {
-    rx: mpsc::Receiver<(u64, Change)>,
+    rx: mpsc::Receiver<Queued>,
     committed: watch::Sender<u64>,
     commits: broadcast::Sender<Committed>,
     store: Arc<dyn Store>,
@@ -142,13 +148,15 @@ impl Mirror {
     /// Writes batches until every handle is dropped and the queue is empty.
     pub async fn run(mut self) {
         let batch_size = self.config.batch_size.max(1);
-        let mut batch: Vec<(u64, Change)> = Vec::with_capacity(batch_size);
+        let mut batch: Vec<Queued> = Vec::with_capacity(batch_size);
         loop {
             let Some(first) = self.rx.recv().await else {
                 return; // closed and drained
             };
+            // Past already when the change queued up during the previous write: the loop
+            // below then takes what is queued now (it prefers the queue) and writes at once.
+            let deadline = first.1 + self.config.flush_interval;
             batch.push(first);
-            let deadline = tokio::time::Instant::now() + self.config.flush_interval;
             while batch.len() < batch_size {
                 tokio::select! {
                     biased;
@@ -165,9 +173,9 @@ impl Mirror {
     }
 
     /// Writes one batch, retrying until the store takes it.
-    async fn write(&self, batch: &[(u64, Change)]) {
-        let last_seq = batch.last().map_or(0, |(s, _)| *s);
-        let store_batch = to_store_batch(batch.iter().map(|(_, c)| c));
+    async fn write(&self, batch: &[Queued]) {
+        let last_seq = batch.last().map_or(0, |(s, _, _)| *s);
+        let store_batch = to_store_batch(batch.iter().map(|(_, _, c)| c));
         let mut backoff = new_backoff();
         let mut failures = 0u32;
         loop {
@@ -197,7 +205,7 @@ impl Mirror {
                     if self.commits.receiver_count() > 0 {
                         let deposits = batch
                             .iter()
-                            .filter_map(|(_, c)| match c {
+                            .filter_map(|(_, _, c)| match c {
                                 Change::Deposit { item, .. } => Some(item.key),
                                 _ => None,
                             })
