@@ -25,7 +25,12 @@ fn main() {
         .map(|a| a.parse::<usize>());
     let items = args.next().and_then(Result::ok).unwrap_or(1_000_000);
     let owners = args.next().and_then(Result::ok).unwrap_or(10_000).max(1);
+    measure(items, owners);
+}
 
+/// Runs the whole measurement, prints it, and returns the resident bytes added per item.
+/// `benches/daemon.rs` runs it in a fresh child process for its summary table.
+pub fn measure(items: usize, owners: usize) -> f64 {
     // Timing buffers, allocated and written before the first RSS reading.
     let mut insert_ns = vec![1u64; items];
     let mut lookup_ns = vec![1u64; items];
@@ -77,6 +82,7 @@ fn main() {
     );
     report("owner_stats", &mut stats_ns);
     black_box(&inv);
+    grown as f64 / items as f64
 }
 
 fn make_item(i: usize, owners: usize) -> Item {
