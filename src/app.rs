@@ -282,6 +282,11 @@ impl Daemon {
             fatal_tx,
         ));
         tracker.spawn(watchdog(intake.child_token()));
+        tracker.spawn(self_check(
+            Arc::clone(&self.health),
+            config.telegram.poll_interval,
+            intake.child_token(),
+        ));
 
         tokio::select! {
             () = intake.cancelled() => Ok(()),
@@ -664,6 +669,68 @@ async fn clock_watch(telegram: Telegram, cancel: CancellationToken, fatal: mpsc:
     let _ = fatal.send(err.into()).await;
 }
 
+/// How often the daemon checks itself and updates `/readyz` and systemd's `STATUS=`.
+pub const SELF_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What the self-check saw since the previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SelfCheck {
+    /// Seconds since the last successful poll.
+    poll_age: i64,
+    poll_interval: Duration,
+    /// Changes waiting for the store, and whether writes failed since the last check.
+    backlog: u64,
+    store_failing: bool,
+}
+
+/// The readiness verdict and the status line an operator reads.
+fn verdict(c: SelfCheck) -> (bool, String) {
+    let stale_after = 3 * c.poll_interval.as_secs() as i64 + 30;
+    if c.poll_age > stale_after {
+        (
+            false,
+            format!(
+                "no successful poll of telegram for {} s: check the connection and the logs",
+                c.poll_age
+            ),
+        )
+    } else if c.store_failing && c.backlog > 0 {
+        (
+            false,
+            format!(
+                "the store is failing writes; {} changes are waiting (nothing is lost): check the                  store and the logs",
+                c.backlog
+            ),
+        )
+    } else {
+        (true, "watching the deposit account".to_owned())
+    }
+}
+
+async fn self_check(health: Arc<Health>, poll_interval: Duration, cancel: CancellationToken) {
+    let m = &health.metrics;
+    let mut failures = m.mirror_failures.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(SELF_CHECK_INTERVAL) => {}
+        }
+        let now_failures = m.mirror_failures.load(Ordering::Relaxed);
+        let check = SelfCheck {
+            poll_age: now_unix() - m.last_poll_unix.load(Ordering::Relaxed),
+            poll_interval,
+            backlog: m.mirror_backlog.load(Ordering::Relaxed),
+            store_failing: now_failures > failures,
+        };
+        failures = now_failures;
+        let (ready, status) = verdict(check);
+        if !ready {
+            tracing::warn!(status, "self-check: not ready");
+        }
+        health.set_ready(ready, &status);
+    }
+}
+
 async fn watchdog(cancel: CancellationToken) {
     let Some(every) = health::watchdog_interval() else {
         return;
@@ -675,5 +742,40 @@ async fn watchdog(cancel: CancellationToken) {
         }
         // A stalled runtime never gets here, so systemd restarts it.
         health::sd_notify("WATCHDOG=1");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(poll_age: i64, backlog: u64, store_failing: bool, expected: (bool, &str)) {
+        let (ready, status) = verdict(SelfCheck {
+            poll_age,
+            poll_interval: Duration::from_secs(5),
+            backlog,
+            store_failing,
+        });
+        assert_eq!(ready, expected.0, "{status}");
+        assert!(
+            status.contains(expected.1),
+            "{status:?} lacks {:?}",
+            expected.1
+        );
+    }
+
+    #[test]
+    fn self_check_verdicts() {
+        check(3, 0, false, (true, "watching"));
+        check(45, 0, false, (true, "watching"));
+        check(
+            46,
+            0,
+            false,
+            (false, "no successful poll of telegram for 46 s"),
+        );
+        check(3, 120, true, (false, "120 changes are waiting"));
+        check(3, 120, false, (true, "watching"));
+        check(3, 0, true, (true, "watching"));
     }
 }
