@@ -118,7 +118,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
     let daemon = Daemon::new();
     let mut notices = daemon.subscribe();
     let shutdown = CancellationToken::new();
-    let run = {
+    let mut run = {
         let daemon = daemon.clone();
         let shutdown = shutdown.clone();
         let config = config.clone();
@@ -129,13 +129,23 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
         "starting giftd (store: {})",
         store_description(&config)
     );
-    wait_for(
+    let ready = wait_for(
         &mut notices,
         Duration::from_secs(30),
         "giftd to be ready",
         |n| matches!(n, Notice::Ready { .. }),
-    )
-    .await?;
+    );
+    // A daemon that fails to start says why at once, rather than after the wait.
+    tokio::select! {
+        ready = ready => ready?,
+        ended = &mut run => {
+            return Err(match ended {
+                Ok(Err(e)) => DemoError::Daemon(e),
+                Ok(Ok(())) => DemoError::Sim("the daemon stopped before it was ready".into()),
+                Err(e) => DemoError::Sim(format!("daemon task: {e}")),
+            });
+        }
+    }
     let _ = writeln!(out, "giftd is ready; players start sending gifts\n");
 
     let catalogue = sim.gift_catalogue();
