@@ -15,12 +15,10 @@
 //! only needs the password.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use grammers_client::client::PasswordToken;
-use grammers_client::sender::{ConnectionParams, NoRetries};
 use grammers_client::session::storages::SqliteSession;
-use grammers_client::{Client, InvocationError, SenderPool, SignInError, tl};
+use grammers_client::{Client, InvocationError, SignInError, tl};
 
 use crate::secret::Secret;
 
@@ -283,15 +281,9 @@ async fn login_into(
     let session = SqliteSession::open(work)
         .await
         .map_err(|e| session_err(work, format!("cannot be opened: {e}")))?;
-    let params = ConnectionParams {
-        retry_policy: Box::new(NoRetries),
-        ..Default::default()
-    };
-    let pool = SenderPool::with_configuration(Arc::new(session), opts.api_id, params);
-    let client = Client::new(pool.handle.clone());
-    let runner = tokio::spawn(pool.runner.run());
+    let (client, pool, runner, _updates) = super::start_pool(session, opts.api_id);
     let result = sign_in(&client, opts, prompt, step).await;
-    pool.handle.quit();
+    pool.quit();
     let _ = runner.await;
     result
 }

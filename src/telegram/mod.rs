@@ -196,6 +196,27 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// Starts the sender pool for `session` with giftd's retry policy (none inside grammers: giftd
+/// decides, see [`Telegram::call`]). Returns the client, the pool's handle and its task.
+pub(crate) fn start_pool(
+    session: SqliteSession,
+    api_id: i32,
+) -> (
+    Client,
+    grammers_client::sender::SenderPoolHandle,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::Receiver<grammers_client::session::updates::UpdatesLike>,
+) {
+    let params = ConnectionParams {
+        retry_policy: Box::new(NoRetries),
+        ..Default::default()
+    };
+    let pool = SenderPool::with_configuration(Arc::new(session), api_id, params);
+    let client = Client::new(pool.handle.clone());
+    let runner = tokio::spawn(pool.runner.run());
+    (client, pool.handle.thin, runner, pool.updates)
+}
+
 /// Refuses a session file that other users can read: it holds the account's auth key.
 pub fn check_session_permissions(path: &Path) -> Result<(), TelegramError> {
     use std::os::unix::fs::PermissionsExt;
@@ -248,14 +269,7 @@ impl Telegram {
                     path: opts.session_file.clone(),
                     detail: format!("cannot be opened as a grammers session: {e}"),
                 })?;
-        let session = Arc::new(session);
-        let params = ConnectionParams {
-            retry_policy: Box::new(NoRetries),
-            ..Default::default()
-        };
-        let pool = SenderPool::with_configuration(Arc::clone(&session), opts.api_id, params);
-        let client = Client::new(pool.handle.clone());
-        let runner = tokio::spawn(pool.runner.run());
+        let (client, pool, runner, updates) = start_pool(session, opts.api_id);
 
         // The first call is where a host clock far ahead shows: grammers would resend it
         // forever, so it races the storm detector.
@@ -275,7 +289,7 @@ impl Telegram {
             Ok(users) => match users.first() {
                 Some(tl::enums::User::User(u)) => u.id,
                 _ => {
-                    pool.handle.quit();
+                    pool.quit();
                     return Err(TelegramError::NotAuthorised {
                         path: opts.session_file.clone(),
                         detail: "no user for inputUserSelf".into(),
@@ -283,28 +297,28 @@ impl Telegram {
                 }
             },
             Err(InvocationError::Rpc(rpc)) if rpc.code == 401 => {
-                pool.handle.quit();
+                pool.quit();
                 return Err(TelegramError::NotAuthorised {
                     path: opts.session_file.clone(),
                     detail: rpc.name,
                 });
             }
             Err(e) if is_unknown_auth_key(&e) => {
-                pool.handle.quit();
+                pool.quit();
                 return Err(TelegramError::Session {
                     path: opts.session_file.clone(),
                     detail: UNKNOWN_KEY.to_owned(),
                 });
             }
             Err(e) => {
-                pool.handle.quit();
+                pool.quit();
                 return Err(TelegramError::from_invocation("users.getUsers", e));
             }
         };
 
         let updates = if opts.updates {
             let stream = client
-                .stream_updates(pool.updates, UpdatesConfiguration { catch_up: true })
+                .stream_updates(updates, UpdatesConfiguration { catch_up: true })
                 .await
                 .map_err(|e| TelegramError::Session {
                     path: opts.session_file.clone(),
@@ -318,7 +332,7 @@ impl Telegram {
         let telegram = Telegram {
             inner: Arc::new(Inner {
                 client,
-                pool: pool.handle.thin.clone(),
+                pool: pool.clone(),
                 runner: runner.abort_handle(),
                 self_id,
                 session_file: opts.session_file.clone(),
@@ -436,19 +450,19 @@ impl Telegram {
                         detail: UNKNOWN_KEY.to_owned(),
                     });
                 }
-                InvocationError::Rpc(rpc) if rpc.code >= 500 => match backoff.next() {
-                    Some(d) => {
-                        stats.network_retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(method, error = %rpc, retry_in_ms = d.as_millis() as u64, "telegram internal error; retrying");
-                        d
-                    }
-                    None => return Err(TelegramError::from_invocation(method, err)),
-                },
-                InvocationError::Rpc(_) => return Err(TelegramError::from_invocation(method, err)),
+                InvocationError::Rpc(rpc) if rpc.code < 500 => {
+                    return Err(TelegramError::from_invocation(method, err));
+                }
+                // Telegram's internal errors and network failures: retried with backoff.
                 _ => match backoff.next() {
                     Some(d) => {
                         stats.network_retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(method, error = %err, retry_in_ms = d.as_millis() as u64, "telegram connection failed; retrying");
+                        let what = if matches!(err, InvocationError::Rpc(_)) {
+                            "telegram internal error; retrying"
+                        } else {
+                            "telegram connection failed; retrying"
+                        };
+                        tracing::warn!(method, error = %err, retry_in_ms = d.as_millis() as u64, "{what}");
                         d
                     }
                     None => return Err(TelegramError::from_invocation(method, err)),
