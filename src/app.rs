@@ -432,12 +432,7 @@ async fn reconcile(
     let started_at = now_unix();
     let list = telegram.all_saved_gifts().await?;
     let held: Vec<ItemKey> = if list.consistent {
-        applier
-            .inventory
-            .held_keys()
-            .into_iter()
-            .filter(|k| k.account_id == applier.detector.account_id())
-            .collect()
+        applier.inventory.held_keys()
     } else {
         tracing::info!(
             count = list.count,

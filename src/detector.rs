@@ -142,13 +142,7 @@ impl Detector {
         for gift in all {
             self.observe_into(known, gift, &mut seen, &mut events);
         }
-        let present: HashSet<MsgId> = all.iter().map(|g| g.msg_id).collect();
-        let mut missing: Vec<ItemKey> = held
-            .into_iter()
-            .filter(|k| k.account_id == self.account_id && !present.contains(&k.msg_id))
-            .collect();
-        missing.sort();
-        for key in missing {
+        for key in self.missing(held, all).into_iter().map(|m| self.key(m)) {
             if seen.contains(&key) {
                 continue; // already ended by an upgrade seen above
             }
