@@ -85,47 +85,35 @@ fn msg_key_for(key: &AuthKey, plaintext: &[u8], x: usize) -> [u8; 16] {
 /// Decrypts a client packet (`auth_key_id | msg_key | ciphertext`) whose key id was already
 /// matched to `key`. Returns the plaintext (salt, session id, message, padding).
 pub fn decrypt_from_client(key: &AuthKey, packet: &[u8]) -> Result<Vec<u8>, DecryptError> {
-    if packet.len() < 24 + 16 || !(packet.len() - 24).is_multiple_of(16) {
-        return Err(DecryptError::BadLength(packet.len()));
-    }
-    let mut msg_key = [0u8; 16];
-    msg_key.copy_from_slice(&packet[8..24]);
-    let (aes_key, aes_iv) = calc_key(key, &msg_key, 0);
-    let mut plain = packet[24..].to_vec();
-    aes::ige_decrypt(&mut plain, &aes_key, &aes_iv);
-    if msg_key_for(key, &plain, 0) != msg_key {
-        return Err(DecryptError::MsgKeyMismatch);
-    }
-    Ok(plain)
+    decrypt(key, packet, 0)
 }
 
 /// Encrypts a server plaintext (salt, session id, message) into a packet for the client,
-/// adding 12..1024 bytes of random padding so the length is a multiple of 16.
+/// adding random padding so the length is a multiple of 16.
 pub fn encrypt_to_client(key: &AuthKey, plaintext: &[u8]) -> Vec<u8> {
-    let mut buf = plaintext.to_vec();
-    let pad = 16 + (16 - (buf.len() % 16));
-    let mut padding = [0u8; 32];
-    rand::Rng::fill(&mut rand::thread_rng(), &mut padding[..]);
-    buf.extend_from_slice(&padding[..pad]);
-    let msg_key = msg_key_for(key, &buf, 8);
-    let (aes_key, aes_iv) = calc_key(key, &msg_key, 8);
-    aes::ige_encrypt(&mut buf, &aes_key, &aes_iv);
-    let mut out = Vec::with_capacity(24 + buf.len());
-    out.extend_from_slice(&key.id);
-    out.extend_from_slice(&msg_key);
-    out.extend_from_slice(&buf);
-    out
+    encrypt(key, plaintext, 8)
 }
 
 /// Encrypts like a client would (x = 0); used by tests and the benchmark's raw client.
 pub fn encrypt_as_client(key: &AuthKey, plaintext: &[u8]) -> Vec<u8> {
+    encrypt(key, plaintext, 0)
+}
+
+/// Decrypts like a client would (x = 8); used by tests and the benchmark's raw client.
+pub fn decrypt_as_client(key: &AuthKey, packet: &[u8]) -> Result<Vec<u8>, DecryptError> {
+    decrypt(key, packet, 8)
+}
+
+/// MTProto 2.0 encryption with `x` = 0 (client to server) or 8 (server to client); pads with
+/// 17..32 random bytes (within the protocol's 12..1024) to a multiple of 16.
+fn encrypt(key: &AuthKey, plaintext: &[u8], x: usize) -> Vec<u8> {
     let mut buf = plaintext.to_vec();
     let pad = 16 + (16 - (buf.len() % 16));
     let mut padding = [0u8; 32];
     rand::Rng::fill(&mut rand::thread_rng(), &mut padding[..]);
     buf.extend_from_slice(&padding[..pad]);
-    let msg_key = msg_key_for(key, &buf, 0);
-    let (aes_key, aes_iv) = calc_key(key, &msg_key, 0);
+    let msg_key = msg_key_for(key, &buf, x);
+    let (aes_key, aes_iv) = calc_key(key, &msg_key, x);
     aes::ige_encrypt(&mut buf, &aes_key, &aes_iv);
     let mut out = Vec::with_capacity(24 + buf.len());
     out.extend_from_slice(&key.id);
@@ -134,17 +122,17 @@ pub fn encrypt_as_client(key: &AuthKey, plaintext: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decrypts like a client would (x = 8); used by tests and the benchmark's raw client.
-pub fn decrypt_as_client(key: &AuthKey, packet: &[u8]) -> Result<Vec<u8>, DecryptError> {
+/// The inverse of [`encrypt`] for the same `x`, checking the msg_key.
+fn decrypt(key: &AuthKey, packet: &[u8], x: usize) -> Result<Vec<u8>, DecryptError> {
     if packet.len() < 24 + 16 || !(packet.len() - 24).is_multiple_of(16) {
         return Err(DecryptError::BadLength(packet.len()));
     }
     let mut msg_key = [0u8; 16];
     msg_key.copy_from_slice(&packet[8..24]);
-    let (aes_key, aes_iv) = calc_key(key, &msg_key, 8);
+    let (aes_key, aes_iv) = calc_key(key, &msg_key, x);
     let mut plain = packet[24..].to_vec();
     aes::ige_decrypt(&mut plain, &aes_key, &aes_iv);
-    if msg_key_for(key, &plain, 8) != msg_key {
+    if msg_key_for(key, &plain, x) != msg_key {
         return Err(DecryptError::MsgKeyMismatch);
     }
     Ok(plain)
