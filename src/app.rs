@@ -25,11 +25,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::detector::{Detector, GiftEvent, ObservedGift};
-use crate::gift::{ItemKey, Owner, Status, UserInfo};
+use crate::gift::{ItemKey, Owner, Status, UserId, UserInfo};
 use crate::health::{self, Health};
 use crate::inventory::Inventory;
 use crate::mirror::{self, Change, MirrorHandle};
-use crate::store::{self, Store, StoreError, SyncLog};
+use crate::store::{self, StoreError, SyncLog};
 use crate::telegram::{self, ConnectOptions, GiftUpdates, Telegram, TelegramError};
 
 /// How long shutdown waits for the intake tasks and then for the mirror, in total well under
@@ -73,6 +73,12 @@ pub enum Notice {
     Left {
         key: ItemKey,
         to: Status,
+    },
+    /// An item credited to nobody was credited to the sender Telegram named later.
+    Attributed {
+        key: ItemKey,
+        owner: UserId,
+        path: Path,
     },
     Ready {
         items: usize,
@@ -184,15 +190,7 @@ impl Daemon {
 
         self.health.set_status("reconciling with telegram");
         let result = self
-            .serve(
-                config,
-                &store,
-                &telegram,
-                conn.updates,
-                &applier,
-                &intake,
-                &tracker,
-            )
+            .serve(config, &telegram, conn.updates, &applier, &intake, &tracker)
             .await;
 
         // Shutdown, in order: intake stops, the mirror drains, the session closes.
@@ -231,16 +229,15 @@ impl Daemon {
     async fn serve(
         &self,
         config: &Config,
-        store: &Arc<dyn Store>,
         telegram: &Telegram,
         updates: Option<GiftUpdates>,
         applier: &Arc<Applier>,
         intake: &CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<(), AppError> {
-        if !reconcile(telegram, store, applier).await? {
+        if !reconcile(telegram, applier).await? {
             // The list moved under the first pass: one more, so departures are settled.
-            reconcile(telegram, store, applier).await?;
+            reconcile(telegram, applier).await?;
         }
         applier.mirror.flush().await.ok();
         applier.evict_retired();
@@ -270,7 +267,6 @@ impl Daemon {
         ));
         tracker.spawn(reconcile_loop(
             telegram.clone(),
-            Arc::clone(store),
             Arc::clone(applier),
             config.telegram.reconcile_interval,
             Arc::clone(&reconcile_now),
@@ -382,6 +378,28 @@ impl Applier {
                         return (credited, departed);
                     }
                 }
+                GiftEvent::Attributed { key, owner } => {
+                    let entry = match self.inventory.attribute(key, owner, now_unix()) {
+                        Ok(entry) => entry,
+                        // Another path attributed it first, or it left meanwhile.
+                        Err(_) => continue,
+                    };
+                    self.health
+                        .metrics
+                        .attributions
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%key, owner, ?path, "sender named later: gift credited to them");
+                    senders.insert(owner);
+                    let _ = self.notices.send(Notice::Attributed { key, owner, path });
+                    if self
+                        .mirror
+                        .send(Change::Attributed { key, owner, entry })
+                        .await
+                        .is_err()
+                    {
+                        return (credited, departed);
+                    }
+                }
             }
         }
         for u in users.iter().filter(|u| senders.contains(&u.id)) {
@@ -423,11 +441,7 @@ fn now_unix() -> i64 {
 /// Returns whether the listing was consistent. An inconsistent one (the list changed while it
 /// was read) still credits what is new, but decides nothing about departures and confirms
 /// nothing: the caller tries again soon.
-async fn reconcile(
-    telegram: &Telegram,
-    store: &Arc<dyn Store>,
-    applier: &Applier,
-) -> Result<bool, AppError> {
+async fn reconcile(telegram: &Telegram, applier: &Applier) -> Result<bool, AppError> {
     let started = std::time::Instant::now();
     let started_at = now_unix();
     let list = telegram.all_saved_gifts().await?;
@@ -463,6 +477,12 @@ async fn reconcile(
         .reconciliations
         .fetch_add(1, Ordering::Relaxed);
     let log = SyncLog {
+        pass_id: format!(
+            "{}:{}:{:08x}",
+            applier.detector.account_id(),
+            started_at,
+            rand::random::<u32>()
+        ),
         account_id: applier.detector.account_id(),
         started_at,
         finished_at: now_unix(),
@@ -472,9 +492,9 @@ async fn reconcile(
         error: (!list.consistent)
             .then(|| "the list changed while it was read; departures not checked".to_owned()),
     };
-    if let Err(e) = store.append_sync_log(&log).await {
-        tracing::warn!(error = %e, "could not write the sync_logs row");
-    }
+    // Through the mirror, like the changes it describes: a pass that ran while the store was
+    // down is written once the store is back.
+    let _ = applier.mirror.send(Change::SyncLog(log)).await;
     tracing::info!(
         listed = list.gifts.len(),
         credited,
@@ -621,7 +641,6 @@ async fn poll_once(telegram: &Telegram, applier: &Applier) -> Result<(), Telegra
 
 async fn reconcile_loop(
     telegram: Telegram,
-    store: Arc<dyn Store>,
     applier: Arc<Applier>,
     interval: Duration,
     now: Arc<Notify>,
@@ -636,7 +655,7 @@ async fn reconcile_loop(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        match reconcile(&telegram, &store, &applier).await {
+        match reconcile(&telegram, &applier).await {
             Ok(consistent) => {
                 if applier.mirror.flush().await.is_ok() {
                     applier.evict_retired();
@@ -693,7 +712,8 @@ fn verdict(c: SelfCheck) -> (bool, String) {
         (
             false,
             format!(
-                "the store is failing writes; {} changes are waiting (nothing is lost): check the                  store and the logs",
+                "the store is failing writes; {} changes are waiting (nothing is lost): check the \
+                 store and the logs",
                 c.backlog
             ),
         )
@@ -769,7 +789,15 @@ mod tests {
             false,
             (false, "no successful poll of telegram for 46 s"),
         );
-        check(3, 120, true, (false, "120 changes are waiting"));
+        check(
+            3,
+            120,
+            true,
+            (
+                false,
+                "120 changes are waiting (nothing is lost): check the store and the logs",
+            ),
+        );
         check(3, 120, false, (true, "watching"));
         check(3, 0, true, (true, "watching"));
     }

@@ -77,6 +77,10 @@ pub enum GiftEvent {
     Deposited { item: Item, gift_type: GiftType },
     /// A known item left the account (or was refunded in place).
     Left { key: ItemKey, to: Status },
+    /// An item recorded without a sender now has one: a later observation named it (the
+    /// update path saw no sender, the saved list does), or it is the collectible made by
+    /// upgrading an attributed gift. Only ever for an unattributed held item.
+    Attributed { key: ItemKey, owner: UserId },
 }
 
 /// The outcome of looking at the newest page(s) of the saved list.
@@ -155,6 +159,16 @@ impl Detector {
             };
             if k.status.transition(to).is_ok() {
                 events.push(GiftEvent::Left { key, to });
+                if let (Status::Upgraded { into }, Owner::User(owner)) = (to, k.owner) {
+                    // The owner carries over to the collectible, when the path that saw the
+                    // collectible could not tell who it belongs to.
+                    let new = self.key(into);
+                    if known.get(new).is_some_and(Self::unattributed)
+                        || Self::deposited_unattributed(&events, new)
+                    {
+                        events.push(GiftEvent::Attributed { key: new, owner });
+                    }
+                }
             }
         }
         events
@@ -180,6 +194,20 @@ impl Detector {
         ItemKey::new(self.account_id, msg_id)
     }
 
+    /// An item nobody owns yet that could still be credited: held and unattributed. An item an
+    /// operator assigned has an owner and is never re-attributed.
+    fn unattributed(k: KnownItem) -> bool {
+        k.owner == Owner::Unattributed && k.status.is_held()
+    }
+
+    /// Whether `events` credits `key` to nobody (a collectible first seen in this same pass).
+    fn deposited_unattributed(events: &[GiftEvent], key: ItemKey) -> bool {
+        events.iter().any(|e| {
+            matches!(e, GiftEvent::Deposited { item, .. }
+                if item.key == key && item.owner == Owner::Unattributed)
+        })
+    }
+
     /// `seen` holds keys already decided in this call, so a list that names a gift twice (or an
     /// upgrade seen from both ends) yields one event.
     fn observe_into(
@@ -203,6 +231,10 @@ impl Detector {
                         key,
                         to: Status::Refunded,
                     });
+                } else if let (true, Some(owner)) = (Self::unattributed(k), gift.from) {
+                    // Recorded without a sender, and Telegram now names one (defence in
+                    // depth: the update path may have missed what the saved list tells).
+                    events.push(GiftEvent::Attributed { key, owner });
                 }
             }
             None if gift.refunded => {} // never credit a gift Telegram already took back
@@ -308,6 +340,7 @@ mod tests {
                     format!("+{} {}", item.key.msg_id, item.owner)
                 }
                 GiftEvent::Left { key, to } => format!("-{} {}", key.msg_id, to),
+                GiftEvent::Attributed { key, owner } => format!("={} {owner}", key.msg_id),
             })
             .collect()
     }
@@ -363,6 +396,12 @@ mod tests {
         );
         // an upgrade of a gift giftd never saw is credited to its sender
         check_one(&[], unique(2, Some(42), Some(1)), &["+2 42"]);
+        // a later observation names the sender of an item recorded without one
+        check_one(&[(1, Held, Unattributed)], regular(1, Some(42)), &["=1 42"]);
+        check_one(&[(1, Held, Unattributed)], regular(1, None), &[]);
+        // never over an owner (Telegram's or an operator's), never for an item that left
+        check_one(&[(1, Held, User(41))], regular(1, Some(42)), &[]);
+        check_one(&[(1, Gone, Unattributed)], regular(1, Some(42)), &[]);
         // the same collectible deposited again after a withdrawal is a new item
         check_one(
             &[(3, Withdrawn, User(42))],
@@ -455,6 +494,28 @@ mod tests {
                 "-4 refunded",
             ]
         );
+    }
+
+    #[test]
+    fn an_upgrade_seen_without_sender_takes_the_owner_of_its_regular_gift() {
+        use Owner::*;
+        use Status::*;
+        let d = Detector::new(ACCOUNT);
+        let fates = HashMap::from([(1, Fate::Upgraded { into: 2 })]);
+        // The collectible was credited (to nobody) by an earlier pass.
+        let k = known(&[(1, Held, User(42)), (2, Held, Unattributed)]);
+        let all = [unique(2, None, None)];
+        let got = render(&d.reconcile(&k, [ItemKey::new(ACCOUNT, 1)], &all, &fates));
+        assert_eq!(got, ["-1 upgraded into 2", "=2 42"]);
+        // The collectible is first seen in this pass.
+        let k = known(&[(1, Held, User(42))]);
+        let got = render(&d.reconcile(&k, [ItemKey::new(ACCOUNT, 1)], &all, &fates));
+        assert_eq!(got, ["+2 unattributed", "-1 upgraded into 2", "=2 42"]);
+        // An owned collectible keeps its owner.
+        let k = known(&[(1, Held, User(42)), (2, Held, User(43))]);
+        let all = [unique(2, Some(43), None)];
+        let got = render(&d.reconcile(&k, [ItemKey::new(ACCOUNT, 1)], &all, &fates));
+        assert_eq!(got, ["-1 upgraded into 2"]);
     }
 
     #[test]

@@ -261,6 +261,19 @@ impl Item {
         Ok(LedgerEntry::for_transition(self, from, at))
     }
 
+    /// The ledger entry that records Telegram naming the sender of an item first recorded
+    /// without one. Once per item: an attributed item is never attributed again.
+    pub fn attribution_entry(&self, owner: UserId, at: i64) -> LedgerEntry {
+        LedgerEntry {
+            idempotency_key: format!("attributed:{}", self.key),
+            key: self.key,
+            owner: Owner::User(owner),
+            kind: LedgerKind::Attributed,
+            stars: self.stars,
+            at,
+        }
+    }
+
     /// The ledger entry that records this item's deposit.
     pub fn deposit_entry(&self) -> LedgerEntry {
         LedgerEntry {
@@ -290,6 +303,9 @@ pub enum LedgerKind {
     Gone,
     /// An operator credited an unattributed item to a user.
     Assigned,
+    /// Telegram named the sender of an item first recorded without one (a later poll or
+    /// reconciliation saw `from_id`, or the item is the upgrade of an attributed gift).
+    Attributed,
 }
 
 impl LedgerKind {
@@ -306,6 +322,7 @@ impl LedgerKind {
             LedgerKind::Upgraded => "upgraded",
             LedgerKind::Gone => "gone",
             LedgerKind::Assigned => "assigned",
+            LedgerKind::Attributed => "attributed",
         }
     }
 
@@ -323,6 +340,7 @@ impl LedgerKind {
             Upgraded,
             Gone,
             Assigned,
+            Attributed,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -492,6 +510,7 @@ mod tests {
             LedgerKind::Upgraded,
             LedgerKind::Gone,
             LedgerKind::Assigned,
+            LedgerKind::Attributed,
         ] {
             assert_eq!(LedgerKind::parse(k.as_str()), Some(k));
         }

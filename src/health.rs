@@ -36,6 +36,13 @@ pub struct Metrics {
     pub last_poll_unix: AtomicI64,
     /// Items in the live inventory.
     pub inventory_items: AtomicU64,
+    /// Items recorded without a sender and credited later to the sender Telegram named.
+    pub attributions: AtomicU64,
+    /// Telegram updates dropped before giftd read them (its update buffer was full); polling
+    /// finds their gifts. Counted by giftd itself, not from grammers' rate-limited warning.
+    pub updates_dropped: AtomicU64,
+    /// Telegram updates that reached giftd's update buffer.
+    pub updates_received: AtomicU64,
 }
 
 /// What the daemon tells its supervisors.
@@ -181,6 +188,24 @@ impl Health {
             "items in the live inventory",
             get(&m.inventory_items),
         );
+        put(
+            "attributions_total",
+            "counter",
+            "items first recorded without a sender, credited later to the sender Telegram named",
+            get(&m.attributions),
+        );
+        put(
+            "updates_received_total",
+            "counter",
+            "telegram updates received into giftd's update buffer",
+            get(&m.updates_received),
+        );
+        put(
+            "updates_dropped_total",
+            "counter",
+            "telegram updates dropped because the update buffer was full (polling finds their gifts)",
+            get(&m.updates_dropped),
+        );
         out
     }
 }
@@ -293,7 +318,7 @@ mod tests {
         let text = h.render_metrics();
         assert!(text.contains("giftd_deposits_poll_total 3\n"), "{text}");
         assert!(text.contains("giftd_ready 1\n"), "{text}");
-        assert_eq!(text.matches("# TYPE").count(), 14);
+        assert_eq!(text.matches("# TYPE").count(), 17);
     }
 
     #[tokio::test]

@@ -173,6 +173,18 @@ impl Inventory {
         Ok(slot.unpack(key))
     }
 
+    /// Credits an unattributed held item to the sender Telegram named later, returning the
+    /// ledger entry that records it ([`Item::attribution_entry`]).
+    pub fn attribute(
+        &self,
+        key: ItemKey,
+        user: UserId,
+        at: i64,
+    ) -> Result<LedgerEntry, InventoryError> {
+        let item = self.assign_owner(key, user)?;
+        Ok(item.attribution_entry(user, at))
+    }
+
     /// Forgets an item in a terminal status (once the store has recorded its fate).
     pub fn evict(&self, key: ItemKey) -> Result<Item, InventoryError> {
         if let Some((key, slot)) = self.items.remove_if(&key, |_, s| !s.status.is_held()) {

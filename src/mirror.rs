@@ -21,9 +21,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::MirrorConfig;
-use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, Status, UserInfo};
+use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, Status, UserId, UserInfo};
 use crate::health::Health;
-use crate::store::{ChangeBatch, StatusChange, Store};
+use crate::store::{Attribution, ChangeBatch, StatusChange, Store, SyncLog};
 
 /// One change for the store.
 #[derive(Debug, Clone)]
@@ -36,8 +36,16 @@ pub enum Change {
         to: Status,
         entry: LedgerEntry,
     },
+    /// Telegram named the sender of an item recorded without one; the ledger entry records it.
+    Attributed {
+        key: ItemKey,
+        owner: UserId,
+        entry: LedgerEntry,
+    },
     /// What Telegram says of a user (username, name).
     User(UserInfo),
+    /// A reconciliation pass to record.
+    SyncLog(SyncLog),
 }
 
 /// The cloneable sending side.
@@ -262,6 +270,12 @@ pub fn to_store_batch<'a>(changes: impl Iterator<Item = &'a Change>) -> ChangeBa
                 to: *to,
                 entry: entry.clone(),
             }),
+            Change::Attributed { key, owner, entry } => b.attributions.push(Attribution {
+                key: *key,
+                owner: *owner,
+                entry: entry.clone(),
+            }),
+            Change::SyncLog(log) => b.sync_logs.push(log.clone()),
             Change::User(u) => {
                 if let Some(old) = b.users.iter_mut().find(|x| x.id == u.id) {
                     *old = u.clone();

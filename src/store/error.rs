@@ -67,7 +67,7 @@ pub enum StoreError {
         if *.backend == "sqlite" {
             format!("giftd upgrades the embedded database when it opens it (migration {migration}); restart giftd")
         } else {
-            format!("apply migration {migration} (`supabase db push`, or `giftd schema | psql <database url>`)")
+            format!("apply migration {migration} and the ones after it (`supabase db push`, or `giftd schema | psql <database url>`)")
         }
     )]
     SchemaTooOld {

@@ -31,16 +31,22 @@ use crate::secret::Secret;
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
-static MIGRATIONS: &[(&str, &str)] = &[(
-    "20261121090000_giftd_init.sql",
-    include_str!("../../supabase/migrations/20261121090000_giftd_init.sql"),
-)];
+static MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "20261121090000_giftd_init.sql",
+        include_str!("../../supabase/migrations/20261121090000_giftd_init.sql"),
+    ),
+    (
+        "20261201190000_giftd_attribution.sql",
+        include_str!("../../supabase/migrations/20261201190000_giftd_attribution.sql"),
+    ),
+];
 
 /// The schema version each entry of [`MIGRATIONS`] sets.
-const MIGRATION_VERSIONS: &[u32] = &[1];
+const MIGRATION_VERSIONS: &[u32] = &[1, 2];
 
 /// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
 /// they apply. `giftd schema` prints them.
@@ -78,6 +84,14 @@ pub struct ChangeBatch {
     pub items: Vec<Item>,
     /// Items that left the account (converted, refunded, upgraded, gone).
     pub changes: Vec<StatusChange>,
+    /// Items recorded without a sender that Telegram has since named one for. Applied after
+    /// `items` and only to an item that still has no owner (never over an operator's
+    /// assignment); each writes its ledger entry once.
+    pub attributions: Vec<Attribution>,
+    /// Reconciliation passes to record (`sync_logs`), each once by its `pass_id`. They travel
+    /// with the inventory's changes so a pass that ran while the store was down is written
+    /// when it is back.
+    pub sync_logs: Vec<SyncLog>,
 }
 
 impl ChangeBatch {
@@ -86,6 +100,8 @@ impl ChangeBatch {
             && self.gifts.is_empty()
             && self.items.is_empty()
             && self.changes.is_empty()
+            && self.attributions.is_empty()
+            && self.sync_logs.is_empty()
     }
 
     /// Rejects what the store must never be asked to do: only departures travel in a batch,
@@ -106,8 +122,24 @@ impl ChangeBatch {
                 )));
             }
         }
+        for a in &self.attributions {
+            if a.entry.key != a.key || a.entry.owner != Owner::User(a.owner) {
+                return Err(StoreError::InvalidBatch(format!(
+                    "item {}: attribution to {} carries the ledger entry of item {} for {}",
+                    a.key, a.owner, a.entry.key, a.entry.owner
+                )));
+            }
+        }
         Ok(())
     }
+}
+
+/// An unattributed item credited to the sender Telegram named later, with its ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    pub key: ItemKey,
+    pub owner: UserId,
+    pub entry: LedgerEntry,
 }
 
 /// An item leaving the deposit account, with the ledger entry that records it.
@@ -143,6 +175,11 @@ pub struct BatchOutcome {
     pub changes_applied: u64,
     /// Status changes to the status the item already had: nothing to do.
     pub changes_unchanged: u64,
+    /// Attributions applied (the item had no owner; each wrote its ledger entry).
+    pub attributed: u64,
+    /// Attributions not applied because the item already has an owner (an operator assigned
+    /// it, or a replay) or is unknown to the store.
+    pub attributions_skipped: u64,
     /// Status changes refused: the item is unknown or the move is illegal from where it is.
     /// Nothing of a refused change was written; the rest of the batch was.
     pub refused: Vec<RefusedChange>,
@@ -222,6 +259,9 @@ pub struct LinkToken {
 /// One reconciliation pass, for the `sync_logs` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncLog {
+    /// Names the pass, so writing its row again (a batch replayed after a lost answer) writes
+    /// one row.
+    pub pass_id: String,
     pub account_id: UserId,
     /// Unix seconds.
     pub started_at: i64,

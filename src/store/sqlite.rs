@@ -35,16 +35,24 @@ use super::{
     Store, StoreError, SyncLog, Withdrawal, WithdrawalId, WithdrawalOutcome, link_token_hash,
     new_link_token, now_ms,
 };
-use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, Owner, Status, UserId};
+use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
 use crate::secret::Secret;
 
 /// How long a write waits for another connection (another giftd process, `giftd inventory`)
 /// to release the file before failing with a retryable [`StoreError::Busy`].
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Schema steps of the embedded database: `(version it sets, SQL)`. Versions match the
-/// Supabase schema's.
-const SCHEMA_STEPS: &[(u32, &str)] = &[(1, SCHEMA_V1)];
+/// `(table, column, declaration)` of a column a schema step adds.
+type AddColumn = (&'static str, &'static str, &'static str);
+
+/// Schema steps of the embedded database: `(version it sets, columns it adds, SQL)`. Versions
+/// match the Supabase schema's. Each step is run again when a file's version was lowered by
+/// hand, so every statement is idempotent; the columns a step adds are listed apart, because
+/// SQLite has no `ADD COLUMN IF NOT EXISTS`, and are added before the step's SQL runs.
+const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
+    (1, &[], SCHEMA_V1),
+    (2, &[("sync_logs", "pass_id", "TEXT")], SCHEMA_V2),
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -150,6 +158,20 @@ CREATE TABLE IF NOT EXISTS sync_logs (
   created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sync_logs_account ON sync_logs (account_id, id);
+";
+
+/// Version 2 (Supabase: `20261201190000_giftd_attribution.sql`): the `attributed` ledger kind
+/// needs nothing here (the embedded ledger has no kind constraint); collectibles made by an
+/// upgrade that were recorded without `upgraded_from` get it; a sync log row is named by its
+/// pass, so a replayed batch writes it once.
+const SCHEMA_V2: &str = "
+UPDATE inventory SET upgraded_from = (
+  SELECT o.msg_id FROM inventory o
+  WHERE o.account_id = inventory.account_id AND o.upgraded_into = inventory.msg_id)
+WHERE upgraded_from IS NULL AND EXISTS (
+  SELECT 1 FROM inventory o
+  WHERE o.account_id = inventory.account_id AND o.upgraded_into = inventory.msg_id);
+CREATE UNIQUE INDEX IF NOT EXISTS sync_logs_pass ON sync_logs (pass_id);
 ";
 
 const HELD: &str = "('held', 'withdraw_requested', 'withdrawing')";
@@ -300,7 +322,10 @@ async fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 required: SCHEMA_VERSION,
             });
         }
-        for &(version, sql) in SCHEMA_STEPS.iter().filter(|s| s.0 > current) {
+        for &(version, columns, sql) in SCHEMA_STEPS.iter().filter(|s| s.0 > current) {
+            for &(table, column, decl) in columns {
+                ensure_column(conn, table, column, decl).await?;
+            }
             conn.execute_batch(sql).await.map_err(sql_err)?;
             conn.execute(
                 "INSERT INTO schema_version (id, version, applied_at) VALUES (1, ?1, ?2)
@@ -315,6 +340,32 @@ async fn migrate(conn: &Connection) -> Result<(), StoreError> {
         Ok(())
     })
     .await
+}
+
+/// Adds `column` to `table` unless it is there already.
+async fn ensure_column(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    decl: &str,
+) -> Result<(), StoreError> {
+    let mut rows = conn
+        .query(
+            "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+        )
+        .await
+        .map_err(sql_err)?;
+    if rows.next().await.map_err(sql_err)?.is_none() {
+        // Names and declarations come from `SCHEMA_STEPS`, never from input.
+        conn.execute(
+            &format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"),
+            (),
+        )
+        .await
+        .map_err(sql_err)?;
+    }
+    Ok(())
 }
 
 async fn read_version(conn: &Connection) -> Result<Option<u32>, StoreError> {
@@ -573,11 +624,75 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
                 )
                 .await
                 .map_err(sql_err)?;
+                if let Status::Upgraded { into } = change.to {
+                    link_upgrade(conn, change.key, into).await?;
+                }
                 outcome.changes_applied += 1;
             }
         }
     }
+
+    let mut attributions = batch.attributions;
+    attributions.sort_by_key(|a| a.key);
+    attributions.dedup_by_key(|a| a.key);
+    for a in attributions {
+        conn.execute(
+            "INSERT INTO users (id, created_at, updated_at) VALUES (?1, ?2, ?2)
+             ON CONFLICT (id) DO NOTHING",
+            params![a.owner, now],
+        )
+        .await
+        .map_err(sql_err)?;
+        // Only an item with no owner: never over an operator's assignment or a replay.
+        let changed = conn
+            .execute(
+                "UPDATE inventory SET owner_id = ?3, updated_at = ?4
+                 WHERE account_id = ?1 AND msg_id = ?2 AND owner_id IS NULL",
+                params![a.key.account_id, a.key.msg_id, a.owner, now],
+            )
+            .await
+            .map_err(sql_err)?;
+        if changed > 0 {
+            insert_ledger(conn, &a.entry).await?;
+            outcome.attributed += 1;
+        } else {
+            outcome.attributions_skipped += 1;
+        }
+    }
+
+    for log in &batch.sync_logs {
+        insert_sync_log(conn, log).await?;
+    }
+
+    // A collectible written after (or in the same batch as) the end of the gift it was upgraded
+    // from points back to it.
+    for item in items.iter().filter(|i| i.upgraded_from.is_none()) {
+        conn.execute(
+            "UPDATE inventory SET upgraded_from = (
+               SELECT o.msg_id FROM inventory o
+               WHERE o.account_id = ?1 AND o.upgraded_into = ?2 AND o.status = 'upgraded')
+             WHERE account_id = ?1 AND msg_id = ?2 AND upgraded_from IS NULL
+               AND EXISTS (SELECT 1 FROM inventory o
+                 WHERE o.account_id = ?1 AND o.upgraded_into = ?2 AND o.status = 'upgraded')",
+            params![item.key.account_id, item.key.msg_id],
+        )
+        .await
+        .map_err(sql_err)?;
+    }
     Ok(outcome)
+}
+
+/// Points the collectible `into` back at the regular gift `from` it was upgraded from, when the
+/// collectible is already recorded and does not say yet.
+async fn link_upgrade(conn: &Connection, from: ItemKey, into: MsgId) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE inventory SET upgraded_from = ?2
+         WHERE account_id = ?1 AND msg_id = ?3 AND upgraded_from IS NULL",
+        params![from.account_id, from.msg_id, into],
+    )
+    .await
+    .map_err(sql_err)?;
+    Ok(())
 }
 
 /// A ledger entry for a withdrawal move written by the store itself.
@@ -1056,28 +1171,33 @@ impl Store for SqliteStore {
 
     async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError> {
         let log = log.clone();
-        self.run(move |conn| async move {
-            conn.execute(
-                "INSERT INTO sync_logs (account_id, started_at, finished_at, items_seen,
-                   items_new, items_changed, error, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    log.account_id,
-                    log.started_at,
-                    log.finished_at,
-                    log.items_seen,
-                    log.items_new,
-                    log.items_changed,
-                    log.error,
-                    now_s()
-                ],
-            )
+        self.run(move |conn| async move { insert_sync_log(&conn, &log).await })
             .await
-            .map_err(sql_err)?;
-            Ok(())
-        })
-        .await
     }
+}
+
+/// Writes a reconciliation pass's row, once per `pass_id`.
+async fn insert_sync_log(conn: &Connection, log: &SyncLog) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO sync_logs (pass_id, account_id, started_at, finished_at, items_seen,
+           items_new, items_changed, error, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (pass_id) DO NOTHING",
+        params![
+            log.pass_id.clone(),
+            log.account_id,
+            log.started_at,
+            log.finished_at,
+            log.items_seen,
+            log.items_new,
+            log.items_changed,
+            log.error.clone(),
+            now_s()
+        ],
+    )
+    .await
+    .map_err(sql_err)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -331,6 +331,8 @@ fn batch_json(batch: &ChangeBatch) -> Value {
     items.sort_by_key(|i| i.key);
     let mut changes: Vec<_> = batch.changes.iter().collect();
     changes.sort_by_key(|c| c.key);
+    let mut attributions: Vec<_> = batch.attributions.iter().collect();
+    attributions.sort_by_key(|a| a.key);
     json!({
         "users": batch.users.iter().map(|u| json!({
             "id": u.id, "username": u.username, "first_name": u.first_name,
@@ -347,6 +349,13 @@ fn batch_json(batch: &ChangeBatch) -> Value {
             "upgraded_into": c.to.upgraded_into(),
             "entry": ledger_json(&c.entry),
         })).collect::<Vec<_>>(),
+        "attributions": attributions.iter().map(|a| json!({
+            "account_id": a.key.account_id,
+            "msg_id": a.key.msg_id,
+            "owner_id": a.owner,
+            "entry": ledger_json(&a.entry),
+        })).collect::<Vec<_>>(),
+        "sync_logs": &batch.sync_logs,
     })
 }
 
@@ -357,6 +366,8 @@ struct OutcomeRow {
     changes_applied: u64,
     changes_unchanged: u64,
     refused: Vec<RefusedRow>,
+    attributed: u64,
+    attributions_skipped: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -437,6 +448,8 @@ impl Store for SupabaseStore {
             changes_applied: row.changes_applied,
             changes_unchanged: row.changes_unchanged,
             refused,
+            attributed: row.attributed,
+            attributions_skipped: row.attributions_skipped,
         })
     }
 
@@ -661,7 +674,8 @@ impl Store for SupabaseStore {
     }
 
     async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError> {
-        let _: i64 = self
+        // The row's id, or null when this pass was already written.
+        let _: Option<i64> = self
             .rpc("giftd_append_sync_log", json!({ "p_log": log }))
             .await?;
         Ok(())

@@ -55,7 +55,12 @@ pub fn saved_gift(saved: &tl::enums::SavedStarGift) -> Option<ObservedGift> {
     let (gift, unique) = gift_type(&s.gift);
     Some(ObservedGift {
         msg_id,
-        from: s.from_id.as_ref().and_then(peer_user),
+        // Set for the receiver even when the sender hid their name ("set only for the receiver").
+        from: s
+            .from_id
+            .as_ref()
+            .and_then(peer_user)
+            .filter(|&id| id != SERVICE_USER_ID),
         date: i64::from(s.date),
         gift,
         unique,
@@ -83,12 +88,25 @@ pub fn users(users: &[tl::enums::User]) -> Vec<UserInfo> {
         .collect()
 }
 
+/// Telegram's service notifications account: gifts it delivers are not from it, so it is never
+/// taken for a sender.
+pub const SERVICE_USER_ID: UserId = 777_000;
+
 /// A gift delivered by a service message in an update. `None` for anything else, including the
 /// deposit account's own outgoing gifts (withdrawals): those are not deposits.
 ///
-/// The sender is the action's `from_id`, else the message's `from_id`. The message's peer is
-/// never used: an anonymous gift arrives from Telegram's service account, which is not its
-/// sender.
+/// The sender, in the order Telegram names it:
+/// - the action's `from_id` (set for gifts to channels, where the message's sender is the
+///   channel);
+/// - the message's `from_id`;
+/// - for an incoming message in a private chat, the chat's peer. Telegram puts no `from_id` on
+///   incoming private messages (since layer 119): the sender can only be the peer, which is what
+///   grammers-client's `Message::sender_id` and Telethon's `Message.sender_id` read. A gift sent
+///   with "hide my name" still sits in the chat with its sender: the name is hidden from visitors
+///   of the receiver's profile, not from the receiver.
+///
+/// Telegram's service account (777000) is never a sender: a gift whose only named peer is that
+/// account stays without one, and is credited to nobody rather than to a guess.
 pub fn gift_message(message: &tl::enums::Message) -> Option<ObservedGift> {
     let tl::enums::Message::Service(m) = message else {
         return None;
@@ -96,7 +114,18 @@ pub fn gift_message(message: &tl::enums::Message) -> Option<ObservedGift> {
     if m.out {
         return None;
     }
-    let msg_from = m.from_id.as_ref().and_then(peer_user);
+    let msg_from = m
+        .from_id
+        .as_ref()
+        .and_then(peer_user)
+        .or_else(|| peer_user(&m.peer_id));
+    let sender = |action_from: &Option<tl::enums::Peer>| {
+        action_from
+            .as_ref()
+            .and_then(peer_user)
+            .or(msg_from)
+            .filter(|&id| id != SERVICE_USER_ID)
+    };
     let date = i64::from(m.date);
     match &m.action {
         tl::enums::MessageAction::StarGift(a) => {
@@ -106,7 +135,7 @@ pub fn gift_message(message: &tl::enums::Message) -> Option<ObservedGift> {
             let (gift, unique) = gift_type(&a.gift);
             Some(ObservedGift {
                 msg_id: m.id,
-                from: a.from_id.as_ref().and_then(peer_user).or(msg_from),
+                from: sender(&a.from_id),
                 date,
                 gift,
                 unique,
@@ -122,7 +151,7 @@ pub fn gift_message(message: &tl::enums::Message) -> Option<ObservedGift> {
             let (gift, unique) = gift_type(&a.gift);
             Some(ObservedGift {
                 msg_id: m.id,
-                from: a.from_id.as_ref().and_then(peer_user).or(msg_from),
+                from: sender(&a.from_id),
                 date,
                 gift,
                 unique,
@@ -203,8 +232,17 @@ mod tests {
         converted: bool,
         upgrade: Option<i32>,
     ) -> tl::enums::MessageAction {
+        action_hidden(from_id, converted, upgrade, false)
+    }
+
+    fn action_hidden(
+        from_id: Option<i64>,
+        converted: bool,
+        upgrade: Option<i32>,
+        name_hidden: bool,
+    ) -> tl::enums::MessageAction {
         tl::enums::MessageAction::StarGift(tl::types::MessageActionStarGift {
-            name_hidden: false,
+            name_hidden,
             saved: false,
             converted,
             upgraded: upgrade.is_some(),
@@ -232,7 +270,7 @@ mod tests {
         id: i32,
         out: bool,
         from: Option<i64>,
-        peer: i64,
+        peer: tl::enums::Peer,
         action: tl::enums::MessageAction,
     ) -> tl::enums::Message {
         tl::enums::Message::Service(tl::types::MessageService {
@@ -245,7 +283,7 @@ mod tests {
             legacy: false,
             id,
             from_id: from.map(|user_id| tl::types::PeerUser { user_id }.into()),
-            peer_id: tl::types::PeerUser { user_id: peer }.into(),
+            peer_id: peer,
             saved_peer_id: None,
             reply_to: None,
             date: 1_700_000_000,
@@ -255,6 +293,14 @@ mod tests {
         })
     }
 
+    fn user(user_id: i64) -> tl::enums::Peer {
+        tl::types::PeerUser { user_id }.into()
+    }
+
+    fn channel(channel_id: i64) -> tl::enums::Peer {
+        tl::types::PeerChannel { channel_id }.into()
+    }
+
     fn check(message: tl::enums::Message, expected: Option<(MsgId, Option<UserId>)>) {
         let got = gift_message(&message).map(|g| (g.msg_id, g.from));
         assert_eq!(got, expected);
@@ -262,35 +308,108 @@ mod tests {
 
     #[test]
     fn gift_messages() {
+        // What Telegram sends the receiver of a gift in a private chat (layer 119 and later):
+        // no `from_id` on the message or the action; the sender is the chat's peer.
         check(
-            service(7, false, Some(42), 42, action(None, false, None)),
+            service(7, false, None, user(42), action(None, false, None)),
             Some((7, Some(42))),
         );
+        // "Hide my name": the same chat, the same peer, `name_hidden` set. The receiver still
+        // knows the sender.
         check(
-            service(7, false, None, 777000, action(None, false, None)),
-            Some((7, None)),
+            service(
+                7,
+                false,
+                None,
+                user(42),
+                action_hidden(None, false, None, true),
+            ),
+            Some((7, Some(42))),
         );
+        // Older layers (and other chats) name the sender on the message.
         check(
-            service(7, false, None, 777000, action(Some(43), false, None)),
+            service(7, false, Some(42), user(42), action(None, false, None)),
+            Some((7, Some(42))),
+        );
+        // The action's `from_id` comes first (gifts to channels).
+        check(
+            service(7, false, None, channel(5), action(Some(43), false, None)),
             Some((7, Some(43))),
         );
         check(
-            service(7, true, Some(1), 42, action(None, false, None)),
+            service(7, false, None, user(777000), action(Some(43), false, None)),
+            Some((7, Some(43))),
+        );
+        // Telegram's service account is never a sender, and a channel is not a user: nothing
+        // is credited to a guess.
+        check(
+            service(7, false, None, user(777000), action(None, false, None)),
+            Some((7, None)),
+        );
+        check(
+            service(7, false, None, channel(5), action(None, false, None)),
+            Some((7, None)),
+        );
+        // The deposit account's own gifts, edits of older gifts, other actions: not deposits.
+        check(
+            service(7, true, None, user(42), action(None, false, None)),
             None,
         );
         check(
-            service(7, false, Some(42), 42, action(None, true, None)),
+            service(7, true, Some(1), user(42), action(None, false, None)),
             None,
         );
         check(
-            service(7, false, Some(42), 42, tl::enums::MessageAction::Empty),
+            service(7, false, None, user(42), action(None, true, None)),
+            None,
+        );
+        check(
+            service(7, false, None, user(42), tl::enums::MessageAction::Empty),
             None,
         );
     }
 
+    fn saved(from_id: Option<i64>, name_hidden: bool) -> tl::enums::SavedStarGift {
+        tl::enums::SavedStarGift::Gift(tl::types::SavedStarGift {
+            name_hidden,
+            unsaved: false,
+            refunded: false,
+            can_upgrade: false,
+            pinned_to_top: false,
+            upgrade_separate: false,
+            from_id: from_id.map(user),
+            date: 1_700_000_000,
+            gift: star_gift(),
+            message: None,
+            msg_id: Some(7),
+            saved_id: None,
+            convert_stars: Some(13),
+            upgrade_stars: None,
+            can_export_at: None,
+            transfer_stars: None,
+            can_transfer_at: None,
+            can_resell_at: None,
+            collection_id: None,
+            prepaid_upgrade_hash: None,
+            drop_original_details_stars: None,
+            gift_num: None,
+            can_craft_at: None,
+        })
+    }
+
+    #[test]
+    fn saved_gifts_name_their_sender_to_the_receiver() {
+        let from = |s| saved_gift(&s).map(|g| (g.msg_id, g.from));
+        assert_eq!(from(saved(Some(42), false)), Some((7, Some(42))));
+        // "the gift sender in from_id and the message are set only for the receiver"
+        assert_eq!(from(saved(Some(42), true)), Some((7, Some(42))));
+        assert_eq!(from(saved(None, false)), Some((7, None)));
+        assert_eq!(from(saved(Some(777000), false)), Some((7, None)));
+    }
+
     #[test]
     fn fates() {
-        let f = |a| fate(&service(3, false, Some(42), 42, a)).map(|(_, f)| f);
+        let f = |a| fate(&service(3, false, None, user(42), a)).map(|(_, f)| f);
         assert_eq!(f(action(None, true, None)), Some(Fate::Converted));
         assert_eq!(
             f(action(None, false, Some(9))),

@@ -231,7 +231,7 @@ async fn inventory_lists_what_the_store_holds() {
                     unique: false,
                 }],
                 items,
-                changes: vec![],
+                ..ChangeBatch::default()
             })
             .await
             .expect("deposit");

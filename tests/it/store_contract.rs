@@ -12,7 +12,8 @@ use giftd::gift::{
     GiftType, Item, ItemKey, LedgerKind, Owner, Status, UniqueInfo, UserId, UserInfo,
 };
 use giftd::store::{
-    ChangeBatch, RefusedChange, StatusChange, Store, StoreError, SyncLog, WithdrawalOutcome,
+    Attribution, ChangeBatch, RefusedChange, StatusChange, Store, StoreError, SyncLog,
+    WithdrawalOutcome,
 };
 
 use crate::support::{Backend, unique_id};
@@ -48,7 +49,10 @@ contract!(
     withdrawal_rules,
     link_tokens_are_single_use_and_expire,
     unattributed_items_wait_for_an_operator,
+    a_sender_named_later_is_credited_once_never_over_an_operator,
+    an_upgrade_points_both_ways_whichever_is_written_first,
     stats_and_sync_logs,
+    sync_logs_travel_in_batches_once_per_pass,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -116,7 +120,7 @@ fn deposit(items: Vec<Item>) -> ChangeBatch {
         users,
         gifts,
         items,
-        changes: vec![],
+        ..ChangeBatch::default()
     }
 }
 
@@ -651,6 +655,128 @@ async fn unattributed_items_wait_for_an_operator(backend: Backend) {
     store.create_withdrawal(alice, anonymous.key).await.unwrap();
 }
 
+fn attribution(item: &Item, owner: UserId, at: i64) -> ChangeBatch {
+    ChangeBatch {
+        attributions: vec![Attribution {
+            key: item.key,
+            owner,
+            entry: item.attribution_entry(owner, at),
+        }],
+        ..ChangeBatch::default()
+    }
+}
+
+async fn a_sender_named_later_is_credited_once_never_over_an_operator(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let (alice, bob) = (unique_id(), unique_id());
+    let first = regular(account, 7, Owner::Unattributed);
+    let second = regular(account, 8, Owner::Unattributed);
+    store
+        .apply_batch(&deposit(vec![first.clone(), second.clone()]))
+        .await
+        .unwrap();
+
+    // Telegram names alice as the sender of the first: credited, with its ledger entry.
+    let outcome = store
+        .apply_batch(&attribution(&first, alice, T0 + 100))
+        .await
+        .unwrap();
+    assert_eq!((outcome.attributed, outcome.attributions_skipped), (1, 0));
+    // A replay, or another sender named later, changes nothing.
+    for owner in [alice, bob] {
+        let outcome = store
+            .apply_batch(&attribution(&first, owner, T0 + 200))
+            .await
+            .unwrap();
+        assert_eq!((outcome.attributed, outcome.attributions_skipped), (0, 1));
+    }
+    let owned = store.list_owner(Owner::User(alice)).await.unwrap();
+    assert_eq!(keys(&owned), vec![first.key]);
+    assert_eq!(
+        kinds(&store, first.key).await,
+        [LedgerKind::Deposit, LedgerKind::Attributed]
+    );
+    let history = store.item_history(first.key).await.unwrap();
+    assert_eq!(history[1].owner, Owner::User(alice));
+
+    // An operator assigned the second to bob: Telegram naming alice later does not undo it.
+    assert!(store.assign_owner(second.key, bob).await.unwrap());
+    let outcome = store
+        .apply_batch(&attribution(&second, alice, T0 + 300))
+        .await
+        .unwrap();
+    assert_eq!((outcome.attributed, outcome.attributions_skipped), (0, 1));
+    let owned = store.list_owner(Owner::User(bob)).await.unwrap();
+    assert_eq!(keys(&owned), vec![second.key]);
+    assert_eq!(
+        kinds(&store, second.key).await,
+        [LedgerKind::Deposit, LedgerKind::Assigned]
+    );
+
+    // An attribution whose ledger entry is for another item or owner is refused whole.
+    let mut bad = attribution(&first, alice, T0);
+    bad.attributions[0].owner = bob;
+    let err = store.apply_batch(&bad).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidBatch(_)), "{err}");
+}
+
+async fn an_upgrade_points_both_ways_whichever_is_written_first(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let alice = unique_id();
+    let upgraded = |regular: &Item, into: i32| {
+        StatusChange::new(regular, Status::Upgraded { into }, T0 + 50).unwrap()
+    };
+    let find = async |store: &Arc<dyn Store>, key: ItemKey| {
+        store
+            .list_owner(Owner::User(alice))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|i| i.key == key)
+    };
+
+    // The collectible is recorded first (the update path), the old gift ends later.
+    let old = regular(account, 1, Owner::User(alice));
+    let new = collectible(account, 2, Owner::User(alice), unique_id());
+    store
+        .apply_batch(&deposit(vec![old.clone()]))
+        .await
+        .unwrap();
+    store
+        .apply_batch(&deposit(vec![new.clone()]))
+        .await
+        .unwrap();
+    let outcome = store
+        .apply_batch(&ChangeBatch {
+            changes: vec![upgraded(&old, 2)],
+            ..ChangeBatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.changes_applied, 1);
+    let got = find(&store, new.key)
+        .await
+        .expect("the collectible is held");
+    assert_eq!(got.upgraded_from, Some(1));
+
+    // The old gift ends in the same batch that records the collectible.
+    let old = regular(account, 3, Owner::User(alice));
+    let new = collectible(account, 4, Owner::User(alice), unique_id());
+    store
+        .apply_batch(&deposit(vec![old.clone()]))
+        .await
+        .unwrap();
+    let mut batch = deposit(vec![new.clone()]);
+    batch.changes.push(upgraded(&old, 4));
+    store.apply_batch(&batch).await.unwrap();
+    let got = find(&store, new.key)
+        .await
+        .expect("the collectible is held");
+    assert_eq!(got.upgraded_from, Some(3));
+}
+
 async fn stats_and_sync_logs(backend: Backend) {
     let store = backend.open().await;
     assert_eq!(
@@ -681,6 +807,7 @@ async fn stats_and_sync_logs(backend: Backend) {
 
     store
         .append_sync_log(&SyncLog {
+            pass_id: format!("{account}:first"),
             account_id: account,
             started_at: T0,
             finished_at: T0 + 3,
@@ -693,6 +820,7 @@ async fn stats_and_sync_logs(backend: Backend) {
         .unwrap();
     store
         .append_sync_log(&SyncLog {
+            pass_id: format!("{account}:second"),
             account_id: account,
             started_at: T0 + 60,
             finished_at: T0 + 61,
@@ -703,6 +831,28 @@ async fn stats_and_sync_logs(backend: Backend) {
         })
         .await
         .unwrap();
+}
+
+async fn sync_logs_travel_in_batches_once_per_pass(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let log = SyncLog {
+        pass_id: format!("{account}:pass"),
+        account_id: account,
+        started_at: T0,
+        finished_at: T0 + 2,
+        items_seen: 1,
+        items_new: 1,
+        items_changed: 0,
+        error: None,
+    };
+    let mut batch = deposit(vec![regular(account, 1, Owner::User(unique_id()))]);
+    batch.sync_logs.push(log.clone());
+    // Replayed (an answer lost after the commit), and written again on its own: one row.
+    store.apply_batch(&batch).await.unwrap();
+    store.apply_batch(&batch).await.unwrap();
+    store.append_sync_log(&log).await.unwrap();
+    assert_eq!(backend.count_sync_logs(account).await, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -932,7 +1082,9 @@ mod supabase_chaos {
         assert!(matches!(err, StoreError::SchemaMissing { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("giftd_owner_stats"), "{text}");
-        assert!(text.contains(giftd::store::migrations()[0].0), "{text}");
+        // The newest migration "and those before it".
+        let newest = giftd::store::migrations().last().unwrap().0;
+        assert!(text.contains(newest), "{text}");
         assert!(!err.is_retryable());
         let mut tries = 0;
         while let Err(e) = store.owner_stats(1).await {

@@ -164,6 +164,35 @@ impl Backend {
         }
     }
 
+    /// Rows of `sync_logs` for one deposit account, read beside the store (the store has no
+    /// call that lists them).
+    pub async fn count_sync_logs(&self, account: i64) -> i64 {
+        match self {
+            Backend::Sqlite { .. } => {
+                let db = libsql::Builder::new_local(self.sqlite_path().unwrap())
+                    .build()
+                    .await
+                    .unwrap();
+                let conn = db.connect().unwrap();
+                let mut rows = conn
+                    .query(
+                        "SELECT count(*) FROM sync_logs WHERE account_id = ?1",
+                        libsql::params![account],
+                    )
+                    .await
+                    .unwrap();
+                let row = rows.next().await.unwrap().expect("one row");
+                row.get::<i64>(0).unwrap()
+            }
+            Backend::Supabase { pg_url, .. } => psql(
+                pg_url,
+                &format!("select count(*) from public.sync_logs where account_id = {account}"),
+            )
+            .parse()
+            .expect("a count"),
+        }
+    }
+
     /// A new store handle on this backend's database.
     pub async fn open(&self) -> Arc<dyn Store> {
         match self {
