@@ -157,6 +157,8 @@ impl Daemon {
             api_hash: config.telegram.api_hash.clone(),
             flood_wait_max: config.telegram.flood_wait_max,
             updates: config.telegram.updates,
+            update_buffer: config.telegram.update_buffer,
+            health: Arc::clone(&self.health),
         };
         self.health.set_status("connecting to telegram");
         let conn = Telegram::connect(&opts, intake.child_token()).await?;

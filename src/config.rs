@@ -73,6 +73,10 @@ pub struct TelegramConfig {
     /// The longest `FLOOD_WAIT` giftd sleeps through before retrying; a longer one fails the
     /// request. Default 60 s.
     pub flood_wait_max: Duration,
+    /// How many Telegram updates may wait for giftd's update loop before new ones are dropped
+    /// (and counted in `giftd_updates_dropped_total`; Telegram's getDifference and polling
+    /// still find their gifts). Default 10,000: a burst that size costs a few MB.
+    pub update_buffer: usize,
 }
 
 /// The companion bot.
@@ -304,6 +308,12 @@ pub const KEYS: &[KeySpec] = {
             "GIFTD_TELEGRAM_RECONCILE_INTERVAL",
         ),
         key("telegram", "updates", Bool, "GIFTD_TELEGRAM_UPDATES"),
+        key(
+            "telegram",
+            "update_buffer",
+            Integer,
+            "GIFTD_TELEGRAM_UPDATE_BUFFER",
+        ),
         key(
             "telegram",
             "flood_wait_max",
@@ -667,6 +677,9 @@ impl Config {
             Duration::from_secs(1),
         );
         let updates = r.bool("telegram.updates").unwrap_or(true);
+        let update_buffer = r
+            .integer_in("telegram.update_buffer", 16, 1_000_000)
+            .map_or(10_000, to_usize);
         let flood_wait_max = r.duration_at_least(
             "telegram.flood_wait_max",
             Duration::from_secs(60),
@@ -755,6 +768,7 @@ impl Config {
                     reconcile_interval,
                     updates,
                     flood_wait_max,
+                    update_buffer,
                 },
                 state_dir,
                 bot,
@@ -1103,6 +1117,7 @@ mod tests {
                 show_duration(c.telegram.reconcile_interval)
             ),
             format!("telegram.updates = {}", c.telegram.updates),
+            format!("telegram.update_buffer = {}", c.telegram.update_buffer),
             format!(
                 "telegram.flood_wait_max = {}",
                 show_duration(c.telegram.flood_wait_max)
@@ -1178,6 +1193,7 @@ mod tests {
              telegram.poll_interval = 5s
              telegram.reconcile_interval = 10m
              telegram.updates = true
+             telegram.update_buffer = 10000
              telegram.flood_wait_max = 1m
              bot = none
              store = sqlite /var/lib/giftd/giftd.sqlite3
@@ -1223,6 +1239,7 @@ mod tests {
              telegram.poll_interval = 2s
              telegram.reconcile_interval = 90m
              telegram.updates = false
+             telegram.update_buffer = 10000
              telegram.flood_wait_max = 0s
              bot = token [redacted] session /srv/giftd/b.session
              store = supabase https://abc.supabase.co/rest/v1 key [redacted] timeout 1500ms

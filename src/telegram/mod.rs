@@ -23,12 +23,14 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use grammers_client::client::UpdateStream;
 use grammers_client::sender::{ConnectionParams, NoRetries, UpdatesConfiguration};
 use grammers_client::session::storages::SqliteSession;
+use grammers_client::session::updates::UpdatesLike;
 use grammers_client::{Client, InvocationError, SenderPool, tl};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::detector::{Fate, ObservedGift};
 use crate::gift::{MsgId, UserId, UserInfo};
+use crate::health::Health;
 use crate::secret::Secret;
 
 /// Page size of `payments.getSavedStarGifts`: what every client uses; no documented maximum.
@@ -45,6 +47,11 @@ pub struct ConnectOptions {
     pub flood_wait_max: Duration,
     /// Whether to open the real-time update stream.
     pub updates: bool,
+    /// How many updates may wait for the update loop before new ones are dropped (see
+    /// [`buffer_updates`]).
+    pub update_buffer: usize,
+    /// Where the update counters go (`giftd_updates_received_total`, `..._dropped_total`).
+    pub health: Arc<Health>,
 }
 
 /// Failures of the Telegram side. Callers branch on the variant; [`TelegramError::is_retryable`]
@@ -209,12 +216,82 @@ pub(crate) fn start_pool(
 ) {
     let params = ConnectionParams {
         retry_policy: Box::new(NoRetries),
+        updates_channel_capacity: std::num::NonZeroUsize::new(GRAMMERS_UPDATE_CHANNEL)
+            .unwrap_or(std::num::NonZeroUsize::MIN),
         ..Default::default()
     };
     let pool = SenderPool::with_configuration(Arc::new(session), api_id, params);
     let client = Client::new(pool.handle.clone());
     let runner = tokio::spawn(pool.runner.run());
     (client, pool.handle.thin, runner, pool.updates)
+}
+
+/// Capacity of grammers' own update channel. grammers drops what does not fit (warning at most
+/// once per cooldown, so its log undercounts); [`buffer_updates`] empties it as fast as updates
+/// arrive, so it stays near empty and giftd's buffer is the one that decides, and counts.
+const GRAMMERS_UPDATE_CHANNEL: usize = 1024;
+
+/// Moves updates from grammers' channel into a buffer of `capacity` that the update stream
+/// reads, and counts every update received and every one dropped because the buffer was full.
+///
+/// A dropped update is not a lost gift: the next update's pts shows the gap and grammers asks
+/// Telegram for the difference, and polling lists the gift anyway. Only batches of updates are
+/// ever dropped; connection notices (`ConnectionClosed` and the like) always pass, since the
+/// stream needs them to resynchronise.
+fn buffer_updates(
+    mut from: tokio::sync::mpsc::Receiver<UpdatesLike>,
+    capacity: usize,
+    health: Arc<Health>,
+) -> tokio::sync::mpsc::Receiver<UpdatesLike> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let metrics = &health.metrics;
+        let mut buffer: std::collections::VecDeque<UpdatesLike> = std::collections::VecDeque::new();
+        let mut logged_at: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                // Taking from grammers first keeps its channel empty under a flood.
+                biased;
+                next = from.recv() => {
+                    let Some(update) = next else { break };
+                    if !matches!(update, UpdatesLike::Updates(_)) {
+                        buffer.push_back(update);
+                        continue;
+                    }
+                    metrics.updates_received.fetch_add(1, Ordering::Relaxed);
+                    if buffer.len() < capacity {
+                        buffer.push_back(update);
+                        continue;
+                    }
+                    let dropped = metrics.updates_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if logged_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        logged_at = Some(tokio::time::Instant::now());
+                        tracing::warn!(
+                            capacity,
+                            dropped_total = dropped,
+                            "telegram update buffer full: updates dropped (getDifference and \
+                             polling find their gifts); raise telegram.update_buffer if this \
+                             repeats"
+                        );
+                    }
+                }
+                permit = tx.reserve(), if !buffer.is_empty() => {
+                    let Ok(permit) = permit else { break };
+                    // Checked non-empty by the branch's condition.
+                    if let Some(update) = buffer.pop_front() {
+                        permit.send(update);
+                    }
+                }
+            }
+        }
+        // grammers stopped: hand over what is left, then close the stream's channel.
+        while let Some(update) = buffer.pop_front() {
+            if tx.send(update).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Refuses a session file that other users can read: it holds the account's auth key.
@@ -317,6 +394,7 @@ impl Telegram {
         };
 
         let updates = if opts.updates {
+            let updates = buffer_updates(updates, opts.update_buffer, Arc::clone(&opts.health));
             let stream = client
                 .stream_updates(updates, UpdatesConfiguration { catch_up: true })
                 .await

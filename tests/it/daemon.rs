@@ -433,6 +433,46 @@ async fn burst_of_1000_with_updates() {
     w.assert_one_deposit_entry_each().await;
 }
 
+/// grammers-mtsender 0.11 drops updates when its channel is full and says so at most once per
+/// cooldown. giftd's own buffer counts every drop; a flood far larger than the buffer still ends
+/// with every gift credited once (getDifference and polling are the net).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_flood_larger_than_the_buffer_is_counted_and_loses_nothing() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut w = World::new(Backend::sqlite(), 8).await;
+    w.extra_config = "update_buffer = 16\n".into();
+    let running = w.start().await;
+    w.burst(1500);
+    w.assert_exactly_once(Duration::from_secs(60)).await;
+    w.assert_one_deposit_entry_each().await;
+    let health = running.daemon.health();
+    let m = &health.metrics;
+    let (received, dropped) = (
+        m.updates_received.load(Relaxed),
+        m.updates_dropped.load(Relaxed),
+    );
+    assert!(
+        dropped > 0,
+        "a 1,500-gift flood into a 16-update buffer drops some (received {received})"
+    );
+    assert!(
+        received >= dropped,
+        "received {received}, dropped {dropped}"
+    );
+    eprintln!("updates received {received}, dropped {dropped}");
+    let text = health.render_metrics();
+    let exposed: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("giftd_updates_dropped_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no giftd_updates_dropped_total in /metrics:\n{text}"));
+    assert!(
+        exposed >= dropped,
+        "/metrics shows {exposed}, counted {dropped}"
+    );
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_1000_polling_only() {
     let mut w = World::new(Backend::sqlite(), 8).await;

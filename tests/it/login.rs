@@ -156,6 +156,8 @@ impl Setup {
             api_hash: Secret::new("test-hash"),
             flood_wait_max: Duration::from_secs(60),
             updates: false,
+            update_buffer: 16,
+            health: std::sync::Arc::new(giftd::health::Health::new()),
         };
         let conn = Telegram::connect(&opts, CancellationToken::new()).await?;
         let id = conn.telegram.self_id();
