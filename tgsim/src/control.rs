@@ -528,7 +528,7 @@ mod tests {
             .as_i64()
             .expect("gift");
         let g =
-            json!({"from": alice, "to": dep, "gift_id": gift, "anonymous": false, "message": "gg"});
+            json!({"from": alice, "to": dep, "gift_id": gift, "hide_name": false, "message": "gg"});
         let m1 = call("POST", "/gifts", g.clone())["msg_id"]
             .as_i64()
             .expect("m");

@@ -16,7 +16,7 @@
 //! sim.write_session(deposit.id, "deposit.session").await?;       // grammers SqliteSession file
 //! let gift = sim.gift_catalogue()[0].id;
 //! let sent = sim.send_gift(SendGift { from: player.id, to: deposit.id, gift_id: gift,
-//!     anonymous: false, message: Some("hi".into()) })?;
+//!     hide_name: false, message: Some("hi".into()) })?;
 //! assert_eq!(sim.saved_gifts(deposit.id)?[0].msg_id, sent.msg_id);
 //! sim.shutdown().await;
 //! # Ok(()) }
@@ -81,7 +81,7 @@ use tokio_util::task::TaskTracker;
 
 pub use world::{
     Account, Bot, BotMessage, Button, CallbackAnswer, CreateUser, Fault, GiftInfo, RpcErr,
-    SavedGiftInfo, SendGift, SendUniqueGift, SentGift, Stats, Ttls, UniqueInfo,
+    SERVICE_USER_ID, SavedGiftInfo, SendGift, SendUniqueGift, SentGift, Stats, Ttls, UniqueInfo,
 };
 
 use server::Shared;
@@ -405,7 +405,7 @@ impl Sim {
                 from: players[i % players.len()],
                 to,
                 gift_id: gift.id,
-                anonymous: false,
+                hide_name: false,
                 message: None,
             })?);
         }

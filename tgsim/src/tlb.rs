@@ -92,12 +92,19 @@ pub fn user_full(id: i64, about: Option<String>) -> tl::enums::UserFull {
     tl::enums::UserFull::Full(f)
 }
 
-/// A text message.
+/// A text message in `me`'s private chat with `peer`.
+///
+/// The sender rule of private chats (since layer 119): an incoming message carries no `from_id`
+/// (its sender is the chat's peer), an outgoing one (`out`) carries `from_id` = `me`. Sources:
+/// grammers-client 0.11 `Message::sender_id`, Telethon 1.45 `Message.__init__`, TDLib
+/// `MessagesManager::parse_telegram_api_message` (no `from_id` means the peer) and
+/// `create_message` ("Receive wrong out flag" when an `out` message is not from self). See
+/// tgsim/FIDELITY.md.
 #[allow(clippy::too_many_arguments)]
 pub fn text_message(
     id: i32,
     out: bool,
-    from: i64,
+    me: i64,
     peer: i64,
     date: i32,
     text: &str,
@@ -113,17 +120,23 @@ pub fn text_message(
         .str(text)
         .build();
     m.out = out;
-    m.from_id = Some(peer_user(from));
+    m.from_id = private_from_id(out, me);
     m.reply_markup = markup;
     m.edit_date = edit_date;
     tl::enums::Message::Message(m)
 }
 
-/// A service message carrying `action`.
+/// `from_id` of a message in a private chat of `me`: set (to `me`) on outgoing messages only.
+fn private_from_id(out: bool, me: i64) -> Option<tl::enums::Peer> {
+    out.then(|| peer_user(me))
+}
+
+/// A service message carrying `action` in `me`'s private chat with `peer`; `from_id` follows
+/// the same rule as [`text_message`] (set on outgoing copies only).
 pub fn service_message(
     id: i32,
     out: bool,
-    from: Option<i64>,
+    me: i64,
     peer: i64,
     date: i32,
     action: tl::enums::MessageAction,
@@ -137,7 +150,7 @@ pub fn service_message(
         post: false,
         legacy: false,
         id,
-        from_id: from.map(peer_user),
+        from_id: private_from_id(out, me),
         peer_id: peer_user(peer),
         saved_peer_id: None,
         reply_to: None,
@@ -256,6 +269,16 @@ mod tests {
             tl::enums::Message::from_bytes(&m.to_bytes()).expect("rt"),
             m
         );
+        // Sender rule: outgoing copies carry from_id = self, incoming ones none.
+        let tl::enums::Message::Message(out) = &m else {
+            panic!("message");
+        };
+        assert_eq!(out.from_id, Some(peer_user(2)));
+        let tl::enums::Message::Message(inc) = text_message(1, false, 2, 3, 4, "hi", None, None)
+        else {
+            panic!("message");
+        };
+        assert_eq!((inc.from_id, inc.peer_id), (None, peer_user(3)));
         let c = config(100, 2, "127.0.0.1", 4000);
         let tl::enums::Config::Config(cc) =
             tl::enums::Config::from_bytes(&c.to_bytes()).expect("rt");

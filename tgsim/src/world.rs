@@ -19,7 +19,8 @@ use crate::crypto::AuthKey;
 use crate::srp::{Challenge, PasswordSetup};
 use crate::tlb;
 
-/// The account id of Telegram's service notifications user (777000), the peer of anonymous gifts.
+/// The account id of Telegram's service notifications user (777000): the peer of the service
+/// message of a collectible Telegram delivers with no sender (see [`SendUniqueGift::from_telegram`]).
 pub const SERVICE_USER_ID: i64 = 777000;
 
 /// How many messages one `updates.differenceSlice` carries at most.
@@ -162,9 +163,10 @@ pub struct GiftInfo {
     pub limited_total: Option<i32>,
 }
 
-/// Input for [`crate::Sim::send_gift`].
+/// Input for [`crate::Sim::send_gift`]. Unknown fields are refused, so a caller still using the
+/// old `anonymous` field gets an error instead of a gift with its name shown.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SendGift {
     /// Sending player.
     pub from: i64,
@@ -172,8 +174,11 @@ pub struct SendGift {
     pub to: i64,
     /// Catalogue gift id.
     pub gift_id: i64,
-    /// Hide the sender (no `from_id`).
-    pub anonymous: bool,
+    /// "Hide my name": the action and the saved gift get `name_hidden`, so visitors of the
+    /// recipient's profile do not see the sender. The recipient still does: the service message
+    /// sits in the private chat with the sender and the recipient's `savedStarGift.from_id` is
+    /// set ("set only for the receiver", core.telegram.org/constructor/savedStarGift).
+    pub hide_name: bool,
     /// Optional text attached to the gift.
     pub message: Option<String>,
 }
@@ -195,6 +200,11 @@ pub struct SendUniqueGift {
     pub transfer_lock_secs: Option<i64>,
     /// Optional text.
     pub message: Option<String>,
+    /// Telegram itself delivers the collectible, with no sender the recipient can know (`from` is
+    /// ignored): the service message sits in the chat with 777000 and has `assigned` set, and
+    /// neither it nor `savedStarGift` has a `from_id`. This is how TDLib expects a collectible
+    /// with no known sender (a gift assigned from the TON blockchain): see tgsim/FIDELITY.md.
+    pub from_telegram: bool,
 }
 
 /// What a gift operation produced.
@@ -236,7 +246,8 @@ pub struct UniqueInfo {
 pub struct SavedGiftInfo {
     /// Service message id in the owner's dialog.
     pub msg_id: i32,
-    /// Sender, unless anonymous.
+    /// Sender as the owner sees it (`savedStarGift.from_id`); None only for a collectible
+    /// delivered by Telegram with no sender.
     pub from: Option<i64>,
     /// Date received.
     pub date: i32,
@@ -467,6 +478,8 @@ struct Form {
     to: i64,
     stars: i64,
     created: i64,
+    /// Paid already: a second payments.sendStarsForm answers FORM_SUBMIT_DUPLICATE.
+    paid: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -1312,6 +1325,10 @@ impl World {
         ))
     }
 
+    /// A `messageActionStarGiftUnique`. `from` is the action's `from_id`: set only where the
+    /// message's own sender is not the gift's sender (an upgrade, whose service message is the
+    /// owner's own outgoing message); a transfer in a private chat names its sender through the
+    /// chat's peer. `assigned`: delivered by Telegram from the blockchain, with no sender.
     #[allow(clippy::too_many_arguments)]
     fn unique_action(
         &self,
@@ -1319,17 +1336,18 @@ impl World {
         owner: i64,
         from: Option<i64>,
         upgrade: bool,
+        assigned: bool,
         transfer_stars: Option<i64>,
         can_transfer_at: Option<i32>,
         message: Option<&str>,
     ) -> tl::enums::MessageAction {
         tl::enums::MessageAction::StarGiftUnique(tl::types::MessageActionStarGiftUnique {
             upgrade,
-            transferred: !upgrade,
+            transferred: !upgrade && !assigned,
             saved: true,
             refunded: false,
             prepaid_upgrade: false,
-            assigned: false,
+            assigned,
             from_offer: false,
             craft: false,
             name_hidden: false,
@@ -1360,12 +1378,12 @@ impl World {
         let date = self.now32();
         let mut saved = Saved {
             msg_id: 0,
-            from: (!g.anonymous).then_some(g.from),
+            from: Some(g.from),
             date,
             gift_id: gift.id,
             unique: None,
             message: g.message.clone(),
-            name_hidden: g.anonymous,
+            name_hidden: g.hide_name,
             unsaved: false,
             refunded: false,
             pinned: false,
@@ -1375,19 +1393,20 @@ impl World {
             can_transfer_at: None,
         };
         let action = self.regular_action(&saved)?;
-        // Sender's copy first, as Telegram shows it in the sender's chat.
+        // Sender's copy first, as Telegram shows it in the sender's chat. With or without "hide
+        // my name", the recipient's copy is an incoming message in the private chat with the
+        // sender, without `from_id` (the sender is the chat's peer) and without the action's
+        // `from_id` (used where the message's sender is not the gift's: channels, upgrades).
         let sender_action = action.clone();
-        let to = g.to;
+        let (from, to) = (g.from, g.to);
         self.deliver(
-            g.from,
-            |id| tlb::service_message(id, true, Some(g.from), to, date, sender_action),
+            from,
+            |id| tlb::service_message(id, true, from, to, date, sender_action),
             None,
         )?;
-        let peer = if g.anonymous { SERVICE_USER_ID } else { g.from };
-        let from_id = (!g.anonymous).then_some(g.from);
         let (msg_id, _) = self.deliver(
-            g.to,
-            |id| tlb::service_message(id, false, from_id, peer, date, action),
+            to,
+            |id| tlb::service_message(id, false, to, from, date, action),
             None,
         )?;
         saved.msg_id = msg_id;
@@ -1405,7 +1424,10 @@ impl World {
 
     /// A player gives a (freshly minted) collectible to `to`.
     pub fn send_unique_gift(&mut self, g: SendUniqueGift) -> Result<SentGift, RpcErr> {
-        self.acc(g.from)?;
+        let from = (!g.from_telegram).then_some(g.from);
+        if let Some(from) = from {
+            self.acc(from)?;
+        }
         self.acc(g.to)?;
         let u = self.mint_unique(g.gift_id)?;
         let can_transfer_at = g
@@ -1413,7 +1435,7 @@ impl World {
             .map(|s| self.now().saturating_add(s).clamp(0, i32::MAX as i64) as i32);
         self.give_unique(
             u,
-            Some(g.from),
+            from,
             g.to,
             g.transfer_stars,
             can_transfer_at,
@@ -1439,19 +1461,24 @@ impl World {
         let date = self.now32();
         let mut own = None;
         if let Some(from) = from {
-            let act = self.unique_action(&u, to, Some(from), false, None, None, message.as_deref());
+            let act =
+                self.unique_action(&u, to, None, false, false, None, None, message.as_deref());
             let (_, upd) = self.deliver(
                 from,
-                |id| tlb::service_message(id, true, Some(from), to, date, act),
+                |id| tlb::service_message(id, true, from, to, date, act),
                 caller_conn,
             )?;
             own = Some(upd);
         }
+        // The recipient's copy: incoming, in the private chat with the sender (no `from_id`
+        // anywhere: the peer is the sender), or in the chat with 777000 when Telegram delivers
+        // it with no sender.
         let act = self.unique_action(
             &u,
             to,
-            from,
+            None,
             false,
+            from.is_none(),
             transfer_stars,
             can_transfer_at,
             message.as_deref(),
@@ -1459,7 +1486,7 @@ impl World {
         let peer = from.unwrap_or(SERVICE_USER_ID);
         let (msg_id, _) = self.deliver(
             to,
-            |id| tlb::service_message(id, false, from, peer, date, act),
+            |id| tlb::service_message(id, false, to, peer, date, act),
             None,
         )?;
         self.acc_mut(to)?.saved.insert(
@@ -1528,11 +1555,25 @@ impl World {
         }
         let u = self.mint_unique(s.gift_id)?;
         let date = self.now32();
-        let act = self.unique_action(&u, owner, s.from, true, None, None, s.message.as_deref());
+        // The upgrade is the owner's own act: its service message is the owner's OUTGOING
+        // message in the chat with the gift's sender (`from_id` = owner), and the action's
+        // `from_id` names the gift's sender. TDLib MessageContent.cpp (messageUpgradedGift):
+        // receiver = `is_upgrade != is_outgoing ? dialog : me`, and the received-gift id is
+        // taken from the message when `is_upgrade == is_outgoing`. See tgsim/FIDELITY.md.
+        let act = self.unique_action(
+            &u,
+            owner,
+            s.from,
+            true,
+            false,
+            None,
+            None,
+            s.message.as_deref(),
+        );
         let peer = s.from.unwrap_or(SERVICE_USER_ID);
         let (new_id, _) = self.deliver(
             owner,
-            |id| tlb::service_message(id, false, s.from, peer, date, act),
+            |id| tlb::service_message(id, true, owner, peer, date, act),
             None,
         )?;
         self.edit_gift_action(owner, msg_id, |act| {
@@ -1695,6 +1736,7 @@ impl World {
                 to,
                 stars,
                 created,
+                paid: false,
             },
         );
         Ok((form_id, stars))
@@ -1713,6 +1755,10 @@ impl World {
             .cloned()
             .filter(|f| f.owner == owner)
             .ok_or_else(|| RpcErr::bad("FORM_ID_INVALID"))?;
+        if form.paid {
+            // core.telegram.org/method/payments.sendStarsForm lists FORM_SUBMIT_DUPLICATE.
+            return Err(RpcErr::bad("FORM_SUBMIT_DUPLICATE"));
+        }
         if self.now() - form.created >= self.ttls.payment_form.as_secs() as i64 {
             self.forms.remove(&form_id);
             return Err(RpcErr::bad("FORM_EXPIRED"));
@@ -1722,7 +1768,9 @@ impl World {
         }
         let (_, own) = self.transfer_gift(owner, form.msg_id, form.to, caller_conn, true)?;
         self.acc_mut(owner)?.stars -= form.stars;
-        self.forms.remove(&form_id);
+        if let Some(f) = self.forms.get_mut(&form_id) {
+            f.paid = true;
+        }
         Ok(own)
     }
 
@@ -1925,7 +1973,7 @@ impl World {
         let m2 = markup.clone();
         let (peer_msg_id, _) = self.deliver(
             to,
-            |id| tlb::text_message(id, false, from, from, date, text, m2, None),
+            |id| tlb::text_message(id, false, to, from, date, text, m2, None),
             None,
         )?;
         let m3 = markup.clone();
@@ -1964,22 +2012,24 @@ impl World {
                 .texts
                 .get_mut(&msg_id)
                 .ok_or_else(|| RpcErr::bad("MESSAGE_ID_INVALID"))?;
-            if let Some(text) = text {
-                if text == t.text && markup.is_none() {
-                    return Err(RpcErr::bad("MESSAGE_NOT_MODIFIED"));
-                }
-                t.text = text.into();
+            // messages.editMessage replaces the reply markup with the one sent, and an absent
+            // `reply_markup` leaves the message without one (TDLib EditMessageQuery sets the flag
+            // only for a non-null markup; td_api editMessageText: "pass null if none"). An edit
+            // that changes neither the text nor the markup is MESSAGE_NOT_MODIFIED; a change of
+            // the markup alone is a real edit.
+            let new_text = text.unwrap_or(&t.text).to_owned();
+            if new_text == t.text && markup == t.markup {
+                return Err(RpcErr::bad("MESSAGE_NOT_MODIFIED"));
             }
-            if markup.is_some() {
-                t.markup = markup;
-            }
+            t.text = new_text;
+            t.markup = markup;
             t.edited = true;
             t.clone()
         };
         let peer_msg = tlb::text_message(
             t.peer_msg_id,
             false,
-            from,
+            t.peer,
             from,
             t.date,
             &t.text,

@@ -35,15 +35,17 @@ async fn player_text_reaches_the_bot_and_buttons_round_trip() {
             && let tl::enums::Message::Message(m) = m.message
         {
             assert_eq!(m.message, "/inventory");
-            break (m.id, m.from_id);
+            break (m.id, (m.from_id, m.peer_id));
         }
     };
     assert_eq!(msg_id, sent);
+    // Incoming private message: no from_id, the sender is the chat's peer.
     assert_eq!(
         from,
-        Some(tl::enums::Peer::User(tl::types::PeerUser {
-            user_id: player.id
-        }))
+        (
+            None,
+            tl::enums::Peer::User(tl::types::PeerUser { user_id: player.id })
+        )
     );
 
     let markup = tl::enums::ReplyMarkup::ReplyInlineMarkup(tl::types::ReplyInlineMarkup {
@@ -83,7 +85,7 @@ async fn player_text_reaches_the_bot_and_buttons_round_trip() {
             reply_to: None,
             message: "You hold 0 gifts".into(),
             random_id: 42,
-            reply_markup: Some(markup),
+            reply_markup: Some(markup.clone()),
             entities: None,
             schedule_date: None,
             schedule_repeat_period: None,
@@ -153,6 +155,50 @@ async fn player_text_reaches_the_bot_and_buttons_round_trip() {
         .expect("msgs");
     assert_eq!(msgs[0].text, "Withdrawal queued");
     assert!(msgs[0].edited);
+    // An edit without reply_markup leaves the message without buttons.
+    assert!(msgs[0].buttons.is_empty());
+    let edit = |message: Option<&str>, reply_markup: Option<tl::enums::ReplyMarkup>| {
+        tl::functions::messages::EditMessage {
+            no_webpage: false,
+            invert_media: false,
+            peer: tl::enums::InputPeer::User(tl::types::InputPeerUser {
+                user_id: player.id,
+                access_hash: player.access_hash,
+            }),
+            id: short.id,
+            message: message.map(str::to_owned),
+            media: None,
+            reply_markup,
+            entities: None,
+            schedule_date: None,
+            schedule_repeat_period: None,
+            quick_reply_shortcut_id: None,
+            rich_message: None,
+        }
+    };
+    // Same text, same (no) markup: MESSAGE_NOT_MODIFIED.
+    let err = c
+        .invoke(&edit(Some("Withdrawal queued"), None))
+        .await
+        .expect_err("not modified");
+    assert!(err.is("MESSAGE_NOT_MODIFIED"), "{err}");
+    // Only the markup changes: a real edit.
+    c.invoke(&edit(Some("Withdrawal queued"), Some(markup.clone())))
+        .await
+        .expect("markup-only edit");
+    assert_eq!(
+        sim.bot_messages_to(bot.account.id, player.id)
+            .expect("msgs")[0]
+            .buttons
+            .len(),
+        1
+    );
+    // Same text and the same markup again: MESSAGE_NOT_MODIFIED.
+    let err = c
+        .invoke(&edit(None, Some(markup.clone())))
+        .await
+        .expect_err("not modified");
+    assert!(err.is("MESSAGE_NOT_MODIFIED"), "{err}");
     // Unknown button data is refused.
     assert!(
         sim.press_button(player.id, bot.account.id, short.id, b"nope")

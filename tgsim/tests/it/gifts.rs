@@ -75,7 +75,7 @@ async fn saved_star_gift_flags_are_honoured() {
             from: p.id,
             to: deposit.id,
             gift_id,
-            anonymous: false,
+            hide_name: false,
             message: None,
         })
         .expect("send")
@@ -147,8 +147,33 @@ async fn saved_star_gift_flags_are_honoured() {
     }
 }
 
+/// The service message of a gift in the recipient's dialog, by msg_id.
+async fn service_message(c: &TestClient, msg_id: i32) -> tl::types::MessageService {
+    let tl::enums::messages::Messages::Messages(r) = c
+        .invoke(&tl::functions::messages::GetMessages {
+            id: vec![tl::enums::InputMessage::Id(tl::types::InputMessageId {
+                id: msg_id,
+            })],
+        })
+        .await
+        .expect("getMessages")
+    else {
+        panic!("expected messages.messages");
+    };
+    match r.messages.into_iter().next() {
+        Some(tl::enums::Message::Service(m)) => m,
+        other => panic!("expected a service message, got {other:?}"),
+    }
+}
+
+fn peer(id: i64) -> tl::enums::Peer {
+    tl::enums::Peer::User(tl::types::PeerUser { user_id: id })
+}
+
+/// Telegram's sender rule (since layer 119): an incoming message in a private chat has no
+/// `from_id`, its sender is the chat's peer; the sender's own (outgoing) copy has `from_id`.
 #[tokio::test]
-async fn anonymous_gift_has_no_sender_and_keeps_its_message() {
+async fn incoming_gift_has_no_from_id_and_sits_in_the_chat_with_its_sender() {
     let sim = sim().await;
     let deposit = user(&sim, "deposit");
     let p = user(&sim, "player");
@@ -158,7 +183,45 @@ async fn anonymous_gift_has_no_sender_and_keeps_its_message() {
             from: p.id,
             to: deposit.id,
             gift_id: gift,
-            anonymous: true,
+            hide_name: false,
+            message: None,
+        })
+        .expect("send");
+    let c = TestClient::connect(&sim, deposit.id).await;
+    let m = service_message(&c, sent.msg_id).await;
+    assert!(!m.out);
+    assert_eq!(
+        m.from_id, None,
+        "incoming private messages carry no from_id"
+    );
+    assert_eq!(m.peer_id, peer(p.id));
+    let tl::enums::MessageAction::StarGift(a) = &m.action else {
+        panic!("expected messageActionStarGift");
+    };
+    assert_eq!(a.from_id, None);
+    // The sender's copy is outgoing and names its sender.
+    let pc = TestClient::connect(&sim, p.id).await;
+    let own = service_message(&pc, 1).await;
+    assert!(own.out);
+    assert_eq!(own.from_id, Some(peer(p.id)));
+    assert_eq!(own.peer_id, peer(deposit.id));
+}
+
+/// "Hide my name" hides the sender from visitors of the recipient's profile, not from the
+/// recipient (savedStarGift.name_hidden: "the gift sender in from_id and the message are set
+/// only for the receiver of the gift").
+#[tokio::test]
+async fn hide_my_name_gift_still_names_its_sender_to_the_recipient() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let p = user(&sim, "player");
+    let gift = sim.gift_catalogue()[0].id;
+    let sent = sim
+        .send_gift(tgsim::SendGift {
+            from: p.id,
+            to: deposit.id,
+            gift_id: gift,
+            hide_name: true,
             message: Some("for you".into()),
         })
         .expect("send");
@@ -167,15 +230,64 @@ async fn anonymous_gift_has_no_sender_and_keeps_its_message() {
         c.invoke(&saved_req("", 10)).await.expect("page");
     let tl::enums::SavedStarGift::Gift(g) = &r.gifts[0];
     assert_eq!(g.msg_id, Some(sent.msg_id));
-    assert!(g.from_id.is_none());
+    assert_eq!(g.from_id, Some(peer(p.id)));
     assert!(g.name_hidden);
     let tl::enums::TextWithEntities::Entities(t) = g.message.as_ref().expect("message");
     assert_eq!(t.text, "for you");
+    let m = service_message(&c, sent.msg_id).await;
+    assert_eq!(
+        m.peer_id,
+        peer(p.id),
+        "in the chat with the sender, not 777000"
+    );
+    assert_eq!(m.from_id, None);
+    let tl::enums::MessageAction::StarGift(a) = &m.action else {
+        panic!("expected messageActionStarGift");
+    };
+    assert!(a.name_hidden);
     // The sender paid.
     assert_eq!(
         sim.stars(p.id).expect("stars"),
         10_000 - sim.gift_catalogue()[0].stars
     );
+}
+
+#[tokio::test]
+async fn old_anonymous_field_is_refused() {
+    let err = serde_json::from_str::<tgsim::SendGift>(
+        r#"{"from":1,"to":2,"gift_id":3,"anonymous":true}"#,
+    )
+    .expect_err("unknown field");
+    assert!(err.to_string().contains("anonymous"), "{err}");
+}
+
+/// A collectible Telegram delivers with no sender: chat with 777000, `assigned`, no from_id.
+#[tokio::test]
+async fn collectible_from_telegram_has_no_sender() {
+    let sim = sim().await;
+    let deposit = user(&sim, "deposit");
+    let sent = sim
+        .send_unique_gift(tgsim::SendUniqueGift {
+            to: deposit.id,
+            gift_id: sim.gift_catalogue()[0].id,
+            from_telegram: true,
+            ..Default::default()
+        })
+        .expect("unique");
+    let c = TestClient::connect(&sim, deposit.id).await;
+    let tl::enums::payments::SavedStarGifts::Gifts(r) =
+        c.invoke(&saved_req("", 10)).await.expect("page");
+    let tl::enums::SavedStarGift::Gift(g) = &r.gifts[0];
+    assert_eq!(g.msg_id, Some(sent.msg_id));
+    assert_eq!(g.from_id, None);
+    let m = service_message(&c, sent.msg_id).await;
+    assert_eq!(m.peer_id, peer(tgsim::SERVICE_USER_ID));
+    assert_eq!(m.from_id, None);
+    let tl::enums::MessageAction::StarGiftUnique(a) = &m.action else {
+        panic!("expected messageActionStarGiftUnique");
+    };
+    assert!(a.assigned && !a.transferred && !a.upgrade);
+    assert_eq!(a.from_id, None);
 }
 
 #[tokio::test]
@@ -311,7 +423,7 @@ async fn upgrade_convert_and_refund_show_in_saved_gifts() {
             from: p.id,
             to: deposit.id,
             gift_id: g.id,
-            anonymous: false,
+            hide_name: false,
             message: None,
         })
         .expect("send")
@@ -451,10 +563,12 @@ async fn upgrade_pushes_the_new_collectible_and_edits_the_original() {
                 };
                 assert!(a.upgrade);
                 assert_eq!(s.id, up.msg_id);
-                assert_eq!(
-                    s.from_id,
-                    Some(tl::enums::Peer::User(tl::types::PeerUser { user_id: p.id }))
-                );
+                // The upgrade is the owner's own outgoing message in the chat with the gift's
+                // sender; the action names the gift's sender (TDLib MessageContent.cpp).
+                assert!(s.out);
+                assert_eq!(s.from_id, Some(peer(deposit.id)));
+                assert_eq!(s.peer_id, peer(p.id));
+                assert_eq!(a.from_id, Some(peer(p.id)));
                 saw_new = true;
             }
             tl::enums::Update::EditMessage(m) => {

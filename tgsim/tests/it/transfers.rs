@@ -47,6 +47,7 @@ impl Setup {
                 transfer_stars,
                 transfer_lock_secs: lock,
                 message: None,
+                from_telegram: false,
             })
             .expect("unique gift")
     }
@@ -124,12 +125,31 @@ async fn paid_transfer_needs_a_stars_form() {
     s.sim.set_stars(s.deposit.id, 100).expect("stars");
     c.invoke(&tl::functions::payments::SendStarsForm {
         form_id: form.form_id,
-        invoice,
+        invoice: invoice.clone(),
     })
     .await
     .expect("paid transfer");
     assert_eq!(s.sim.stars(s.deposit.id).expect("stars"), 75);
     assert_eq!(s.sim.saved_gifts(s.player.id).expect("player").len(), 1);
+    // The same form again: FORM_SUBMIT_DUPLICATE, nothing charged twice.
+    let e = c
+        .invoke(&tl::functions::payments::SendStarsForm {
+            form_id: form.form_id,
+            invoice: invoice.clone(),
+        })
+        .await
+        .expect_err("duplicate");
+    assert_eq!(rpc_name(e), (400, "FORM_SUBMIT_DUPLICATE".into(), None));
+    assert_eq!(s.sim.stars(s.deposit.id).expect("stars"), 75);
+    // A form id never issued stays FORM_ID_INVALID.
+    let e = c
+        .invoke(&tl::functions::payments::SendStarsForm {
+            form_id: form.form_id ^ 0x5555,
+            invoice,
+        })
+        .await
+        .expect_err("unknown form");
+    assert_eq!(rpc_name(e).1, "FORM_ID_INVALID");
 }
 
 #[tokio::test]
