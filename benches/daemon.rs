@@ -210,7 +210,7 @@ impl World {
                 from: self.players[i % self.players.len()],
                 to: self.deposit,
                 gift_id: self.gift_id,
-                anonymous: false,
+                hide_name: false,
                 message: None,
             })
             .expect("tgsim takes the gift")

@@ -159,7 +159,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
             from,
             to: deposit.id,
             gift_id: regular,
-            anonymous,
+            hide_name: anonymous,
             message: message.map(str::to_owned),
         })
         .map_err(sim_err)
@@ -174,6 +174,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
         transfer_stars: None,
         transfer_lock_secs: None,
         message: None,
+        from_telegram: false,
     })
     .map_err(sim_err)?;
     expected += 1;

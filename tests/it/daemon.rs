@@ -179,7 +179,7 @@ impl World {
                 from,
                 to: self.deposit.id,
                 gift_id: self.regular_gift(),
-                anonymous,
+                hide_name: anonymous,
                 message: None,
             })
             .expect("gift sent");
@@ -199,6 +199,7 @@ impl World {
                 transfer_stars: None,
                 transfer_lock_secs: None,
                 message: None,
+                from_telegram: false,
             })
             .expect("unique gift sent");
         self.expected.insert(sent.msg_id, Some(from));
@@ -355,7 +356,7 @@ async fn odd_cases(backend: Backend) {
             from: w.deposit.id,
             to: w.deposit.id,
             gift_id: w.regular_gift(),
-            anonymous: false,
+            hide_name: false,
             message: None,
         })
         .expect("self gift");

@@ -314,7 +314,7 @@ async fn login_with_code_writes_a_private_session_the_daemon_signs_in_with() {
             from: player.id,
             to: s.account.id,
             gift_id: s.sim.gift_catalogue()[0].id,
-            anonymous: false,
+            hide_name: false,
             message: None,
         })
         .expect("gift sent");
