@@ -2,9 +2,10 @@
 //!
 //! Starts tgsim (the Telegram simulator) in-process, provisions a deposit account and a few
 //! players, writes the deposit account's session file, runs the real daemon with an ordinary
-//! configuration against the embedded store, has the players send gifts (regular, unique,
-//! anonymous, a burst), prints what giftd credits as it happens, then the final inventory per
-//! player, and stops the daemon cleanly.
+//! configuration against the embedded store, has the players send gifts (regular, unique, one
+//! with "hide my name", a burst) and Telegram deliver a collectible with no sender, prints what
+//! giftd credits as it happens, then the final inventory per player, and stops the daemon
+//! cleanly.
 //!
 //! The simulator is the only stand-in: the daemon code path is exactly `giftd run`'s.
 
@@ -154,12 +155,12 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
         .iter()
         .find(|g| g.upgrade_stars.is_some())
         .map_or(regular, |g| g.id);
-    let send = |from: i64, anonymous: bool, message: Option<&str>| {
+    let send = |from: i64, hide_name: bool, message: Option<&str>| {
         sim.send_gift(SendGift {
             from,
             to: deposit.id,
             gift_id: regular,
-            hide_name: anonymous,
+            hide_name,
             message: message.map(str::to_owned),
         })
         .map_err(sim_err)
@@ -178,7 +179,18 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
     })
     .map_err(sim_err)?;
     expected += 1;
+    // "Hide my name" hides the sender from visitors of the profile, not from the receiver.
     send(players[2].id, true, None)?;
+    expected += 1;
+    // A collectible Telegram delivers itself names no sender: it waits for an operator.
+    sim.send_unique_gift(SendUniqueGift {
+        from: players[0].id,
+        to: deposit.id,
+        gift_id: collectible,
+        from_telegram: true,
+        ..SendUniqueGift::default()
+    })
+    .map_err(sim_err)?;
     expected += 1;
     let mut credited = 0usize;
     credited += show_credits(
@@ -245,7 +257,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
     let un = inventory.owner_stats(Owner::Unattributed);
     let _ = writeln!(
         out,
-        "  {:<9} {:>4} gifts  {:>6} stars  (anonymous: waiting for an operator)",
+        "  {:<9} {:>4} gifts  {:>6} stars  (no sender named: waiting for an operator)",
         "unattributed", un.items, un.stars
     );
 
@@ -287,7 +299,7 @@ async fn show_credits(
             got += 1;
             let who = match owner {
                 Owner::User(id) => format!("@{}", names.get(&id).map_or("?", String::as_str)),
-                Owner::Unattributed => "unattributed (anonymous sender)".to_owned(),
+                Owner::Unattributed => "unattributed (Telegram names no sender)".to_owned(),
             };
             let kind = if unique { "collectible" } else { "gift" };
             let _ = writeln!(

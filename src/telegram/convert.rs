@@ -112,7 +112,7 @@ pub fn gift_message(message: &tl::enums::Message) -> Option<ObservedGift> {
         return None;
     };
     if m.out {
-        return None;
+        return upgrade_message(m);
     }
     let msg_from = m
         .from_id
@@ -165,6 +165,38 @@ pub fn gift_message(message: &tl::enums::Message) -> Option<ObservedGift> {
         }
         _ => None,
     }
+}
+
+/// The collectible the deposit account made by upgrading a gift it holds. Telegram records the
+/// upgrade as the account's own outgoing message in the chat with the gift's sender, the action
+/// naming that sender in `from_id` (TDLib `MessageContent.cpp`, `messageUpgradedGift`); the item
+/// is new in the account although the account sent the message. Every other outgoing message
+/// (a gift or transfer the account sent) is not a deposit.
+fn upgrade_message(m: &tl::types::MessageService) -> Option<ObservedGift> {
+    let tl::enums::MessageAction::StarGiftUnique(a) = &m.action else {
+        return None;
+    };
+    if !a.upgrade {
+        return None;
+    }
+    let (gift, unique) = gift_type(&a.gift);
+    Some(ObservedGift {
+        msg_id: m.id,
+        from: a
+            .from_id
+            .as_ref()
+            .and_then(peer_user)
+            .filter(|&id| id != SERVICE_USER_ID),
+        date: i64::from(m.date),
+        gift,
+        unique,
+        convert_stars: None,
+        transfer_stars: a.transfer_stars,
+        can_transfer_at: a.can_transfer_at.map(i64::from),
+        refunded: a.refunded,
+        pinned: false,
+        upgraded_from: None,
+    })
 }
 
 /// What the service message of a gift that left the saved list says happened to it.
@@ -405,6 +437,91 @@ mod tests {
         assert_eq!(from(saved(Some(42), true)), Some((7, Some(42))));
         assert_eq!(from(saved(None, false)), Some((7, None)));
         assert_eq!(from(saved(Some(777000), false)), Some((7, None)));
+    }
+
+    fn unique_action(upgrade: bool, from_id: Option<i64>) -> tl::enums::MessageAction {
+        let gift = tl::enums::StarGift::Unique(tl::types::StarGiftUnique {
+            require_premium: false,
+            resale_ton_only: false,
+            theme_available: false,
+            burned: false,
+            crafted: false,
+            id: 900,
+            gift_id: 5,
+            title: "Plush Pepe".into(),
+            slug: "PlushPepe-3".into(),
+            num: 3,
+            owner_id: None,
+            owner_name: None,
+            owner_address: None,
+            attributes: Vec::new(),
+            availability_issued: 3,
+            availability_total: 100,
+            gift_address: None,
+            resell_amount: None,
+            released_by: None,
+            value_amount: None,
+            value_currency: None,
+            value_usd_amount: None,
+            theme_peer: None,
+            peer_color: None,
+            host_id: None,
+            offer_min_stars: None,
+            craft_chance_permille: None,
+        });
+        tl::enums::MessageAction::StarGiftUnique(tl::types::MessageActionStarGiftUnique {
+            upgrade,
+            transferred: !upgrade,
+            saved: true,
+            refunded: false,
+            prepaid_upgrade: false,
+            assigned: false,
+            from_offer: false,
+            craft: false,
+            name_hidden: false,
+            gift,
+            can_export_at: None,
+            transfer_stars: None,
+            from_id: from_id.map(user),
+            peer: None,
+            saved_id: None,
+            resale_amount: None,
+            can_transfer_at: None,
+            can_resell_at: None,
+            drop_original_details_stars: None,
+            can_craft_at: None,
+            message: None,
+        })
+    }
+
+    #[test]
+    fn collectibles() {
+        // A collectible transferred to the account: incoming, in the chat with its sender.
+        check(
+            service(9, false, None, user(42), unique_action(false, None)),
+            Some((9, Some(42))),
+        );
+        // The account upgraded a gift it holds: its own outgoing message in the chat with the
+        // gift's sender, the action naming that sender. A new item, owned like the gift.
+        check(
+            service(9, true, Some(1), user(42), unique_action(true, Some(42))),
+            Some((9, Some(42))),
+        );
+        // The account transferred a collectible out: not a deposit.
+        check(
+            service(9, true, Some(1), user(42), unique_action(false, None)),
+            None,
+        );
+        let got = gift_message(&service(
+            9,
+            false,
+            None,
+            user(42),
+            unique_action(false, None),
+        ))
+        .and_then(|g| g.unique)
+        .map(|u| (u.collectible_id, u.number));
+        assert_eq!(got, Some((900, 3)));
     }
 
     #[test]

@@ -281,7 +281,8 @@ async fn login_into(
     let session = SqliteSession::open(work)
         .await
         .map_err(|e| session_err(work, format!("cannot be opened: {e}")))?;
-    let (client, pool, runner, _updates) = super::start_pool(session, opts.api_id);
+    let (client, pool, runner, _updates) =
+        super::start_pool(std::sync::Arc::new(session), opts.api_id);
     let result = sign_in(&client, opts, prompt, step).await;
     pool.quit();
     let _ = runner.await;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use giftd::app::{Daemon, Notice};
+use giftd::app::{Daemon, Notice, Path};
 use giftd::config::Config;
 use giftd::gift::{ItemKey, LedgerKind, Owner, Status};
 use giftd::store::Store;
@@ -172,19 +172,36 @@ impl World {
         self.sim.gift_catalogue()[0].id
     }
 
-    fn send(&mut self, from: i64, anonymous: bool) -> i32 {
+    /// A regular gift from `from`, with or without "hide my name": credited to `from` either
+    /// way (the name is hidden from visitors of the profile, not from the receiver).
+    fn send(&mut self, from: i64, hide_name: bool) -> i32 {
         let sent = self
             .sim
             .send_gift(SendGift {
                 from,
                 to: self.deposit.id,
                 gift_id: self.regular_gift(),
-                hide_name: anonymous,
+                hide_name,
                 message: None,
             })
             .expect("gift sent");
-        self.expected
-            .insert(sent.msg_id, (!anonymous).then_some(from));
+        self.expected.insert(sent.msg_id, Some(from));
+        sent.msg_id
+    }
+
+    /// A collectible Telegram delivers itself, naming no sender: it waits unattributed.
+    fn send_nameless(&mut self) -> i32 {
+        let sent = self
+            .sim
+            .send_unique_gift(SendUniqueGift {
+                from: self.players[0].id,
+                to: self.deposit.id,
+                gift_id: self.regular_gift(),
+                from_telegram: true,
+                ..SendUniqueGift::default()
+            })
+            .expect("collectible delivered");
+        self.expected.insert(sent.msg_id, None);
         sent.msg_id
     }
 
@@ -305,22 +322,29 @@ async fn odd_cases(backend: Backend) {
     let mut w = World::new(backend, 3).await;
     // Before giftd starts: gifts that arrive while it is down are credited at start.
     let early = w.send(w.player(0), false);
-    let anonymous = w.send(w.player(1), true);
+    let hidden_early = w.send(w.player(1), true);
+    let nameless_early = w.send_nameless();
     let running = w.start().await;
 
-    // A regular gift, an anonymous one, a collectible.
+    // A regular gift, one with "hide my name", a collectible, one Telegram names no sender of.
     w.send(w.player(0), false);
-    w.send(w.player(2), true);
+    let hidden = w.send(w.player(2), true);
     let unique = w.send_unique(w.player(1));
+    let nameless = w.send_nameless();
     w.assert_exactly_once(Duration::from_secs(15)).await;
-    assert!(
-        running
-            .daemon
-            .inventory()
-            .unattributed()
-            .iter()
-            .any(|i| i.key.msg_id == anonymous),
-        "anonymous gifts wait unattributed"
+    let mut waiting: Vec<i32> = running
+        .daemon
+        .inventory()
+        .unattributed()
+        .iter()
+        .map(|i| i.key.msg_id)
+        .collect();
+    waiting.sort_unstable();
+    assert_eq!(
+        waiting,
+        [nameless_early, nameless],
+        "only the gifts whose sender Telegram does not name wait unattributed (hidden names: \
+         {hidden_early}, {hidden})"
     );
 
     // Upgrading a regular gift carries its owner to the collectible.
@@ -419,6 +443,163 @@ async fn odd_cases_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_cases_supabase() {
     odd_cases(Backend::supabase()).await;
+}
+
+/// Regression (issue 7): Telegram puts no `from_id` on incoming private messages, so the update
+/// path credited every gift to nobody, and a "hide my name" gift was filed unattributed. Each
+/// gift, plain and hidden, must be credited to its sender whichever path sees it first.
+async fn senders_credited_on_both_paths(backend: Backend) {
+    let mut w = World::new(backend, 2).await;
+    let running = w.start().await;
+    let mut notices = running.daemon.subscribe();
+    let seen = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let collector = {
+        let seen = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                match notices.recv().await {
+                    Ok(Notice::Credited {
+                        key, owner, path, ..
+                    }) => {
+                        seen.lock().unwrap().insert(key.msg_id, (owner, path));
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        panic!("the test lagged {n} notices behind")
+                    }
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    let (alice, bob) = (w.player(0), w.player(1));
+
+    // The update path sees them first.
+    let by_update = [w.send(alice, false), w.send(bob, true)];
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    // The poll sees them first: Telegram withholds the updates and getDifference says nothing.
+    w.sim.inject(Fault::WithholdUpdates {
+        honest_difference: false,
+    });
+    let by_poll = [w.send(alice, true), w.send(bob, false)];
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    w.assert_one_deposit_entry_each().await;
+
+    let seen = seen.lock().unwrap().clone();
+    let expect = |msg: i32, owner: i64, path: Path| {
+        assert_eq!(
+            seen.get(&msg).copied(),
+            Some((Owner::User(owner), path)),
+            "msg {msg}: {seen:?}"
+        );
+    };
+    expect(by_update[0], alice, Path::Update);
+    expect(by_update[1], bob, Path::Update);
+    expect(by_poll[0], alice, Path::Poll);
+    expect(by_poll[1], bob, Path::Poll);
+    assert!(running.daemon.inventory().unattributed().is_empty());
+    collector.abort();
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_credited_on_both_paths_embedded() {
+    senders_credited_on_both_paths(Backend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_credited_on_both_paths_supabase() {
+    senders_credited_on_both_paths(Backend::supabase()).await;
+}
+
+/// Defence in depth: an item recorded with no sender (as a giftd that read only `from_id` did
+/// with every gift its update path saw first) is credited to the sender the reconciliation at
+/// start reads, once, with an `attributed` ledger entry; a collectible whose sender Telegram
+/// does not name stays unattributed.
+async fn unattributed_records_are_credited_when_telegram_names_the_sender(backend: Backend) {
+    let mut w = World::new(backend, 1).await;
+    let alice = w.player(0);
+    let plain = w.send(alice, false);
+    let hidden = w.send(alice, true);
+    let nameless = w.send_nameless();
+    // What an older giftd left in the store: every one of them credited to nobody.
+    let store = w.store().await;
+    let listed = w.sim.saved_gifts(w.deposit.id).expect("saved gifts");
+    let items: Vec<giftd::gift::Item> = listed
+        .iter()
+        .map(|g| giftd::gift::Item {
+            key: ItemKey::new(w.deposit.id, g.msg_id),
+            owner: Owner::Unattributed,
+            gift_id: g.gift_id,
+            stars: 0,
+            unique: g.unique.as_ref().map(|u| {
+                Box::new(giftd::gift::UniqueInfo {
+                    collectible_id: u.id,
+                    slug: u.slug.clone(),
+                    number: u.num,
+                })
+            }),
+            status: Status::Held,
+            received_at: i64::from(g.date),
+            convert_stars: None,
+            transfer_stars: None,
+            can_transfer_at: None,
+            upgraded_from: None,
+        })
+        .collect();
+    assert_eq!(items.len(), 3);
+    store
+        .apply_batch(&giftd::store::ChangeBatch {
+            items,
+            ..Default::default()
+        })
+        .await
+        .expect("older records written");
+
+    let running = w.start().await;
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    for msg in [plain, hidden] {
+        let kinds: Vec<LedgerKind> = store
+            .item_history(ItemKey::new(w.deposit.id, msg))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [LedgerKind::Deposit, LedgerKind::Attributed],
+            "msg {msg}"
+        );
+    }
+    let waiting: Vec<i32> = running
+        .daemon
+        .inventory()
+        .unattributed()
+        .iter()
+        .map(|i| i.key.msg_id)
+        .collect();
+    assert_eq!(waiting, [nameless]);
+    let m = &running.daemon.health().metrics;
+    assert_eq!(m.attributions.load(std::sync::atomic::Ordering::Relaxed), 2);
+    running.stop().await;
+
+    // A restart finds nothing more to attribute.
+    let running = w.start().await;
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    let m = &running.daemon.health().metrics;
+    assert_eq!(m.attributions.load(std::sync::atomic::Ordering::Relaxed), 0);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unattributed_records_are_credited_when_telegram_names_the_sender_embedded() {
+    unattributed_records_are_credited_when_telegram_names_the_sender(Backend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unattributed_records_are_credited_when_telegram_names_the_sender_supabase() {
+    unattributed_records_are_credited_when_telegram_names_the_sender(Backend::supabase()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -710,15 +891,17 @@ fn demo_runs_and_exits_zero() {
     for expected in [
         "credited gift msg 1 to @alice",
         "credited collectible msg 2 to @bob",
-        "to unattributed (anonymous sender)",
+        "credited gift msg 3 to @carol",
+        "to unattributed (Telegram names no sender)",
         "all 60 credited",
         "final inventory",
         "giftd stopped cleanly",
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }
-    // The burst is round-robin: 20 each; alice also sent a gift, bob a collectible, carol
-    // her gift anonymously (it waits unattributed).
+    // The burst is round-robin: 20 each; alice also sent a gift, bob a collectible, carol a
+    // gift with "hide my name" (credited to her all the same); Telegram delivered a collectible
+    // with no sender (it waits unattributed).
     let gifts_of = |who: &str| -> u32 {
         let line = stdout
             .lines()
@@ -731,6 +914,6 @@ fn demo_runs_and_exits_zero() {
     };
     assert_eq!(gifts_of("@alice"), 21);
     assert_eq!(gifts_of("@bob"), 21);
-    assert_eq!(gifts_of("@carol"), 20);
+    assert_eq!(gifts_of("@carol"), 21);
     assert_eq!(gifts_of("unattributed"), 1);
 }
