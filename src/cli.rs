@@ -711,7 +711,7 @@ mod tests {
              ok   state   <tmp>
              ok   session <tmp>/deposit.session
              ok   store   sqlite <tmp>/giftd.sqlite3
-             ok   schema  version 2
+             ok   schema  version 3
              ok   write   sqlite accepts giftd's writes"
                 .replace("\n             ", "\n")
                 .as_str(),

@@ -151,7 +151,13 @@ impl Detector {
                 continue; // already ended by an upgrade seen above
             }
             let Some(k) = known.get(key) else { continue };
-            let to = match fates.get(&key.msg_id).copied().unwrap_or(Fate::Gone) {
+            let fate = fates.get(&key.msg_id).copied().unwrap_or(Fate::Gone);
+            if k.status == Status::Withdrawing && fate == Fate::Gone {
+                // Most likely our own transfer: the withdrawal worker records it as withdrawn
+                // once Telegram confirms, and resolves it if it does not.
+                continue;
+            }
+            let to = match fate {
                 Fate::Converted => Status::Converted,
                 Fate::Refunded => Status::Refunded,
                 Fate::Upgraded { into } => Status::Upgraded { into },
@@ -516,6 +522,20 @@ mod tests {
         let all = [unique(2, Some(43), None)];
         let got = render(&d.reconcile(&k, [ItemKey::new(ACCOUNT, 1)], &all, &fates));
         assert_eq!(got, ["-1 upgraded into 2"]);
+    }
+
+    /// A reconciliation that finds a gift under withdrawal gone must not call it `gone`: it is
+    /// most likely our own transfer, which the withdrawal worker records (or resolves).
+    #[test]
+    fn reconciliation_leaves_a_gift_under_withdrawal_to_the_worker() {
+        use Owner::*;
+        use Status::*;
+        let d = Detector::new(ACCOUNT);
+        let k = known(&[(1, Withdrawing, User(1)), (2, Withdrawing, User(1))]);
+        let held = [ItemKey::new(ACCOUNT, 1), ItemKey::new(ACCOUNT, 2)];
+        let fates = HashMap::from([(2, Fate::Refunded)]);
+        let got = render(&d.reconcile(&k, held, &[], &fates));
+        assert_eq!(got, ["-2 refunded"]);
     }
 
     #[test]

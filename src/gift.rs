@@ -186,7 +186,8 @@ impl Status {
     ///
     /// Legal moves: a held item may be requested for withdrawal or leave the account (converted,
     /// refunded, upgraded, gone); a request may be claimed (withdrawing) or cancelled (held); a
-    /// transfer in progress ends withdrawn, or back to held when it failed. An item under
+    /// transfer in progress ends withdrawn, back to held when it failed, or back in the queue
+    /// (withdraw requested) when Telegram said not yet or it was definitely not sent. An item under
     /// withdrawal can still be found converted, refunded, upgraded or gone by reconciliation,
     /// because Telegram is the truth. Terminal states never move.
     pub fn transition(self, to: Status) -> Result<Status, IllegalTransition> {
@@ -195,7 +196,7 @@ impl Status {
             (self, to),
             (Held, WithdrawRequested)
                 | (WithdrawRequested, Withdrawing | Held)
-                | (Withdrawing, Withdrawn | Held)
+                | (Withdrawing, Withdrawn | Held | WithdrawRequested)
                 | (
                     Held | WithdrawRequested | Withdrawing,
                     Converted | Refunded | Upgraded { .. } | Gone
@@ -295,6 +296,15 @@ pub enum LedgerKind {
     WithdrawRequested,
     WithdrawCancelled,
     WithdrawStarted,
+    /// The intent to call Telegram was recorded (an attempt at moving the gift or paying).
+    WithdrawSending,
+    /// The outcome of a call is not known; only Telegram can tell.
+    WithdrawUnknown,
+    /// Back in the queue: waiting (too early, no Stars), for an operator, or not sent after an
+    /// unknown outcome.
+    WithdrawDeferred,
+    /// An operator approved (or retried) a waiting request.
+    WithdrawApproved,
     WithdrawFailed,
     Withdrawn,
     Converted,
@@ -315,6 +325,10 @@ impl LedgerKind {
             LedgerKind::WithdrawRequested => "withdraw_requested",
             LedgerKind::WithdrawCancelled => "withdraw_cancelled",
             LedgerKind::WithdrawStarted => "withdraw_started",
+            LedgerKind::WithdrawSending => "withdraw_sending",
+            LedgerKind::WithdrawUnknown => "withdraw_unknown",
+            LedgerKind::WithdrawDeferred => "withdraw_deferred",
+            LedgerKind::WithdrawApproved => "withdraw_approved",
             LedgerKind::WithdrawFailed => "withdraw_failed",
             LedgerKind::Withdrawn => "withdrawn",
             LedgerKind::Converted => "converted",
@@ -333,6 +347,10 @@ impl LedgerKind {
             WithdrawRequested,
             WithdrawCancelled,
             WithdrawStarted,
+            WithdrawSending,
+            WithdrawUnknown,
+            WithdrawDeferred,
+            WithdrawApproved,
             WithdrawFailed,
             Withdrawn,
             Converted,
@@ -367,6 +385,7 @@ impl LedgerEntry {
     fn for_transition(item: &Item, from: Status, at: i64) -> LedgerEntry {
         use Status::*;
         let kind = match (from, item.status) {
+            (Withdrawing, WithdrawRequested) => LedgerKind::WithdrawDeferred,
             (_, WithdrawRequested) => LedgerKind::WithdrawRequested,
             (WithdrawRequested, Held) => LedgerKind::WithdrawCancelled,
             (_, Withdrawing) => LedgerKind::WithdrawStarted,
@@ -503,6 +522,10 @@ mod tests {
             LedgerKind::WithdrawRequested,
             LedgerKind::WithdrawCancelled,
             LedgerKind::WithdrawStarted,
+            LedgerKind::WithdrawSending,
+            LedgerKind::WithdrawUnknown,
+            LedgerKind::WithdrawDeferred,
+            LedgerKind::WithdrawApproved,
             LedgerKind::WithdrawFailed,
             LedgerKind::Withdrawn,
             LedgerKind::Converted,

@@ -14,3 +14,4 @@ pub mod mirror;
 pub mod secret;
 pub mod store;
 pub mod telegram;
+pub mod withdraw;

@@ -99,8 +99,33 @@ pub enum StoreError {
     #[error("withdrawal {0} not found")]
     WithdrawalNotFound(i64),
 
-    #[error("withdrawal {id} is {status}, not claimed")]
-    WithdrawalNotClaimed { id: i64, status: String },
+    /// The request is not where the move starts (another worker, an operator or a replay moved
+    /// it first): nothing was written.
+    #[error(
+        "withdrawal {id} is {state}{}, so it cannot become {to}",
+        holder.as_ref().map(|(w, a)| format!(" (held by {w}, attempt {a})")).unwrap_or_default()
+    )]
+    WithdrawalMoveRefused {
+        id: i64,
+        state: crate::withdraw::machine::RequestState,
+        to: crate::withdraw::machine::RequestState,
+        holder: Option<(String, i32)>,
+    },
+
+    /// Only the player who asked may cancel their request.
+    #[error("withdrawal {id} belongs to another player")]
+    WithdrawalNotOwner { id: i64 },
+
+    /// Paying this fee would pass today's budget: an operator decides.
+    #[error(
+        "withdrawal {id}: {fee} Stars would bring today's spending to {total}, over the daily budget of {budget}"
+    )]
+    OverDailyBudget {
+        id: i64,
+        fee: i64,
+        total: i64,
+        budget: i64,
+    },
 
     #[error("unknown link token")]
     LinkTokenUnknown,

@@ -31,7 +31,7 @@ use crate::secret::Secret;
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
 static MIGRATIONS: &[(&str, &str)] = &[
@@ -43,10 +43,14 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "20261201190000_giftd_attribution.sql",
         include_str!("../../supabase/migrations/20261201190000_giftd_attribution.sql"),
     ),
+    (
+        "20261201200000_giftd_withdrawals.sql",
+        include_str!("../../supabase/migrations/20261201200000_giftd_withdrawals.sql"),
+    ),
 ];
 
 /// The schema version each entry of [`MIGRATIONS`] sets.
-const MIGRATION_VERSIONS: &[u32] = &[1, 2];
+const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3];
 
 /// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
 /// they apply. `giftd schema` prints them.
@@ -228,24 +232,19 @@ pub struct OwnerStats {
 
 pub type WithdrawalId = i64;
 
-/// A withdrawal request handed to a withdrawer by [`Store::claim_withdrawal`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Withdrawal {
-    pub id: WithdrawalId,
-    pub key: ItemKey,
-    /// Who asked for it, and who receives the gift.
-    pub owner: UserId,
-    /// Unix seconds.
-    pub requested_at: i64,
-}
+pub use crate::withdraw::machine::{
+    Canceller, RequestState, WaitReason, Withdrawal, WithdrawalKind, WithdrawalMove,
+};
 
-/// How a claimed withdrawal ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WithdrawalOutcome {
-    /// The gift was transferred to its owner: the item is withdrawn.
-    Transferred,
-    /// The transfer failed for good: the item is held again, the owner may ask again.
-    Failed { reason: String },
+/// Which requests [`Store::list_withdrawals`] returns (every given condition holds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WithdrawalFilter {
+    pub account_id: Option<UserId>,
+    pub owner: Option<UserId>,
+    /// Empty: every state.
+    pub states: Vec<RequestState>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
 }
 
 /// A link token as its creator hands it to the player. Only its hash is stored.
@@ -315,28 +314,43 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn assign_owner(&self, key: ItemKey, user_id: UserId) -> Result<bool, StoreError>;
 
     /// `owner` asks for `key` back: the item must be held and theirs. Asking again while the
-    /// request is open returns the same request.
+    /// request is open returns the same request. A collectible is transferred, a regular gift
+    /// resent (bought again for the player); the worker refuses a resend when the operator
+    /// configured `withdraw.regular = "refuse"`.
     async fn create_withdrawal(
         &self,
         owner: UserId,
         key: ItemKey,
     ) -> Result<WithdrawalId, StoreError>;
 
-    /// Hands the oldest open request of `account_id` to `worker_id` and marks the item
-    /// withdrawing. Atomic: two claimers never get the same request. Only the session of that
+    /// Hands the oldest claimable request of `account_id` (requested, or waiting past its
+    /// `not_before`) to `worker_id` for `lease`, marks the item withdrawing and counts the
+    /// attempt. Atomic: two claimers never get the same request. Only the session of that
     /// deposit account can transfer its gifts, hence the account.
     async fn claim_withdrawal(
         &self,
         account_id: UserId,
         worker_id: &str,
+        lease: Duration,
     ) -> Result<Option<Withdrawal>, StoreError>;
 
-    /// Records how a claimed withdrawal ended. Replaying the same outcome is a no-op.
-    async fn complete_withdrawal(
+    /// Applies one move of the state machine ([`WithdrawalMove`]) in one transaction: refused
+    /// unless the request is in one of `from` (and held by `worker` at `attempt` when given);
+    /// the item moves with it and the ledger entry is written. A move to where the request
+    /// already is changes nothing and returns it.
+    async fn move_withdrawal(&self, mv: &WithdrawalMove) -> Result<Withdrawal, StoreError>;
+
+    /// Requests of `account_id` whose worker's lease ran out: claimed ones go back to the queue
+    /// (nothing was sent), sending ones become unknown (something may have been). Returns how
+    /// many moved.
+    async fn rescue_withdrawals(&self, account_id: UserId) -> Result<u64, StoreError>;
+
+    async fn withdrawal(&self, id: WithdrawalId) -> Result<Option<Withdrawal>, StoreError>;
+
+    async fn list_withdrawals(
         &self,
-        id: WithdrawalId,
-        outcome: &WithdrawalOutcome,
-    ) -> Result<(), StoreError>;
+        filter: &WithdrawalFilter,
+    ) -> Result<Vec<Withdrawal>, StoreError>;
 
     /// A new single-use token for `user_id`, valid for `ttl`.
     async fn create_link_token(

@@ -31,9 +31,9 @@ use async_trait::async_trait;
 use libsql::{Connection, params};
 
 use super::{
-    BatchOutcome, ChangeBatch, ItemRow, LinkToken, OwnerStats, RefusedChange, SCHEMA_VERSION,
-    Store, StoreError, SyncLog, Withdrawal, WithdrawalId, WithdrawalOutcome, link_token_hash,
-    new_link_token, now_ms,
+    BatchOutcome, ChangeBatch, ItemRow, LinkToken, OwnerStats, RefusedChange, RequestState,
+    SCHEMA_VERSION, Store, StoreError, SyncLog, WaitReason, Withdrawal, WithdrawalFilter,
+    WithdrawalId, WithdrawalKind, WithdrawalMove, link_token_hash, new_link_token, now_ms,
 };
 use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
 use crate::secret::Secret;
@@ -52,6 +52,11 @@ type AddColumn = (&'static str, &'static str, &'static str);
 const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
     (1, &[], SCHEMA_V1),
     (2, &[("sync_logs", "pass_id", "TEXT")], SCHEMA_V2),
+    (
+        3,
+        &[("inventory", "kept_by_house", "INTEGER NOT NULL DEFAULT 0")],
+        SCHEMA_V3,
+    ),
 ];
 
 const SCHEMA_V1: &str = "
@@ -173,6 +178,259 @@ WHERE upgraded_from IS NULL AND EXISTS (
   WHERE o.account_id = inventory.account_id AND o.upgraded_into = inventory.msg_id);
 CREATE UNIQUE INDEX IF NOT EXISTS sync_logs_pass ON sync_logs (pass_id);
 ";
+
+/// Version 3 (Supabase: `20261201200000_giftd_withdrawals.sql`): the withdrawal state machine.
+/// The request table is rebuilt with its new states and columns by [`upgrade_withdrawals`]
+/// (SQLite cannot change a CHECK constraint in place); this part is idempotent.
+const SCHEMA_V3: &str = "
+CREATE UNIQUE INDEX IF NOT EXISTS withdrawals_open_per_item ON withdrawals (account_id, msg_id)
+  WHERE status IN ('requested', 'approval', 'waiting', 'claimed', 'sending', 'unknown');
+CREATE INDEX IF NOT EXISTS withdrawals_queue ON withdrawals (account_id, id)
+  WHERE status IN ('requested', 'waiting');
+CREATE INDEX IF NOT EXISTS withdrawals_owner ON withdrawals (owner_id, id);
+CREATE INDEX IF NOT EXISTS withdrawals_open ON withdrawals (account_id, status)
+  WHERE status IN ('approval', 'claimed', 'sending', 'unknown');
+";
+
+/// The version-3 request table.
+const WITHDRAWALS_V3: &str = "
+CREATE TABLE withdrawals_v3 (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id INTEGER NOT NULL,
+  msg_id INTEGER NOT NULL,
+  owner_id INTEGER NOT NULL,
+  status TEXT NOT NULL DEFAULT 'requested' CHECK (status IN ('requested', 'approval', 'waiting',
+    'claimed', 'sending', 'unknown', 'sent', 'failed', 'cancelled')),
+  kind TEXT NOT NULL DEFAULT 'transfer' CHECK (kind IN ('transfer', 'resend')),
+  attempt INTEGER NOT NULL DEFAULT 0,
+  worker_id TEXT,
+  lease_until_ms INTEGER,
+  not_before_ms INTEGER,
+  wait_reason TEXT,
+  fee_stars INTEGER,
+  approved_stars INTEGER,
+  form_id INTEGER,
+  reason TEXT,
+  requested_at INTEGER NOT NULL,
+  claimed_at INTEGER,
+  sending_at_ms INTEGER,
+  completed_at INTEGER,
+  FOREIGN KEY (account_id, msg_id) REFERENCES inventory (account_id, msg_id)
+);
+INSERT INTO withdrawals_v3 (id, account_id, msg_id, owner_id, status, kind, worker_id, reason,
+  requested_at, claimed_at, completed_at)
+SELECT w.id, w.account_id, w.msg_id, w.owner_id,
+  CASE w.status WHEN 'transferred' THEN 'sent' ELSE w.status END,
+  CASE WHEN i.collectible_id IS NULL THEN 'resend' ELSE 'transfer' END,
+  w.worker_id, w.reason, w.requested_at, w.claimed_at, w.completed_at
+FROM withdrawals w LEFT JOIN inventory i ON i.account_id = w.account_id AND i.msg_id = w.msg_id;
+DROP TABLE withdrawals;
+ALTER TABLE withdrawals_v3 RENAME TO withdrawals;
+";
+
+/// Rebuilds the request table of a version-2 file (once: a file that has the version-3 table
+/// keeps it, whatever its recorded version).
+async fn upgrade_withdrawals(conn: &Connection) -> Result<(), StoreError> {
+    let mut rows = conn
+        .query(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'withdrawals'",
+            (),
+        )
+        .await
+        .map_err(sql_err)?;
+    let sql: String = match rows.next().await.map_err(sql_err)? {
+        Some(row) => row.get(0).map_err(sql_err)?,
+        None => String::new(),
+    };
+    drop(rows);
+    if !sql.contains("'sending'") {
+        conn.execute_batch(WITHDRAWALS_V3).await.map_err(sql_err)?;
+    }
+    Ok(())
+}
+
+/// The columns [`withdrawal_row`] reads, in its order.
+const WITHDRAWAL_COLUMNS: &str = "id, account_id, msg_id, owner_id, status, kind, attempt, \
+    worker_id, lease_until_ms, not_before_ms, wait_reason, fee_stars, approved_stars, form_id, \
+    reason, requested_at, sending_at_ms";
+
+fn withdrawal_row(row: &libsql::Row) -> Result<Withdrawal, StoreError> {
+    let status: String = row.get(4).map_err(sql_err)?;
+    let kind: String = row.get(5).map_err(sql_err)?;
+    let wait: Option<String> = row.get(10).map_err(sql_err)?;
+    Ok(Withdrawal {
+        id: row.get(0).map_err(sql_err)?,
+        key: ItemKey::new(row.get(1).map_err(sql_err)?, row.get(2).map_err(sql_err)?),
+        owner: row.get(3).map_err(sql_err)?,
+        state: RequestState::parse(&status)
+            .ok_or_else(|| StoreError::Sqlite(format!("unknown withdrawal state {status:?}")))?,
+        kind: WithdrawalKind::parse(&kind)
+            .ok_or_else(|| StoreError::Sqlite(format!("unknown withdrawal kind {kind:?}")))?,
+        attempt: row.get(6).map_err(sql_err)?,
+        worker: row.get(7).map_err(sql_err)?,
+        lease_until_ms: row.get(8).map_err(sql_err)?,
+        not_before_ms: row.get(9).map_err(sql_err)?,
+        wait_reason: wait.as_deref().and_then(WaitReason::parse),
+        fee_stars: row.get(11).map_err(sql_err)?,
+        approved_stars: row.get(12).map_err(sql_err)?,
+        form_id: row.get(13).map_err(sql_err)?,
+        reason: row.get(14).map_err(sql_err)?,
+        requested_at: row.get(15).map_err(sql_err)?,
+        sending_at_ms: row.get(16).map_err(sql_err)?,
+    })
+}
+
+async fn load_withdrawal(
+    conn: &Connection,
+    id: WithdrawalId,
+) -> Result<Option<Withdrawal>, StoreError> {
+    let mut rows = conn
+        .query(
+            &format!("SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE id = ?1"),
+            params![id],
+        )
+        .await
+        .map_err(sql_err)?;
+    match rows.next().await.map_err(sql_err)? {
+        Some(row) => Ok(Some(withdrawal_row(&row)?)),
+        None => Ok(None),
+    }
+}
+
+/// Applies one state-machine move inside the caller's transaction.
+async fn apply_withdrawal_move(
+    conn: &Connection,
+    mv: &WithdrawalMove,
+) -> Result<Withdrawal, StoreError> {
+    let w = load_withdrawal(conn, mv.id)
+        .await?
+        .ok_or(StoreError::WithdrawalNotFound(mv.id))?;
+    if let Some(owner) = mv.owner
+        && owner != w.owner
+    {
+        return Err(StoreError::WithdrawalNotOwner { id: w.id });
+    }
+    let same_claim = mv
+        .worker
+        .as_ref()
+        .is_none_or(|x| w.worker.as_ref() == Some(x))
+        && mv.attempt.is_none_or(|a| a == w.attempt);
+    if w.state == mv.to && same_claim {
+        return Ok(w); // a replay: already done
+    }
+    if !mv.from.contains(&w.state) || !same_claim {
+        return Err(StoreError::WithdrawalMoveRefused {
+            id: w.id,
+            state: w.state,
+            to: mv.to,
+            holder: w.worker.clone().map(|x| (x, w.attempt)),
+        });
+    }
+    let now = now_ms();
+    let fee = mv.fee_stars.or(w.fee_stars).unwrap_or(0);
+    if let Some(budget) = mv.daily_budget {
+        let day_start = now - now.rem_euclid(86_400_000);
+        let mut rows = conn
+            .query(
+                "SELECT coalesce(sum(fee_stars), 0) FROM withdrawals
+                 WHERE account_id = ?1 AND kind = ?2 AND id <> ?3
+                   AND status IN ('sending', 'unknown', 'sent') AND sending_at_ms >= ?4",
+                params![w.key.account_id, w.kind.as_str(), w.id, day_start],
+            )
+            .await
+            .map_err(sql_err)?;
+        let spent: i64 = match rows.next().await.map_err(sql_err)? {
+            Some(row) => row.get(0).map_err(sql_err)?,
+            None => 0,
+        };
+        drop(rows);
+        if spent + fee > budget {
+            return Err(StoreError::OverDailyBudget {
+                id: w.id,
+                fee,
+                total: spent + fee,
+                budget,
+            });
+        }
+    }
+    let opt = |o: &Option<Option<i64>>, cur: Option<i64>| o.map_or(cur, |v| v);
+    let worker = mv.set_worker.clone().map_or(w.worker.clone(), |v| v);
+    let lease = mv.lease_ms.map(|l| now + l).or(w.lease_until_ms);
+    let not_before = opt(&mv.not_before_ms, w.not_before_ms);
+    let wait = mv
+        .wait_reason
+        .map_or(w.wait_reason, |v| v)
+        .map(WaitReason::as_str);
+    let form_id = opt(&mv.form_id, w.form_id);
+    let reason = mv.reason.clone().map_or(w.reason.clone(), |v| v);
+    let attempt = if mv.reset_attempts { 0 } else { w.attempt };
+    let sending_at = if mv.mark_sending {
+        Some(now)
+    } else {
+        w.sending_at_ms
+    };
+    let approved = mv.approved_stars.or(w.approved_stars);
+    let completed = mv.to.is_final().then_some(now / 1000);
+    conn.execute(
+        "UPDATE withdrawals SET status = ?2, worker_id = ?3, lease_until_ms = ?4,
+           not_before_ms = ?5, wait_reason = ?6, fee_stars = ?7, approved_stars = ?8,
+           form_id = ?9, reason = ?10, attempt = ?11, sending_at_ms = ?12,
+           completed_at = coalesce(?13, completed_at)
+         WHERE id = ?1",
+        params![
+            w.id,
+            mv.to.as_str(),
+            worker,
+            lease,
+            not_before,
+            wait,
+            mv.fee_stars.or(w.fee_stars),
+            approved,
+            form_id,
+            reason,
+            attempt,
+            sending_at,
+            completed
+        ],
+    )
+    .await
+    .map_err(sql_err)?;
+    // The item follows the request (unless it already left the account: Telegram is the
+    // truth, and reconciliation recorded why).
+    let item_to = mv.to.item_status();
+    let item = item_stars_owner(conn, w.key).await?;
+    if let Some((_, _, status)) = item
+        && status != item_to
+        && status.is_held()
+    {
+        conn.execute(
+            "UPDATE inventory SET status = ?3, kept_by_house = ?4, updated_at = ?5
+             WHERE account_id = ?1 AND msg_id = ?2",
+            params![
+                w.key.account_id,
+                w.key.msg_id,
+                item_to.as_str(),
+                mv.kept_by_house,
+                now / 1000
+            ],
+        )
+        .await
+        .map_err(sql_err)?;
+    }
+    // What was paid for the send; the item's value for the other steps.
+    let stars = match mv.ledger {
+        LedgerKind::Withdrawn | LedgerKind::WithdrawSending => fee,
+        _ => item.map_or(0, |i| i.0),
+    };
+    insert_ledger(
+        conn,
+        &crate::withdraw::machine::ledger_entry(&w, mv.ledger, w.attempt, stars, now / 1000),
+    )
+    .await?;
+    load_withdrawal(conn, w.id)
+        .await?
+        .ok_or(StoreError::WithdrawalNotFound(w.id))
+}
 
 const HELD: &str = "('held', 'withdraw_requested', 'withdrawing')";
 
@@ -325,6 +583,9 @@ async fn migrate(conn: &Connection) -> Result<(), StoreError> {
         for &(version, columns, sql) in SCHEMA_STEPS.iter().filter(|s| s.0 > current) {
             for &(table, column, decl) in columns {
                 ensure_column(conn, table, column, decl).await?;
+            }
+            if version == 3 {
+                upgrade_withdrawals(conn).await?;
             }
             conn.execute_batch(sql).await.map_err(sql_err)?;
             conn.execute(
@@ -614,7 +875,8 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
                 conn.execute(
                     "UPDATE withdrawals SET status = 'cancelled', completed_at = ?3,
                        reason = 'item left the account: ' || ?4
-                     WHERE account_id = ?1 AND msg_id = ?2 AND status = 'requested'",
+                     WHERE account_id = ?1 AND msg_id = ?2
+                       AND status IN ('requested', 'approval', 'waiting')",
                     params![
                         change.key.account_id,
                         change.key.msg_id,
@@ -798,7 +1060,8 @@ impl Store for SqliteStore {
                 &conn,
                 &format!(
                     "SELECT {ITEM_COLUMNS} FROM inventory
-                     WHERE account_id = ?1 AND status IN {HELD} ORDER BY msg_id"
+                     WHERE account_id = ?1 AND (status IN {HELD} OR (status = 'withdrawn' AND kept_by_house))
+                     ORDER BY msg_id"
                 ),
                 params![account_id],
             )
@@ -948,11 +1211,13 @@ impl Store for SqliteStore {
                         user_id: owner,
                     });
                 }
-                if status == Status::WithdrawRequested {
+                if status == Status::WithdrawRequested || status == Status::Withdrawing {
                     let mut rows = conn
                         .query(
                             "SELECT id FROM withdrawals
-                             WHERE account_id = ?1 AND msg_id = ?2 AND status = 'requested'",
+                             WHERE account_id = ?1 AND msg_id = ?2
+                               AND status IN ('requested', 'approval', 'waiting', 'claimed',
+                                 'sending', 'unknown')",
                             params![key.account_id, key.msg_id],
                         )
                         .await
@@ -966,8 +1231,11 @@ impl Store for SqliteStore {
                 }
                 let mut rows = conn
                     .query(
-                        "INSERT INTO withdrawals (account_id, msg_id, owner_id, requested_at)
-                         VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                        "INSERT INTO withdrawals (account_id, msg_id, owner_id, requested_at, kind)
+                         VALUES (?1, ?2, ?3, ?4, (SELECT CASE WHEN collectible_id IS NULL
+                           THEN 'resend' ELSE 'transfer' END FROM inventory
+                           WHERE account_id = ?1 AND msg_id = ?2))
+                         RETURNING id",
                         params![key.account_id, key.msg_id, owner, now_s()],
                     )
                     .await
@@ -997,42 +1265,52 @@ impl Store for SqliteStore {
         &self,
         account_id: UserId,
         worker_id: &str,
+        lease: Duration,
     ) -> Result<Option<Withdrawal>, StoreError> {
         let worker_id = worker_id.to_owned();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         self.run(move |conn| async move {
             write_tx(&conn, async |conn| {
+                let now = now_ms();
                 let mut rows = conn
                     .query(
-                        "SELECT id, msg_id, owner_id, requested_at FROM withdrawals
-                         WHERE account_id = ?1 AND status = 'requested' ORDER BY id LIMIT 1",
-                        params![account_id],
+                        "SELECT id FROM withdrawals
+                         WHERE account_id = ?1 AND status IN ('requested', 'waiting')
+                           AND coalesce(not_before_ms, 0) <= ?2
+                         ORDER BY id LIMIT 1",
+                        params![account_id, now],
                     )
                     .await
                     .map_err(sql_err)?;
                 let Some(row) = rows.next().await.map_err(sql_err)? else {
                     return Ok(None);
                 };
-                let w = Withdrawal {
-                    id: row.get(0).map_err(sql_err)?,
-                    key: ItemKey::new(account_id, row.get(1).map_err(sql_err)?),
-                    owner: row.get(2).map_err(sql_err)?,
-                    requested_at: row.get(3).map_err(sql_err)?,
-                };
+                let id: i64 = row.get(0).map_err(sql_err)?;
                 drop(rows);
                 conn.execute(
-                    "UPDATE withdrawals SET status = 'claimed', worker_id = ?2, claimed_at = ?3
+                    "UPDATE withdrawals SET status = 'claimed', worker_id = ?2, claimed_at = ?3,
+                       lease_until_ms = ?4, attempt = attempt + 1
                      WHERE id = ?1",
-                    params![w.id, worker_id, now_s()],
+                    params![id, worker_id, now / 1000, now.saturating_add(lease_ms)],
                 )
                 .await
                 .map_err(sql_err)?;
+                let w = load_withdrawal(conn, id)
+                    .await?
+                    .ok_or(StoreError::WithdrawalNotFound(id))?;
                 if let Some((stars, _, Status::WithdrawRequested)) =
                     item_stars_owner(conn, w.key).await?
                 {
                     set_item_status(conn, w.key, Status::Withdrawing).await?;
                     insert_ledger(
                         conn,
-                        &withdrawal_entry(w.key, w.owner, LedgerKind::WithdrawStarted, stars, w.id),
+                        &crate::withdraw::machine::ledger_entry(
+                            &w,
+                            LedgerKind::WithdrawStarted,
+                            w.attempt,
+                            stars,
+                            now / 1000,
+                        ),
                     )
                     .await?;
                 }
@@ -1043,63 +1321,88 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn complete_withdrawal(
-        &self,
-        id: WithdrawalId,
-        outcome: &WithdrawalOutcome,
-    ) -> Result<(), StoreError> {
-        let outcome = outcome.clone();
+    async fn move_withdrawal(&self, mv: &WithdrawalMove) -> Result<Withdrawal, StoreError> {
+        let mv = mv.clone();
+        self.run(move |conn| async move {
+            write_tx(&conn, async |conn| apply_withdrawal_move(conn, &mv).await).await
+        })
+        .await
+    }
+
+    async fn rescue_withdrawals(&self, account_id: UserId) -> Result<u64, StoreError> {
         self.run(move |conn| async move {
             write_tx(&conn, async |conn| {
+                let now = now_ms();
                 let mut rows = conn
                     .query(
-                        "SELECT account_id, msg_id, owner_id, status FROM withdrawals
-                         WHERE id = ?1",
-                        params![id],
+                        &format!(
+                            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals
+                             WHERE account_id = ?1 AND status IN ('claimed', 'sending')
+                               AND coalesce(lease_until_ms, 0) < ?2 ORDER BY id"
+                        ),
+                        params![account_id, now],
                     )
                     .await
                     .map_err(sql_err)?;
-                let Some(row) = rows.next().await.map_err(sql_err)? else {
-                    return Err(StoreError::WithdrawalNotFound(id));
-                };
-                let key = ItemKey::new(row.get(0).map_err(sql_err)?, row.get(1).map_err(sql_err)?);
-                let owner: i64 = row.get(2).map_err(sql_err)?;
-                let status: String = row.get(3).map_err(sql_err)?;
+                let mut expired = Vec::new();
+                while let Some(row) = rows.next().await.map_err(sql_err)? {
+                    expired.push(withdrawal_row(&row)?);
+                }
                 drop(rows);
-                let (new_status, reason, item_to, kind) = match &outcome {
-                    WithdrawalOutcome::Transferred => (
-                        "transferred",
-                        None,
-                        Status::Withdrawn,
-                        LedgerKind::Withdrawn,
-                    ),
-                    WithdrawalOutcome::Failed { reason } => (
-                        "failed",
-                        Some(reason.clone()),
-                        Status::Held,
-                        LedgerKind::WithdrawFailed,
-                    ),
-                };
-                if status == new_status {
-                    return Ok(());
+                for w in &expired {
+                    let mv = WithdrawalMove::rescue(w);
+                    apply_withdrawal_move(conn, &mv).await?;
                 }
-                if status != "claimed" {
-                    return Err(StoreError::WithdrawalNotClaimed { id, status });
-                }
-                conn.execute(
-                    "UPDATE withdrawals SET status = ?2, reason = ?3, completed_at = ?4
-                     WHERE id = ?1",
-                    params![id, new_status, reason, now_s()],
+                Ok(expired.len() as u64)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn withdrawal(&self, id: WithdrawalId) -> Result<Option<Withdrawal>, StoreError> {
+        self.run(move |conn| async move { load_withdrawal(&conn, id).await })
+            .await
+    }
+
+    async fn list_withdrawals(
+        &self,
+        filter: &WithdrawalFilter,
+    ) -> Result<Vec<Withdrawal>, StoreError> {
+        let filter = filter.clone();
+        self.run(move |conn| async move {
+            let states: Vec<String> = filter
+                .states
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            // State names come from `RequestState::as_str`, never from input.
+            let state_clause = if states.is_empty() {
+                String::new()
+            } else {
+                format!(" AND status IN ({})", states.join(", "))
+            };
+            let limit = if filter.limit == 0 {
+                -1
+            } else {
+                filter.limit as i64
+            };
+            let mut rows = conn
+                .query(
+                    &format!(
+                        "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals
+                         WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR owner_id = ?2)
+                         {state_clause} ORDER BY id DESC LIMIT ?3"
+                    ),
+                    params![filter.account_id, filter.owner, limit],
                 )
                 .await
                 .map_err(sql_err)?;
-                if let Some((stars, _, Status::Withdrawing)) = item_stars_owner(conn, key).await? {
-                    set_item_status(conn, key, item_to).await?;
-                    insert_ledger(conn, &withdrawal_entry(key, owner, kind, stars, id)).await?;
-                }
-                Ok(())
-            })
-            .await
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().await.map_err(sql_err)? {
+                out.push(withdrawal_row(&row)?);
+            }
+            Ok(out)
         })
         .await
     }

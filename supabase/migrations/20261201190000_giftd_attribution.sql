@@ -144,7 +144,8 @@ begin
       -- A request nobody has claimed yet cannot be served any more.
       update public.withdrawals set status = 'cancelled', completed_at = now(),
         reason = 'item left the account: ' || c.status
-      where account_id = c.account_id and msg_id = c.msg_id and status = 'requested';
+      where account_id = c.account_id and msg_id = c.msg_id
+        and status in ('requested', 'approval', 'waiting');
       -- The collectible an upgrade made points back at the gift it came from.
       if c.status = 'upgraded' then
         update public.inventory set upgraded_from = c.msg_id, updated_at = now()

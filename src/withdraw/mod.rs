@@ -1,0 +1,9 @@
+//! Withdrawals: every requested gift leaves the deposit account exactly once, whatever crashes,
+//! races or Telegram answers.
+//!
+//! [`machine`] is the state machine (pure); the store applies its moves atomically; the worker
+//! (one task per deposit account inside `giftd run`) claims requests, asks Telegram and records
+//! what happened, writing its intent before any call that moves a gift or spends Stars, and
+//! resolving every "I don't know" by looking at Telegram.
+
+pub mod machine;
