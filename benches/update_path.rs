@@ -231,14 +231,17 @@ async fn burst(n: usize) -> Burst {
             Ok(Err(RecvError::Closed)) | Err(_) => panic!("giftd not ready: {:?}", join.await),
         }
     }
-    while sim
-        .stats()
-        .calls
-        .get("updates.getState")
-        .copied()
-        .unwrap_or(0)
-        == 0
-    {
+    // The update stream is open, and the poll loop's first (immediate) pass is over, so the
+    // next pass is an hour away and every credit of the burst is the update path's.
+    let stream_open = || {
+        sim.stats()
+            .calls
+            .get("updates.getState")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    };
+    while !stream_open() || daemon.health().metrics.polls.load(Ordering::Relaxed) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let writes_before = session_writes(&session);
