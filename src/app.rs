@@ -97,6 +97,8 @@ pub struct Daemon {
     inventory: Arc<Inventory>,
     notices: broadcast::Sender<Notice>,
     commits: broadcast::Sender<mirror::Committed>,
+    /// Wakes the withdrawal worker when this process creates a request.
+    withdrawals_wake: Arc<Notify>,
 }
 
 impl Default for Daemon {
@@ -112,6 +114,7 @@ impl Daemon {
             inventory: Arc::new(Inventory::new()),
             notices: broadcast::channel(4096).0,
             commits: broadcast::channel(4096).0,
+            withdrawals_wake: Arc::new(Notify::new()),
         }
     }
 
@@ -192,7 +195,15 @@ impl Daemon {
 
         self.health.set_status("reconciling with telegram");
         let result = self
-            .serve(config, &telegram, conn.updates, &applier, &intake, &tracker)
+            .serve(
+                config,
+                &store,
+                &telegram,
+                conn.updates,
+                &applier,
+                &intake,
+                &tracker,
+            )
             .await;
 
         // Shutdown, in order: intake stops, the mirror drains, the session closes.
@@ -231,6 +242,7 @@ impl Daemon {
     async fn serve(
         &self,
         config: &Config,
+        store: &Arc<dyn store::Store>,
         telegram: &Telegram,
         updates: Option<GiftUpdates>,
         applier: &Arc<Applier>,
@@ -280,6 +292,16 @@ impl Daemon {
             fatal_tx,
         ));
         tracker.spawn(watchdog(intake.child_token()));
+        let worker = crate::withdraw::worker::Worker {
+            store: Arc::clone(store),
+            telegram: telegram.clone(),
+            inventory: Arc::clone(&self.inventory),
+            notifier: Arc::new(crate::withdraw::worker::LogNotifier),
+            config: config.withdraw.clone(),
+            id: crate::withdraw::worker::Worker::id_for(telegram.self_id()),
+            wake: Arc::clone(&self.withdrawals_wake),
+        };
+        tracker.spawn(worker.run(intake.child_token()));
         tracker.spawn(self_check(
             Arc::clone(&self.health),
             config.telegram.poll_interval,

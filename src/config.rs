@@ -47,6 +47,7 @@ pub struct Config {
     pub bot: Option<BotConfig>,
     pub store: StoreConfig,
     pub mirror: MirrorConfig,
+    pub withdraw: WithdrawConfig,
     pub health: HealthConfig,
     pub log: LogConfig,
     /// Things that are allowed but probably not what the operator meant (a Supabase key in the
@@ -131,6 +132,61 @@ impl Default for MirrorConfig {
             batch_size: 500,
             flush_interval: Duration::from_millis(50),
             queue_capacity: 100_000,
+        }
+    }
+}
+
+/// What giftd does with a regular (non-collectible) gift a player asks back. Telegram moves
+/// only collectibles; a regular gift can only be returned by buying the same one for the player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegularPolicy {
+    /// Buy the same catalogue gift for the player (the original stays, kept by the house).
+    Resend,
+    /// Refuse: the request fails with a message saying regular gifts cannot be withdrawn.
+    Refuse,
+}
+
+/// The withdrawal worker: what it may spend, and its timings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawConfig {
+    /// `withdraw.regular`. Default `refuse`: no Stars are spent unless the operator says so.
+    pub regular: RegularPolicy,
+    /// Highest transfer fee paid without an operator's approval. Default 100 Stars.
+    pub max_fee_stars: i64,
+    /// Transfer fees one deposit account may pay per UTC day. Default 1,000 Stars.
+    pub daily_fee_stars: i64,
+    /// Highest price of a resent regular gift without approval. Default 100 Stars.
+    pub max_resend_stars: i64,
+    /// Resends one deposit account may buy per UTC day. Default 1,000 Stars.
+    pub daily_resend_stars: i64,
+    /// Attempts at Telegram for one request before an operator decides. Default 3.
+    pub max_attempts: i32,
+    /// Longest wait for Telegram's answer to a call that moves a gift or spends Stars; past it
+    /// the outcome is unknown. Default 20 s.
+    pub call_timeout: Duration,
+    /// How long after an unknown outcome giftd waits before looking at Telegram to resolve it;
+    /// longer than `call_timeout`, so a late answer has landed. Default 60 s.
+    pub settle_delay: Duration,
+    /// How long a worker's claim on a request lasts without it finishing; after that another
+    /// worker (or the next start) takes it over. Longer than `call_timeout`. Default 60 s.
+    pub lease: Duration,
+    /// How often the queue is checked when nothing wakes the worker. Default 1 s.
+    pub poll_interval: Duration,
+}
+
+impl Default for WithdrawConfig {
+    fn default() -> Self {
+        WithdrawConfig {
+            regular: RegularPolicy::Refuse,
+            max_fee_stars: 100,
+            daily_fee_stars: 1_000,
+            max_resend_stars: 100,
+            daily_resend_stars: 1_000,
+            max_attempts: 3,
+            call_timeout: Duration::from_secs(20),
+            settle_delay: Duration::from_secs(60),
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -350,6 +406,56 @@ pub const KEYS: &[KeySpec] = {
             "queue_capacity",
             Integer,
             "GIFTD_MIRROR_QUEUE_CAPACITY",
+        ),
+        key("withdraw", "regular", String, "GIFTD_WITHDRAW_REGULAR"),
+        key(
+            "withdraw",
+            "max_fee_stars",
+            Integer,
+            "GIFTD_WITHDRAW_MAX_FEE_STARS",
+        ),
+        key(
+            "withdraw",
+            "daily_fee_stars",
+            Integer,
+            "GIFTD_WITHDRAW_DAILY_FEE_STARS",
+        ),
+        key(
+            "withdraw",
+            "max_resend_stars",
+            Integer,
+            "GIFTD_WITHDRAW_MAX_RESEND_STARS",
+        ),
+        key(
+            "withdraw",
+            "daily_resend_stars",
+            Integer,
+            "GIFTD_WITHDRAW_DAILY_RESEND_STARS",
+        ),
+        key(
+            "withdraw",
+            "max_attempts",
+            Integer,
+            "GIFTD_WITHDRAW_MAX_ATTEMPTS",
+        ),
+        key(
+            "withdraw",
+            "call_timeout",
+            String,
+            "GIFTD_WITHDRAW_CALL_TIMEOUT",
+        ),
+        key(
+            "withdraw",
+            "settle_delay",
+            String,
+            "GIFTD_WITHDRAW_SETTLE_DELAY",
+        ),
+        key("withdraw", "lease", String, "GIFTD_WITHDRAW_LEASE"),
+        key(
+            "withdraw",
+            "poll_interval",
+            String,
+            "GIFTD_WITHDRAW_POLL_INTERVAL",
         ),
         key("health", "listen", String, "GIFTD_HEALTH_LISTEN"),
         key("log", "format", String, "GIFTD_LOG_FORMAT"),
@@ -728,6 +834,8 @@ impl Config {
             queue_capacity,
         };
 
+        let withdraw = r.withdraw();
+
         let listen = r
             .parsed(
                 "health.listen",
@@ -774,6 +882,7 @@ impl Config {
                 bot,
                 store,
                 mirror,
+                withdraw,
                 health: HealthConfig { listen },
                 log: LogConfig { format, level },
                 warnings,
@@ -795,6 +904,70 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    fn withdraw(&mut self) -> WithdrawConfig {
+        let d = WithdrawConfig::default();
+        let regular = self
+            .parsed(
+                "withdraw.regular",
+                "\"resend\" or \"refuse\"",
+                |s| match s {
+                    "resend" => Some(RegularPolicy::Resend),
+                    "refuse" => Some(RegularPolicy::Refuse),
+                    _ => None,
+                },
+            )
+            .unwrap_or(d.regular);
+        let stars = |r: &mut Self, key: &str, default: i64| {
+            r.integer_in(key, 0, 1_000_000_000).unwrap_or(default)
+        };
+        let max_fee_stars = stars(self, "withdraw.max_fee_stars", d.max_fee_stars);
+        let daily_fee_stars = stars(self, "withdraw.daily_fee_stars", d.daily_fee_stars);
+        let max_resend_stars = stars(self, "withdraw.max_resend_stars", d.max_resend_stars);
+        let daily_resend_stars = stars(self, "withdraw.daily_resend_stars", d.daily_resend_stars);
+        let max_attempts = self
+            .integer_in("withdraw.max_attempts", 1, 100)
+            .map_or(d.max_attempts, |n| {
+                i32::try_from(n).unwrap_or(d.max_attempts)
+            });
+        let second = Duration::from_secs(1);
+        let call_timeout = self.duration_at_least("withdraw.call_timeout", d.call_timeout, second);
+        let settle_delay = self.duration_at_least("withdraw.settle_delay", d.settle_delay, second);
+        let lease = self.duration_at_least("withdraw.lease", d.lease, second);
+        let poll_interval = self.duration_at_least(
+            "withdraw.poll_interval",
+            d.poll_interval,
+            Duration::from_millis(10),
+        );
+        for (key, value) in [
+            ("withdraw.settle_delay", settle_delay),
+            ("withdraw.lease", lease),
+        ] {
+            if value <= call_timeout {
+                self.problem(
+                    key,
+                    format!(
+                        "expected more than withdraw.call_timeout ({}), found {}: a late answer \
+                         must land before giftd looks at Telegram or another worker takes over",
+                        show_duration(call_timeout),
+                        show_duration(value)
+                    ),
+                );
+            }
+        }
+        WithdrawConfig {
+            regular,
+            max_fee_stars,
+            daily_fee_stars,
+            max_resend_stars,
+            daily_resend_stars,
+            max_attempts,
+            call_timeout,
+            settle_delay,
+            lease,
+            poll_interval,
+        }
+    }
+
     fn problem(&mut self, key: &str, message: String) {
         let origin = self.raw.values.get(key).map(|r| r.origin.clone());
         self.problems.push(Problem {
@@ -1147,6 +1320,22 @@ mod tests {
             c.mirror.queue_capacity
         ));
         out.push(format!("health.listen = {}", c.health.listen));
+        let w = &c.withdraw;
+        out.push(format!(
+            "withdraw = regular {} fee {}/{} resend {}/{} attempts {} timeout {} settle {} lease {}",
+            match w.regular {
+                RegularPolicy::Resend => "resend",
+                RegularPolicy::Refuse => "refuse",
+            },
+            w.max_fee_stars,
+            w.daily_fee_stars,
+            w.max_resend_stars,
+            w.daily_resend_stars,
+            w.max_attempts,
+            show_duration(w.call_timeout),
+            show_duration(w.settle_delay),
+            show_duration(w.lease),
+        ));
         out.push(format!("log = {:?} {}", c.log.format, c.log.level));
         for w in &c.warnings {
             out.push(format!("warning: {w}"));
@@ -1285,6 +1474,7 @@ mod tests {
              bot = token [redacted] session /var/lib/giftd/bot.session
              store = supabase http://127.0.0.1:54321/rest/v1 key [redacted] timeout 10s
              mirror = batch 7 flush 50ms queue 100000
+             withdraw = regular refuse fee 100/1000 resend 100/1000 attempts 3 timeout 20s settle 1m lease 1m
              log = Json info",
         );
         // The environment wins over the file; empty variables count as unset.

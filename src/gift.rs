@@ -468,7 +468,7 @@ mod tests {
         check(WithdrawRequested, Gone, Some(L::Gone));
         check(Withdrawing, Withdrawn, Some(L::Withdrawn));
         check(Withdrawing, Held, Some(L::WithdrawFailed));
-        check(Withdrawing, WithdrawRequested, None);
+        check(Withdrawing, WithdrawRequested, Some(L::WithdrawDeferred));
         check(Withdrawing, Refunded, Some(L::Refunded));
         for terminal in [Withdrawn, Converted, Refunded, up, Gone] {
             for to in [

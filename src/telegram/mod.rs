@@ -12,6 +12,7 @@
 pub mod clock;
 pub mod convert;
 pub mod login;
+pub mod transfer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,17 @@ pub enum TelegramError {
         method: &'static str,
         detail: String,
     },
+    #[error("telegram did not answer {method} within {after:?}; whether it took effect is unknown")]
+    Timeout {
+        method: &'static str,
+        after: Duration,
+    },
+    #[error(
+        "giftd cannot address user {user}: the deposit account's session has no access hash for \
+         them (it learns one from a gift they send or the saved gift list); ask the player to \
+         send a message or a gift to the deposit account first"
+    )]
+    Unaddressable { user: UserId },
     #[error("stopped")]
     Cancelled,
 }
@@ -105,7 +117,9 @@ pub enum TelegramError {
 impl TelegramError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            TelegramError::Network { .. } | TelegramError::FloodWait { .. } => true,
+            TelegramError::Network { .. }
+            | TelegramError::FloodWait { .. }
+            | TelegramError::Timeout { .. } => true,
             TelegramError::Rpc { code, .. } => *code >= 500,
             _ => false,
         }
@@ -178,6 +192,10 @@ struct Inner {
     flood_gates: std::sync::Mutex<HashMap<&'static str, tokio::time::Instant>>,
     cancel: CancellationToken,
     stats: TelegramStats,
+    /// The session file, where the access hashes of users are cached.
+    session: Arc<SqliteSession>,
+    /// Users whose access hash this process already cached (saves a commit per poll).
+    known_users: std::sync::Mutex<std::collections::HashSet<UserId>>,
 }
 
 impl std::fmt::Debug for Telegram {
@@ -419,7 +437,7 @@ impl Telegram {
                 })?;
             Some(GiftUpdates {
                 stream,
-                session,
+                session: Arc::clone(&session),
                 senders: HashMap::new(),
                 cached_at: tokio::time::Instant::now(),
             })
@@ -438,6 +456,8 @@ impl Telegram {
                 flood_gates: std::sync::Mutex::new(HashMap::new()),
                 cancel,
                 stats: TelegramStats::default(),
+                session: Arc::clone(&session),
+                known_users: std::sync::Mutex::new(std::collections::HashSet::new()),
             }),
         };
         Ok(Connection {
@@ -609,6 +629,7 @@ impl Telegram {
         let tl::enums::payments::SavedStarGifts::Gifts(page) =
             self.call("payments.getSavedStarGifts", &request).await?;
         let gifts = page.gifts.iter().filter_map(convert::saved_gift).collect();
+        self.remember_users(&page.users).await;
         Ok(SavedPage {
             count: page.count,
             gifts,

@@ -7,3 +7,4 @@
 //! resolving every "I don't know" by looking at Telegram.
 
 pub mod machine;
+pub mod worker;

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod withdrawals;
+
 use crate::config::{self, Config, ConfigError, DEFAULT_CONFIG_PATH, StoreConfig};
 use crate::gift::{Item, Owner, UserId};
 use crate::store::{self, StoreError};
@@ -122,6 +124,19 @@ pub enum Command {
         #[arg(long, group = "which")]
         unattributed: bool,
     },
+
+    /// See and steer withdrawal requests (the players' gifts going back to them).
+    ///
+    /// `list` shows the queue as a table (waiting for approval, blocked on Stars, unknown
+    /// outcomes...), `show ID` one request in full, `approve ID` lets one above the fee caps or
+    /// the daily budget go (or hands back one whose retries are spent), `retry ID` sends a
+    /// waiting one back to the queue now (after topping up Stars), `cancel ID` cancels one
+    /// nothing was sent for yet, `request` asks for a player's held item as they would. A
+    /// running `giftd run` picks the changes up within `withdraw.poll_interval`.
+    Withdrawals {
+        #[command(subcommand)]
+        action: withdrawals::Action,
+    },
 }
 
 /// The environment a command sees.
@@ -165,6 +180,7 @@ pub async fn run_with_env(cli: Cli, out: &mut dyn Write, env: Env<'_>) -> anyhow
         } => login(&cli.config, env, phone, code, password, out).await,
         Command::Demo { state_dir, burst } => demo(state_dir, burst, out).await,
         Command::Schema => schema(out),
+        Command::Withdrawals { action } => withdrawals::run(&cli.config, env, action, out).await,
         Command::Inventory {
             account,
             owner,
@@ -953,6 +969,10 @@ mod tests {
                 "Watch giftd work, with nothing to set up: a newcomer's first command",
             ),
             ("inventory", "List the items the store holds, as a table"),
+            (
+                "withdrawals",
+                "See and steer withdrawal requests (the players' gifts going back to them)",
+            ),
         ];
         let cmd = Cli::command();
         let got: Vec<(String, String)> = cmd

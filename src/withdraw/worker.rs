@@ -1,0 +1,598 @@
+//! The withdrawal worker: one task per deposit account inside `giftd run`. It claims requests,
+//! asks Telegram what a transfer or a purchase costs, records its intent, makes the one call
+//! that moves the gift or spends Stars, and records what Telegram answered; an answer it does
+//! not get is `unknown`, resolved after a settle delay by looking at Telegram (is the gift still
+//! in the account? is our outgoing message in the chat with the player? does paying the same
+//! form again say it was paid?), never by calling again blindly.
+//!
+//! It keeps the live inventory following the store, and tells the player (through
+//! [`Notifier`]) when a gift leaves, a request fails or waits.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::machine::{RequestState, WaitReason, Withdrawal, WithdrawalKind, WithdrawalMove};
+use crate::config::{RegularPolicy, WithdrawConfig};
+use crate::gift::{ItemKey, Status, UserId};
+use crate::inventory::Inventory;
+use crate::store::{Store, StoreError, WithdrawalFilter};
+use crate::telegram::transfer::{Purchase, Quote};
+use crate::telegram::{Telegram, TelegramError};
+
+/// What a player is told about their request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The gift is in their account.
+    Sent { id: i64, key: ItemKey },
+    /// It will be tried again after `until_ms` (unix ms), or when an operator decides.
+    Waiting {
+        id: i64,
+        key: ItemKey,
+        reason: WaitReason,
+        until_ms: Option<i64>,
+    },
+    /// Telegram refused for good; the gift is theirs again in the deposit account.
+    Failed {
+        id: i64,
+        key: ItemKey,
+        reason: String,
+    },
+}
+
+/// Sends players word of their withdrawals. The companion bot implements it; without a bot the
+/// notices are logged.
+#[async_trait]
+pub trait Notifier: Send + Sync + std::fmt::Debug {
+    async fn notify(&self, player: UserId, notice: Notice);
+}
+
+/// Logs what a bot would tell the player.
+#[derive(Debug, Default)]
+pub struct LogNotifier;
+
+#[async_trait]
+impl Notifier for LogNotifier {
+    async fn notify(&self, player: UserId, notice: Notice) {
+        tracing::info!(player, ?notice, "withdrawal notice (no bot configured)");
+    }
+}
+
+/// Everything one account's worker needs.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub telegram: Telegram,
+    pub inventory: Arc<Inventory>,
+    pub notifier: Arc<dyn Notifier>,
+    pub config: WithdrawConfig,
+    /// Names this worker in the store's claims: host, process and account.
+    pub id: String,
+    /// Woken when a request is created in this process (the CLI and the web app are picked up
+    /// by the queue poll).
+    pub wake: Arc<Notify>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What processing one request came to (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Moved(RequestState),
+    /// Someone else moved the request first; nothing to do.
+    Lost,
+}
+
+impl Worker {
+    /// The worker id giftd uses for `account` in this process.
+    pub fn id_for(account: UserId) -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".to_owned());
+        format!("{host}:{}:{account}", std::process::id())
+    }
+
+    /// Runs until `cancel`: rescues expired claims, resolves unknown outcomes whose settle
+    /// delay passed, then drains the queue; waits for a wake-up or the poll interval.
+    pub async fn run(self, cancel: CancellationToken) {
+        let account = self.telegram.self_id();
+        tracing::info!(account, worker = %self.id, "withdrawal worker started");
+        loop {
+            if let Err(e) = self.pass(&cancel).await {
+                tracing::warn!(account, error = %e, "withdrawal pass failed; retrying");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        tracing::info!(account, "withdrawal worker stopped");
+    }
+
+    /// One pass over the account's queue.
+    pub async fn pass(&self, cancel: &CancellationToken) -> Result<(), StoreError> {
+        let account = self.telegram.self_id();
+        let rescued = self.store.rescue_withdrawals(account).await?;
+        if rescued > 0 {
+            tracing::warn!(
+                account,
+                rescued,
+                "withdrawals whose worker's lease ran out were taken back (sends became unknown)"
+            );
+        }
+        self.resolve_unknowns(account).await?;
+        while !cancel.is_cancelled() {
+            let Some(w) = self
+                .store
+                .claim_withdrawal(account, &self.id, self.config.lease)
+                .await?
+            else {
+                break;
+            };
+            let span = tracing::info_span!("withdrawal", id = w.id, key = %w.key, owner = w.owner, attempt = w.attempt);
+            let _ = tracing::Instrument::instrument(self.process(w), span).await;
+        }
+        Ok(())
+    }
+
+    /// Resolves each unknown outcome whose settle delay passed, by looking at Telegram.
+    async fn resolve_unknowns(&self, account: UserId) -> Result<(), StoreError> {
+        let unknown = self
+            .store
+            .list_withdrawals(&WithdrawalFilter {
+                account_id: Some(account),
+                states: vec![RequestState::Unknown],
+                ..Default::default()
+            })
+            .await?;
+        let settle = i64::try_from(self.config.settle_delay.as_millis()).unwrap_or(i64::MAX);
+        for w in unknown {
+            if w.sending_at_ms.unwrap_or(0).saturating_add(settle) > now_ms() {
+                continue;
+            }
+            if let Err(e) = self.resolve(&w).await {
+                tracing::warn!(id = w.id, error = %e, "could not resolve an unknown withdrawal yet");
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the live inventory following the request (the bot reads it).
+    fn follow(&self, w: &Withdrawal) {
+        let target = w.state.item_status();
+        let Some(item) = self.inventory.get(w.key) else {
+            return;
+        };
+        let path: &[Status] = match (item.status, target) {
+            (a, b) if a == b => &[],
+            (Status::Held, Status::Withdrawing) => {
+                &[Status::WithdrawRequested, Status::Withdrawing]
+            }
+            (Status::Held, Status::Withdrawn) => &[
+                Status::WithdrawRequested,
+                Status::Withdrawing,
+                Status::Withdrawn,
+            ],
+            (Status::WithdrawRequested, Status::Withdrawn) => {
+                &[Status::Withdrawing, Status::Withdrawn]
+            }
+            _ => std::slice::from_ref(&target),
+        };
+        for &to in path {
+            if let Err(e) = self.inventory.apply(w.key, to, now_ms() / 1000) {
+                tracing::debug!(key = %w.key, error = %e, "live inventory did not follow");
+                return;
+            }
+        }
+    }
+
+    /// Applies a move and follows it in the inventory. `Lost` when another worker, an operator
+    /// or the player moved the request first.
+    async fn apply(&self, mv: WithdrawalMove) -> Result<(Step, Option<Withdrawal>), StoreError> {
+        match self.store.move_withdrawal(&mv).await {
+            Ok(w) => {
+                self.follow(&w);
+                Ok((Step::Moved(w.state), Some(w)))
+            }
+            Err(e @ StoreError::WithdrawalMoveRefused { .. }) => {
+                tracing::warn!(error = %e, "the request moved under this worker; leaving it");
+                Ok((Step::Lost, None))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn process(&self, w: Withdrawal) {
+        self.follow(&w);
+        let result = self.try_process(&w).await;
+        match result {
+            Ok((Step::Moved(state), Some(moved))) => {
+                tracing::info!(state = %state, reason = moved.reason.as_deref().unwrap_or(""), "withdrawal moved");
+                self.tell(&moved).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // The store failed after the claim: the lease runs out and the request is
+                // rescued (a claim back to the queue, a send to unknown).
+                tracing::warn!(error = %e, "withdrawal step could not be recorded; the lease will hand it back");
+            }
+        }
+    }
+
+    async fn tell(&self, w: &Withdrawal) {
+        let notice = match w.state {
+            RequestState::Sent => Notice::Sent {
+                id: w.id,
+                key: w.key,
+            },
+            RequestState::Failed => Notice::Failed {
+                id: w.id,
+                key: w.key,
+                reason: w.reason.clone().unwrap_or_default(),
+            },
+            RequestState::Waiting | RequestState::Approval => Notice::Waiting {
+                id: w.id,
+                key: w.key,
+                reason: w.wait_reason.unwrap_or(WaitReason::Retry),
+                until_ms: w.not_before_ms,
+            },
+            _ => return,
+        };
+        self.notifier.notify(w.owner, notice).await;
+    }
+
+    fn purchase(&self, w: &Withdrawal, gift_id: i64) -> Purchase {
+        match w.kind {
+            WithdrawalKind::Transfer => Purchase::Transfer {
+                msg_id: w.key.msg_id,
+                to: w.owner,
+            },
+            WithdrawalKind::Resend => Purchase::Gift {
+                gift_id,
+                to: w.owner,
+            },
+        }
+    }
+
+    async fn try_process(&self, w: &Withdrawal) -> Result<(Step, Option<Withdrawal>), StoreError> {
+        let Some(item) = self.inventory.get(w.key) else {
+            return self
+                .apply(WithdrawalMove::failed(
+                    w,
+                    "the gift is no longer in the deposit account",
+                ))
+                .await;
+        };
+        if w.kind == WithdrawalKind::Resend && self.config.regular == RegularPolicy::Refuse {
+            return self
+                .apply(WithdrawalMove::failed(
+                    w,
+                    "regular gifts cannot be withdrawn here: Telegram moves only collectibles, \
+                     and the operator does not buy regular gifts back (withdraw.regular = refuse)",
+                ))
+                .await;
+        }
+        let purchase = self.purchase(w, item.gift_id);
+
+        // 1. What does it cost? Read-only: nothing moves, any error leaves the request safe.
+        let quote = match self
+            .telegram
+            .quote(purchase, self.config.call_timeout)
+            .await
+        {
+            Ok(q) => q,
+            Err(e) => return self.refused_before_sending(w, &e).await,
+        };
+        let (fee, form_id) = match quote {
+            Quote::Free => (0, None),
+            Quote::Paid { form_id, stars } => (stars, Some(form_id)),
+        };
+        let (cap, budget) = match w.kind {
+            WithdrawalKind::Transfer => (self.config.max_fee_stars, self.config.daily_fee_stars),
+            WithdrawalKind::Resend => {
+                (self.config.max_resend_stars, self.config.daily_resend_stars)
+            }
+        };
+        let approved = w.approved_stars.is_some_and(|a| a >= fee);
+        if fee > cap && !approved {
+            return self
+                .apply(WithdrawalMove::defer_quoted(
+                    w,
+                    WaitReason::FeeCap,
+                    fee,
+                    &format!(
+                        "Telegram asks {fee} Stars, above the {cap} Stars an operator allows \
+                         without approval: `giftd withdrawals approve {}`",
+                        w.id
+                    ),
+                ))
+                .await;
+        }
+
+        // 2. The intent, committed before the call that moves the gift or spends Stars.
+        let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let daily = (fee > 0 && !approved).then_some(budget);
+        let sending = match self
+            .store
+            .move_withdrawal(&WithdrawalMove::begin_send(w, fee, form_id, lease, daily))
+            .await
+        {
+            Ok(s) => s,
+            Err(StoreError::OverDailyBudget { total, budget, .. }) => {
+                return self
+                    .apply(WithdrawalMove::defer_quoted(
+                        w,
+                        WaitReason::DailyBudget,
+                        fee,
+                        &format!(
+                            "paying {fee} Stars would bring today's spending to {total}, over \
+                             the daily budget of {budget}: `giftd withdrawals approve {}`",
+                            w.id
+                        ),
+                    ))
+                    .await;
+            }
+            Err(e @ StoreError::WithdrawalMoveRefused { .. }) => {
+                tracing::warn!(error = %e, "the request moved before sending; leaving it");
+                return Ok((Step::Lost, None));
+            }
+            Err(e) => return Err(e),
+        };
+
+        // 3. The one call.
+        let timeout = self.config.call_timeout;
+        let answer = match (quote, form_id) {
+            (Quote::Free, _) => {
+                self.telegram
+                    .transfer_free(w.key.msg_id, w.owner, timeout)
+                    .await
+            }
+            (Quote::Paid { .. }, Some(form)) => self.telegram.pay(form, purchase, timeout).await,
+            (Quote::Paid { .. }, None) => unreachable!("a paid quote carries its form id"),
+        };
+        self.record_answer(&sending, answer).await
+    }
+
+    /// Telegram refused before anything was committed (the quote): wait, fail or retry.
+    async fn refused_before_sending(
+        &self,
+        w: &Withdrawal,
+        e: &TelegramError,
+    ) -> Result<(Step, Option<Withdrawal>), StoreError> {
+        let now = now_ms();
+        let mv = match (e.rpc_name(), e.rpc_value()) {
+            (Some("STARGIFT_TRANSFER_TOO_EARLY"), Some(secs)) => WithdrawalMove::defer(
+                w,
+                WaitReason::TooEarly,
+                Some(now + i64::from(secs) * 1000),
+                &format!(
+                    "Telegram allows this transfer in {secs} s (the gift is locked until then)"
+                ),
+            ),
+            (Some("FLOOD_WAIT"), secs) => WithdrawalMove::defer(
+                w,
+                WaitReason::Retry,
+                Some(now + i64::from(secs.unwrap_or(1)) * 1000),
+                "Telegram asked to slow down (FLOOD_WAIT)",
+            ),
+            (Some("BALANCE_TOO_LOW"), _) => self.no_stars(w, now),
+            (Some(name), _) if e.outcome_known() => WithdrawalMove::failed(w, &refusal(name)),
+            _ if matches!(e, TelegramError::Unaddressable { .. }) => {
+                WithdrawalMove::failed(w, &e.to_string())
+            }
+            // Telegram could not be asked (network, internal error): nothing moved.
+            _ => WithdrawalMove::defer(
+                w,
+                WaitReason::Retry,
+                Some(now + 5_000),
+                &format!("Telegram could not be asked: {e}"),
+            ),
+        };
+        self.apply(mv).await
+    }
+
+    fn no_stars(&self, w: &Withdrawal, now: i64) -> WithdrawalMove {
+        WithdrawalMove::defer(
+            w,
+            WaitReason::Stars,
+            Some(now + 600_000),
+            "the deposit account lacks the Stars (BALANCE_TOO_LOW): top it up; giftd tries \
+             again every 10 minutes, or at once with `giftd withdrawals retry ID`",
+        )
+    }
+
+    /// Records what the money-moving call answered. A definite refusal sends the request back
+    /// or fails it; anything else is unknown.
+    async fn record_answer(
+        &self,
+        sending: &Withdrawal,
+        answer: Result<(), TelegramError>,
+    ) -> Result<(Step, Option<Withdrawal>), StoreError> {
+        let now = now_ms();
+        let e = match answer {
+            Ok(()) => {
+                let how = match (sending.kind, sending.fee_stars.unwrap_or(0)) {
+                    (WithdrawalKind::Resend, fee) => format!("bought for the player ({fee} Stars)"),
+                    (WithdrawalKind::Transfer, 0) => "transferred".to_owned(),
+                    (WithdrawalKind::Transfer, fee) => format!("transferred ({fee} Stars fee)"),
+                };
+                return self.apply(WithdrawalMove::sent(sending, &how)).await;
+            }
+            Err(e) => e,
+        };
+        if !e.outcome_known() {
+            return self
+                .apply(WithdrawalMove::unknown(sending, &e.to_string()))
+                .await;
+        }
+        let mv = match (e.rpc_name(), e.rpc_value()) {
+            // This very form was paid already: the payment happened.
+            (Some("FORM_SUBMIT_DUPLICATE"), _) => {
+                WithdrawalMove::sent(sending, "paid (Telegram says this form was already paid)")
+            }
+            (Some("STARGIFT_TRANSFER_TOO_EARLY"), Some(secs)) => WithdrawalMove::defer(
+                sending,
+                WaitReason::TooEarly,
+                Some(now + i64::from(secs) * 1000),
+                &format!(
+                    "Telegram allows this transfer in {secs} s (the gift is locked until then)"
+                ),
+            ),
+            (Some("BALANCE_TOO_LOW"), _) => self.no_stars(sending, now),
+            (Some("FLOOD_WAIT"), secs) => WithdrawalMove::defer(
+                sending,
+                WaitReason::Retry,
+                Some(now + i64::from(secs.unwrap_or(1)) * 1000),
+                "Telegram asked to slow down (FLOOD_WAIT)",
+            ),
+            // The price or the form changed: ask again, nothing was paid.
+            (Some("PAYMENT_REQUIRED" | "FORM_EXPIRED" | "STARS_FORM_AMOUNT_MISMATCH"), _) => {
+                WithdrawalMove::defer(
+                    sending,
+                    WaitReason::Retry,
+                    Some(now),
+                    &format!(
+                        "{}: asking Telegram for a new form",
+                        e.rpc_name().unwrap_or("")
+                    ),
+                )
+            }
+            // The gift is not in the account: maybe an earlier attempt of ours moved it. Only
+            // Telegram can tell.
+            (Some("STARGIFT_NOT_FOUND"), _) => WithdrawalMove::unknown(
+                sending,
+                "Telegram does not find the gift in the deposit account",
+            ),
+            (Some(name), _) => WithdrawalMove::failed(sending, &refusal(name)),
+            (None, _) => WithdrawalMove::failed(sending, &e.to_string()),
+        };
+        self.apply(mv).await
+    }
+
+    /// Looks at Telegram to learn what an unknown outcome was.
+    async fn resolve(&self, w: &Withdrawal) -> Result<(), TelegramError> {
+        let Some(item) = self.inventory.get(w.key) else {
+            tracing::warn!(
+                id = w.id,
+                "unknown withdrawal of an item giftd no longer holds in memory"
+            );
+            return Ok(());
+        };
+        let since = w.sending_at_ms.unwrap_or(0) / 1000 - 5;
+        let collectible = item.unique.as_ref().map(|u| u.collectible_id);
+        let verdict = match w.kind {
+            WithdrawalKind::Transfer => {
+                if self.telegram.still_holds(w.key.msg_id).await? {
+                    Verdict::NotSent("the gift is still in the deposit account".to_owned())
+                } else if self
+                    .telegram
+                    .sent_to(w.owner, since, collectible, item.gift_id)
+                    .await?
+                {
+                    Verdict::Sent(
+                        "the gift left the deposit account and the transfer to the player is in \
+                         their chat"
+                            .to_owned(),
+                    )
+                } else {
+                    Verdict::Unresolved(
+                        "the gift left the deposit account but no transfer to the player is in \
+                         their chat: an operator must check"
+                            .to_owned(),
+                    )
+                }
+            }
+            WithdrawalKind::Resend => self.resolve_purchase(w, item.gift_id, since).await?,
+        };
+        let mv = match verdict {
+            Verdict::Sent(how) => WithdrawalMove::sent(w, &how),
+            Verdict::NotSent(why) => WithdrawalMove::not_sent(w, self.config.max_attempts, &why),
+            Verdict::Unresolved(why) => {
+                tracing::error!(id = w.id, key = %w.key, "{why}");
+                return Ok(());
+            }
+        };
+        match self.apply(mv).await {
+            Ok((Step::Moved(state), Some(moved))) => {
+                tracing::info!(id = w.id, state = %state, "unknown withdrawal resolved");
+                self.tell(&moved).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(id = w.id, error = %e, "could not record the resolution"),
+        }
+        Ok(())
+    }
+
+    /// A purchase's outcome: paying the same form again is safe (Telegram answers
+    /// `FORM_SUBMIT_DUPLICATE` for a paid one); once the form expired, the chat tells.
+    async fn resolve_purchase(
+        &self,
+        w: &Withdrawal,
+        gift_id: i64,
+        since: i64,
+    ) -> Result<Verdict, TelegramError> {
+        if let Some(form) = w.form_id {
+            let purchase = self.purchase(w, gift_id);
+            match self
+                .telegram
+                .pay(form, purchase, self.config.call_timeout)
+                .await
+            {
+                Ok(()) => {
+                    return Ok(Verdict::Sent(
+                        "paid on resolving (the first payment had not gone through)".to_owned(),
+                    ));
+                }
+                Err(e) if e.rpc_name() == Some("FORM_SUBMIT_DUPLICATE") => {
+                    return Ok(Verdict::Sent("Telegram says the form was paid".to_owned()));
+                }
+                Err(e) if e.rpc_name() == Some("FORM_EXPIRED") => {}
+                Err(e) if e.outcome_known() => {
+                    return Ok(Verdict::NotSent(format!(
+                        "paying the form again was refused ({}): it had not been paid",
+                        e.rpc_name().unwrap_or("refused")
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(
+            if self.telegram.sent_to(w.owner, since, None, gift_id).await? {
+                Verdict::Sent("the gift bought for the player is in their chat".to_owned())
+            } else {
+                Verdict::NotSent("no gift bought for the player is in their chat".to_owned())
+            },
+        )
+    }
+}
+
+enum Verdict {
+    Sent(String),
+    NotSent(String),
+    Unresolved(String),
+}
+
+/// What a player and an operator read for a definite refusal.
+fn refusal(name: &str) -> String {
+    match name {
+        "USER_DISALLOWED_STARGIFTS" => {
+            "the player's privacy settings refuse gifts: they must allow gifts, then ask again"
+                .to_owned()
+        }
+        "STARGIFT_USAGE_LIMITED" => {
+            "this gift is sold out: it cannot be bought again for the player".to_owned()
+        }
+        "STARGIFT_NOT_UNIQUE" => "Telegram moves only collectibles".to_owned(),
+        "PEER_ID_INVALID" | "USER_ID_INVALID" => {
+            "Telegram does not know this player any more".to_owned()
+        }
+        other => format!("Telegram refused ({other})"),
+    }
+}
