@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::{CreateUser, Fault, SendGift, SendUniqueGift, Sim, SimError};
+use crate::{CreateUser, DisallowedGifts, Fault, SendGift, SendUniqueGift, Sim, SimError};
 
 /// An HTTP answer: status and JSON body.
 #[derive(Debug, PartialEq)]
@@ -136,6 +136,21 @@ struct Stars {
     stars: i64,
 }
 
+#[derive(Deserialize)]
+struct Limit {
+    total: i32,
+    remains: i32,
+}
+
+#[derive(Deserialize)]
+struct TransferStars {
+    owner: i64,
+    msg_id: i32,
+    /// None (or absent): the transfer becomes free.
+    #[serde(default)]
+    transfer_stars: Option<i64>,
+}
+
 /// Answers one control request. `path` has no query string; `query` is the raw query string.
 pub fn route(sim: &Sim, method: &str, path: &str, query: &str, body: &[u8]) -> Reply {
     match route_inner(sim, method, path, query, body) {
@@ -222,6 +237,39 @@ fn route_inner(
             }))
         }
         ("GET", ["catalogue"]) => ok(sim.gift_catalogue()),
+        ("POST", ["catalogue", g, "limit"]) => {
+            let l: Limit = parse(body)?;
+            sim.set_gift_limit(id(g)?, l.total, l.remains)
+                .map(|_| ok(json!({})))
+                .map_err(sim_err)?
+        }
+        ("POST", ["catalogue", g, "sell_out"]) => sim
+            .sell_out_gift(id(g)?)
+            .map(|_| ok(json!({})))
+            .map_err(sim_err)?,
+        ("POST", ["catalogue", g, "price"]) => {
+            let s: Stars = parse(body)?;
+            sim.set_gift_price(id(g)?, s.stars)
+                .map(|_| ok(json!({})))
+                .map_err(sim_err)?
+        }
+        ("POST", ["gifts", "transfer_stars"]) => {
+            let t: TransferStars = parse(body)?;
+            sim.set_transfer_stars(t.owner, t.msg_id, t.transfer_stars)
+                .map(|_| ok(json!({})))
+                .map_err(sim_err)?
+        }
+        ("GET", ["accounts", a, "disallowed_gifts"]) => {
+            let a = account_id(sim, a)?;
+            sim.disallowed_gifts(a).map(ok).map_err(sim_err)?
+        }
+        ("POST", ["accounts", a, "disallowed_gifts"]) => {
+            let a = account_id(sim, a)?;
+            let d: DisallowedGifts = parse(body)?;
+            sim.set_disallowed_gifts(a, d)
+                .map(|_| ok(d))
+                .map_err(sim_err)?
+        }
         ("POST", ["gifts"]) => {
             let g: SendGift = parse(body)?;
             sim.send_gift(g).map(ok).map_err(sim_err)?
@@ -583,6 +631,39 @@ mod tests {
         assert_eq!(b["sent"], 5);
         let gifts = call("GET", "/accounts/deposit/gifts", Value::Null);
         assert_eq!(gifts[0]["msg_id"], m3, "pinned first");
+        let limited = format!("/catalogue/{gift}/limit");
+        call("POST", &limited, json!({"total": 100, "remains": 3}));
+        call(
+            "POST",
+            &format!("/catalogue/{gift}/price"),
+            json!({"stars": 20}),
+        );
+        call("POST", &format!("/catalogue/{gift}/sell_out"), Value::Null);
+        let cat = call("GET", "/catalogue", Value::Null);
+        assert_eq!(cat[0]["limited_remains"], 0);
+        assert_eq!(cat[0]["stars"], 20);
+        let u2 = call(
+            "POST",
+            "/gifts/unique",
+            json!({"from": alice, "to": dep, "gift_id": gift}),
+        )["msg_id"]
+            .as_i64()
+            .expect("m");
+        call(
+            "POST",
+            "/gifts/transfer_stars",
+            json!({"owner": dep, "msg_id": u2, "transfer_stars": 50}),
+        );
+        let d = call(
+            "POST",
+            "/accounts/alice/disallowed_gifts",
+            json!({"unlimited": true, "limited": false, "unique": true}),
+        );
+        assert_eq!(d["unique"], true);
+        assert_eq!(
+            call("GET", "/accounts/alice/disallowed_gifts", Value::Null)["unlimited"],
+            true
+        );
         call(
             "POST",
             "/bots/giftd_bot/messages",
@@ -600,12 +681,13 @@ mod tests {
             json!({"kind": "clock_skew", "secs": 400}),
             json!({"kind": "empty_saved_gifts_page", "count": 2}),
             json!({"kind": "updates_too_long"}),
+            json!({"kind": "drop_answer", "method": "payments.sendStarsForm", "count": 1}),
         ] {
             call("POST", "/faults", f);
         }
         assert_eq!(
             call("GET", "/faults", Value::Null).as_array().map(Vec::len),
-            Some(6)
+            Some(7)
         );
         call("DELETE", "/faults", Value::Null);
         call("POST", "/drop_connections", Value::Null);

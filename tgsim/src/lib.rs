@@ -80,8 +80,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use world::{
-    Account, Bot, BotMessage, Button, CallbackAnswer, CreateUser, Fault, GiftInfo, RpcErr,
-    SERVICE_USER_ID, SavedGiftInfo, SendGift, SendUniqueGift, SentGift, Stats, Ttls, UniqueInfo,
+    Account, Bot, BotMessage, Button, CallbackAnswer, CreateUser, DisallowedGifts, Fault, GiftInfo,
+    RpcErr, SERVICE_USER_ID, SavedGiftInfo, SendGift, SendUniqueGift, SentGift, Stats, Ttls,
+    UniqueInfo,
 };
 
 use server::Shared;
@@ -468,6 +469,54 @@ impl Sim {
     /// Sets a stars balance.
     pub fn set_stars(&self, account: i64, stars: i64) -> Result<(), SimError> {
         Ok(self.shared.world().set_stars(account, stars)?)
+    }
+
+    // ----- payments --------------------------------------------------------------------
+
+    /// Makes catalogue gift `gift_id` a limited edition of `total` with `remains` left to buy.
+    /// Each purchase (a paid `inputInvoiceStarGift` form, or [`Sim::send_gift`]) takes one; at
+    /// 0 the gift is `sold_out` and buying it answers `STARGIFT_USAGE_LIMITED`.
+    pub fn set_gift_limit(&self, gift_id: i64, total: i32, remains: i32) -> Result<(), SimError> {
+        Ok(self
+            .shared
+            .world()
+            .set_gift_limit(gift_id, total, remains)?)
+    }
+
+    /// Sells catalogue gift `gift_id` out (limited, none left).
+    pub fn sell_out_gift(&self, gift_id: i64) -> Result<(), SimError> {
+        Ok(self.shared.world().sell_out_gift(gift_id)?)
+    }
+
+    /// Changes catalogue gift `gift_id`'s price; forms issued at the old price answer 406
+    /// `STARS_FORM_AMOUNT_MISMATCH` when paid.
+    pub fn set_gift_price(&self, gift_id: i64, stars: i64) -> Result<(), SimError> {
+        Ok(self.shared.world().set_gift_price(gift_id, stars)?)
+    }
+
+    /// Changes the transfer fee (`transfer_stars`, None: free) of collectible `msg_id` held by
+    /// `owner`; forms issued at the old fee answer 406 `STARS_FORM_AMOUNT_MISMATCH` when paid.
+    pub fn set_transfer_stars(
+        &self,
+        owner: i64,
+        msg_id: i32,
+        stars: Option<i64>,
+    ) -> Result<(), SimError> {
+        Ok(self
+            .shared
+            .world()
+            .set_transfer_stars(owner, msg_id, stars)?)
+    }
+
+    /// Sets which gifts `account` refuses (its privacy settings): forms and transfers of those
+    /// kinds to it answer 403 `USER_DISALLOWED_STARGIFTS`.
+    pub fn set_disallowed_gifts(&self, account: i64, d: DisallowedGifts) -> Result<(), SimError> {
+        Ok(self.shared.world().set_disallowed_gifts(account, d)?)
+    }
+
+    /// Which gifts `account` refuses.
+    pub fn disallowed_gifts(&self, account: i64) -> Result<DisallowedGifts, SimError> {
+        Ok(self.shared.world().disallowed_gifts(account)?)
     }
 
     // ----- faults ----------------------------------------------------------------------

@@ -295,12 +295,30 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
         }
         f::payments::GetPaymentForm::CONSTRUCTOR_ID => {
             let r: f::payments::GetPaymentForm = parse(query)?;
-            let tl::enums::InputInvoice::StarGiftTransfer(inv) = r.invoice else {
-                return Err(RpcErr::bad("INVOICE_INVALID"));
+            let (form_id, stars, label) = match r.invoice {
+                tl::enums::InputInvoice::StarGiftTransfer(inv) => {
+                    let msg_id = saved_ref(&inv.stargift)?;
+                    let to = w.resolve_input_peer(me, &inv.to_id)?;
+                    let (form_id, stars) = w.payment_form(me, msg_id, to)?;
+                    (form_id, stars, "Gift transfer")
+                }
+                tl::enums::InputInvoice::StarGift(inv) => {
+                    let to = w.resolve_input_peer(me, &inv.peer)?;
+                    let message = inv
+                        .message
+                        .map(|tl::enums::TextWithEntities::Entities(t)| t.text);
+                    let (form_id, stars) = w.gift_payment_form(
+                        me,
+                        to,
+                        inv.gift_id,
+                        inv.hide_name,
+                        inv.include_upgrade,
+                        message,
+                    )?;
+                    (form_id, stars, "Gift")
+                }
+                _ => return Err(RpcErr::bad("INVOICE_INVALID")),
             };
-            let msg_id = saved_ref(&inv.stargift)?;
-            let to = w.resolve_input_peer(me, &inv.to_id)?;
-            let (form_id, stars) = w.payment_form(me, msg_id, to)?;
             ok(tl::enums::payments::PaymentForm::StarGift(
                 tl::types::payments::PaymentFormStarGift {
                     form_id,
@@ -316,7 +334,7 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
                         recurring: false,
                         currency: "XTR".into(),
                         prices: vec![tl::enums::LabeledPrice::Price(tl::types::LabeledPrice {
-                            label: "Gift transfer".into(),
+                            label: label.into(),
                             amount: stars,
                         })],
                         max_tip_amount: None,
@@ -349,10 +367,17 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
             }
             ok(tl::enums::payments::StarsStatus::Status(
                 tl::types::payments::StarsStatus {
-                    balance: tl::enums::StarsAmount::Amount(tl::types::StarsAmount {
-                        amount: w.stars(me)?,
-                        nanos: 0,
-                    }),
+                    // `ton`: the TON balance (starsTonAmount); tgsim accounts hold no TON.
+                    balance: if r.ton {
+                        tl::enums::StarsAmount::StarsTonAmount(tl::types::StarsTonAmount {
+                            amount: 0,
+                        })
+                    } else {
+                        tl::enums::StarsAmount::Amount(tl::types::StarsAmount {
+                            amount: w.stars(me)?,
+                            nanos: 0,
+                        })
+                    },
                     subscriptions: None,
                     subscriptions_next_offset: None,
                     subscriptions_missing_balance: None,
@@ -420,6 +445,20 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
             ok(true)
         }
         f::messages::GetDialogs::CONSTRUCTOR_ID => ok(w.dialogs(me)?),
+        f::messages::GetHistory::CONSTRUCTOR_ID => {
+            let r: f::messages::GetHistory = parse(query)?;
+            let peer = w.resolve_input_peer(me, &r.peer)?;
+            ok(w.get_history(
+                me,
+                peer,
+                r.offset_id,
+                r.offset_date,
+                r.add_offset,
+                r.limit,
+                r.max_id,
+                r.min_id,
+            )?)
+        }
         f::messages::GetMessages::CONSTRUCTOR_ID => {
             let r: f::messages::GetMessages = parse(query)?;
             if r.id.len() > 200 {

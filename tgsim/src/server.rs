@@ -126,6 +126,9 @@ enum Out {
         req_msg_id: i64,
         result: Result<Vec<u8>, RpcErr>,
     },
+    /// Close the connection without sending anything ([`crate::Fault::DropAnswer`]: the request
+    /// took effect, its answer is lost with the connection).
+    Drop,
 }
 
 /// The MTProto state of one connection, owned by its task.
@@ -241,6 +244,9 @@ impl Conn {
                     }
                 }
                 Some(out) = out_rx.recv() => {
+                    if matches!(out, Out::Drop) {
+                        break Err(closed("answer dropped by fault"));
+                    }
                     let bytes = conn.encrypt_out(out, false);
                     if let Some(bytes) = bytes {
                         let framed = write_framing.frame(&bytes);
@@ -293,6 +299,7 @@ impl Conn {
         let session_id = self.session_id?;
         let (body, content) = match out {
             Out::Bare { body, content } => (body, content),
+            Out::Drop => return None,
             Out::Result { req_msg_id, result } => {
                 let mut b = Vec::with_capacity(16);
                 RPC_RESULT.serialize(&mut b);
@@ -639,6 +646,15 @@ impl Conn {
                         && let Some(acc) = w.key_account(ctx.key_id)
                     {
                         w.subscribe(acc, conn_id, push_tx);
+                    }
+                    // The call took effect (or was refused); a DropAnswer fault loses the answer
+                    // with the connection, as when the network fails after Telegram applied it.
+                    if w.take_drop_answer(name) {
+                        tracing::debug!(conn = conn_id, method = name, "answer dropped by fault");
+                        drop(w);
+                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                        let _ = out.send(Out::Drop);
+                        return;
                     }
                     r
                 }

@@ -161,6 +161,24 @@ pub struct GiftInfo {
     pub title: String,
     /// Limited edition total, if limited.
     pub limited_total: Option<i32>,
+    /// Limited edition: how many are left to buy (`starGift.availability_remains`); 0 is sold
+    /// out (`sold_out`), and buying one answers `STARGIFT_USAGE_LIMITED`.
+    #[serde(default)]
+    pub limited_remains: Option<i32>,
+}
+
+/// Which gifts an account refuses, as `disallowedGiftsSettings` in its global privacy settings
+/// (core.telegram.org/constructor/disallowedGiftsSettings). A form or a transfer of a refused
+/// kind to it answers 403 `USER_DISALLOWED_STARGIFTS`. Unknown fields are refused.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DisallowedGifts {
+    /// `disallow_unlimited_stargifts`: regular gifts that are not limited.
+    pub unlimited: bool,
+    /// `disallow_limited_stargifts`: limited regular gifts.
+    pub limited: bool,
+    /// `disallow_unique_stargifts`: collectibles (transfers included).
+    pub unique: bool,
 }
 
 /// Input for [`crate::Sim::send_gift`]. Unknown fields are refused, so a caller still using the
@@ -359,6 +377,17 @@ pub enum Fault {
         /// How many answers are empty.
         count: u32,
     },
+    /// The next `count` calls of `method` take effect in the world (the gift moves, the Stars
+    /// are spent; or the call is refused, whatever it would answer), then the connection they
+    /// came on is closed without an answer: the network failed after Telegram applied the
+    /// request, so the client cannot know the outcome. The caller's own update is in the
+    /// account's update log (`updates.getDifference`) and its other sessions get it pushed.
+    DropAnswer {
+        /// TL method name.
+        method: String,
+        /// How many answers are lost.
+        count: u32,
+    },
     /// Skew the simulator's clock by `secs` (positive: the simulator is ahead of clients).
     /// [`crate::Sim::clear_faults`] restores the configured skew.
     ClockSkew {
@@ -451,6 +480,8 @@ struct AccountState {
     texts: BTreeMap<i32, TextMsg>,
     /// Bot commands from bots.setBotCommands.
     commands: Vec<(String, String)>,
+    /// Gift kinds the account refuses (privacy settings).
+    disallowed: DisallowedGifts,
 }
 
 /// One known auth key.
@@ -471,11 +502,28 @@ struct LoginCode {
     created: i64,
 }
 
+/// What a payment form pays for.
+#[derive(Debug, Clone)]
+enum FormKind {
+    /// `inputInvoiceStarGiftTransfer`: the owner's collectible `msg_id` goes to `to`.
+    Transfer { msg_id: i32, to: i64 },
+    /// `inputInvoiceStarGift`: a new catalogue gift for `to`.
+    Gift {
+        gift_id: i64,
+        to: i64,
+        hide_name: bool,
+        include_upgrade: bool,
+        message: Option<String>,
+    },
+}
+
 #[derive(Debug, Clone)]
 struct Form {
+    /// The payer.
     owner: i64,
-    msg_id: i32,
-    to: i64,
+    kind: FormKind,
+    /// The price in the form's invoice; a different price at payment time answers 406
+    /// `STARS_FORM_AMOUNT_MISMATCH`.
     stars: i64,
     created: i64,
     /// Paid already: a second payments.sendStarsForm answers FORM_SUBMIT_DUPLICATE.
@@ -617,6 +665,7 @@ impl World {
                     upgrade_stars: upgrade,
                     title: title.into(),
                     limited_total: limited,
+                    limited_remains: limited.map(|t| t / 2),
                 })
                 .collect(),
             uniques: HashMap::new(),
@@ -732,6 +781,7 @@ impl World {
                 saved: BTreeMap::new(),
                 texts: BTreeMap::new(),
                 commands: Vec::new(),
+                disallowed: DisallowedGifts::default(),
             },
         );
     }
@@ -1148,6 +1198,22 @@ impl World {
         Some(err)
     }
 
+    /// Consumes one [`Fault::DropAnswer`] for `method`, if any.
+    pub fn take_drop_answer(&mut self, method: &str) -> bool {
+        let Some(pos) = self.faults.iter().position(
+            |f| matches!(f, Fault::DropAnswer { method: m, count } if m == method && *count > 0),
+        ) else {
+            return false;
+        };
+        if let Fault::DropAnswer { count, .. } = &mut self.faults[pos] {
+            *count -= 1;
+            if *count == 0 {
+                self.faults.remove(pos);
+            }
+        }
+        true
+    }
+
     /// Consumes one [`Fault::EmptySavedGiftsPage`], if any.
     pub fn take_empty_page_fault(&mut self) -> bool {
         let Some(pos) = self
@@ -1194,7 +1260,7 @@ impl World {
     fn tl_star_gift(&self, g: &GiftInfo) -> tl::enums::StarGift {
         tl::enums::StarGift::Gift(tl::types::StarGift {
             limited: g.limited_total.is_some(),
-            sold_out: false,
+            sold_out: g.limited_remains == Some(0),
             birthday: false,
             require_premium: false,
             limited_per_user: false,
@@ -1203,7 +1269,7 @@ impl World {
             id: g.id,
             sticker: tlb::sticker(g.id),
             stars: g.stars,
-            availability_remains: g.limited_total.map(|t| t / 2),
+            availability_remains: g.limited_remains.filter(|_| g.limited_total.is_some()),
             availability_total: g.limited_total,
             availability_resale: None,
             convert_stars: g.convert_stars,
@@ -1366,24 +1432,47 @@ impl World {
         })
     }
 
-    /// A player sends a regular gift.
+    /// A player sends a regular gift (the control API's shortcut for the form + payment a client
+    /// makes): the sender pays the price, a limited gift's availability goes down.
     pub fn send_gift(&mut self, g: SendGift) -> Result<SentGift, RpcErr> {
         let gift = self.gift(g.gift_id)?;
         self.acc(g.to)?;
+        self.check_accepts(g.to, false, gift.limited_total.is_some())?;
+        check_available(&gift)?;
         let sender = self.acc_mut(g.from)?;
         if sender.stars < gift.stars {
             return Err(RpcErr::bad("BALANCE_TOO_LOW"));
         }
         sender.stars -= gift.stars;
+        self.take_one(gift.id);
+        self.deliver_regular(g.from, g.to, &gift, g.hide_name, g.message, false, None)
+            .map(|(sent, _)| sent)
+    }
+
+    /// Delivers a freshly bought regular gift from `from` to `to` (payment already taken): the
+    /// sender's outgoing service message, the recipient's incoming one in the chat with the
+    /// sender, the recipient's saved gift. Returns the recipient's SentGift and the sender's own
+    /// update (not pushed to `caller_conn`, which gets it in its answer).
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_regular(
+        &mut self,
+        from: i64,
+        to: i64,
+        gift: &GiftInfo,
+        hide_name: bool,
+        message: Option<String>,
+        prepaid_upgrade: bool,
+        caller_conn: Option<u64>,
+    ) -> Result<(SentGift, tl::enums::Update), RpcErr> {
         let date = self.now32();
         let mut saved = Saved {
             msg_id: 0,
-            from: Some(g.from),
+            from: Some(from),
             date,
             gift_id: gift.id,
             unique: None,
-            message: g.message.clone(),
-            name_hidden: g.hide_name,
+            message,
+            name_hidden: hide_name,
             unsaved: false,
             refunded: false,
             pinned: false,
@@ -1392,17 +1481,19 @@ impl World {
             transfer_stars: None,
             can_transfer_at: None,
         };
-        let action = self.regular_action(&saved)?;
+        let mut action = self.regular_action(&saved)?;
+        if let tl::enums::MessageAction::StarGift(a) = &mut action {
+            a.prepaid_upgrade = prepaid_upgrade;
+        }
         // Sender's copy first, as Telegram shows it in the sender's chat. With or without "hide
         // my name", the recipient's copy is an incoming message in the private chat with the
         // sender, without `from_id` (the sender is the chat's peer) and without the action's
         // `from_id` (used where the message's sender is not the gift's: channels, upgrades).
         let sender_action = action.clone();
-        let (from, to) = (g.from, g.to);
-        self.deliver(
+        let (_, own) = self.deliver(
             from,
             |id| tlb::service_message(id, true, from, to, date, sender_action),
-            None,
+            caller_conn,
         )?;
         let (msg_id, _) = self.deliver(
             to,
@@ -1410,16 +1501,109 @@ impl World {
             None,
         )?;
         saved.msg_id = msg_id;
-        self.acc_mut(g.to)?.saved.insert(msg_id, saved);
-        Ok(SentGift {
+        self.acc_mut(to)?.saved.insert(msg_id, saved);
+        let sent = SentGift {
             msg_id,
-            to: g.to,
+            to,
             gift_id: gift.id,
             unique_id: None,
             slug: None,
             num: None,
             date,
-        })
+        };
+        Ok((sent, own))
+    }
+
+    /// 403 `USER_DISALLOWED_STARGIFTS` when `to` refuses this kind of gift.
+    fn check_accepts(&self, to: i64, unique: bool, limited: bool) -> Result<(), RpcErr> {
+        let d = self.acc(to)?.disallowed;
+        let refused = if unique {
+            d.unique
+        } else if limited {
+            d.limited
+        } else {
+            d.unlimited
+        };
+        if refused {
+            return Err(RpcErr::new(403, "USER_DISALLOWED_STARGIFTS"));
+        }
+        Ok(())
+    }
+
+    /// One fewer left of a limited gift.
+    fn take_one(&mut self, gift_id: i64) {
+        if let Some(g) = self.catalogue.iter_mut().find(|g| g.id == gift_id)
+            && g.limited_total.is_some()
+            && let Some(left) = g.limited_remains.as_mut()
+        {
+            *left = (*left - 1).max(0);
+        }
+    }
+
+    fn catalogue_mut(&mut self, gift_id: i64) -> Result<&mut GiftInfo, RpcErr> {
+        self.catalogue
+            .iter_mut()
+            .find(|g| g.id == gift_id)
+            .ok_or_else(|| RpcErr::bad("STARGIFT_INVALID"))
+    }
+
+    /// Makes a catalogue gift limited: `total` in the edition, `remains` left to buy.
+    pub fn set_gift_limit(&mut self, gift_id: i64, total: i32, remains: i32) -> Result<(), RpcErr> {
+        if total <= 0 || remains < 0 || remains > total {
+            return Err(RpcErr::bad("LIMIT_INVALID"));
+        }
+        let g = self.catalogue_mut(gift_id)?;
+        g.limited_total = Some(total);
+        g.limited_remains = Some(remains);
+        Ok(())
+    }
+
+    /// Sells a catalogue gift out (limited with none left; an unlimited gift becomes a limited
+    /// edition of 1, sold).
+    pub fn sell_out_gift(&mut self, gift_id: i64) -> Result<(), RpcErr> {
+        let g = self.catalogue_mut(gift_id)?;
+        g.limited_total = Some(g.limited_total.unwrap_or(1).max(1));
+        g.limited_remains = Some(0);
+        Ok(())
+    }
+
+    /// Changes a catalogue gift's price (forms issued before answer `STARS_FORM_AMOUNT_MISMATCH`).
+    pub fn set_gift_price(&mut self, gift_id: i64, stars: i64) -> Result<(), RpcErr> {
+        if stars <= 0 {
+            return Err(RpcErr::bad("STARS_AMOUNT_INVALID"));
+        }
+        self.catalogue_mut(gift_id)?.stars = stars;
+        Ok(())
+    }
+
+    /// Sets the Stars `owner` must pay to transfer collectible `msg_id` (None: free).
+    pub fn set_transfer_stars(
+        &mut self,
+        owner: i64,
+        msg_id: i32,
+        stars: Option<i64>,
+    ) -> Result<(), RpcErr> {
+        let s = self
+            .acc_mut(owner)?
+            .saved
+            .get_mut(&msg_id)
+            .ok_or_else(|| RpcErr::bad("STARGIFT_NOT_FOUND"))?;
+        if s.unique.is_none() {
+            return Err(RpcErr::bad("STARGIFT_NOT_UNIQUE"));
+        }
+        s.transfer_stars = stars;
+        Ok(())
+    }
+
+    /// Sets which gifts `account` refuses.
+    pub fn set_disallowed_gifts(&mut self, account: i64, d: DisallowedGifts) -> Result<(), RpcErr> {
+        self.acc_mut(account)?.disallowed = d;
+        Ok(())
+    }
+
+    /// Which gifts `account` refuses.
+    pub fn disallowed_gifts(&self, account: i64) -> Result<DisallowedGifts, RpcErr> {
+        Ok(self.acc(account)?.disallowed)
     }
 
     /// A player gives a (freshly minted) collectible to `to`.
@@ -1681,7 +1865,8 @@ impl World {
         Ok(())
     }
 
-    /// Transfers a collectible `owner` holds to `to` (free transfer, checks applied).
+    /// Transfers a collectible `owner` holds to `to` (free transfer, checks applied). `paid`:
+    /// the transfer fee was paid through a form (the recipient was checked then).
     pub fn transfer_gift(
         &mut self,
         owner: i64,
@@ -1691,8 +1876,11 @@ impl World {
         paid: bool,
     ) -> Result<(SentGift, Option<tl::enums::Update>), RpcErr> {
         let s = self.check_transfer(owner, msg_id, to)?;
-        if s.transfer_stars.is_some() && !paid {
-            return Err(RpcErr::bad("PAYMENT_REQUIRED"));
+        if !paid {
+            self.check_accepts(to, true, false)?;
+            if s.transfer_stars.is_some() {
+                return Err(RpcErr::bad("PAYMENT_REQUIRED"));
+            }
         }
         // check_transfer guarantees a collectible.
         let uid = s.unique.ok_or_else(|| RpcErr::bad("STARGIFT_NOT_UNIQUE"))?;
@@ -1720,29 +1908,75 @@ impl World {
         Ok(s)
     }
 
-    /// `payments.getPaymentForm` for a paid transfer.
-    pub fn payment_form(&mut self, owner: i64, msg_id: i32, to: i64) -> Result<(i64, i64), RpcErr> {
-        let s = self.check_transfer(owner, msg_id, to)?;
-        let Some(stars) = s.transfer_stars else {
-            return Err(RpcErr::bad("NO_PAYMENT_NEEDED"));
-        };
+    fn new_form(&mut self, owner: i64, kind: FormKind, stars: i64) -> i64 {
         let form_id = self.fresh_id() ^ rnd_i64().rotate_left(20);
         let created = self.now();
         self.forms.insert(
             form_id,
             Form {
                 owner,
-                msg_id,
-                to,
+                kind,
                 stars,
                 created,
                 paid: false,
             },
         );
-        Ok((form_id, stars))
+        form_id
     }
 
-    /// `payments.sendStarsForm` for a paid transfer.
+    /// `payments.getPaymentForm(inputInvoiceStarGiftTransfer)`: (form_id, stars).
+    pub fn payment_form(&mut self, owner: i64, msg_id: i32, to: i64) -> Result<(i64, i64), RpcErr> {
+        let s = self.check_transfer(owner, msg_id, to)?;
+        self.check_accepts(to, true, false)?;
+        let Some(stars) = s.transfer_stars else {
+            return Err(RpcErr::bad("NO_PAYMENT_NEEDED"));
+        };
+        Ok((
+            self.new_form(owner, FormKind::Transfer { msg_id, to }, stars),
+            stars,
+        ))
+    }
+
+    /// The price of buying `gift` for someone, with its upgrade paid in advance or not.
+    fn gift_price(gift: &GiftInfo, include_upgrade: bool) -> Result<i64, RpcErr> {
+        if !include_upgrade {
+            return Ok(gift.stars);
+        }
+        match gift.upgrade_stars {
+            Some(up) => Ok(gift.stars + up),
+            None => Err(RpcErr::bad("STARGIFT_UPGRADE_UNAVAILABLE")),
+        }
+    }
+
+    /// `payments.getPaymentForm(inputInvoiceStarGift)`: `owner` buys catalogue gift `gift_id`
+    /// for `to`. A sold-out gift still gets a form; paying it answers `STARGIFT_USAGE_LIMITED`.
+    /// Returns (form_id, stars).
+    pub fn gift_payment_form(
+        &mut self,
+        owner: i64,
+        to: i64,
+        gift_id: i64,
+        hide_name: bool,
+        include_upgrade: bool,
+        message: Option<String>,
+    ) -> Result<(i64, i64), RpcErr> {
+        self.acc(owner)?;
+        self.acc(to)?;
+        let gift = self.gift(gift_id)?;
+        self.check_accepts(to, false, gift.limited_total.is_some())?;
+        let stars = Self::gift_price(&gift, include_upgrade)?;
+        let kind = FormKind::Gift {
+            gift_id,
+            to,
+            hide_name,
+            include_upgrade,
+            message,
+        };
+        Ok((self.new_form(owner, kind, stars), stars))
+    }
+
+    /// `payments.sendStarsForm`: pays a form issued to `owner`. Returns the payer's own update
+    /// (its outgoing service message) for the answer.
     pub fn send_stars_form(
         &mut self,
         owner: i64,
@@ -1763,10 +1997,51 @@ impl World {
             self.forms.remove(&form_id);
             return Err(RpcErr::bad("FORM_EXPIRED"));
         }
+        let price_now = match &form.kind {
+            FormKind::Transfer { msg_id, to } => self
+                .check_transfer(owner, *msg_id, *to)?
+                .transfer_stars
+                .unwrap_or(0),
+            FormKind::Gift {
+                gift_id,
+                include_upgrade,
+                ..
+            } => Self::gift_price(&self.gift(*gift_id)?, *include_upgrade)?,
+        };
+        if price_now != form.stars {
+            return Err(RpcErr::new(406, "STARS_FORM_AMOUNT_MISMATCH"));
+        }
+        if let FormKind::Gift { gift_id, .. } = &form.kind {
+            check_available(&self.gift(*gift_id)?)?;
+        }
         if self.acc(owner)?.stars < form.stars {
             return Err(RpcErr::bad("BALANCE_TOO_LOW"));
         }
-        let (_, own) = self.transfer_gift(owner, form.msg_id, form.to, caller_conn, true)?;
+        let own = match form.kind {
+            FormKind::Transfer { msg_id, to } => {
+                self.transfer_gift(owner, msg_id, to, caller_conn, true)?.1
+            }
+            FormKind::Gift {
+                gift_id,
+                to,
+                hide_name,
+                include_upgrade,
+                message,
+            } => {
+                let gift = self.gift(gift_id)?;
+                let (_, own) = self.deliver_regular(
+                    owner,
+                    to,
+                    &gift,
+                    hide_name,
+                    message,
+                    include_upgrade,
+                    caller_conn,
+                )?;
+                self.take_one(gift_id);
+                Some(own)
+            }
+        };
         self.acc_mut(owner)?.stars -= form.stars;
         if let Some(f) = self.forms.get_mut(&form_id) {
             f.paid = true;
@@ -2198,6 +2473,91 @@ impl World {
         ))
     }
 
+    /// `messages.getHistory` of the caller's private chat with `peer`, newest first, paged as
+    /// core.telegram.org/api/offsets says: the list is sliced at
+    /// `offsetFromID(offset_id) + add_offset` (the number of messages from the newest down to
+    /// `offset_id`, inclusive; with `offset_id` 0, down to the first message older than
+    /// `offset_date`, or none), `limit` long (0 means 20, at most 100); then `max_id` and
+    /// `min_id` (when positive) filter the slice. `hash` is ignored (the full answer is always
+    /// sent, as for hash 0). The whole history in one answer is `messages.messages`, a part of
+    /// it `messages.messagesSlice` with the dialog's total `count`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_history(
+        &self,
+        caller: i64,
+        peer: i64,
+        offset_id: i32,
+        offset_date: i32,
+        add_offset: i32,
+        limit: i32,
+        max_id: i32,
+        min_id: i32,
+    ) -> Result<tl::enums::messages::Messages, RpcErr> {
+        if limit < 0 {
+            return Err(RpcErr::bad("LIMIT_INVALID"));
+        }
+        let a = self.acc(caller)?;
+        let all: Vec<&tl::enums::Message> = a
+            .messages
+            .values()
+            .rev()
+            .filter(|m| message_peer(m) == Some(peer))
+            .collect();
+        let base = if offset_id != 0 {
+            all.iter()
+                .take_while(|m| message_id(m) >= offset_id)
+                .count()
+        } else if offset_date != 0 {
+            all.iter()
+                .take_while(|m| message_date(m) >= offset_date)
+                .count()
+        } else {
+            0
+        } as i64;
+        let limit = if limit == 0 { 20 } else { limit.min(100) } as i64;
+        let total = all.len() as i64;
+        let start = (base + add_offset as i64).clamp(0, total);
+        let end = (base + add_offset as i64 + limit).clamp(0, total);
+        let messages: Vec<tl::enums::Message> = all[start as usize..end.max(start) as usize]
+            .iter()
+            .filter(|m| max_id <= 0 || message_id(m) < max_id)
+            .filter(|m| min_id <= 0 || message_id(m) > min_id)
+            .map(|m| (*m).clone())
+            .collect();
+        let mut ids = vec![caller, peer];
+        for m in &messages {
+            if let tl::enums::Message::Service(s) = m
+                && let Some(tl::enums::Peer::User(u)) = &s.from_id
+            {
+                ids.push(u.user_id);
+            }
+        }
+        let users = self.tl_users(&ids, caller);
+        if start == 0 && end == total {
+            return Ok(tl::enums::messages::Messages::Messages(
+                tl::types::messages::Messages {
+                    messages,
+                    topics: Vec::new(),
+                    chats: Vec::new(),
+                    users,
+                },
+            ));
+        }
+        Ok(tl::enums::messages::Messages::Slice(
+            tl::types::messages::MessagesSlice {
+                inexact: false,
+                count: total as i32,
+                next_rate: None,
+                offset_id_offset: None,
+                search_flood: None,
+                messages,
+                topics: Vec::new(),
+                chats: Vec::new(),
+                users,
+            },
+        ))
+    }
+
     /// `messages.getDialogs` (minimal: every peer with its top message).
     pub fn dialogs(&self, caller: i64) -> Result<tl::enums::messages::Dialogs, RpcErr> {
         let a = self.acc(caller)?;
@@ -2481,6 +2841,9 @@ pub struct Snapshot {
     tokens: Vec<(String, i64)>,
     uniques: Vec<UniqueInfo>,
     unique_counts: Vec<(i64, i32)>,
+    /// Prices and availability change through the control API; absent in older snapshots.
+    #[serde(default)]
+    catalogue: Option<Vec<GiftInfo>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -2500,6 +2863,8 @@ struct AccountSnap {
     saved: Vec<Saved>,
     texts: Vec<TextSnap>,
     commands: Vec<(String, String)>,
+    #[serde(default)]
+    disallowed: DisallowedGifts,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -2559,6 +2924,7 @@ impl World {
                     })
                     .collect(),
                 commands: a.commands.clone(),
+                disallowed: a.disallowed,
             })
             .collect();
         accounts.sort_by_key(|a| a.id);
@@ -2585,6 +2951,7 @@ impl World {
             tokens,
             uniques,
             unique_counts,
+            catalogue: Some(self.catalogue.clone()),
         }
     }
 
@@ -2656,6 +3023,7 @@ impl World {
                     saved: a.saved.into_iter().map(|s| (s.msg_id, s)).collect(),
                     texts,
                     commands: a.commands,
+                    disallowed: a.disallowed,
                 },
             );
         }
@@ -2682,10 +3050,21 @@ impl World {
         self.tokens = snap.tokens.into_iter().collect();
         self.uniques = snap.uniques.into_iter().map(|u| (u.id, u)).collect();
         self.unique_counts = snap.unique_counts.into_iter().collect();
+        if let Some(c) = snap.catalogue {
+            self.catalogue = c;
+        }
         self.next_id = snap.next_id;
         self.salt_secret = snap.salt_secret;
         Ok(())
     }
+}
+
+/// `STARGIFT_USAGE_LIMITED` when a limited gift is sold out.
+fn check_available(g: &GiftInfo) -> Result<(), RpcErr> {
+    if g.limited_total.is_some() && g.limited_remains == Some(0) {
+        return Err(RpcErr::bad("STARGIFT_USAGE_LIMITED"));
+    }
+    Ok(())
 }
 
 fn normalize_phone(p: &str) -> String {
@@ -2701,6 +3080,22 @@ fn message_peer(m: &tl::enums::Message) -> Option<i64> {
     match peer {
         tl::enums::Peer::User(u) => Some(u.user_id),
         _ => None,
+    }
+}
+
+fn message_id(m: &tl::enums::Message) -> i32 {
+    match m {
+        tl::enums::Message::Message(m) => m.id,
+        tl::enums::Message::Service(m) => m.id,
+        tl::enums::Message::Empty(m) => m.id,
+    }
+}
+
+fn message_date(m: &tl::enums::Message) -> i32 {
+    match m {
+        tl::enums::Message::Message(m) => m.date,
+        tl::enums::Message::Service(m) => m.date,
+        tl::enums::Message::Empty(_) => 0,
     }
 }
 

@@ -9,6 +9,7 @@ mod concurrency;
 mod faults;
 mod gifts;
 mod hostile;
+mod payments;
 mod raw;
 mod state;
 mod transfers;

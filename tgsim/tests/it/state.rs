@@ -34,12 +34,23 @@ async fn the_world_survives_a_restart_with_a_state_file() {
         .expect("unique");
     sim.send_text_to_bot(p.id, bot.account.id, "/start")
         .expect("text");
+    let limited = sim.gift_catalogue()[1].id;
+    sim.set_gift_limit(limited, 10, 3).expect("limit");
+    let refuses = tgsim::DisallowedGifts {
+        unique: true,
+        ..Default::default()
+    };
+    sim.set_disallowed_gifts(p.id, refuses).expect("privacy");
     let before = sim.saved_gifts(deposit.id).expect("saved");
+    let catalogue = sim.gift_catalogue();
     sim.shutdown().await;
     assert!(state.exists());
 
     let sim = tgsim::Sim::start(cfg()).await.expect("second run");
     assert_eq!(sim.saved_gifts(deposit.id).expect("saved"), before);
+    // Catalogue availability and privacy settings too.
+    assert_eq!(sim.gift_catalogue(), catalogue);
+    assert_eq!(sim.disallowed_gifts(p.id).expect("privacy"), refuses);
     assert_eq!(sim.account_id("player"), Some(p.id));
     // The old key still works (only the port changed, so rewrite the session).
     let c = TestClient::connect(&sim, deposit.auth_key).await;
