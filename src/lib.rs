@@ -15,3 +15,8 @@ pub mod secret;
 pub mod store;
 pub mod telegram;
 pub mod withdraw;
+
+/// Whether this build has the withdrawal crash points (`--features failpoints`, for tests).
+pub fn failpoints_enabled() -> bool {
+    cfg!(feature = "failpoints")
+}

@@ -9,6 +9,8 @@ use giftd::config::{Config, LogFormat};
 use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
+    // Reads FAILPOINTS when built with the `failpoints` feature (tests); nothing otherwise.
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     init_tracing(&cli);
 

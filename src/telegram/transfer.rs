@@ -30,10 +30,27 @@ pub enum Quote {
 }
 
 /// What a payment form pays for: moving a collectible, or buying a catalogue gift for a user.
+/// `msg_id` is the deposited item: its listing names its sender, whose access hash giftd reads
+/// there when the session has not cached it yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purchase {
-    Transfer { msg_id: MsgId, to: UserId },
-    Gift { gift_id: i64, to: UserId },
+    Transfer {
+        msg_id: MsgId,
+        to: UserId,
+    },
+    Gift {
+        gift_id: i64,
+        to: UserId,
+        msg_id: MsgId,
+    },
+}
+
+impl Purchase {
+    fn to(self) -> (UserId, MsgId) {
+        match self {
+            Purchase::Transfer { msg_id, to } | Purchase::Gift { to, msg_id, .. } => (to, msg_id),
+        }
+    }
 }
 
 /// The Stars balance of the deposit account.
@@ -116,10 +133,34 @@ impl Telegram {
         }
     }
 
-    /// The player as an input peer, with the access hash this session learnt for them.
-    async fn input_user(&self, user: UserId) -> Result<tl::enums::InputPeer, TelegramError> {
-        let unaddressable = || TelegramError::Unaddressable { user };
-        let id = PeerId::user(user).ok_or_else(unaddressable)?;
+    /// The player as an input peer, with the access hash this session learnt for them: from
+    /// the session's cache, else from the listing of the item `via` (which names its sender).
+    async fn input_user(
+        &self,
+        user: UserId,
+        via: MsgId,
+    ) -> Result<tl::enums::InputPeer, TelegramError> {
+        if let Some(peer) = self.cached_input_user(user).await? {
+            return Ok(peer);
+        }
+        let request = tl::functions::payments::GetSavedStarGift {
+            stargift: vec![saved(via)],
+        };
+        let tl::enums::payments::SavedStarGifts::Gifts(page) =
+            self.call("payments.getSavedStarGift", &request).await?;
+        self.remember_users(&page.users).await;
+        self.cached_input_user(user)
+            .await?
+            .ok_or(TelegramError::Unaddressable { user })
+    }
+
+    async fn cached_input_user(
+        &self,
+        user: UserId,
+    ) -> Result<Option<tl::enums::InputPeer>, TelegramError> {
+        let Some(id) = PeerId::user(user) else {
+            return Ok(None);
+        };
         let info = self
             .inner
             .session
@@ -129,30 +170,32 @@ impl Telegram {
                 path: self.inner.session_file.clone(),
                 detail: format!("cannot read cached users: {e}"),
             })?;
-        match info {
+        Ok(match info {
             Some(PeerInfo::User {
                 auth: Some(auth), ..
-            }) => Ok(tl::enums::InputPeer::User(tl::types::InputPeerUser {
+            }) => Some(tl::enums::InputPeer::User(tl::types::InputPeerUser {
                 user_id: user,
                 access_hash: auth.hash(),
             })),
-            _ => Err(unaddressable()),
-        }
+            _ => None,
+        })
     }
 
     async fn invoice(&self, purchase: Purchase) -> Result<tl::enums::InputInvoice, TelegramError> {
+        let (to, via) = purchase.to();
+        let to_id = self.input_user(to, via).await?;
         Ok(match purchase {
-            Purchase::Transfer { msg_id, to } => {
+            Purchase::Transfer { msg_id, .. } => {
                 tl::enums::InputInvoice::StarGiftTransfer(tl::types::InputInvoiceStarGiftTransfer {
                     stargift: saved(msg_id),
-                    to_id: self.input_user(to).await?,
+                    to_id,
                 })
             }
-            Purchase::Gift { gift_id, to } => {
+            Purchase::Gift { gift_id, .. } => {
                 tl::enums::InputInvoice::StarGift(tl::types::InputInvoiceStarGift {
                     hide_name: false,
                     include_upgrade: false,
-                    peer: self.input_user(to).await?,
+                    peer: to_id,
                     gift_id,
                     message: None,
                 })
@@ -209,7 +252,7 @@ impl Telegram {
     ) -> Result<(), TelegramError> {
         let request = tl::functions::payments::TransferStarGift {
             stargift: saved(msg_id),
-            to_id: self.input_user(to).await?,
+            to_id: self.input_user(to, msg_id).await?,
         };
         self.call_once("payments.transferStarGift", &request, deadline)
             .await
@@ -253,12 +296,13 @@ impl Telegram {
     pub async fn sent_to(
         &self,
         to: UserId,
+        via: MsgId,
         since: i64,
         collectible_id: Option<i64>,
         gift_id: i64,
     ) -> Result<bool, TelegramError> {
         let request = tl::functions::messages::GetHistory {
-            peer: self.input_user(to).await?,
+            peer: self.input_user(to, via).await?,
             offset_id: 0,
             offset_date: 0,
             add_offset: 0,

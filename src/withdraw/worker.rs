@@ -210,6 +210,9 @@ impl Worker {
     }
 
     async fn process(&self, w: Withdrawal) {
+        // Tests crash the process here and at the two points below (`--features failpoints`,
+        // FAILPOINTS=withdraw-after-claim=return): the restart must send the gift exactly once.
+        fail::fail_point!("withdraw-after-claim", |_| std::process::abort());
         self.follow(&w);
         let result = self.try_process(&w).await;
         match result {
@@ -257,6 +260,7 @@ impl Worker {
             WithdrawalKind::Resend => Purchase::Gift {
                 gift_id,
                 to: w.owner,
+                msg_id: w.key.msg_id,
             },
         }
     }
@@ -346,6 +350,8 @@ impl Worker {
             Err(e) => return Err(e),
         };
 
+        fail::fail_point!("withdraw-after-sending", |_| std::process::abort());
+
         // 3. The one call.
         let timeout = self.config.call_timeout;
         let answer = match (quote, form_id) {
@@ -357,6 +363,7 @@ impl Worker {
             (Quote::Paid { .. }, Some(form)) => self.telegram.pay(form, purchase, timeout).await,
             (Quote::Paid { .. }, None) => unreachable!("a paid quote carries its form id"),
         };
+        fail::fail_point!("withdraw-after-answer", |_| std::process::abort());
         self.record_answer(&sending, answer).await
     }
 
@@ -493,7 +500,7 @@ impl Worker {
                     Verdict::NotSent("the gift is still in the deposit account".to_owned())
                 } else if self
                     .telegram
-                    .sent_to(w.owner, since, collectible, item.gift_id)
+                    .sent_to(w.owner, w.key.msg_id, since, collectible, item.gift_id)
                     .await?
                 {
                     Verdict::Sent(
@@ -563,13 +570,15 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
-        Ok(
-            if self.telegram.sent_to(w.owner, since, None, gift_id).await? {
-                Verdict::Sent("the gift bought for the player is in their chat".to_owned())
-            } else {
-                Verdict::NotSent("no gift bought for the player is in their chat".to_owned())
-            },
-        )
+        let bought = self
+            .telegram
+            .sent_to(w.owner, w.key.msg_id, since, None, gift_id)
+            .await?;
+        Ok(if bought {
+            Verdict::Sent("the gift bought for the player is in their chat".to_owned())
+        } else {
+            Verdict::NotSent("no gift bought for the player is in their chat".to_owned())
+        })
     }
 }
 

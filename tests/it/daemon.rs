@@ -18,19 +18,22 @@ use tokio_util::sync::CancellationToken;
 use crate::support::Backend;
 
 /// A world: the simulator, a deposit account, players, a store, and giftd's configuration.
-struct World {
-    sim: Sim,
-    deposit: Account,
-    players: Vec<Account>,
-    backend: Backend,
-    dir: tempfile::TempDir,
+pub(crate) struct World {
+    pub(crate) sim: Sim,
+    pub(crate) deposit: Account,
+    pub(crate) players: Vec<Account>,
+    pub(crate) backend: Backend,
+    pub(crate) dir: tempfile::TempDir,
     /// What each gift's sender should be credited: msg id -> owner (None: unattributed).
-    expected: BTreeMap<i32, Option<i64>>,
-    extra_config: String,
+    pub(crate) expected: BTreeMap<i32, Option<i64>>,
+    /// Keys added to the `[telegram]` section.
+    pub(crate) extra_config: String,
+    /// Whole sections appended to the configuration (`[withdraw]` ...).
+    pub(crate) extra_sections: String,
 }
 
 impl World {
-    async fn new(backend: Backend, players: usize) -> World {
+    pub(crate) async fn new(backend: Backend, players: usize) -> World {
         crate::support::init_tracing();
         // Every world has its own id range: tests share one database, keyed by account id.
         let sim = Sim::start(SimConfig {
@@ -61,15 +64,16 @@ impl World {
             dir,
             expected: BTreeMap::new(),
             extra_config: String::new(),
+            extra_sections: String::new(),
         }
     }
 
-    fn session_file(&self) -> PathBuf {
+    pub(crate) fn session_file(&self) -> PathBuf {
         self.dir.path().join("deposit.session")
     }
 
     /// The configuration `giftd run` reads: ordinary keys only.
-    fn config_text(&self) -> String {
+    pub(crate) fn config_text(&self) -> String {
         let store = match &self.backend {
             Backend::Sqlite { .. } => format!(
                 "sqlite_path = \"{}\"\n",
@@ -87,24 +91,25 @@ impl World {
             "[telegram]\napi_id = 1\napi_hash = \"test-hash\"\nsession_file = \"{}\"\n\
              poll_interval = \"1s\"\nreconcile_interval = \"10m\"\n{}\n\
              [store]\nstate_dir = \"{}\"\n{store}\n{supabase}\n\
-             [health]\nlisten = \"127.0.0.1:0\"\n[mirror]\nflush_interval = \"20ms\"\n",
+             [health]\nlisten = \"127.0.0.1:0\"\n[mirror]\nflush_interval = \"20ms\"\n{}",
             self.session_file().display(),
             self.extra_config,
             self.dir.path().display(),
+            self.extra_sections,
         )
     }
 
-    fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         Config::parse_str(&self.config_text(), "test config", &|_| None).expect("valid config")
     }
 
-    fn write_config(&self) -> PathBuf {
+    pub(crate) fn write_config(&self) -> PathBuf {
         let path = self.dir.path().join("giftd.toml");
         std::fs::write(&path, self.config_text()).unwrap();
         path
     }
 
-    async fn provision_session(&self) {
+    pub(crate) async fn provision_session(&self) {
         let path = self.session_file();
         let _ = std::fs::remove_file(&path);
         self.sim
@@ -115,7 +120,7 @@ impl World {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 
-    async fn start(&self) -> Running {
+    pub(crate) async fn start(&self) -> Running {
         self.provision_session().await;
         let daemon = Daemon::new();
         let mut notices = daemon.subscribe();
@@ -164,17 +169,17 @@ impl World {
         }
     }
 
-    fn player(&self, i: usize) -> i64 {
+    pub(crate) fn player(&self, i: usize) -> i64 {
         self.players[i].id
     }
 
-    fn regular_gift(&self) -> i64 {
+    pub(crate) fn regular_gift(&self) -> i64 {
         self.sim.gift_catalogue()[0].id
     }
 
     /// A regular gift from `from`, with or without "hide my name": credited to `from` either
     /// way (the name is hidden from visitors of the profile, not from the receiver).
-    fn send(&mut self, from: i64, hide_name: bool) -> i32 {
+    pub(crate) fn send(&mut self, from: i64, hide_name: bool) -> i32 {
         let sent = self
             .sim
             .send_gift(SendGift {
@@ -190,7 +195,7 @@ impl World {
     }
 
     /// A collectible Telegram delivers itself, naming no sender: it waits unattributed.
-    fn send_nameless(&mut self) -> i32 {
+    pub(crate) fn send_nameless(&mut self) -> i32 {
         let sent = self
             .sim
             .send_unique_gift(SendUniqueGift {
@@ -205,7 +210,7 @@ impl World {
         sent.msg_id
     }
 
-    fn send_unique(&mut self, from: i64) -> tgsim::SentGift {
+    pub(crate) fn send_unique(&mut self, from: i64) -> tgsim::SentGift {
         let gift_id = self.regular_gift();
         let sent = self
             .sim
@@ -223,7 +228,7 @@ impl World {
         sent
     }
 
-    fn burst(&mut self, n: usize) {
+    pub(crate) fn burst(&mut self, n: usize) {
         let ids: Vec<i64> = self.players.iter().map(|p| p.id).collect();
         let sent = self
             .sim
@@ -234,13 +239,13 @@ impl World {
         }
     }
 
-    async fn store(&self) -> Arc<dyn Store> {
+    pub(crate) async fn store(&self) -> Arc<dyn Store> {
         self.backend.open().await
     }
 
     /// Waits (up to `within`) until the store holds exactly the expected items, then checks
     /// them: every gift credited to its sender, once, and nothing else.
-    async fn assert_exactly_once(&self, within: Duration) {
+    pub(crate) async fn assert_exactly_once(&self, within: Duration) {
         let store = self.store().await;
         let deadline = Instant::now() + within;
         let mut got: BTreeMap<i32, Option<i64>>;
@@ -282,7 +287,7 @@ impl World {
     }
 
     /// Every held item has exactly one deposit entry in the ledger.
-    async fn assert_one_deposit_entry_each(&self) {
+    pub(crate) async fn assert_one_deposit_entry_each(&self) {
         let store = self.store().await;
         for &msg_id in self.expected.keys() {
             let history = store
@@ -298,15 +303,15 @@ impl World {
     }
 }
 
-struct Running {
-    daemon: Daemon,
-    shutdown: CancellationToken,
-    join: tokio::task::JoinHandle<Result<(), giftd::app::AppError>>,
+pub(crate) struct Running {
+    pub(crate) daemon: Daemon,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) join: tokio::task::JoinHandle<Result<(), giftd::app::AppError>>,
 }
 
 impl Running {
     /// SIGTERM's path: cancel and require a clean exit.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         let result = tokio::time::timeout(Duration::from_secs(30), self.join)
             .await

@@ -3,3 +3,4 @@ mod daemon;
 mod login;
 mod store_contract;
 mod support;
+mod withdrawals;

@@ -165,6 +165,14 @@ pub struct GiftInfo {
     /// out (`sold_out`), and buying one answers `STARGIFT_USAGE_LIMITED`.
     #[serde(default)]
     pub limited_remains: Option<i32>,
+    /// When one was first and last bought (unix seconds). Telegram sends both on a sold-out
+    /// gift only (`starGift.first_sale_date`/`last_sale_date`, "for sold out gifts only"; they
+    /// share flag 1 with `sold_out`, so a sold-out gift without them does not decode).
+    #[serde(default)]
+    pub first_sale_date: Option<i32>,
+    /// See `first_sale_date`.
+    #[serde(default)]
+    pub last_sale_date: Option<i32>,
 }
 
 /// Which gifts an account refuses, as `disallowedGiftsSettings` in its global privacy settings
@@ -666,6 +674,8 @@ impl World {
                     title: title.into(),
                     limited_total: limited,
                     limited_remains: limited.map(|t| t / 2),
+                    first_sale_date: None,
+                    last_sale_date: None,
                 })
                 .collect(),
             uniques: HashMap::new(),
@@ -1258,9 +1268,11 @@ impl World {
     }
 
     fn tl_star_gift(&self, g: &GiftInfo) -> tl::enums::StarGift {
+        let sold_out = g.limited_total.is_some() && g.limited_remains == Some(0);
+        let now = self.now32();
         tl::enums::StarGift::Gift(tl::types::StarGift {
             limited: g.limited_total.is_some(),
-            sold_out: g.limited_remains == Some(0),
+            sold_out,
             birthday: false,
             require_premium: false,
             limited_per_user: false,
@@ -1273,8 +1285,8 @@ impl World {
             availability_total: g.limited_total,
             availability_resale: None,
             convert_stars: g.convert_stars,
-            first_sale_date: None,
-            last_sale_date: None,
+            first_sale_date: sold_out.then(|| g.first_sale_date.unwrap_or(now)),
+            last_sale_date: sold_out.then(|| g.last_sale_date.unwrap_or(now)),
             upgrade_stars: g.upgrade_stars,
             resell_min_stars: None,
             title: Some(g.title.clone()),
@@ -1532,11 +1544,14 @@ impl World {
 
     /// One fewer left of a limited gift.
     fn take_one(&mut self, gift_id: i64) {
+        let now = self.now32();
         if let Some(g) = self.catalogue.iter_mut().find(|g| g.id == gift_id)
             && g.limited_total.is_some()
             && let Some(left) = g.limited_remains.as_mut()
         {
             *left = (*left - 1).max(0);
+            g.first_sale_date.get_or_insert(now);
+            g.last_sale_date = Some(now);
         }
     }
 
@@ -1561,9 +1576,12 @@ impl World {
     /// Sells a catalogue gift out (limited with none left; an unlimited gift becomes a limited
     /// edition of 1, sold).
     pub fn sell_out_gift(&mut self, gift_id: i64) -> Result<(), RpcErr> {
+        let now = self.now32();
         let g = self.catalogue_mut(gift_id)?;
         g.limited_total = Some(g.limited_total.unwrap_or(1).max(1));
         g.limited_remains = Some(0);
+        g.first_sale_date.get_or_insert(now);
+        g.last_sale_date.get_or_insert(now);
         Ok(())
     }
 
