@@ -475,20 +475,35 @@ async fn two_processes_race_for_200_requests() {
     let msgs: Vec<i32> = (0..200)
         .map(|_| collectible(&mut w, player, None, None))
         .collect();
-    let config = w.write_config();
-    let spawn = || {
+    // Each process has its own copy of the session file, as two machines would: a grammers
+    // session file is one process's (SQLite, written as updates arrive).
+    let config_a = w.write_config();
+    let session_b = w.dir.path().join("deposit-b.session");
+    std::fs::copy(w.session_file(), &session_b).unwrap();
+    let config_b = w.dir.path().join("giftd-b.toml");
+    std::fs::write(
+        &config_b,
+        w.config_text().replace(
+            &w.session_file().display().to_string(),
+            &session_b.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let log = |name: &str| w.dir.path().join(format!("giftd-{name}.log"));
+    let spawn = |name: &str| {
+        let config = if name == "a" { &config_a } else { &config_b };
         std::process::Command::new(env!("CARGO_BIN_EXE_giftd"))
             .args(["--config"])
-            .arg(&config)
+            .arg(config)
             .arg("run")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log(name)).expect("log file"))
             .spawn()
             .expect("giftd starts")
     };
-    let mut a = spawn();
-    let mut b = spawn();
+    let mut a = spawn("a");
+    let mut b = spawn("b");
     w.assert_exactly_once(Duration::from_secs(60)).await;
     let store = w.store().await;
     let mut ids = Vec::new();
@@ -508,9 +523,13 @@ async fn two_processes_race_for_200_requests() {
             .args(["-TERM", &child.id().to_string()])
             .status();
     }
-    for child in [&mut a, &mut b] {
+    for (name, child) in [("a", &mut a), ("b", &mut b)] {
         let status = child.wait().expect("giftd exits");
-        assert!(status.success(), "giftd exit status {status}");
+        assert!(
+            status.success(),
+            "giftd {name} exit status {status}:\n{}",
+            std::fs::read_to_string(log(name)).unwrap_or_default()
+        );
     }
     assert_eq!(collectibles_of(&w, player).len(), 200);
     assert!(collectibles_of(&w, w.deposit.id).is_empty());
