@@ -12,5 +12,8 @@ cargo fmt --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "scripts/check-unit.sh (systemd/giftd.service: exposure, verify, giftd within its sandbox)"
+scripts/check-unit.sh
+
 step "scripts/test-env.sh -- cargo nextest run --workspace"
 scripts/test-env.sh -- cargo nextest run --workspace
