@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::MirrorConfig;
 use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, Status, UserId, UserInfo};
-use crate::health::Health;
+use crate::health::{AccountLabel, Health};
 use crate::store::{Attribution, ChangeBatch, StatusChange, Store, SyncLog};
 
 /// One change for the store.
@@ -209,6 +209,7 @@ impl Mirror {
                         );
                     }
                     tracing::debug!(rows = batch.len(), ?outcome, "batch committed");
+                    self.observe_commit(batch);
                     self.committed.send_replace(last_seq);
                     if self.commits.receiver_count() > 0 {
                         let deposits = batch
@@ -240,6 +241,35 @@ impl Mirror {
                     }
                     tokio::time::sleep(delay).await;
                 }
+            }
+        }
+    }
+}
+
+impl Mirror {
+    /// Records, for each item change of a committed batch, how long it waited since queued.
+    fn observe_commit(&self, batch: &[Queued]) {
+        let now = tokio::time::Instant::now();
+        let family = &self.health.latency.mirror_commit;
+        // Batches hold one deposit account's changes (one per daemon today): look its
+        // histogram up once per account, not once per change.
+        let mut current: Option<(UserId, _)> = None;
+        for (_, queued, change) in batch {
+            let account = match change {
+                Change::Deposit { item, .. } => item.key.account_id,
+                Change::Status { key, .. } | Change::Attributed { key, .. } => key.account_id,
+                Change::User(_) | Change::SyncLog(_) => continue,
+            };
+            if current.as_ref().is_none_or(|(a, _)| *a != account) {
+                let histogram = family
+                    .get_or_create(&AccountLabel {
+                        account: account.to_string(),
+                    })
+                    .clone();
+                current = Some((account, histogram));
+            }
+            if let Some((_, histogram)) = &current {
+                histogram.observe(now.duration_since(*queued).as_secs_f64());
             }
         }
     }
