@@ -1,14 +1,14 @@
 //! The mirror: carries inventory changes to the store in batches.
 //!
 //! Changes enter a bounded queue ([`MirrorHandle::send`] waits when it is full, which slows
-//! detection down instead of growing memory), one task takes them out in batches (full, or when
-//! the batch's oldest change has waited `flush_interval` since it was queued), and writes each
-//! batch as one store call. The wait counts from the queueing, not from when the task gets to
-//! the change: what queued up during the previous write goes out at once instead of waiting
-//! `flush_interval` more (under load the batches grow with the store's write time). A failed
-//! write is retried with backoff until it succeeds, with the backlog in logs and metrics: nothing
-//! is dropped while the store is down. Telegram stays the truth: whatever was still queued when the process died is
-//! found again by the reconciliation at the next start.
+//! detection down instead of growing memory), and one task writes them with group commit: when
+//! no write is in flight a change goes to the store at once, and what arrives while a write is
+//! in flight goes out together in the next one (up to `mirror.batch_size`), each batch as one
+//! store call. An idle store sees a change within milliseconds; a busy one gets batches that
+//! grow with its write time. A failed write is retried with backoff until it succeeds, with the
+//! backlog in logs and metrics: nothing is dropped while the store is down. Telegram stays the
+//! truth: whatever was still queued when the process died is found again by the reconciliation
+//! at the next start.
 //!
 //! The queue closes when every [`MirrorHandle`] is dropped; the task then writes what is left and
 //! returns. [`MirrorHandle::flush`] waits until everything sent so far is committed.
@@ -154,6 +154,11 @@ pub fn channel(
 
 impl Mirror {
     /// Writes batches until every handle is dropped and the queue is empty.
+    ///
+    /// Group commit: the first change waits for nothing. When no write is in flight, what is
+    /// queued goes to the store at once; while a write is in flight, what arrives waits in the
+    /// queue and goes out with the next write, up to `batch_size` at a time. Batches grow with
+    /// the store's write time, not with a timer.
     pub async fn run(mut self) {
         let batch_size = self.config.batch_size.max(1);
         let mut batch: Vec<Queued> = Vec::with_capacity(batch_size);
@@ -161,18 +166,12 @@ impl Mirror {
             let Some(first) = self.rx.recv().await else {
                 return; // closed and drained
             };
-            // Past already when the change queued up during the previous write: the loop
-            // below then takes what is queued now (it prefers the queue) and writes at once.
-            let deadline = first.1 + self.config.flush_interval;
             batch.push(first);
             while batch.len() < batch_size {
-                tokio::select! {
-                    biased;
-                    next = self.rx.recv() => match next {
-                        Some(c) => batch.push(c),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(deadline) => break,
+                match self.rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    // Empty (nothing more is waiting) or closed (the next recv ends the loop).
+                    Err(_) => break,
                 }
             }
             self.write(&batch).await;

@@ -90,7 +90,7 @@ impl World {
             "[telegram]\napi_id = 1\napi_hash = \"test-hash\"\nsession_file = \"{}\"\n\
              poll_interval = \"1s\"\nreconcile_interval = \"10m\"\n{}\n\
              [store]\nstate_dir = \"{}\"\n{store}\n{supabase}\n\
-             [health]\nlisten = \"{}\"\n[mirror]\nflush_interval = \"20ms\"\n",
+             [health]\nlisten = \"{}\"\n",
             self.session_file().display(),
             self.extra_config,
             self.dir.path().display(),
