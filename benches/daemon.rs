@@ -29,7 +29,8 @@
 //!   pollutes the reading).
 //!
 //! Every daemon runs with the default configuration (poll interval 5 s, mirror batch 500,
-//! flush after 50 ms) except for its health port and state directory. Each scenario has its own
+//! group commit) except for its health port and state directory. `-- --durable` runs against
+//! the test environment's PostgreSQL with fsync and synchronous_commit on. Each scenario has its own
 //! simulator with a random id range, so runs never collide in the shared database.
 
 #[path = "inventory_memory.rs"]
@@ -69,9 +70,17 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // `-- --durable`: the test environment's second PostgreSQL ("chaos"), which runs with
+    // fsync and synchronous_commit on, as a real server does; the main one has them off.
+    let durable = std::env::args().any(|a| a == "--durable");
     let store = StoreEnv {
-        rest_url: env("GIFTD_TEST_REST_URL"),
+        rest_url: env(if durable {
+            "GIFTD_TEST_CHAOS_REST_URL"
+        } else {
+            "GIFTD_TEST_REST_URL"
+        }),
         key: env("GIFTD_TEST_SERVICE_KEY"),
+        durable,
     };
     init_tracing();
     let started = Instant::now();
@@ -124,6 +133,7 @@ fn main() {
             c_updates,
             c_polling,
             d,
+            durable: store.durable,
         }
     });
     print_table(&figures, bytes_per_item, started.elapsed());
@@ -132,6 +142,8 @@ fn main() {
 struct StoreEnv {
     rest_url: String,
     key: String,
+    /// PostgreSQL with fsync and synchronous_commit on.
+    durable: bool,
 }
 
 struct Figures {
@@ -140,6 +152,7 @@ struct Figures {
     c_updates: Option<Throughput>,
     c_polling: Option<Throughput>,
     d: Option<Reconcile>,
+    durable: bool,
 }
 
 // ----- the world ------------------------------------------------------------------------------
@@ -750,7 +763,18 @@ fn print_table(f: &Figures, bytes_per_item: Option<Option<f64>>, elapsed: Durati
     println!(
         "giftd daemon benchmark ({cores} cores, release build, tgsim in-process, store = PostgreSQL via postrust)"
     );
-    println!("command: {COMMAND}");
+    println!(
+        "command: {COMMAND}{}",
+        if f.durable { " -- --durable" } else { "" }
+    );
+    println!(
+        "PostgreSQL: {}",
+        if f.durable {
+            "fsync=on, synchronous_commit=on (durable)"
+        } else {
+            "fsync=off, synchronous_commit=off, full_page_writes=off (throwaway)"
+        }
+    );
     println!();
     println!(
         "{:<58} {:<44} {:<22} verdict",

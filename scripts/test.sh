@@ -12,6 +12,12 @@ cargo fmt --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "scripts/check-rules.sh (alerting rules: promtool check and unit tests)"
+scripts/check-rules.sh
+
+step "scripts/check-unit.sh (systemd/giftd.service: exposure, verify, giftd within its sandbox)"
+scripts/check-unit.sh
+
 # `failpoints` compiles in the crash points the withdrawal tests kill giftd at.
 step "scripts/test-env.sh -- cargo nextest run --workspace --features giftd/failpoints"
 scripts/test-env.sh -- cargo nextest run --workspace --features giftd/failpoints

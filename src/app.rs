@@ -25,8 +25,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::detector::{Detector, GiftEvent, ObservedGift};
-use crate::gift::{ItemKey, Owner, Status, UserId, UserInfo};
-use crate::health::{self, Health};
+use crate::gift::{Item, ItemKey, Owner, Status, UserId, UserInfo};
+use crate::health::{self, DetectionLabels, Health};
 use crate::inventory::Inventory;
 use crate::mirror::{self, Change, MirrorHandle};
 use crate::store::{self, StoreError, SyncLog};
@@ -167,6 +167,7 @@ impl Daemon {
         let conn = Telegram::connect(&opts, intake.child_token()).await?;
         let telegram = conn.telegram.clone();
         let account = telegram.self_id();
+        self.health.watch_account(account);
         tracing::info!(account, "signed in as the deposit account");
 
         self.health
@@ -288,6 +289,7 @@ impl Daemon {
         ));
         tracker.spawn(clock_watch(
             telegram.clone(),
+            Arc::clone(&self.health),
             intake.child_token(),
             fatal_tx,
         ));
@@ -351,6 +353,7 @@ impl Applier {
                         Path::Reconcile => &m.deposits_reconcile,
                     }
                     .fetch_add(1, Ordering::Relaxed);
+                    self.observe_detection(&item, path);
                     tracing::info!(
                         key = %item.key,
                         owner = %item.owner,
@@ -436,6 +439,26 @@ impl Applier {
             .inventory_items
             .store(self.inventory.len() as u64, Ordering::Relaxed);
         (credited, departed)
+    }
+
+    /// Seconds from the gift's message date (whole seconds, Telegram's clock) to now.
+    fn observe_detection(&self, item: &Item, path: Path) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let path = match path {
+            Path::Update => "update",
+            Path::Poll => "poll",
+            Path::Reconcile => "reconcile",
+        };
+        self.health
+            .latency
+            .detection
+            .get_or_create(&DetectionLabels {
+                account: item.key.account_id.to_string(),
+                path: path.to_owned(),
+            })
+            .observe((now - item.received_at as f64).max(0.0));
     }
 
     /// Marks what a poll or reconciliation listed, so later polls may stop there.
@@ -555,11 +578,7 @@ async fn update_loop(
             Ok(None) => failures = 0,
             Err(e) => {
                 failures += 1;
-                applier
-                    .health
-                    .metrics
-                    .telegram_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                telegram_failed(&applier.health, &e);
                 let delay = Duration::from_millis(200 * u64::from(failures.min(25)));
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "update stream failed; polling still runs");
                 tokio::select! {
@@ -611,11 +630,7 @@ async fn poll_loop(
                 return;
             }
             Err(e) => {
-                applier
-                    .health
-                    .metrics
-                    .telegram_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                telegram_failed(&applier.health, &e);
                 tracing::warn!(error = %e, "poll failed; next poll in {:?}", interval);
             }
         }
@@ -690,17 +705,44 @@ async fn reconcile_loop(
             }
             Err(AppError::Telegram(TelegramError::Cancelled)) => return,
             Err(e) => {
+                if let AppError::Telegram(e @ TelegramError::FloodWait { .. }) = &e {
+                    flood_closed(&applier.health, e);
+                }
                 tracing::warn!(error = %e, "reconciliation failed; retrying at the next interval")
             }
         }
     }
 }
 
-async fn clock_watch(telegram: Telegram, cancel: CancellationToken, fatal: mpsc::Sender<AppError>) {
+/// Counts a failed Telegram call, and a method a long FLOOD_WAIT closed.
+fn telegram_failed(health: &Health, e: &TelegramError) {
+    health
+        .metrics
+        .telegram_errors
+        .fetch_add(1, Ordering::Relaxed);
+    flood_closed(health, e);
+}
+
+fn flood_closed(health: &Health, e: &TelegramError) {
+    if let TelegramError::FloodWait {
+        method, seconds, ..
+    } = e
+    {
+        health.flood_closed(method, *seconds);
+    }
+}
+
+async fn clock_watch(
+    telegram: Telegram,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+    fatal: mpsc::Sender<AppError>,
+) {
     let count = tokio::select! {
         () = cancel.cancelled() => return,
         count = telegram::clock::storm() => count,
     };
+    health.metrics.clock_storms.fetch_add(1, Ordering::Relaxed);
     let err = TelegramError::ClockAhead { count };
     tracing::error!(error = %err, "stopping the telegram connection");
     telegram.kill();

@@ -120,8 +120,6 @@ pub struct SupabaseConfig {
 pub struct MirrorConfig {
     /// Most items written in one store call. Default 500.
     pub batch_size: usize,
-    /// How long the mirror waits to fill a batch before writing what it has. Default 50 ms.
-    pub flush_interval: Duration,
     /// Changes the queue holds before producers wait. Default 100,000.
     pub queue_capacity: usize,
 }
@@ -130,7 +128,6 @@ impl Default for MirrorConfig {
     fn default() -> Self {
         MirrorConfig {
             batch_size: 500,
-            flush_interval: Duration::from_millis(50),
             queue_capacity: 100_000,
         }
     }
@@ -826,13 +823,16 @@ impl Config {
         }
         let mirror = MirrorConfig {
             batch_size,
-            flush_interval: r.duration_at_least(
-                "mirror.flush_interval",
-                mirror_default.flush_interval,
-                Duration::from_millis(1),
-            ),
             queue_capacity,
         };
+        // Accepted so existing files keep loading; the mirror no longer waits to fill batches.
+        if let Some(raw) = raw.values.get("mirror.flush_interval") {
+            warnings.push(format!(
+                "mirror.flush_interval ({}) is no longer used: the mirror writes a change at once \
+                 when no write is in flight and batches what arrives meanwhile; remove it",
+                raw.origin
+            ));
+        }
 
         let withdraw = r.withdraw();
 
@@ -1314,10 +1314,8 @@ mod tests {
             )),
         }
         out.push(format!(
-            "mirror = batch {} flush {} queue {}",
-            c.mirror.batch_size,
-            show_duration(c.mirror.flush_interval),
-            c.mirror.queue_capacity
+            "mirror = batch {} queue {}",
+            c.mirror.batch_size, c.mirror.queue_capacity
         ));
         out.push(format!("health.listen = {}", c.health.listen));
         let w = &c.withdraw;
@@ -1386,7 +1384,7 @@ mod tests {
              telegram.flood_wait_max = 1m
              bot = none
              store = sqlite /var/lib/giftd/giftd.sqlite3
-             mirror = batch 500 flush 50ms queue 100000
+             mirror = batch 500 queue 100000
              health.listen = 127.0.0.1:9108
              log = Text info",
         );
@@ -1432,7 +1430,9 @@ mod tests {
              telegram.flood_wait_max = 0s
              bot = token [redacted] session /srv/giftd/b.session
              store = supabase https://abc.supabase.co/rest/v1 key [redacted] timeout 1500ms
-             mirror = batch 10 flush 1s queue 20
+             mirror = batch 10 queue 20
+             warning: mirror.flush_interval (config.toml line 21) is no longer used: the mirror writes a change at once \
+                 when no write is in flight and batches what arrives meanwhile; remove it
              health.listen = 0.0.0.0:80
              log = Json giftd=debug,warn",
         );
@@ -1473,7 +1473,7 @@ mod tests {
              telegram.updates = false
              bot = token [redacted] session /var/lib/giftd/bot.session
              store = supabase http://127.0.0.1:54321/rest/v1 key [redacted] timeout 10s
-             mirror = batch 7 flush 50ms queue 100000
+             mirror = batch 7 queue 100000
              withdraw = regular refuse fee 100/1000 resend 100/1000 attempts 3 timeout 20s settle 1m lease 1m
              log = Json info",
         );

@@ -67,8 +67,6 @@ state_dir = "{}"
 [health]
 listen = "127.0.0.1:0"
 
-[mirror]
-flush_interval = "20ms"
 "#,
         state_dir.display()
     );

@@ -6,16 +6,25 @@
 //! daemon. The state it reports is written by the rest of giftd through [`Health`], with atomics
 //! only, so reporting never blocks detection.
 
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Counters and gauges, exported as Prometheus metrics named `giftd_<field>`.
+/// Counters and gauges, exported as Prometheus metrics named `giftd_<field>` (the names are in
+/// [`Scalars::encode`]). Plain atomics, so every writer (the telegram module included) bumps
+/// them without knowing about Prometheus; the exporter reads them at each scrape.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Items credited, by the path that saw them first.
@@ -43,22 +52,143 @@ pub struct Metrics {
     pub updates_dropped: AtomicU64,
     /// Telegram updates that reached giftd's update buffer.
     pub updates_received: AtomicU64,
+    /// Times a FLOOD_WAIT longer than `telegram.flood_wait_max` closed a Telegram method.
+    pub flood_closures: AtomicU64,
+    /// Storms of "msg_id too high" resends (host clock ahead of Telegram's); each stops the
+    /// daemon, so this is seen only when a scrape lands before the exit.
+    pub clock_storms: AtomicU64,
+    /// Unix seconds when this process started, so restarts show as changes.
+    pub start_unix: AtomicI64,
 }
 
+/// The label of a distribution kept per deposit account.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabel {
+    pub account: String,
+}
+
+/// The labels of the detection distribution: the account and the path that credited the gift
+/// (`update`, `poll`, `reconcile`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DetectionLabels {
+    pub account: String,
+    pub path: String,
+}
+
+/// A histogram per label set, all with the same buckets.
+pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latency distributions, in seconds, exported as Prometheus histograms.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    /// `giftd_detection_seconds{account,path}`: from the gift's message date (Telegram's,
+    /// whole seconds) to its credit in the inventory.
+    pub detection: Histograms<DetectionLabels>,
+    /// `giftd_mirror_commit_seconds{account}`: from an item change queued for the store
+    /// (deposit, departure, attribution) to the store acknowledging its batch.
+    pub mirror_commit: Histograms<AccountLabel>,
+    /// `giftd_bot_reply_seconds`: registered for the companion bot (not written yet), so
+    /// dashboards and rules can name it before it lands. Not per account: the bot serves
+    /// players, whichever account holds their gifts.
+    pub bot_reply: Histogram,
+    /// `giftd_withdrawal_seconds{account}`: registered for withdrawals (not written yet).
+    pub withdrawal: Histograms<AccountLabel>,
+}
+
+fn detection_buckets() -> Histogram {
+    // Whole-second message dates: under a second is "at once".
+    Histogram::new([1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0])
+}
+
+fn commit_buckets() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
+fn reply_buckets() -> Histogram {
+    Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+}
+
+fn withdrawal_buckets() -> Histogram {
+    Histogram::new([
+        1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0,
+    ])
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self {
+            detection: Family::new_with_constructor(detection_buckets),
+            mirror_commit: Family::new_with_constructor(commit_buckets),
+            bot_reply: reply_buckets(),
+            withdrawal: Family::new_with_constructor(withdrawal_buckets),
+        }
+    }
+}
+
+/// Telegram methods closed by a long FLOOD_WAIT: method -> unix seconds it opens again.
+type FloodGates = Mutex<HashMap<String, i64>>;
+
 /// What the daemon tells its supervisors.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Health {
-    ready: AtomicBool,
+    ready: Arc<AtomicBool>,
     /// Why the daemon is not ready (or is degraded), for `/readyz` and `STATUS=`.
     status: Mutex<String>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    pub latency: Latency,
+    flood_gates: Arc<FloodGates>,
+    /// Everything `/metrics` shows: the histograms, and [`Scalars`] reading the atomics.
+    registry: Registry,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Health {
     pub fn new() -> Self {
+        let ready = Arc::new(AtomicBool::new(false));
+        let metrics = Arc::new(Metrics::default());
+        metrics.start_unix.store(unix_now(), Ordering::Relaxed);
+        let flood_gates = Arc::new(FloodGates::default());
+        let latency = Latency::default();
+        let mut registry = Registry::with_prefix("giftd");
+        registry.register_collector(Box::new(Scalars {
+            ready: Arc::clone(&ready),
+            metrics: Arc::clone(&metrics),
+            flood_gates: Arc::clone(&flood_gates),
+        }));
+        registry.register(
+            "detection_seconds",
+            "seconds from a gift's message date (whole seconds) to its credit, by deposit account and path",
+            latency.detection.clone(),
+        );
+        registry.register(
+            "mirror_commit_seconds",
+            "seconds from an item change queued for the store to its batch committed, by deposit account",
+            latency.mirror_commit.clone(),
+        );
+        registry.register(
+            "bot_reply_seconds",
+            "seconds from a player's message to the bot's reply (reserved: the bot does not write it yet)",
+            latency.bot_reply.clone(),
+        );
+        registry.register(
+            "withdrawal_seconds",
+            "seconds from a withdrawal request to its outcome, by deposit account (reserved: withdrawals do not write it yet)",
+            latency.withdrawal.clone(),
+        );
         Self {
+            ready,
             status: Mutex::new("starting".to_owned()),
-            ..Default::default()
+            metrics,
+            latency,
+            flood_gates,
+            registry,
         }
     }
 
@@ -92,121 +222,209 @@ impl Health {
             .clone()
     }
 
-    /// The Prometheus text exposition of [`Metrics`].
+    /// Creates the per-account series of `account` (a deposit account giftd watches), so they
+    /// are exposed, at zero, before the first gift: a rule or dashboard can rely on them.
+    pub fn watch_account(&self, account: i64) {
+        let account = account.to_string();
+        for path in ["update", "poll", "reconcile"] {
+            drop(self.latency.detection.get_or_create(&DetectionLabels {
+                account: account.clone(),
+                path: path.to_owned(),
+            }));
+        }
+        let label = AccountLabel { account };
+        drop(self.latency.mirror_commit.get_or_create(&label));
+        drop(self.latency.withdrawal.get_or_create(&label));
+    }
+
+    /// Records that Telegram closed `method` for `seconds` (a FLOOD_WAIT longer than
+    /// `telegram.flood_wait_max`); `/metrics` shows it closed until then.
+    pub fn flood_closed(&self, method: &str, seconds: u32) {
+        let until = unix_now() + i64::from(seconds);
+        let mut gates = self.flood_gates.lock().unwrap_or_else(|e| e.into_inner());
+        let now = unix_now();
+        // Counted once per closure, not once per call refused while it lasts.
+        if gates.get(method).is_none_or(|&u| u <= now) {
+            self.metrics.flood_closures.fetch_add(1, Ordering::Relaxed);
+        }
+        gates.insert(method.to_owned(), until);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of everything giftd measures.
     pub fn render_metrics(&self) -> String {
-        let m = &self.metrics;
         let mut out = String::new();
-        let mut put = |name: &str, kind: &str, help: &str, value: i64| {
-            // Writing to a String cannot fail.
-            let _ = writeln!(
-                out,
-                "# HELP giftd_{name} {help}\n# TYPE giftd_{name} {kind}\ngiftd_{name} {value}"
-            );
-        };
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
-        put(
-            "ready",
-            "gauge",
-            "1 when the daemon is ready",
-            i64::from(self.is_ready()),
-        );
-        put(
-            "deposits_update_total",
-            "counter",
-            "items credited from real-time updates",
-            get(&m.deposits_update),
-        );
-        put(
-            "deposits_poll_total",
-            "counter",
-            "items credited by polling",
-            get(&m.deposits_poll),
-        );
-        put(
-            "deposits_reconcile_total",
-            "counter",
-            "items credited by full reconciliation",
-            get(&m.deposits_reconcile),
-        );
-        put(
-            "departures_total",
-            "counter",
-            "items that left the deposit account",
-            get(&m.departures),
-        );
-        put(
-            "polls_total",
-            "counter",
-            "polls of payments.getSavedStarGifts",
-            get(&m.polls),
-        );
-        put(
-            "reconciliations_total",
-            "counter",
-            "full reconciliations",
-            get(&m.reconciliations),
-        );
-        put(
-            "mirror_backlog",
-            "gauge",
-            "changes waiting for the store",
-            get(&m.mirror_backlog),
-        );
-        put(
-            "mirror_batches_total",
-            "counter",
-            "batches written to the store",
-            get(&m.mirror_batches),
-        );
-        put(
-            "mirror_rows_total",
-            "counter",
-            "changes written to the store",
-            get(&m.mirror_rows),
-        );
-        put(
-            "mirror_failures_total",
-            "counter",
-            "failed store writes (retried)",
-            get(&m.mirror_failures),
-        );
-        put(
-            "telegram_errors_total",
-            "counter",
-            "failed Telegram calls",
-            get(&m.telegram_errors),
-        );
-        put(
-            "last_poll_timestamp_seconds",
-            "gauge",
-            "unix time of the last successful poll",
-            m.last_poll_unix.load(Ordering::Relaxed),
-        );
-        put(
-            "inventory_items",
-            "gauge",
-            "items in the live inventory",
-            get(&m.inventory_items),
-        );
-        put(
-            "attributions_total",
-            "counter",
-            "items first recorded without a sender, credited later to the sender Telegram named",
-            get(&m.attributions),
-        );
-        put(
-            "updates_received_total",
-            "counter",
-            "telegram updates received into giftd's update buffer",
-            get(&m.updates_received),
-        );
-        put(
-            "updates_dropped_total",
-            "counter",
-            "telegram updates dropped because the update buffer was full (polling finds their gifts)",
-            get(&m.updates_dropped),
-        );
+        // Writing to a String cannot fail, and the encoders fail only when the writer does.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Reads the atomics of [`Metrics`] at each scrape.
+#[derive(Debug)]
+struct Scalars {
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    flood_gates: Arc<FloodGates>,
+}
+
+impl Collector for Scalars {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = &*self.metrics;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Counter names get `_total` from the encoder: `deposits_update` is exposed as
+        // `giftd_deposits_update_total`, as it always was.
+        let counters: [(&str, &str, u64); 13] = [
+            (
+                "deposits_update",
+                "items credited from real-time updates",
+                get(&m.deposits_update),
+            ),
+            (
+                "deposits_poll",
+                "items credited by polling",
+                get(&m.deposits_poll),
+            ),
+            (
+                "deposits_reconcile",
+                "items credited by full reconciliation",
+                get(&m.deposits_reconcile),
+            ),
+            (
+                "departures",
+                "items that left the deposit account",
+                get(&m.departures),
+            ),
+            (
+                "polls",
+                "polls of payments.getSavedStarGifts",
+                get(&m.polls),
+            ),
+            (
+                "reconciliations",
+                "full reconciliations",
+                get(&m.reconciliations),
+            ),
+            (
+                "mirror_batches",
+                "batches written to the store",
+                get(&m.mirror_batches),
+            ),
+            (
+                "mirror_rows",
+                "changes written to the store",
+                get(&m.mirror_rows),
+            ),
+            (
+                "mirror_failures",
+                "failed store writes (retried)",
+                get(&m.mirror_failures),
+            ),
+            (
+                "telegram_errors",
+                "failed Telegram calls",
+                get(&m.telegram_errors),
+            ),
+            (
+                "attributions",
+                "items first recorded without a sender, credited later to the sender Telegram named",
+                get(&m.attributions),
+            ),
+            (
+                "updates_received",
+                "telegram updates received into giftd's update buffer",
+                get(&m.updates_received),
+            ),
+            (
+                "updates_dropped",
+                "telegram updates dropped because the update buffer was full (polling finds their gifts)",
+                get(&m.updates_dropped),
+            ),
+        ];
+        let more: [(&str, &str, u64); 2] = [
+            (
+                "telegram_flood_closures",
+                "times a FLOOD_WAIT longer than telegram.flood_wait_max closed a telegram method",
+                get(&m.flood_closures),
+            ),
+            (
+                "clock_storms",
+                "storms of msg_id-too-high resends: the host clock is ahead of telegram's (each stops the daemon)",
+                get(&m.clock_storms),
+            ),
+        ];
+        for (name, help, value) in counters.into_iter().chain(more) {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let now = unix_now();
+        let (closed, gates): (i64, Vec<(String, i64)>) = {
+            let gates = self.flood_gates.lock().unwrap_or_else(|e| e.into_inner());
+            let open: Vec<_> = gates
+                .iter()
+                .filter(|&(_, &until)| until > now)
+                .map(|(method, &until)| (method.clone(), until))
+                .collect();
+            (open.len() as i64, open)
+        };
+        let gauges: [(&str, &str, i64); 6] = [
+            (
+                "ready",
+                "1 when the daemon is ready",
+                i64::from(self.ready.load(Ordering::Relaxed)),
+            ),
+            (
+                "mirror_backlog",
+                "changes waiting for the store",
+                get(&m.mirror_backlog) as i64,
+            ),
+            (
+                "last_poll_timestamp_seconds",
+                "unix time of the last successful poll",
+                m.last_poll_unix.load(Ordering::Relaxed),
+            ),
+            (
+                "inventory_items",
+                "items in the live inventory",
+                get(&m.inventory_items) as i64,
+            ),
+            (
+                "telegram_methods_closed",
+                "telegram methods closed now by a FLOOD_WAIT longer than telegram.flood_wait_max",
+                closed,
+            ),
+            (
+                "start_time_seconds",
+                "unix time this giftd process started",
+                m.start_unix.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let family = encoder.encode_descriptor(
+            "telegram_method_closed_until_timestamp_seconds",
+            "unix time a telegram method closed by a long FLOOD_WAIT opens again",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        let mut family = family;
+        for (method, until) in gates {
+            let gauge = ConstGauge::new(until);
+            gauge.encode(family.encode_family(&[("method", method)])?)?;
+        }
+        Ok(())
     }
 }
 
@@ -259,8 +477,13 @@ pub async fn serve(
                 503 => "Service Unavailable",
                 _ => "Not Found",
             };
+            let content_type = if path == "/metrics" {
+                "text/plain; version=0.0.4; charset=utf-8"
+            } else {
+                "text/plain; charset=utf-8"
+            };
             let response = format!(
-                "HTTP/1.1 {code} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {code} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;
@@ -313,12 +536,91 @@ mod tests {
     #[test]
     fn metrics_render_every_counter() {
         let h = Health::new();
+        h.watch_account(42);
         h.metrics.deposits_poll.store(3, Ordering::Relaxed);
         h.set_ready(true, "watching");
         let text = h.render_metrics();
         assert!(text.contains("giftd_deposits_poll_total 3\n"), "{text}");
         assert!(text.contains("giftd_ready 1\n"), "{text}");
-        assert_eq!(text.matches("# TYPE").count(), 17);
+        // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family.
+        assert_eq!(text.matches("# TYPE").count(), 26, "{text}");
+        for name in [
+            "giftd_detection_seconds histogram",
+            "giftd_mirror_commit_seconds histogram",
+            "giftd_bot_reply_seconds histogram",
+            "giftd_withdrawal_seconds histogram",
+            "giftd_updates_dropped_total counter",
+            "giftd_mirror_backlog gauge",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name}\n")), "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn histograms_are_labelled_by_account() {
+        let h = Health::new();
+        h.latency
+            .mirror_commit
+            .get_or_create(&AccountLabel {
+                account: "42".to_owned(),
+            })
+            .observe(0.004);
+        h.latency
+            .detection
+            .get_or_create(&DetectionLabels {
+                account: "42".to_owned(),
+                path: "update".to_owned(),
+            })
+            .observe(0.0);
+        let text = h.render_metrics();
+        for line in [
+            "giftd_mirror_commit_seconds_bucket{account=\"42\",le=\"0.0025\"} 0\n",
+            "giftd_mirror_commit_seconds_bucket{account=\"42\",le=\"0.005\"} 1\n",
+            "giftd_mirror_commit_seconds_count{account=\"42\"} 1\n",
+            "giftd_detection_seconds_bucket{account=\"42\",path=\"update\",le=\"1\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_long_flood_wait_shows_the_method_closed_once() {
+        let h = Health::new();
+        let closed = |h: &Health| {
+            let text = h.render_metrics();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("giftd_telegram_methods_closed "))
+                .map(str::to_owned);
+            (line, text)
+        };
+        assert_eq!(
+            closed(&h).0.as_deref(),
+            Some("giftd_telegram_methods_closed 0")
+        );
+        h.flood_closed("payments.getSavedStarGifts", 3600);
+        h.flood_closed("payments.getSavedStarGifts", 3599); // a refused call while closed
+        let (line, text) = closed(&h);
+        assert_eq!(
+            line.as_deref(),
+            Some("giftd_telegram_methods_closed 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("giftd_telegram_flood_closures_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "giftd_telegram_method_closed_until_timestamp_seconds{method=\"payments.getSavedStarGifts\"} "
+            ),
+            "{text}"
+        );
+        h.flood_closed("messages.getMessages", 0); // already open again
+        assert_eq!(
+            closed(&h).0.as_deref(),
+            Some("giftd_telegram_methods_closed 1")
+        );
     }
 
     #[tokio::test]

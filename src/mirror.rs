@@ -1,14 +1,14 @@
 //! The mirror: carries inventory changes to the store in batches.
 //!
 //! Changes enter a bounded queue ([`MirrorHandle::send`] waits when it is full, which slows
-//! detection down instead of growing memory), one task takes them out in batches (full, or when
-//! the batch's oldest change has waited `flush_interval` since it was queued), and writes each
-//! batch as one store call. The wait counts from the queueing, not from when the task gets to
-//! the change: what queued up during the previous write goes out at once instead of waiting
-//! `flush_interval` more (under load the batches grow with the store's write time). A failed
-//! write is retried with backoff until it succeeds, with the backlog in logs and metrics: nothing
-//! is dropped while the store is down. Telegram stays the truth: whatever was still queued when the process died is
-//! found again by the reconciliation at the next start.
+//! detection down instead of growing memory), and one task writes them with group commit: when
+//! no write is in flight a change goes to the store at once, and what arrives while a write is
+//! in flight goes out together in the next one (up to `mirror.batch_size`), each batch as one
+//! store call. An idle store sees a change within milliseconds; a busy one gets batches that
+//! grow with its write time. A failed write is retried with backoff until it succeeds, with the
+//! backlog in logs and metrics: nothing is dropped while the store is down. Telegram stays the
+//! truth: whatever was still queued when the process died is found again by the reconciliation
+//! at the next start.
 //!
 //! The queue closes when every [`MirrorHandle`] is dropped; the task then writes what is left and
 //! returns. [`MirrorHandle::flush`] waits until everything sent so far is committed.
@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::MirrorConfig;
 use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, Status, UserId, UserInfo};
-use crate::health::Health;
+use crate::health::{AccountLabel, Health};
 use crate::store::{Attribution, ChangeBatch, StatusChange, Store, SyncLog};
 
 /// One change for the store.
@@ -154,6 +154,11 @@ pub fn channel(
 
 impl Mirror {
     /// Writes batches until every handle is dropped and the queue is empty.
+    ///
+    /// Group commit: the first change waits for nothing. When no write is in flight, what is
+    /// queued goes to the store at once; while a write is in flight, what arrives waits in the
+    /// queue and goes out with the next write, up to `batch_size` at a time. Batches grow with
+    /// the store's write time, not with a timer.
     pub async fn run(mut self) {
         let batch_size = self.config.batch_size.max(1);
         let mut batch: Vec<Queued> = Vec::with_capacity(batch_size);
@@ -161,18 +166,12 @@ impl Mirror {
             let Some(first) = self.rx.recv().await else {
                 return; // closed and drained
             };
-            // Past already when the change queued up during the previous write: the loop
-            // below then takes what is queued now (it prefers the queue) and writes at once.
-            let deadline = first.1 + self.config.flush_interval;
             batch.push(first);
             while batch.len() < batch_size {
-                tokio::select! {
-                    biased;
-                    next = self.rx.recv() => match next {
-                        Some(c) => batch.push(c),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(deadline) => break,
+                match self.rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    // Empty (nothing more is waiting) or closed (the next recv ends the loop).
+                    Err(_) => break,
                 }
             }
             self.write(&batch).await;
@@ -209,6 +208,7 @@ impl Mirror {
                         );
                     }
                     tracing::debug!(rows = batch.len(), ?outcome, "batch committed");
+                    self.observe_commit(batch);
                     self.committed.send_replace(last_seq);
                     if self.commits.receiver_count() > 0 {
                         let deposits = batch
@@ -240,6 +240,35 @@ impl Mirror {
                     }
                     tokio::time::sleep(delay).await;
                 }
+            }
+        }
+    }
+}
+
+impl Mirror {
+    /// Records, for each item change of a committed batch, how long it waited since queued.
+    fn observe_commit(&self, batch: &[Queued]) {
+        let now = tokio::time::Instant::now();
+        let family = &self.health.latency.mirror_commit;
+        // Batches hold one deposit account's changes (one per daemon today): look its
+        // histogram up once per account, not once per change.
+        let mut current: Option<(UserId, _)> = None;
+        for (_, queued, change) in batch {
+            let account = match change {
+                Change::Deposit { item, .. } => item.key.account_id,
+                Change::Status { key, .. } | Change::Attributed { key, .. } => key.account_id,
+                Change::User(_) | Change::SyncLog(_) => continue,
+            };
+            if current.as_ref().is_none_or(|(a, _)| *a != account) {
+                let histogram = family
+                    .get_or_create(&AccountLabel {
+                        account: account.to_string(),
+                    })
+                    .clone();
+                current = Some((account, histogram));
+            }
+            if let Some((_, histogram)) = &current {
+                histogram.observe(now.duration_since(*queued).as_secs_f64());
             }
         }
     }

@@ -30,6 +30,8 @@ pub(crate) struct World {
     pub(crate) extra_config: String,
     /// Whole sections appended to the configuration (`[withdraw]` ...).
     pub(crate) extra_sections: String,
+    /// `[health] listen`: any free port unless a test needs to know it.
+    pub(crate) health_listen: String,
 }
 
 impl World {
@@ -65,6 +67,7 @@ impl World {
             expected: BTreeMap::new(),
             extra_config: String::new(),
             extra_sections: String::new(),
+            health_listen: "127.0.0.1:0".into(),
         }
     }
 
@@ -91,10 +94,11 @@ impl World {
             "[telegram]\napi_id = 1\napi_hash = \"test-hash\"\nsession_file = \"{}\"\n\
              poll_interval = \"1s\"\nreconcile_interval = \"10m\"\n{}\n\
              [store]\nstate_dir = \"{}\"\n{store}\n{supabase}\n\
-             [health]\nlisten = \"127.0.0.1:0\"\n[mirror]\nflush_interval = \"20ms\"\n{}",
+             [health]\nlisten = \"{}\"\n{}",
             self.session_file().display(),
             self.extra_config,
             self.dir.path().display(),
+            self.health_listen,
             self.extra_sections,
         )
     }
@@ -891,9 +895,112 @@ async fn long_flood_wait_is_never_hammered() {
         during <= 2,
         "{during} calls while Telegram asked to wait 4 s (one poll may have been under way)"
     );
+    let text = running.daemon.health().render_metrics();
+    for line in [
+        "giftd_telegram_methods_closed 1\n",
+        "giftd_telegram_flood_closures_total 1\n",
+        "giftd_telegram_method_closed_until_timestamp_seconds{method=\"payments.getSavedStarGifts\"} ",
+    ] {
+        assert!(text.contains(line), "/metrics lacks {line:?}:\n{text}");
+    }
     w.sim.clear_faults();
     w.assert_exactly_once(Duration::from_secs(15)).await;
     running.stop().await;
+}
+
+/// The alerting rules (ops/prometheus/giftd-rules.yml) name only metrics a running daemon
+/// exposes on its health port, and its latency histograms carry the deposit account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rules_name_only_metrics_the_daemon_exposes() {
+    let mut w = World::new(Backend::sqlite(), 2).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    w.health_listen = format!("127.0.0.1:{port}");
+    let running = w.start().await;
+    let p0 = w.player(0);
+    w.send(p0, false);
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    let scrape = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("the health port answers");
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    running.stop().await;
+    assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    use std::collections::BTreeSet;
+    // Names with samples, and names declared (`# TYPE`), which a family without series is.
+    let sampled: BTreeSet<&str> = scrape
+        .lines()
+        .filter(|l| l.starts_with("giftd_"))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let declared: BTreeSet<&str> = scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect();
+    let rules_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ops/prometheus/giftd-rules.yml"
+    );
+    let rules = std::fs::read_to_string(rules_path).expect("the rules file exists");
+    fn names(line: &str) -> impl Iterator<Item = &str> {
+        line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|t| t.starts_with("giftd_") && t.len() > "giftd_".len())
+    }
+    // An expression needs series to alert on; an annotation only needs the name to exist.
+    let (mut in_exprs, mut in_text) = (BTreeSet::new(), BTreeSet::new());
+    for line in rules.lines().map(str::trim_start) {
+        if line.starts_with('#') {
+            continue;
+        }
+        let target = if line.starts_with("expr:") {
+            &mut in_exprs
+        } else {
+            &mut in_text
+        };
+        target.extend(names(line));
+    }
+    assert!(
+        in_exprs.len() >= 9,
+        "the rules use giftd's metrics: {in_exprs:?}"
+    );
+    let no_series: Vec<_> = in_exprs.difference(&sampled).collect();
+    assert!(
+        no_series.is_empty(),
+        "{rules_path}: expressions use metrics /metrics has no series of: {no_series:?}\n{scrape}"
+    );
+    let unknown: Vec<_> = in_text
+        .iter()
+        .filter(|n| !sampled.contains(*n) && !declared.contains(*n))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "{rules_path}: annotations name metrics /metrics does not declare: {unknown:?}\n{scrape}"
+    );
+    // One gift: one detection (on whichever path credited it) and one committed deposit.
+    let account = w.deposit.id;
+    let count = |prefix: String| -> u64 {
+        scrape
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let detected = count(format!(
+        "giftd_detection_seconds_count{{account=\"{account}\","
+    ));
+    let committed = count(format!(
+        "giftd_mirror_commit_seconds_count{{account=\"{account}\"}}"
+    ));
+    assert_eq!((detected, committed), (1, 1), "{scrape}");
 }
 
 /// `giftd demo`, the README's first command: the real daemon against an in-process tgsim.
