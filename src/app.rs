@@ -302,6 +302,7 @@ impl Daemon {
             config: config.withdraw.clone(),
             id: crate::withdraw::worker::Worker::id_for(telegram.self_id()),
             wake: Arc::clone(&self.withdrawals_wake),
+            health: Arc::clone(&self.health),
         };
         tracker.spawn(worker.run(intake.child_token()));
         tracker.spawn(self_check(

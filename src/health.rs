@@ -15,7 +15,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -75,6 +75,34 @@ pub struct DetectionLabels {
     pub path: String,
 }
 
+/// The labels of the withdrawal queue's gauge: the account and the request's state.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WithdrawalLabels {
+    pub account: String,
+    pub state: String,
+}
+
+/// The withdrawal queue as the worker last saw it.
+#[derive(Debug, Clone, Default)]
+pub struct WithdrawalGauges {
+    /// `giftd_withdrawals{account,state}`: open requests per state.
+    pub open: Family<WithdrawalLabels, Gauge>,
+    /// `giftd_stars_balance{account}`: the deposit account's Stars, read every minute.
+    pub stars_balance: Family<AccountLabel, Gauge>,
+    /// `giftd_withdrawal_stars_needed{account}`: Stars the requests waiting for Stars need.
+    pub stars_needed: Family<AccountLabel, Gauge>,
+}
+
+/// The open states of a withdrawal request, as `giftd_withdrawals` labels them.
+pub const OPEN_WITHDRAWAL_STATES: [&str; 6] = [
+    "requested",
+    "approval",
+    "waiting",
+    "claimed",
+    "sending",
+    "unknown",
+];
+
 /// A histogram per label set, all with the same buckets.
 pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -91,7 +119,8 @@ pub struct Latency {
     /// dashboards and rules can name it before it lands. Not per account: the bot serves
     /// players, whichever account holds their gifts.
     pub bot_reply: Histogram,
-    /// `giftd_withdrawal_seconds{account}`: registered for withdrawals (not written yet).
+    /// `giftd_withdrawal_seconds{account}`: from a withdrawal request to its outcome (sent or
+    /// failed).
     pub withdrawal: Histograms<AccountLabel>,
 }
 
@@ -138,6 +167,7 @@ pub struct Health {
     status: Mutex<String>,
     pub metrics: Arc<Metrics>,
     pub latency: Latency,
+    pub withdrawals: WithdrawalGauges,
     flood_gates: Arc<FloodGates>,
     /// Everything `/metrics` shows: the histograms, and [`Scalars`] reading the atomics.
     registry: Registry,
@@ -156,6 +186,7 @@ impl Health {
         metrics.start_unix.store(unix_now(), Ordering::Relaxed);
         let flood_gates = Arc::new(FloodGates::default());
         let latency = Latency::default();
+        let withdrawals = WithdrawalGauges::default();
         let mut registry = Registry::with_prefix("giftd");
         registry.register_collector(Box::new(Scalars {
             ready: Arc::clone(&ready),
@@ -179,14 +210,30 @@ impl Health {
         );
         registry.register(
             "withdrawal_seconds",
-            "seconds from a withdrawal request to its outcome, by deposit account (reserved: withdrawals do not write it yet)",
+            "seconds from a withdrawal request to its outcome (sent or failed), by deposit account",
             latency.withdrawal.clone(),
+        );
+        registry.register(
+            "withdrawals",
+            "open withdrawal requests by deposit account and state (approval: waiting for an operator; unknown: outcome not known yet)",
+            withdrawals.open.clone(),
+        );
+        registry.register(
+            "stars_balance",
+            "the deposit account's Stars, read every minute by its withdrawal worker",
+            withdrawals.stars_balance.clone(),
+        );
+        registry.register(
+            "withdrawal_stars_needed",
+            "Stars the withdrawal requests waiting for Stars need (fees and prices Telegram quoted)",
+            withdrawals.stars_needed.clone(),
         );
         Self {
             ready,
             status: Mutex::new("starting".to_owned()),
             metrics,
             latency,
+            withdrawals,
             flood_gates,
             registry,
         }
@@ -232,9 +279,16 @@ impl Health {
                 path: path.to_owned(),
             }));
         }
+        for state in OPEN_WITHDRAWAL_STATES {
+            drop(self.withdrawals.open.get_or_create(&WithdrawalLabels {
+                account: account.clone(),
+                state: state.to_owned(),
+            }));
+        }
         let label = AccountLabel { account };
         drop(self.latency.mirror_commit.get_or_create(&label));
         drop(self.latency.withdrawal.get_or_create(&label));
+        drop(self.withdrawals.stars_needed.get_or_create(&label));
     }
 
     /// Records that Telegram closed `method` for `seconds` (a FLOOD_WAIT longer than

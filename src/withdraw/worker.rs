@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::machine::{RequestState, WaitReason, Withdrawal, WithdrawalKind, WithdrawalMove};
 use crate::config::{RegularPolicy, WithdrawConfig};
 use crate::gift::{ItemKey, Status, UserId};
+use crate::health::{AccountLabel, Health, OPEN_WITHDRAWAL_STATES, WithdrawalLabels};
 use crate::inventory::Inventory;
 use crate::store::{Store, StoreError, WithdrawalFilter};
 use crate::telegram::transfer::{Purchase, Quote};
@@ -73,7 +74,12 @@ pub struct Worker {
     /// Woken when a request is created in this process (the CLI and the web app are picked up
     /// by the queue poll).
     pub wake: Arc<Notify>,
+    /// Where the queue's gauges and the withdrawal durations go.
+    pub health: Arc<Health>,
 }
+
+/// How often the worker reads the deposit account's Stars balance for `/metrics`.
+const BALANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -103,9 +109,30 @@ impl Worker {
     pub async fn run(self, cancel: CancellationToken) {
         let account = self.telegram.self_id();
         tracing::info!(account, worker = %self.id, "withdrawal worker started");
+        let mut balance_read: Option<tokio::time::Instant> = None;
         loop {
+            if balance_read.is_none_or(|t| t.elapsed() >= BALANCE_EVERY) {
+                balance_read = Some(tokio::time::Instant::now());
+                match self.telegram.stars_balance().await {
+                    Ok(b) => {
+                        self.health
+                            .withdrawals
+                            .stars_balance
+                            .get_or_create(&AccountLabel {
+                                account: account.to_string(),
+                            })
+                            .set(b.stars);
+                    }
+                    Err(e) => {
+                        tracing::warn!(account, error = %e, "could not read the Stars balance")
+                    }
+                }
+            }
             if let Err(e) = self.pass(&cancel).await {
                 tracing::warn!(account, error = %e, "withdrawal pass failed; retrying");
+            }
+            if let Err(e) = self.measure(account).await {
+                tracing::debug!(account, error = %e, "could not measure the withdrawal queue");
             }
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -139,6 +166,44 @@ impl Worker {
             let span = tracing::info_span!("withdrawal", id = w.id, key = %w.key, owner = w.owner, attempt = w.attempt);
             let _ = tracing::Instrument::instrument(self.process(w), span).await;
         }
+        Ok(())
+    }
+
+    /// Sets the queue's gauges: open requests per state, Stars the waiting ones need.
+    async fn measure(&self, account: UserId) -> Result<(), StoreError> {
+        let open = self
+            .store
+            .list_withdrawals(&WithdrawalFilter {
+                account_id: Some(account),
+                states: RequestState::ALL
+                    .into_iter()
+                    .filter(|s| !s.is_final())
+                    .collect(),
+                ..Default::default()
+            })
+            .await?;
+        let gauges = &self.health.withdrawals;
+        for state in OPEN_WITHDRAWAL_STATES {
+            let n = open.iter().filter(|w| w.state.as_str() == state).count();
+            gauges
+                .open
+                .get_or_create(&WithdrawalLabels {
+                    account: account.to_string(),
+                    state: state.to_owned(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let needed: i64 = open
+            .iter()
+            .filter(|w| w.wait_reason == Some(WaitReason::Stars))
+            .filter_map(|w| w.fee_stars)
+            .sum();
+        gauges
+            .stars_needed
+            .get_or_create(&AccountLabel {
+                account: account.to_string(),
+            })
+            .set(needed);
         Ok(())
     }
 
@@ -230,6 +295,16 @@ impl Worker {
     }
 
     async fn tell(&self, w: &Withdrawal) {
+        if matches!(w.state, RequestState::Sent | RequestState::Failed) {
+            let secs = (now_ms() / 1000 - w.requested_at).max(0) as f64;
+            self.health
+                .latency
+                .withdrawal
+                .get_or_create(&AccountLabel {
+                    account: w.key.account_id.to_string(),
+                })
+                .observe(secs);
+        }
         let notice = match w.state {
             RequestState::Sent => Notice::Sent {
                 id: w.id,
