@@ -45,6 +45,13 @@ fn main() {
             _ => {} // cargo bench passes `--bench`
         }
     }
+    // RUST_LOG=... shows giftd's and grammers' logs on stderr (none by default).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -265,6 +272,18 @@ async fn burst(n: usize) -> Burst {
             Ok(Err(RecvError::Lagged(k))) => panic!("the bench lagged {k} notices behind"),
             Ok(Err(RecvError::Closed)) | Err(_) => break,
         }
+    }
+    if by_update + by_poll < n as u64 {
+        let m = &daemon.health().metrics;
+        eprintln!(
+            "incomplete burst: {} credited of {n}; updates received {}, dropped {}; \
+             getDifference calls {:?}, inventory {}",
+            by_update + by_poll,
+            m.updates_received.load(Ordering::Relaxed),
+            m.updates_dropped.load(Ordering::Relaxed),
+            sim.stats().calls.get("updates.getDifference"),
+            daemon.inventory().len(),
+        );
     }
     let session_writes = session_writes(&session).saturating_sub(writes_before);
     sender.await.expect("burst thread");

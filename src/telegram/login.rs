@@ -282,7 +282,7 @@ async fn login_into(
         .await
         .map_err(|e| session_err(work, format!("cannot be opened: {e}")))?;
     let (client, pool, runner, _updates) =
-        super::start_pool(std::sync::Arc::new(session), opts.api_id);
+        super::start_pool(std::sync::Arc::new(session), opts.api_id, 16);
     let result = sign_in(&client, opts, prompt, step).await;
     pool.quit();
     let _ = runner.await;

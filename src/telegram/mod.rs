@@ -235,6 +235,7 @@ impl std::fmt::Debug for Connection {
 pub(crate) fn start_pool(
     session: Arc<SqliteSession>,
     api_id: i32,
+    update_buffer: usize,
 ) -> (
     Client,
     grammers_client::sender::SenderPoolHandle,
@@ -243,8 +244,10 @@ pub(crate) fn start_pool(
 ) {
     let params = ConnectionParams {
         retry_policy: Box::new(NoRetries),
-        updates_channel_capacity: std::num::NonZeroUsize::new(GRAMMERS_UPDATE_CHANNEL)
-            .unwrap_or(std::num::NonZeroUsize::MIN),
+        updates_channel_capacity: std::num::NonZeroUsize::new(grammers_update_channel(
+            update_buffer,
+        ))
+        .unwrap_or(std::num::NonZeroUsize::MIN),
         ..Default::default()
     };
     let pool = SenderPool::with_configuration(session, api_id, params);
@@ -258,10 +261,18 @@ pub(crate) fn start_pool(
     (client, pool.handle.thin, runner, pool.updates)
 }
 
-/// Capacity of grammers' own update channel. grammers drops what does not fit (warning at most
-/// once per cooldown, so its log undercounts); [`buffer_updates`] empties it as fast as updates
-/// arrive, so it stays near empty and giftd's buffer is the one that decides, and counts.
-const GRAMMERS_UPDATE_CHANNEL: usize = 1024;
+/// Capacity of grammers' own update channel for a giftd buffer of `update_buffer`.
+///
+/// grammers drops what does not fit, and counts it only in a warning it logs at most once per
+/// cooldown. [`buffer_updates`] empties the channel as fast as updates arrive, but grammers
+/// pushes every update of one read of the socket in one go without yielding: a burst read at
+/// once (2,000 gifts fit in a few reads) overflowed a channel of 1,024, silently, and the lost
+/// tail showed no gap to trigger getDifference (found by `cargo bench --bench update_path`).
+/// Four times giftd's buffer leaves room for any read, so giftd's buffer is the one that
+/// decides, and counts, what is dropped.
+fn grammers_update_channel(update_buffer: usize) -> usize {
+    update_buffer.saturating_mul(4).max(4096)
+}
 
 /// Moves updates from grammers' channel into a buffer of `capacity` that the update stream
 /// reads, and counts every update received and every one dropped because the buffer was full.
@@ -379,7 +390,8 @@ impl Telegram {
                     detail: format!("cannot be opened as a grammers session: {e}"),
                 })?;
         let session = Arc::new(session);
-        let (client, pool, runner, updates) = start_pool(Arc::clone(&session), opts.api_id);
+        let (client, pool, runner, updates) =
+            start_pool(Arc::clone(&session), opts.api_id, opts.update_buffer);
 
         // The first call is where a host clock far ahead shows: grammers would resend it
         // forever, so it races the storm detector.
