@@ -170,6 +170,8 @@ CREATE INDEX IF NOT EXISTS sync_logs_account ON sync_logs (account_id, id);
 /// upgrade that were recorded without `upgraded_from` get it; a sync log row is named by its
 /// pass, so a replayed batch writes it once.
 const SCHEMA_V2: &str = "
+CREATE INDEX IF NOT EXISTS inventory_upgraded_into ON inventory (account_id, upgraded_into)
+  WHERE upgraded_into IS NOT NULL;
 UPDATE inventory SET upgraded_from = (
   SELECT o.msg_id FROM inventory o
   WHERE o.account_id = inventory.account_id AND o.upgraded_into = inventory.msg_id)

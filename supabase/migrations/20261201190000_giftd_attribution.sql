@@ -33,6 +33,11 @@ language sql volatile set search_path = '' as $$
   returning id
 $$;
 
+-- What an upgraded gift became, looked up by every batch that records new items: without this
+-- index each batch scanned the whole inventory (found by the daemon benchmark: 1,100 gifts/s).
+create index inventory_upgraded_into on public.inventory (account_id, upgraded_into)
+  where upgraded_into is not null;
+
 update public.inventory n set upgraded_from = o.msg_id
 from public.inventory o
 where n.upgraded_from is null and o.account_id = n.account_id and o.upgraded_into = n.msg_id
