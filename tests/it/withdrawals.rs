@@ -133,11 +133,17 @@ async fn free_and_paid_transfers(backend: Backend) {
     w.expected.remove(&free);
     w.expected.remove(&paid);
     w.assert_exactly_once(Duration::from_secs(5)).await;
+    // The worker updates the live inventory right after the store.
     let inv = running.daemon.inventory();
-    assert_eq!(
-        inv.get(key(paid)).map(|i| i.status),
-        Some(Status::Withdrawn)
-    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while inv.get(key(paid)).map(|i| i.status) != Some(Status::Withdrawn) {
+        assert!(
+            Instant::now() < deadline,
+            "the live inventory shows {:?}",
+            inv.get(key(paid)).map(|i| i.status)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     running.stop().await;
 }
 
