@@ -530,7 +530,7 @@ async fn two_processes_race_for_200_requests() {
             .status();
     }
     for (name, child) in [("a", &mut a), ("b", &mut b)] {
-        let status = child.wait().expect("giftd exits");
+        let status = wait_exit(child, Duration::from_secs(30));
         assert!(
             status.success(),
             "giftd {name} exit status {status}:\n{}",
@@ -599,14 +599,27 @@ async fn killed_at_each_step_then_restarted() {
         let store = w.store().await;
         let key = ItemKey::new(w.deposit.id, msg);
         let id = store.create_withdrawal(player, key).await.unwrap();
-        let status = crashing.wait().expect("giftd ends");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = crashing.try_wait().expect("giftd's status") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = crashing.kill();
+                panic!("{point}: giftd never reached its crash point within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert!(!status.success(), "{point}: giftd crashed there ({status})");
         let mut restarted = run(None);
         wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(60)).await;
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &restarted.id().to_string()])
             .status();
-        assert!(restarted.wait().unwrap().success());
+        assert!(
+            wait_exit(&mut restarted, Duration::from_secs(30)).success(),
+            "{point}: the restarted giftd stops cleanly on SIGTERM"
+        );
         assert_eq!(collectibles_of(&w, player).len(), 1, "{point}");
         assert!(collectibles_of(&w, w.deposit.id).is_empty(), "{point}");
         assert_eq!(
@@ -639,6 +652,21 @@ async fn killed_at_each_step_then_restarted() {
             1,
             "{point}: {kinds:?}"
         );
+    }
+}
+
+/// Waits for a child to exit, killing it (and failing) after `within`.
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("giftd did not exit within {within:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
