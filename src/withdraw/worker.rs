@@ -96,12 +96,15 @@ enum Step {
 }
 
 impl Worker {
-    /// The worker id giftd uses for `account` in this process.
+    /// The worker id giftd uses for `account` in this process: the process id and a random
+    /// part, so two processes (on one host or two) never share one. (No host name: reading it
+    /// from /proc is what the unit's `ProcSubset=pid` forbids.)
     pub fn id_for(account: UserId) -> String {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "host".to_owned());
-        format!("{host}:{}:{account}", std::process::id())
+        format!(
+            "{}:{:08x}:{account}",
+            std::process::id(),
+            rand::random::<u32>()
+        )
     }
 
     /// Runs until `cancel`: rescues expired claims, resolves unknown outcomes whose settle
