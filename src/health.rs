@@ -596,8 +596,10 @@ mod tests {
         let text = h.render_metrics();
         assert!(text.contains("giftd_deposits_poll_total 3\n"), "{text}");
         assert!(text.contains("giftd_ready 1\n"), "{text}");
-        // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family.
-        assert_eq!(text.matches("# TYPE").count(), 26, "{text}");
+        // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family, and
+        // the withdrawal queue's gauges created per account (the Stars balance appears once the
+        // worker has read it).
+        assert_eq!(text.matches("# TYPE").count(), 28, "{text}");
         for name in [
             "giftd_detection_seconds histogram",
             "giftd_mirror_commit_seconds histogram",
@@ -605,6 +607,8 @@ mod tests {
             "giftd_withdrawal_seconds histogram",
             "giftd_updates_dropped_total counter",
             "giftd_mirror_backlog gauge",
+            "giftd_withdrawals gauge",
+            "giftd_withdrawal_stars_needed gauge",
         ] {
             assert!(text.contains(&format!("# TYPE {name}\n")), "{name}: {text}");
         }
