@@ -328,9 +328,15 @@ async fn soak(args: Args) {
     print(&samples[0]);
     let end = start + Duration::from_secs_f64(args.minutes * 60.0);
     let every = Duration::from_secs(args.report_every.max(1));
+    // The backlog rises and falls within an outage: it is read every second for its max.
+    let mut max_backlog = 0u64;
     while Instant::now() < end {
         let next = (Instant::now() + every).min(end);
-        tokio::time::sleep_until(next.into()).await;
+        while Instant::now() < next {
+            let tick = (Instant::now() + Duration::from_secs(1)).min(next);
+            tokio::time::sleep_until(tick.into()).await;
+            max_backlog = max_backlog.max(metrics.mirror_backlog.load(Ordering::Relaxed));
+        }
         let s = sample();
         print(&s);
         samples.push(s);
@@ -370,6 +376,7 @@ async fn soak(args: Args) {
     line("open fds", &|s| s.fds as f64, "");
     line("tokio tasks alive", &|s| s.tasks as f64, "");
     line("mirror backlog", &|s| s.backlog as f64, "changes");
+    println!("mirror backlog, max read every second: {max_backlog} changes");
     let last = samples.last().expect("samples");
     println!(
         "sent {total}, credited {}, committed {}, store write failures (retried) {}, outages {}, \
