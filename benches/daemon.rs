@@ -26,12 +26,18 @@
 //!   which is the mirror's own rate into PostgreSQL without Telegram in the way;
 //! - e. resident memory per live inventory item at 1,000,000 items, measured by
 //!   `benches/inventory_memory.rs` in a fresh child process (so nothing else in this process
-//!   pollutes the reading).
+//!   pollutes the reading);
+//! - f. the same burst of 5,000 gifts written into the same PostgREST by one upsert request per
+//!   gift (what a supabase-js seed system does) and by giftd's mirror, side by side
+//!   (`benches/parts/side_by_side.rs`); only when named (`-- f`).
 //!
 //! Every daemon runs with the default configuration (poll interval 5 s, mirror batch 500,
 //! group commit) except for its health port and state directory. `-- --durable` runs against
 //! the test environment's PostgreSQL with fsync and synchronous_commit on. Each scenario has its own
 //! simulator with a random id range, so runs never collide in the shared database.
+
+#[path = "parts/side_by_side.rs"]
+mod side_by_side;
 
 #[path = "inventory_memory.rs"]
 #[allow(dead_code)]
@@ -109,6 +115,7 @@ fn main() {
         let mut c_updates = None;
         let mut c_polling = None;
         let mut d = None;
+        let mut f = None;
         if want("a") {
             eprintln!("a. latency with updates, 200 gifts/s for 12 s...");
             a = Some(latency(&store, true, 200, Duration::from_secs(12)).await);
@@ -127,16 +134,27 @@ fn main() {
             eprintln!("d. start on an account holding 100,000 gifts...");
             d = Some(reconcile_at_start(&store, 100_000).await);
         }
-        Figures {
-            a,
-            b,
-            c_updates,
-            c_polling,
-            d,
-            durable: store.durable,
+        if only.iter().any(|o| o == "f") {
+            eprintln!("f. side by side, 5,000 gifts: one upsert per gift vs giftd's mirror...");
+            f = Some(side_by_side::run(&store, 5_000).await);
         }
+        (
+            Figures {
+                a,
+                b,
+                c_updates,
+                c_polling,
+                d,
+                durable: store.durable,
+            },
+            f,
+        )
     });
+    let (figures, f) = figures;
     print_table(&figures, bytes_per_item, started.elapsed());
+    if let Some(f) = &f {
+        side_by_side::print(f);
+    }
 }
 
 struct StoreEnv {
