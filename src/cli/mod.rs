@@ -378,13 +378,9 @@ enum Which {
     Owner(Owner),
 }
 
-/// `giftd inventory`: a table of the items the store holds.
-async fn inventory(
-    path: &Path,
-    env: Env<'_>,
-    which: Which,
-    out: &mut dyn Write,
-) -> anyhow::Result<ExitCode> {
+/// The store the configuration at `path` names, opened and with its schema checked: what the
+/// commands that read or steer the store start with.
+async fn open_store(path: &Path, env: Env<'_>) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
     let config = Config::load(path, env.lookup).map_err(|e| anyhow::anyhow!(config_advice(&e)))?;
     let store = store::open(&config.store)
         .await
@@ -393,6 +389,17 @@ async fn inventory(
         .check_schema()
         .await
         .context("the store's schema does not match this giftd")?;
+    Ok(store)
+}
+
+/// `giftd inventory`: a table of the items the store holds.
+async fn inventory(
+    path: &Path,
+    env: Env<'_>,
+    which: Which,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(path, env).await?;
     let mut items = match which {
         Which::Account(account) => store.load_items(account).await,
         Which::Owner(owner) => store.list_owner(owner).await,
@@ -415,10 +422,10 @@ fn render_table(items: &[Item]) -> String {
         "RECEIVED (UTC)",
         "TRANSFER",
     ];
-    let rows: Vec<[String; 8]> = items
+    let rows: Vec<Vec<String>> = items
         .iter()
         .map(|i| {
-            [
+            vec![
                 i.key.to_string(),
                 i.owner.to_string(),
                 i.status.to_string(),
@@ -435,21 +442,31 @@ fn render_table(items: &[Item]) -> String {
             ]
         })
         .collect();
-    let mut widths = HEADER.map(str::len);
-    for row in &rows {
+    // Stars right-aligned, the rest left-aligned.
+    let mut s = aligned(&HEADER, &rows, &[4]);
+    let stars: i64 = items.iter().map(|i| i.stars).sum();
+    let noun = if items.len() == 1 { "item" } else { "items" };
+    s.push_str(&format!("{} {noun}, {stars} stars\n", items.len()));
+    s
+}
+
+/// Rows under a header, each column as wide as its widest cell, two spaces apart; the columns
+/// whose index is in `right` right-aligned (numbers), the others left-aligned.
+fn aligned(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut s = String::new();
-    let mut line = |cells: &[&str]| {
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut l = String::new();
-        for (n, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (n, (cell, &w)) in cells.zip(&widths).enumerate() {
             if n > 0 {
                 l.push_str("  ");
             }
-            // Numbers right-aligned, text left-aligned.
-            if n == 4 {
+            if right.contains(&n) {
                 l.push_str(&format!("{cell:>w$}"));
             } else {
                 l.push_str(&format!("{cell:<w$}"));
@@ -458,13 +475,10 @@ fn render_table(items: &[Item]) -> String {
         s.push_str(l.trim_end());
         s.push('\n');
     };
-    line(&HEADER);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
     }
-    let stars: i64 = items.iter().map(|i| i.stars).sum();
-    let noun = if items.len() == 1 { "item" } else { "items" };
-    s.push_str(&format!("{} {noun}, {stars} stars\n", items.len()));
     s
 }
 

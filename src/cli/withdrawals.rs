@@ -9,12 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use super::{Env, config_advice, describe_store, utc};
-use crate::config::Config;
+use super::{Env, aligned, open_store, utc};
 use crate::gift::{ItemKey, UserId};
-use crate::store::{
-    self, Canceller, RequestState, Store, Withdrawal, WithdrawalFilter, WithdrawalMove,
-};
+use crate::store::{Canceller, RequestState, Store, Withdrawal, WithdrawalFilter, WithdrawalMove};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -62,14 +59,7 @@ pub async fn run(
     action: Action,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path, env.lookup).map_err(|e| anyhow::anyhow!(config_advice(&e)))?;
-    let store = store::open(&config.store)
-        .await
-        .with_context(|| format!("cannot open the store ({})", describe_store(&config.store)))?;
-    store
-        .check_schema()
-        .await
-        .context("the store's schema does not match this giftd")?;
+    let store = open_store(path, env).await?;
     match action {
         Action::List {
             account,
@@ -192,10 +182,10 @@ fn render_list(list: &[Withdrawal]) -> String {
         "UNTIL (UTC)",
         "REASON",
     ];
-    let rows: Vec<[String; 9]> = list
+    let rows: Vec<Vec<String>> = list
         .iter()
         .map(|w| {
-            [
+            vec![
                 w.id.to_string(),
                 w.key.to_string(),
                 w.owner.to_string(),
@@ -216,28 +206,7 @@ fn render_list(list: &[Withdrawal]) -> String {
             ]
         })
         .collect();
-    let mut widths = HEADER.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut s = String::new();
-    let mut line = |cells: &[&str]| {
-        let mut l = String::new();
-        for (n, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if n > 0 {
-                l.push_str("  ");
-            }
-            l.push_str(&format!("{cell:<w$}"));
-        }
-        s.push_str(l.trim_end());
-        s.push('\n');
-    };
-    line(&HEADER);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
-    }
+    let mut s = aligned(&HEADER, &rows, &[]);
     let noun = if list.len() == 1 {
         "request"
     } else {
