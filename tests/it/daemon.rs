@@ -935,7 +935,7 @@ async fn alert_rules_name_only_metrics_the_daemon_exposes() {
     let p0 = w.player(0);
     w.send(p0, false);
     w.assert_exactly_once(Duration::from_secs(15)).await;
-    let scrape = {
+    let get = async || {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -944,6 +944,22 @@ async fn alert_rules_name_only_metrics_the_daemon_exposes() {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
+    };
+    // The row is readable in the store a moment before the mirror records the commit, and the
+    // withdrawal worker reads the Stars balance once it starts: scrape until both show (a
+    // loaded machine takes longer), at most 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let commit_line = format!(
+        "giftd_mirror_commit_seconds_count{{account=\"{}\"}} 1",
+        w.deposit.id
+    );
+    let scrape = loop {
+        let scrape = get().await;
+        let settled = scrape.contains(&commit_line) && scrape.contains("giftd_stars_balance{");
+        if settled || Instant::now() > deadline {
+            break scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     running.stop().await;
     assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
