@@ -23,10 +23,10 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{AccountConfig, Config};
 use crate::detector::{Detector, GiftEvent, ObservedGift};
 use crate::gift::{Item, ItemKey, Owner, Status, UserId, UserInfo};
-use crate::health::{self, DetectionLabels, Health};
+use crate::health::{self, AccountState, DetectionLabels, Health};
 use crate::inventory::Inventory;
 use crate::mirror::{self, Change, MirrorHandle};
 use crate::store::{self, StoreError, SyncLog};
@@ -135,7 +135,9 @@ impl Daemon {
         self.commits.subscribe()
     }
 
-    /// Runs until `shutdown` is cancelled (Ok) or something fatal happens (Err).
+    /// Runs until `shutdown` is cancelled (Ok) or something fatal happens (Err): the host
+    /// clock far ahead of Telegram's, or no deposit account left that a restart could serve
+    /// (every one down with a session error such as a revoked or missing session).
     pub async fn run(&self, config: &Config, shutdown: CancellationToken) -> Result<(), AppError> {
         let store = store::open(&config.store).await?;
         store.check_schema().await?;
@@ -148,34 +150,16 @@ impl Daemon {
 
         let listener = health::bind(config.health.listen).await?;
         tracing::info!(addr = %listener.local_addr()?, "health endpoint listening");
-        tracker.spawn(health::serve(
+        let health_stop = CancellationToken::new();
+        let _stop_health = health_stop.clone().drop_guard();
+        let health_task = tokio::spawn(health::serve(
             listener,
             Arc::clone(&self.health),
-            intake.child_token(),
+            health_stop.clone(),
         ));
-
-        let opts = ConnectOptions {
-            session_file: config.telegram.session_file.clone(),
-            api_id: config.telegram.api_id,
-            api_hash: config.telegram.api_hash.clone(),
-            flood_wait_max: config.telegram.flood_wait_max,
-            updates: config.telegram.updates,
-            update_buffer: config.telegram.update_buffer,
-            health: Arc::clone(&self.health),
-        };
-        self.health.set_status("connecting to telegram");
-        let conn = Telegram::connect(&opts, intake.child_token()).await?;
-        let telegram = conn.telegram.clone();
-        let account = telegram.self_id();
-        self.health.watch_account(account);
-        tracing::info!(account, "signed in as the deposit account");
-
-        self.health
-            .set_status("loading the inventory from the store");
-        for item in store.load_items(account).await? {
-            self.inventory.insert(item);
+        for account in &config.accounts {
+            self.health.add_account(&account.name);
         }
-        tracing::info!(items = self.inventory.len(), "inventory loaded");
 
         let (mirror, mirror_task) = mirror::channel(
             Arc::clone(&store),
@@ -185,29 +169,35 @@ impl Daemon {
         );
         let mirror_join = tokio::spawn(mirror_task.run());
 
-        let applier = Arc::new(Applier {
-            detector: Detector::new(account),
+        let (events_tx, mut events) = mpsc::channel::<AccountEvent>(64);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            several: config.accounts.len() > 1,
+            store: Arc::clone(&store),
             inventory: Arc::clone(&self.inventory),
-            mirror,
             health: Arc::clone(&self.health),
             notices: self.notices.clone(),
-            retired: std::sync::Mutex::new(Vec::new()),
+            mirror,
+            withdrawals_wake: Arc::clone(&self.withdrawals_wake),
+            events: events_tx,
         });
+        self.health
+            .set_status("connecting the deposit accounts to telegram");
+        for account in &config.accounts {
+            tracker.spawn(run_account(
+                Arc::clone(&shared),
+                account.clone(),
+                intake.child_token(),
+            ));
+        }
+        tracker.spawn(clock_watch(Arc::clone(&shared), intake.child_token()));
+        tracker.spawn(watchdog(intake.child_token()));
+        tracker.spawn(self_check(Arc::clone(&shared), intake.child_token()));
 
-        self.health.set_status("reconciling with telegram");
-        let result = self
-            .serve(
-                config,
-                &store,
-                &telegram,
-                conn.updates,
-                &applier,
-                &intake,
-                &tracker,
-            )
-            .await;
+        let result = self.supervise(config, &mut events, &intake).await;
 
-        // Shutdown, in order: intake stops, the mirror drains, the session closes.
+        // Shutdown, in order: intake stops (each account's tasks, then its session), the
+        // mirror drains.
         self.health.set_ready(false, "stopping");
         intake.cancel();
         tracker.close();
@@ -218,17 +208,12 @@ impl Daemon {
         {
             tracing::warn!("intake tasks did not stop in time");
         }
-        let backlog = applier.mirror.backlog();
-        drop(applier);
+        let backlog = shared.mirror.backlog();
+        drop(shared);
+        drop(events);
         let flushed = tokio::time::timeout_at(deadline, mirror_join).await.is_ok();
-        telegram.disconnect();
-        let mut runner = conn.runner;
-        if tokio::time::timeout(Duration::from_secs(2), &mut runner)
-            .await
-            .is_err()
-        {
-            runner.abort();
-        }
+        health_stop.cancel();
+        let _ = health_task.await;
         match (result, flushed) {
             (Err(e), _) => Err(e),
             (Ok(()), false) => Err(AppError::UnflushedAtShutdown { backlog }),
@@ -239,82 +224,292 @@ impl Daemon {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn serve(
+    /// Follows the accounts until shutdown: reports ready once each has started or failed,
+    /// and returns an error when none is left that a restart could serve.
+    async fn supervise(
         &self,
         config: &Config,
-        store: &Arc<dyn store::Store>,
-        telegram: &Telegram,
-        updates: Option<GiftUpdates>,
-        applier: &Arc<Applier>,
+        events: &mut mpsc::Receiver<AccountEvent>,
         intake: &CancellationToken,
-        tracker: &TaskTracker,
     ) -> Result<(), AppError> {
-        if !reconcile(telegram, applier).await? {
-            // The list moved under the first pass: one more, so departures are settled.
-            reconcile(telegram, applier).await?;
+        let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+        let mut reported: HashSet<String> = HashSet::new();
+        // Accounts down with an error only an operator fixes (`giftd login`), in config order.
+        let mut lost: Vec<(String, AppError)> = Vec::new();
+        loop {
+            let event = tokio::select! {
+                () = intake.cancelled() => return Ok(()),
+                event = events.recv() => match event {
+                    Some(e) => e,
+                    None => return Ok(()),
+                },
+            };
+            match event {
+                AccountEvent::Fatal(e) => return Err(e),
+                AccountEvent::Up { name } => {
+                    lost.retain(|(n, _)| *n != name);
+                    reported.insert(name);
+                }
+                AccountEvent::Down { name, error } => {
+                    let permanent = matches!(
+                        &error,
+                        AppError::Telegram(
+                            TelegramError::NotAuthorised { .. } | TelegramError::Session { .. }
+                        )
+                    );
+                    lost.retain(|(n, _)| *n != name);
+                    if permanent {
+                        lost.push((name.clone(), error));
+                    }
+                    reported.insert(name);
+                }
+            }
+            if lost.len() == names.len() {
+                let first = names
+                    .iter()
+                    .find_map(|n| lost.iter().position(|(l, _)| l == n))
+                    .unwrap_or(0);
+                let (name, error) = lost.swap_remove(first);
+                if names.len() > 1 {
+                    tracing::error!(
+                        account = name,
+                        "every deposit account is down with a session error; stopping"
+                    );
+                }
+                return Err(error);
+            }
+            if reported.len() == names.len() && !self.health.is_ready_flag() {
+                self.health.set_ready(true, "watching the deposit accounts");
+                let _ = self.notices.send(Notice::Ready {
+                    items: self.inventory.len(),
+                });
+                tracing::info!(items = self.inventory.len(), "ready");
+            }
         }
-        applier.mirror.flush().await.ok();
-        applier.evict_retired();
-        self.health.set_ready(true, "watching the deposit account");
-        let _ = self.notices.send(Notice::Ready {
-            items: self.inventory.len(),
-        });
-        tracing::info!(items = self.inventory.len(), "ready");
+    }
+}
 
-        let (fatal_tx, mut fatal_rx) = mpsc::channel::<AppError>(4);
-        let reconcile_now = Arc::new(Notify::new());
+/// What every account's task shares with the daemon.
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    /// More than one account is configured: messages name `--account NAME`.
+    several: bool,
+    store: Arc<dyn store::Store>,
+    inventory: Arc<Inventory>,
+    health: Arc<Health>,
+    notices: broadcast::Sender<Notice>,
+    /// One mirror for every account; it closes when the last task holding [`Shared`] ends.
+    mirror: MirrorHandle,
+    withdrawals_wake: Arc<Notify>,
+    events: mpsc::Sender<AccountEvent>,
+}
 
-        if let Some(updates) = updates {
-            tracker.spawn(update_loop(
-                updates,
-                Arc::clone(applier),
-                Arc::clone(&reconcile_now),
-                intake.child_token(),
-            ));
-        }
-        tracker.spawn(poll_loop(
-            telegram.clone(),
-            Arc::clone(applier),
-            config.telegram.poll_interval,
-            intake.child_token(),
-            fatal_tx.clone(),
-        ));
-        tracker.spawn(reconcile_loop(
-            telegram.clone(),
-            Arc::clone(applier),
-            config.telegram.reconcile_interval,
-            Arc::clone(&reconcile_now),
-            intake.child_token(),
-        ));
-        tracker.spawn(clock_watch(
-            telegram.clone(),
-            Arc::clone(&self.health),
-            intake.child_token(),
-            fatal_tx,
-        ));
-        tracker.spawn(watchdog(intake.child_token()));
-        let worker = crate::withdraw::worker::Worker {
-            store: Arc::clone(store),
-            telegram: telegram.clone(),
-            inventory: Arc::clone(&self.inventory),
-            notifier: Arc::new(crate::withdraw::worker::LogNotifier),
-            config: config.withdraw.clone(),
-            id: crate::withdraw::worker::Worker::id_for(telegram.self_id()),
-            wake: Arc::clone(&self.withdrawals_wake),
-            health: Arc::clone(&self.health),
+/// What an account's task tells the daemon.
+#[derive(Debug)]
+enum AccountEvent {
+    /// The account is served (after its start-up reconciliation).
+    Up { name: String },
+    /// The account stopped being served; its task retries.
+    Down { name: String, error: AppError },
+    /// Something no account can work around (the host clock): the daemon stops.
+    Fatal(AppError),
+}
+
+/// First wait before an account that failed is tried again; doubled up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Serves one deposit account until `cancel`, reconnecting with backoff after a failure; the
+/// others are not affected by its failures.
+async fn run_account(shared: Arc<Shared>, account: AccountConfig, cancel: CancellationToken) {
+    let name = account.name.clone();
+    let mut delay = RETRY_MIN;
+    loop {
+        shared
+            .health
+            .set_account(&name, None, AccountState::Starting);
+        let error = match serve_account(&shared, &account, &cancel).await {
+            Ok(()) => return,
+            Err(_) if cancel.is_cancelled() => return,
+            Err(e @ AppError::Telegram(TelegramError::ClockAhead { .. })) => {
+                let _ = shared.events.send(AccountEvent::Fatal(e)).await;
+                return;
+            }
+            Err(e) => e,
         };
-        tracker.spawn(worker.run(intake.child_token()));
-        tracker.spawn(self_check(
-            Arc::clone(&self.health),
-            config.telegram.poll_interval,
-            intake.child_token(),
-        ));
-
-        tokio::select! {
-            () = intake.cancelled() => Ok(()),
-            Some(e) = fatal_rx.recv() => Err(e),
+        let mut why = error.to_string();
+        if shared.several {
+            why = why.replace(
+                "run `giftd login`",
+                &format!("run `giftd login --account {name}`"),
+            );
         }
+        let why = format!("{why} (retrying in {} s)", delay.as_secs());
+        shared
+            .health
+            .set_account(&name, None, AccountState::Down(why));
+        let _ = shared
+            .events
+            .send(AccountEvent::Down {
+                name: name.clone(),
+                error,
+            })
+            .await;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(RETRY_MAX);
+    }
+}
+
+/// One connection's life for an account: connect, load, reconcile, serve until `cancel` (Ok)
+/// or until the account fails (Err), then stop its tasks and close its session.
+async fn serve_account(
+    shared: &Arc<Shared>,
+    account: &AccountConfig,
+    cancel: &CancellationToken,
+) -> Result<(), AppError> {
+    let config = &shared.config;
+    let opts = ConnectOptions {
+        session_file: account.session_file.clone(),
+        api_id: config.telegram.api_id,
+        api_hash: config.telegram.api_hash.clone(),
+        flood_wait_max: config.telegram.flood_wait_max,
+        updates: config.telegram.updates,
+        update_buffer: config.telegram.update_buffer,
+        health: Arc::clone(&shared.health),
+    };
+    let session = cancel.child_token();
+    let conn = Telegram::connect(&opts, session.child_token()).await?;
+    let telegram = conn.telegram.clone();
+    let id = telegram.self_id();
+    shared.health.watch_account(id);
+    shared
+        .health
+        .set_account(&account.name, Some(id), AccountState::Starting);
+    tracing::info!(
+        account = account.name,
+        id,
+        "signed in as the deposit account"
+    );
+
+    let tracker = TaskTracker::new();
+    let result = run_session(shared, account, &telegram, conn.updates, &session, &tracker).await;
+
+    // The account's intake stops, its update state is saved (by the update loop), the
+    // session closes. What it queued stays in the shared mirror.
+    session.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(account = account.name, "intake tasks did not stop in time");
+    }
+    telegram.disconnect();
+    let mut runner = conn.runner;
+    if tokio::time::timeout(Duration::from_secs(2), &mut runner)
+        .await
+        .is_err()
+    {
+        runner.abort();
+    }
+    result
+}
+
+/// Loads the account's items, reconciles, then runs its intake paths and withdrawal worker
+/// until `session` is cancelled (Ok) or the account fails (Err).
+async fn run_session(
+    shared: &Arc<Shared>,
+    account: &AccountConfig,
+    telegram: &Telegram,
+    updates: Option<GiftUpdates>,
+    session: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), AppError> {
+    let config = &shared.config;
+    let id = telegram.self_id();
+    for item in shared.store.load_items(id).await? {
+        shared.inventory.insert(item);
+    }
+    tracing::info!(
+        account = account.name,
+        items = shared.inventory.len(),
+        "inventory loaded"
+    );
+    let applier = Arc::new(Applier {
+        detector: Detector::new(id),
+        inventory: Arc::clone(&shared.inventory),
+        mirror: shared.mirror.clone(),
+        health: Arc::clone(&shared.health),
+        notices: shared.notices.clone(),
+        retired: std::sync::Mutex::new(Vec::new()),
+        last_poll_unix: std::sync::atomic::AtomicI64::new(now_unix()),
+    });
+    if !reconcile(telegram, &applier).await? {
+        // The list moved under the first pass: one more, so departures are settled.
+        reconcile(telegram, &applier).await?;
+    }
+    applier.mirror.flush().await.ok();
+    applier.evict_retired();
+    shared
+        .health
+        .set_account(&account.name, Some(id), AccountState::Serving);
+    let _ = shared
+        .events
+        .send(AccountEvent::Up {
+            name: account.name.clone(),
+        })
+        .await;
+
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<AppError>(4);
+    let reconcile_now = Arc::new(Notify::new());
+    if let Some(updates) = updates {
+        tracker.spawn(update_loop(
+            updates,
+            Arc::clone(&applier),
+            Arc::clone(&reconcile_now),
+            session.child_token(),
+        ));
+    }
+    tracker.spawn(poll_loop(
+        telegram.clone(),
+        Arc::clone(&applier),
+        config.telegram.poll_interval,
+        session.child_token(),
+        fatal_tx,
+    ));
+    tracker.spawn(reconcile_loop(
+        telegram.clone(),
+        Arc::clone(&applier),
+        config.telegram.reconcile_interval,
+        Arc::clone(&reconcile_now),
+        session.child_token(),
+    ));
+    let worker = crate::withdraw::worker::Worker {
+        store: Arc::clone(&shared.store),
+        telegram: telegram.clone(),
+        inventory: Arc::clone(&shared.inventory),
+        notifier: Arc::new(crate::withdraw::worker::LogNotifier),
+        config: config.withdraw.clone(),
+        id: crate::withdraw::worker::Worker::id_for(id),
+        wake: Arc::clone(&shared.withdrawals_wake),
+        health: Arc::clone(&shared.health),
+    };
+    tracker.spawn(worker.run(session.child_token()));
+    tracker.spawn(account_check(
+        Arc::clone(shared),
+        account.name.clone(),
+        id,
+        Arc::clone(&applier),
+        session.child_token(),
+    ));
+
+    tokio::select! {
+        () = session.cancelled() => Ok(()),
+        Some(e) = fatal_rx.recv() => Err(e),
     }
 }
 
@@ -328,6 +523,8 @@ struct Applier {
     notices: broadcast::Sender<Notice>,
     /// Items that reached a terminal status, evicted from the live view once written.
     retired: std::sync::Mutex<Vec<ItemKey>>,
+    /// Unix seconds of this account's last successful poll, for its self-check.
+    last_poll_unix: std::sync::atomic::AtomicI64,
 }
 
 impl Applier {
@@ -624,6 +821,7 @@ async fn poll_loop(
                 let m = &applier.health.metrics;
                 m.polls.fetch_add(1, Ordering::Relaxed);
                 m.last_poll_unix.store(now_unix(), Ordering::Relaxed);
+                applier.last_poll_unix.store(now_unix(), Ordering::Relaxed);
             }
             Err(TelegramError::Cancelled) => return,
             Err(e @ (TelegramError::NotAuthorised { .. } | TelegramError::Session { .. })) => {
@@ -733,21 +931,21 @@ fn flood_closed(health: &Health, e: &TelegramError) {
     }
 }
 
-async fn clock_watch(
-    telegram: Telegram,
-    health: Arc<Health>,
-    cancel: CancellationToken,
-    fatal: mpsc::Sender<AppError>,
-) {
+/// Stops the daemon when the host clock is far ahead of Telegram's (grammers resends for ever):
+/// every account's connection would spin, so no account can be served.
+async fn clock_watch(shared: Arc<Shared>, cancel: CancellationToken) {
     let count = tokio::select! {
         () = cancel.cancelled() => return,
         count = telegram::clock::storm() => count,
     };
-    health.metrics.clock_storms.fetch_add(1, Ordering::Relaxed);
+    shared
+        .health
+        .metrics
+        .clock_storms
+        .fetch_add(1, Ordering::Relaxed);
     let err = TelegramError::ClockAhead { count };
-    tracing::error!(error = %err, "stopping the telegram connection");
-    telegram.kill();
-    let _ = fatal.send(err.into()).await;
+    tracing::error!(error = %err, "stopping every telegram connection");
+    let _ = shared.events.send(AccountEvent::Fatal(err.into())).await;
 }
 
 /// How often the daemon checks itself and updates `/readyz` and systemd's `STATUS=`.
@@ -789,7 +987,9 @@ fn verdict(c: SelfCheck) -> (bool, String) {
     }
 }
 
-async fn self_check(health: Arc<Health>, poll_interval: Duration, cancel: CancellationToken) {
+/// The daemon-wide half of the self-check: the shared store. Sets `/readyz` and `STATUS=`.
+async fn self_check(shared: Arc<Shared>, cancel: CancellationToken) {
+    let health = &shared.health;
     let m = &health.metrics;
     let mut failures = m.mirror_failures.load(Ordering::Relaxed);
     loop {
@@ -797,10 +997,13 @@ async fn self_check(health: Arc<Health>, poll_interval: Duration, cancel: Cancel
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(SELF_CHECK_INTERVAL) => {}
         }
+        if !health.is_ready_flag() {
+            continue; // still starting
+        }
         let now_failures = m.mirror_failures.load(Ordering::Relaxed);
         let check = SelfCheck {
-            poll_age: now_unix() - m.last_poll_unix.load(Ordering::Relaxed),
-            poll_interval,
+            poll_age: 0,
+            poll_interval: shared.config.telegram.poll_interval,
             backlog: m.mirror_backlog.load(Ordering::Relaxed),
             store_failing: now_failures > failures,
         };
@@ -809,7 +1012,42 @@ async fn self_check(health: Arc<Health>, poll_interval: Duration, cancel: Cancel
         if !ready {
             tracing::warn!(status, "self-check: not ready");
         }
+        let status = if ready {
+            "watching the deposit accounts".to_owned()
+        } else {
+            status
+        };
         health.set_ready(ready, &status);
+    }
+}
+
+/// One account's half of the self-check: it is down while its polls of Telegram keep failing
+/// (a long FLOOD_WAIT, a dropped connection), and serving again once one succeeds.
+async fn account_check(
+    shared: Arc<Shared>,
+    name: String,
+    id: UserId,
+    applier: Arc<Applier>,
+    cancel: CancellationToken,
+) {
+    let poll_interval = shared.config.telegram.poll_interval;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(SELF_CHECK_INTERVAL) => {}
+        }
+        let (ok, why) = verdict(SelfCheck {
+            poll_age: now_unix() - applier.last_poll_unix.load(Ordering::Relaxed),
+            poll_interval,
+            backlog: 0,
+            store_failing: false,
+        });
+        let state = if ok {
+            AccountState::Serving
+        } else {
+            AccountState::Down(why)
+        };
+        shared.health.set_account(&name, Some(id), state);
     }
 }
 

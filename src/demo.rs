@@ -97,11 +97,11 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
     ];
     let names: BTreeMap<i64, String> = players.iter().map(|p| (p.id, p.username.clone())).collect();
     let config = demo_config(&opts.state_dir)?;
-    let _ = std::fs::remove_file(&config.telegram.session_file);
-    sim.write_session(deposit.id, &config.telegram.session_file)
+    let _ = std::fs::remove_file(&config.accounts[0].session_file);
+    sim.write_session(deposit.id, &config.accounts[0].session_file)
         .await
         .map_err(sim_err)?;
-    restrict(&config.telegram.session_file)?;
+    restrict(&config.accounts[0].session_file)?;
     let _ = writeln!(
         out,
         "deposit account @{} ({}), players {}",

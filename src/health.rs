@@ -159,6 +159,68 @@ impl Default for Latency {
 /// Telegram methods closed by a long FLOOD_WAIT: method -> unix seconds it opens again.
 type FloodGates = Mutex<HashMap<String, i64>>;
 
+/// What one deposit account is doing in this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountState {
+    /// Connecting, loading its items, reconciling.
+    Starting,
+    /// Its intake paths and withdrawal worker run here.
+    Serving,
+    /// Another giftd instance holds the account's lease; this one takes over if that one
+    /// stops. Healthy: only one instance serves an account at a time.
+    Standby,
+    /// Not served, with why and what to do (retried in the background).
+    Down(String),
+}
+
+impl AccountState {
+    /// The `state` label of `giftd_account`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AccountState::Starting => "starting",
+            AccountState::Serving => "serving",
+            AccountState::Standby => "standby",
+            AccountState::Down(_) => "down",
+        }
+    }
+}
+
+/// One deposit account as `/readyz` and `/metrics` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    /// The configured name (`[account.NAME]`).
+    pub name: String,
+    /// The Telegram user id, once a connection learned it.
+    pub id: Option<i64>,
+    pub state: AccountState,
+}
+
+impl AccountView {
+    /// Down, counting a serving account whose polls went stale as down too.
+    pub fn is_down(&self) -> bool {
+        matches!(self.state, AccountState::Down(_))
+    }
+}
+
+impl std::fmt::Display for AccountView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "account {}", self.name)?;
+        if let Some(id) = self.id {
+            write!(f, " ({id})")?;
+        }
+        match &self.state {
+            AccountState::Starting => write!(f, ": starting"),
+            AccountState::Serving => write!(f, ": serving"),
+            AccountState::Standby => {
+                write!(f, ": standby (another instance serves it; healthy)")
+            }
+            AccountState::Down(why) => write!(f, ": down: {why}"),
+        }
+    }
+}
+
+type Accounts = Mutex<Vec<AccountView>>;
+
 /// What the daemon tells its supervisors.
 #[derive(Debug)]
 pub struct Health {
@@ -169,6 +231,8 @@ pub struct Health {
     pub latency: Latency,
     pub withdrawals: WithdrawalGauges,
     flood_gates: Arc<FloodGates>,
+    /// The deposit accounts, in the configuration's order.
+    accounts: Arc<Accounts>,
     /// Everything `/metrics` shows: the histograms, and [`Scalars`] reading the atomics.
     registry: Registry,
 }
@@ -185,6 +249,7 @@ impl Health {
         let metrics = Arc::new(Metrics::default());
         metrics.start_unix.store(unix_now(), Ordering::Relaxed);
         let flood_gates = Arc::new(FloodGates::default());
+        let accounts = Arc::new(Accounts::default());
         let latency = Latency::default();
         let withdrawals = WithdrawalGauges::default();
         let mut registry = Registry::with_prefix("giftd");
@@ -192,6 +257,7 @@ impl Health {
             ready: Arc::clone(&ready),
             metrics: Arc::clone(&metrics),
             flood_gates: Arc::clone(&flood_gates),
+            accounts: Arc::clone(&accounts),
         }));
         registry.register(
             "detection_seconds",
@@ -235,12 +301,82 @@ impl Health {
             latency,
             withdrawals,
             flood_gates,
+            accounts,
             registry,
         }
     }
 
+    /// Ready: the daemon finished starting and no deposit account is down. A standby account
+    /// (served by another instance) is healthy.
     pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.accounts().iter().any(AccountView::is_down)
+    }
+
+    /// Whether the daemon finished starting (whatever its accounts are doing).
+    pub fn is_ready_flag(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Adds a deposit account (state `starting`) or, when known, leaves it as it is.
+    pub fn add_account(&self, name: &str) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if !accounts.iter().any(|a| a.name == name) {
+            accounts.push(AccountView {
+                name: name.to_owned(),
+                id: None,
+                state: AccountState::Starting,
+            });
+        }
+    }
+
+    /// Records what account `name` is doing now (and its Telegram id once known).
+    pub fn set_account(&self, name: &str, id: Option<i64>, state: AccountState) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(a) = accounts.iter_mut().find(|a| a.name == name) else {
+            return;
+        };
+        if id.is_some() {
+            a.id = id;
+        }
+        if a.state != state {
+            match &state {
+                AccountState::Down(why) => {
+                    tracing::error!(account = name, reason = %why, "deposit account down")
+                }
+                s => tracing::info!(account = name, state = s.label(), "deposit account"),
+            }
+            a.state = state;
+        }
+    }
+
+    /// Every deposit account, in the configuration's order.
+    pub fn accounts(&self) -> Vec<AccountView> {
+        self.accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The `/readyz` body: the verdict and status, then one line per deposit account.
+    pub fn readiness(&self) -> String {
+        let accounts = self.accounts();
+        let mut out = if self.is_ready() {
+            format!("ready: {}\n", self.status())
+        } else if !self.ready.load(Ordering::Relaxed) {
+            format!("not ready: {}\n", self.status())
+        } else {
+            let down: Vec<&str> = accounts
+                .iter()
+                .filter(|a| a.is_down())
+                .map(|a| a.name.as_str())
+                .collect();
+            format!("not ready: deposit account down: {}\n", down.join(", "))
+        };
+        for a in &accounts {
+            out.push_str(&a.to_string());
+            out.push('\n');
+        }
+        out
     }
 
     /// Marks the daemon ready (or not) with a human reason, and tells systemd.
@@ -325,6 +461,7 @@ struct Scalars {
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     flood_gates: Arc<FloodGates>,
+    accounts: Arc<Accounts>,
 }
 
 impl Collector for Scalars {
@@ -431,11 +568,18 @@ impl Collector for Scalars {
                 .collect();
             (open.len() as i64, open)
         };
+        let accounts = self
+            .accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let ready =
+            self.ready.load(Ordering::Relaxed) && !accounts.iter().any(AccountView::is_down);
         let gauges: [(&str, &str, i64); 6] = [
             (
                 "ready",
-                "1 when the daemon is ready",
-                i64::from(self.ready.load(Ordering::Relaxed)),
+                "1 when the daemon is ready (no deposit account down)",
+                i64::from(ready),
             ),
             (
                 "mirror_backlog",
@@ -478,6 +622,21 @@ impl Collector for Scalars {
             let gauge = ConstGauge::new(until);
             gauge.encode(family.encode_family(&[("method", method)])?)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "account",
+            "1 for each deposit account's state in this instance (starting, serving, standby: \
+             another instance serves it, down)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for a in accounts {
+            for state in ["starting", "serving", "standby", "down"] {
+                let gauge = ConstGauge::new(i64::from(a.state.label() == state));
+                gauge.encode(
+                    family.encode_family(&[("name", a.name.as_str()), ("state", state)])?,
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -518,8 +677,8 @@ pub async fn serve(
                 .unwrap_or("");
             let (code, body) = match path {
                 "/healthz" => (200, "ok\n".to_owned()),
-                "/readyz" if health.is_ready() => (200, format!("ready: {}\n", health.status())),
-                "/readyz" => (503, format!("not ready: {}\n", health.status())),
+                "/readyz" if health.is_ready() => (200, health.readiness()),
+                "/readyz" => (503, health.readiness()),
                 "/metrics" => (200, health.render_metrics()),
                 _ => (
                     404,
@@ -599,7 +758,8 @@ mod tests {
         // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family, and
         // the withdrawal queue's gauges created per account (the Stars balance appears once the
         // worker has read it).
-        assert_eq!(text.matches("# TYPE").count(), 28, "{text}");
+        // And the deposit accounts' states.
+        assert_eq!(text.matches("# TYPE").count(), 29, "{text}");
         for name in [
             "giftd_detection_seconds histogram",
             "giftd_mirror_commit_seconds histogram",
@@ -700,6 +860,41 @@ mod tests {
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         h.set_ready(true, "watching");
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        // One account down makes the daemon not ready, and says which.
+        for name in ["alpha", "beta", "gamma"] {
+            h.add_account(name);
+        }
+        h.set_account("alpha", Some(11), AccountState::Serving);
+        h.set_account("gamma", None, AccountState::Standby);
+        h.set_account(
+            "beta",
+            Some(22),
+            AccountState::Down("session revoked: run `giftd login --account beta`".into()),
+        );
+        let body = get(addr, "/readyz").await;
+        assert!(body.starts_with("HTTP/1.1 503"), "{body}");
+        assert!(
+            body.ends_with(
+                "not ready: deposit account down: beta\n\
+                 account alpha (11): serving\n\
+                 account beta (22): down: session revoked: run `giftd login --account beta`\n\
+                 account gamma: standby (another instance serves it; healthy)\n"
+            ),
+            "{body}"
+        );
+        let metrics = h.render_metrics();
+        for line in [
+            "giftd_account{name=\"beta\",state=\"down\"} 1\n",
+            "giftd_account{name=\"beta\",state=\"serving\"} 0\n",
+            "giftd_account{name=\"gamma\",state=\"standby\"} 1\n",
+            "giftd_ready 0\n",
+        ] {
+            assert!(metrics.contains(line), "{line}: {metrics}");
+        }
+        h.set_account("beta", None, AccountState::Serving);
+        let body = get(addr, "/readyz").await;
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        assert!(body.contains("account beta (22): serving\n"), "{body}");
         assert!(get(addr, "/healthz").await.ends_with("ok\n"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
         cancel.cancel();

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod withdrawals;
 
-use crate::config::{self, Config, ConfigError, DEFAULT_CONFIG_PATH, StoreConfig};
+use crate::config::{self, Config, ConfigError, DEFAULT_ACCOUNT, DEFAULT_CONFIG_PATH, StoreConfig};
 use crate::gift::{Item, Owner, UserId};
 use crate::store::{self, StoreError};
 
@@ -79,6 +79,10 @@ pub enum Command {
     /// unauthorised session file (for example one from `tgsim provision`) is used as the
     /// starting point.
     Login {
+        /// Which deposit account to sign in (its `[account.NAME]` section); needed when the
+        /// configuration lists several.
+        #[arg(long, value_name = "NAME")]
+        account: Option<String>,
         /// The account's phone number, with country code (+44...).
         #[arg(long, env = "GIFTD_LOGIN_PHONE")]
         phone: Option<String>,
@@ -174,10 +178,11 @@ pub async fn run_with_env(cli: Cli, out: &mut dyn Write, env: Env<'_>) -> anyhow
         Command::Check => check(&cli.config, env, out).await,
         Command::Run => run_daemon(&cli.config, env).await,
         Command::Login {
+            account,
             phone,
             code,
             password,
-        } => login(&cli.config, env, phone, code, password, out).await,
+        } => login(&cli.config, env, account, phone, code, password, out).await,
         Command::Demo { state_dir, burst } => demo(state_dir, burst, out).await,
         Command::Schema => schema(out),
         Command::Withdrawals { action } => withdrawals::run(&cli.config, env, action, out).await,
@@ -269,14 +274,34 @@ async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result
         }
     }
 
-    // The deposit account's session: present and private (signing in needs the network and
-    // is `giftd run`'s first step; `giftd login` creates the file).
-    let session = &config.telegram.session_file;
-    match crate::telegram::check_session_permissions(session) {
-        Ok(()) => report(out, "ok", "session", &session.display().to_string())?,
-        Err(e) => {
-            ok = false;
-            report(out, "FAIL", "session", &e.to_string())?;
+    // Each deposit account's session: present and private (signing in needs the network and
+    // is `giftd run`'s first step; `giftd login --account NAME` creates the file).
+    let named = !(config.accounts.len() == 1 && config.accounts[0].name == DEFAULT_ACCOUNT);
+    for account in &config.accounts {
+        let session = &account.session_file;
+        let label = if named {
+            format!("account {}: ", account.name)
+        } else {
+            String::new()
+        };
+        match crate::telegram::check_session_permissions(session) {
+            Ok(()) => report(
+                out,
+                "ok",
+                "session",
+                &format!("{label}{}", session.display()),
+            )?,
+            Err(e) => {
+                ok = false;
+                let mut why = e.to_string();
+                if named {
+                    why = why.replace(
+                        "run `giftd login`",
+                        &format!("run `giftd login --account {}`", account.name),
+                    );
+                }
+                report(out, "FAIL", "session", &format!("{label}{why}"))?;
+            }
         }
     }
 
@@ -607,6 +632,7 @@ impl crate::telegram::login::Prompt for TerminalPrompt {
 async fn login(
     path: &Path,
     env: Env<'_>,
+    account: Option<String>,
     phone: Option<String>,
     code: Option<String>,
     password: Option<String>,
@@ -614,6 +640,9 @@ async fn login(
 ) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal as _;
     let config = Config::load(path, env.lookup).map_err(|e| anyhow::anyhow!(config_advice(&e)))?;
+    let account = config
+        .account(account.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let interactive = std::io::stdin().is_terminal();
     let phone = match phone {
         Some(p) => p,
@@ -626,7 +655,7 @@ async fn login(
         None => anyhow::bail!("no phone number: pass --phone (or GIFTD_LOGIN_PHONE)"),
     };
     let opts = crate::telegram::login::LoginOptions {
-        session_file: config.telegram.session_file.clone(),
+        session_file: account.session_file.clone(),
         api_id: config.telegram.api_id,
         api_hash: config.telegram.api_hash.clone(),
         phone,
@@ -822,6 +851,48 @@ mod tests {
         assert!(
             lines[3].starts_with("FAIL store   supabase http://127.0.0.1:1: database unavailable"),
             "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_reports_each_deposit_account() {
+        // `deposit.session` exists (run_cli writes it); `spare.session` does not.
+        let config = format!(
+            "{EMBEDDED}[account.main]\nsession_file = \"deposit.session\"\n[account.spare]\n"
+        );
+        let (ok, out) = run_cli(Some(&config), &[], &["check"]).await;
+        assert!(!ok, "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[2], "ok   session account main: <tmp>/deposit.session");
+        assert_eq!(
+            lines[3],
+            "FAIL session account spare: session file <tmp>/spare.session: does not exist: run \
+             `giftd login --account spare` to create it"
+        );
+        assert!(lines[4].starts_with("ok   store "), "{out}");
+    }
+
+    #[tokio::test]
+    async fn login_needs_an_account_name_when_several_are_configured() {
+        let config = format!("{EMBEDDED}[account.main]\n[account.spare]\n");
+        let (ok, out) = run_cli(Some(&config), &[], &["login", "--phone", "+1"]).await;
+        assert!(!ok, "{out}");
+        assert_eq!(
+            out,
+            "error: several deposit accounts are configured (main, spare): choose one with \
+             --account NAME"
+        );
+        let (ok, out) = run_cli(
+            Some(&config),
+            &[],
+            &["login", "--account", "spar", "--phone", "+1"],
+        )
+        .await;
+        assert!(!ok, "{out}");
+        assert_eq!(
+            out,
+            "error: no deposit account \"spar\" in <tmp>/config.toml: the configured ones are \
+             main, spare"
         );
     }
 

@@ -158,6 +158,10 @@ pub const KEYS: &[KeySpec] = {
     ]
 };
 
+/// The keys of an `[account.NAME]` section (one per deposit account). They have no environment
+/// variables: the accounts are listed in the file.
+pub const ACCOUNT_KEYS: &[(&str, KeyType)] = &[("session_file", KeyType::String)];
+
 /// `SUPABASE_KEY`, the name many Supabase tools give the key, is accepted for
 /// `supabase.service_role_key` too.
 pub const SUPABASE_KEY_ALIAS: &str = "SUPABASE_KEY";

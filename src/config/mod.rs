@@ -34,8 +34,10 @@ mod keys;
 mod raw;
 mod resolve;
 
-pub use keys::{KEYS, KeySpec, KeyType, SUPABASE_KEY_ALIAS};
-pub use raw::{Raw, RawConfig, RawValue, unknown_env_warnings};
+pub use keys::{ACCOUNT_KEYS, KEYS, KeySpec, KeyType, SUPABASE_KEY_ALIAS};
+pub use raw::{
+    ACCOUNT_SECTION, Raw, RawConfig, RawValue, unknown_env_warnings, valid_account_name,
+};
 pub use resolve::{parse_duration, show_duration};
 
 /// The configuration file used when neither `--config` nor `GIFTD_CONFIG` is given.
@@ -53,6 +55,10 @@ pub struct Config {
     /// Directory for session files and the embedded database (`store.state_dir`).
     pub state_dir: PathBuf,
     pub telegram: TelegramConfig,
+    /// The deposit accounts this daemon serves, in the file's order; never empty. A file
+    /// without `[account.NAME]` sections has one, named `deposit`, whose session file is
+    /// `telegram.session_file`.
+    pub accounts: Vec<AccountConfig>,
     /// The companion bot; `None` when no `bot.token` is configured.
     pub bot: Option<BotConfig>,
     pub store: StoreConfig,
@@ -65,15 +71,27 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// The deposit account's MTProto session.
+/// One deposit account: a name for operators and a session file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// `[account.NAME]`: 1 to 32 lowercase letters, digits, `-` or `_`. Names the account in
+    /// logs, `/readyz`, metrics, `giftd check` and `giftd login --account NAME`.
+    pub name: String,
+    /// The account's session file, written by `giftd login --account NAME`. Default
+    /// `<state_dir>/<name>.session`.
+    pub session_file: PathBuf,
+}
+
+/// The name of the one account of a configuration without `[account.NAME]` sections.
+pub const DEFAULT_ACCOUNT: &str = "deposit";
+
+/// The MTProto settings every deposit account shares.
 #[derive(Debug, Clone)]
 pub struct TelegramConfig {
     /// `api_id` from <https://my.telegram.org>.
     pub api_id: i32,
     /// `api_hash` from <https://my.telegram.org>.
     pub api_hash: Secret,
-    /// The deposit account's session file. Default `<state_dir>/deposit.session`.
-    pub session_file: PathBuf,
     /// How often `payments.getSavedStarGifts` is polled. Default 5 s.
     pub poll_interval: Duration,
     /// How often a full reconciliation runs (besides the one at start). Default 10 min.
@@ -315,6 +333,32 @@ impl fmt::Display for Origin {
 }
 
 impl Config {
+    /// The account `giftd login --account NAME` means: `name`, or the only one when `None`.
+    /// The error says which names there are.
+    pub fn account(&self, name: Option<&str>) -> Result<&AccountConfig, String> {
+        let names = || {
+            self.accounts
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (name, self.accounts.as_slice()) {
+            (None, [one]) => Ok(one),
+            (None, _) => Err(format!(
+                "several deposit accounts are configured ({}): choose one with --account NAME",
+                names()
+            )),
+            (Some(name), accounts) => accounts.iter().find(|a| a.name == name).ok_or_else(|| {
+                format!(
+                    "no deposit account {name:?} in {}: the configured ones are {}",
+                    self.source,
+                    names()
+                )
+            }),
+        }
+    }
+
     /// Reads the file at `path` and the process environment, and warns about `GIFTD_`
     /// variables that look like settings but are none ([`unknown_env_warnings`]).
     pub fn parse(path: &Path) -> Result<Config, ConfigError> {

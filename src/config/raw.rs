@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ConfigError, KEYS, KeyType, Origin, Problem, SUPABASE_KEY_ALIAS};
+use super::{ACCOUNT_KEYS, ConfigError, KEYS, KeyType, Origin, Problem, SUPABASE_KEY_ALIAS};
 use crate::secret::Secret;
 
 /// A value as read, before resolution.
@@ -31,6 +31,23 @@ pub struct RawConfig {
     pub values: BTreeMap<String, Raw>,
     /// Sections present in the file, even empty (an empty `[supabase]` still selects Supabase).
     pub sections: Vec<String>,
+    /// The `[account.NAME]` sections, in the file's order, with where each starts. Their keys
+    /// are in `values` as `account.NAME.KEY`.
+    pub accounts: Vec<(String, Origin)>,
+}
+
+/// The section whose sub-tables are the deposit accounts, `[account.NAME]`.
+pub const ACCOUNT_SECTION: &str = "account";
+
+/// Whether `name` may name an account: 1 to 32 lowercase ASCII letters, digits, `-` or `_`,
+/// starting with a letter or a digit (it appears in file names, metrics labels and commands).
+pub fn valid_account_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    (1..=32).contains(&name.len())
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 impl RawConfig {
@@ -54,8 +71,85 @@ impl RawConfig {
 
         for (section, item) in doc.iter() {
             let section_span = doc.get_key_value(section).and_then(|(k, _)| k.span());
+            if section == ACCOUNT_SECTION {
+                let Some(accounts) = item.as_table_like() else {
+                    problems.push(Problem {
+                        key: section.to_owned(),
+                        origin: Some(here(section_span)),
+                        message: format!(
+                            "expected tables [account.NAME], one per deposit account, found {}",
+                            item.type_name()
+                        ),
+                    });
+                    continue;
+                };
+                raw.sections.push(section.to_owned());
+                for (name, item) in accounts.iter() {
+                    let span = accounts.get_key_value(name).and_then(|(k, _)| k.span());
+                    let dotted = format!("{ACCOUNT_SECTION}.{name}");
+                    if !valid_account_name(name) {
+                        problems.push(Problem {
+                            key: dotted,
+                            origin: Some(here(span)),
+                            message: format!(
+                                "invalid account name {name:?}: use 1 to 32 lowercase letters, \
+                                 digits, '-' or '_', starting with a letter or a digit"
+                            ),
+                        });
+                        continue;
+                    }
+                    let Some(table) = item.as_table_like() else {
+                        problems.push(Problem {
+                            key: dotted,
+                            origin: Some(here(span)),
+                            message: format!(
+                                "expected a table [account.{name}] holding the account's \
+                                 session_file, found {}",
+                                item.type_name()
+                            ),
+                        });
+                        continue;
+                    };
+                    raw.accounts.push((name.to_owned(), here(span)));
+                    for (key, item) in table.iter() {
+                        let span = table.get_key_value(key).and_then(|(k, _)| k.span());
+                        let dotted = format!("{ACCOUNT_SECTION}.{name}.{key}");
+                        let Some((_, ty)) = ACCOUNT_KEYS.iter().find(|(k, _)| *k == key) else {
+                            let names = ACCOUNT_KEYS.iter().map(|(k, _)| *k);
+                            problems.push(Problem {
+                                key: dotted,
+                                origin: Some(here(span)),
+                                message: unknown("key", key, names, |k| {
+                                    format!("{ACCOUNT_SECTION}.{name}.{k}")
+                                }),
+                            });
+                            continue;
+                        };
+                        match from_toml(*ty, item) {
+                            Ok(value) => {
+                                raw.values.insert(
+                                    dotted,
+                                    Raw {
+                                        value,
+                                        origin: here(span),
+                                    },
+                                );
+                            }
+                            Err(message) => problems.push(Problem {
+                                key: dotted,
+                                origin: Some(here(span)),
+                                message,
+                            }),
+                        }
+                    }
+                }
+                continue;
+            }
             if !KEYS.iter().any(|k| k.section == section) {
-                let sections = KEYS.iter().map(|k| k.section);
+                let sections = KEYS
+                    .iter()
+                    .map(|k| k.section)
+                    .chain(std::iter::once(ACCOUNT_SECTION));
                 problems.push(Problem {
                     key: section.to_owned(),
                     origin: Some(here(section_span)),

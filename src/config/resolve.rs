@@ -34,7 +34,7 @@ impl Config {
             "get it from https://my.telegram.org",
             |r| r.secret("telegram.api_hash"),
         );
-        let telegram_session = in_state_dir(r.string("telegram.session_file"), "deposit.session");
+        let accounts = r.accounts(&state_dir);
         let poll_interval = r.duration_at_least(
             "telegram.poll_interval",
             Duration::from_secs(5),
@@ -137,7 +137,6 @@ impl Config {
                     // In range: `integer_in` checked 1..=i32::MAX.
                     api_id: i32::try_from(api_id).unwrap_or(i32::MAX),
                     api_hash,
-                    session_file: telegram_session,
                     poll_interval,
                     reconcile_interval,
                     updates,
@@ -145,6 +144,7 @@ impl Config {
                     update_buffer,
                 },
                 state_dir,
+                accounts,
                 bot,
                 store,
                 mirror,
@@ -170,6 +170,62 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// The deposit accounts: the `[account.NAME]` sections, or the one account `deposit` whose
+    /// session file is `telegram.session_file` when there are none. Two accounts may not share
+    /// a session file.
+    fn accounts(&mut self, state_dir: &Path) -> Vec<AccountConfig> {
+        let raw = self.raw;
+        if raw.accounts.is_empty() {
+            if raw.sections.iter().any(|s| s == ACCOUNT_SECTION) {
+                self.problems.push(Problem {
+                    key: ACCOUNT_SECTION.to_owned(),
+                    origin: None,
+                    message: "lists no account: add one [account.NAME] section with its \
+                              session_file per deposit account, or remove [account] to use \
+                              telegram.session_file"
+                        .to_owned(),
+                });
+            }
+            let file = self
+                .string("telegram.session_file")
+                .unwrap_or_else(|| format!("{DEFAULT_ACCOUNT}.session"));
+            return vec![AccountConfig {
+                name: DEFAULT_ACCOUNT.to_owned(),
+                session_file: state_dir.join(file),
+            }];
+        }
+        if raw.values.contains_key("telegram.session_file") {
+            self.problem(
+                "telegram.session_file",
+                "is set together with [account.NAME] sections: give each account its own \
+                 session_file in its section and remove this one"
+                    .to_owned(),
+            );
+        }
+        let mut accounts: Vec<AccountConfig> = Vec::new();
+        for (name, _) in &raw.accounts {
+            let key = format!("{ACCOUNT_SECTION}.{name}.session_file");
+            let file = self
+                .string(&key)
+                .unwrap_or_else(|| format!("{name}.session"));
+            let session_file = state_dir.join(file);
+            if let Some(first) = accounts.iter().find(|a| a.session_file == session_file) {
+                let message = format!(
+                    "is {}, the session file of account {:?} too: each deposit account needs \
+                     its own (run `giftd login --account {name}` to create it)",
+                    session_file.display(),
+                    first.name
+                );
+                self.problem(&key, message);
+            }
+            accounts.push(AccountConfig {
+                name: name.clone(),
+                session_file,
+            });
+        }
+        accounts
+    }
+
     fn withdraw(&mut self) -> WithdrawConfig {
         let d = WithdrawConfig::default();
         let regular = self

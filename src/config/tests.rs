@@ -21,10 +21,15 @@ fn dump(c: &Config) -> String {
         format!("state_dir = {}", c.state_dir.display()),
         format!("telegram.api_id = {}", c.telegram.api_id),
         format!("telegram.api_hash = {}", c.telegram.api_hash),
-        format!(
-            "telegram.session_file = {}",
-            c.telegram.session_file.display()
-        ),
+    ];
+    for a in &c.accounts {
+        out.push(format!(
+            "account.{}.session_file = {}",
+            a.name,
+            a.session_file.display()
+        ));
+    }
+    out.extend([
         format!(
             "telegram.poll_interval = {}",
             show_duration(c.telegram.poll_interval)
@@ -39,7 +44,7 @@ fn dump(c: &Config) -> String {
             "telegram.flood_wait_max = {}",
             show_duration(c.telegram.flood_wait_max)
         ),
-    ];
+    ]);
     match &c.bot {
         Some(b) => out.push(format!(
             "bot = token {} session {}",
@@ -120,7 +125,7 @@ fn defaults() {
         "state_dir = /var/lib/giftd
          telegram.api_id = 12345
          telegram.api_hash = [redacted]
-         telegram.session_file = /var/lib/giftd/deposit.session
+         account.deposit.session_file = /var/lib/giftd/deposit.session
          telegram.poll_interval = 5s
          telegram.reconcile_interval = 10m
          telegram.updates = true
@@ -166,7 +171,7 @@ fn every_key_from_the_file() {
         level = "giftd=debug,warn"
         "#,
         &[],
-        "telegram.session_file = /srv/dep.session
+        "account.deposit.session_file = /srv/dep.session
          telegram.poll_interval = 2s
          telegram.reconcile_interval = 90m
          telegram.updates = false
@@ -188,7 +193,7 @@ fn paths_are_relative_to_the_state_dir() {
         &format!("{MINIMAL}[store]\nstate_dir = \"state\"\nsqlite_path = \"db/g.sqlite3\"\n"),
         &[],
         "state_dir = state
-         telegram.session_file = state/deposit.session
+         account.deposit.session_file = state/deposit.session
          store = sqlite state/db/g.sqlite3",
     );
     check(
@@ -611,4 +616,97 @@ fn example_config_parses_and_documents_every_key() {
         );
     }
     assert!(text.contains(SUPABASE_KEY_ALIAS));
+}
+
+#[test]
+fn several_deposit_accounts_each_with_a_session_file() {
+    let two = "[store]\nstate_dir = \"/srv/giftd\"\n\
+               [account.main]\n\
+               [account.spare-2]\nsession_file = \"/keys/spare.session\"\n";
+    check(
+        &format!("{MINIMAL}{two}"),
+        &[],
+        "account.main.session_file = /srv/giftd/main.session
+         account.spare-2.session_file = /keys/spare.session",
+    );
+    let c = Config::parse_str(&format!("{MINIMAL}{two}"), "config.toml", &|_| None).unwrap();
+    let names: Vec<&str> = c.accounts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["main", "spare-2"], "in the file's order");
+    assert_eq!(c.account(Some("spare-2")).unwrap().name, "spare-2");
+    assert_eq!(
+        c.account(None).unwrap_err(),
+        "several deposit accounts are configured (main, spare-2): choose one with --account NAME"
+    );
+    assert_eq!(
+        c.account(Some("mian")).unwrap_err(),
+        "no deposit account \"mian\" in config.toml: the configured ones are main, spare-2"
+    );
+    // Without [account.NAME] sections: today's file, one account named `deposit`.
+    let one = Config::parse_str(MINIMAL, "config.toml", &|_| None).unwrap();
+    assert_eq!(one.accounts.len(), 1);
+    assert_eq!(one.account(None).unwrap().name, "deposit");
+    assert_eq!(one.account(Some("deposit")).unwrap().name, "deposit");
+}
+
+#[test]
+fn bad_account_sections_name_the_key() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[account.Main]\n",
+            "account.Main (config.toml line 4): invalid account name \"Main\": use 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter or a digit",
+        ),
+        (
+            "[account.\"a b\"]\n",
+            "account.a b (config.toml line 4): invalid account name \"a b\": use 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter or a digit",
+        ),
+        (
+            "[account.a]\nsesion_file = \"x\"\n",
+            "account.a.sesion_file (config.toml line 5): unknown key; did you mean `account.a.session_file`?",
+        ),
+        (
+            "[account.a]\nsession_file = 1\n",
+            "account.a.session_file (config.toml line 5): expected a string, found integer",
+        ),
+        (
+            "[account]\na = 1\n",
+            "account.a (config.toml line 5): expected a table [account.a] holding the account's session_file, found integer",
+        ),
+        (
+            "[[account]]\nsession_file = \"x\"\n",
+            "account (config.toml line 4): expected tables [account.NAME], one per deposit account, found array of tables",
+        ),
+        (
+            "[account]\n",
+            "account: lists no account: add one [account.NAME] section with its session_file per deposit account, or remove [account] to use telegram.session_file",
+        ),
+        (
+            "[account.a]\nsession_file = \"same.session\"\n[account.b]\nsession_file = \"same.session\"\n",
+            "account.b.session_file (config.toml line 7): is /var/lib/giftd/same.session, the session file of account \"a\" too: each deposit account needs its own (run `giftd login --account b` to create it)",
+        ),
+        (
+            "[account.a]\n[account.b]\nsession_file = \"a.session\"\n",
+            "account.b.session_file (config.toml line 6): is /var/lib/giftd/a.session, the session file of account \"a\" too: each deposit account needs its own (run `giftd login --account b` to create it)",
+        ),
+    ];
+    for (text, want) in cases {
+        check(&format!("{MINIMAL}{text}"), &[], &format!("error: {want}"));
+    }
+    // A name given twice is a TOML error, reported with its line.
+    check(
+        &format!("{MINIMAL}[account.a]\n[account.a]\n"),
+        &[],
+        "error: config.toml line 5: invalid TOML: invalid table header\nduplicate key `a` in table `account`",
+    );
+    // The one-account key and account sections together: ambiguous, refused.
+    check(
+        "[telegram]\napi_id = 1\napi_hash = \"h\"\nsession_file = \"x.session\"\n[account.a]\n",
+        &[],
+        "error: telegram.session_file (config.toml line 4): is set together with [account.NAME] sections: give each account its own session_file in its section and remove this one",
+    );
+    // A misspelt section still suggests [account].
+    check(
+        &format!("{MINIMAL}[acount.a]\n"),
+        &[],
+        "error: acount (config.toml line 4): unknown section; did you mean `[account]`?",
+    );
 }

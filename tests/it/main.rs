@@ -1,3 +1,4 @@
+mod accounts;
 mod cli;
 mod daemon;
 mod login;

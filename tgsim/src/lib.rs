@@ -288,6 +288,12 @@ impl Sim {
         self.shared.world().new_key(account)
     }
 
+    /// Terminates every session of `account` from "another device": its keys answer 401
+    /// `SESSION_REVOKED` from now on. Returns how many keys it had.
+    pub fn revoke_sessions(&self, account: i64) -> usize {
+        self.shared.world().revoke_sessions(account)
+    }
+
     /// An existing account by username, with a fresh signed-in key.
     pub fn account(&self, username: &str) -> Result<Account, SimError> {
         let mut w = self.shared.world();

@@ -157,6 +157,12 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
     }
     let me = match w.key_account(ctx.key_id) {
         Some(me) => me,
+        None if w.key_revoked(ctx.key_id) => {
+            return Err(RpcErr {
+                code: 401,
+                message: "SESSION_REVOKED".into(),
+            });
+        }
         None if allowed_unauthorised(id) => 0,
         None => {
             return Err(RpcErr {

@@ -501,6 +501,9 @@ pub struct KeyEntry {
     pub account: Option<i64>,
     /// An account whose password must still be checked for this key.
     pending_2fa: Option<i64>,
+    /// The account signed out this key from another device ("terminate all other sessions",
+    /// `auth.resetAuthorizations`): every call answers 401 `SESSION_REVOKED`.
+    pub revoked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -807,6 +810,7 @@ impl World {
                 key,
                 account,
                 pending_2fa: None,
+                revoked: false,
             },
         );
         data
@@ -2830,6 +2834,27 @@ impl World {
         Ok(id)
     }
 
+    /// Terminates every session of `account`, as the account does from another device
+    /// (`auth.resetAuthorizations`, "terminate all other sessions"): each of its keys is
+    /// signed out and its calls answer 401 `SESSION_REVOKED`. Returns how many keys.
+    pub fn revoke_sessions(&mut self, account: i64) -> usize {
+        let mut n = 0;
+        for k in self.keys.values_mut() {
+            if k.account == Some(account) {
+                k.account = None;
+                k.pending_2fa = None;
+                k.revoked = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Whether a key's sessions were terminated ([`World::revoke_sessions`]).
+    pub fn key_revoked(&self, id: u64) -> bool {
+        self.keys.get(&id).is_some_and(|k| k.revoked)
+    }
+
     /// `auth.logOut`: the key stays known but is no longer signed in.
     pub fn log_out(&mut self, key_id: u64) {
         if let Some(k) = self.keys.get_mut(&key_id) {
@@ -3058,6 +3083,7 @@ impl World {
                     key,
                     account,
                     pending_2fa: None,
+                    revoked: false,
                 },
             );
         }
