@@ -1,5 +1,6 @@
 mod cli;
 mod daemon;
+mod lease_contract;
 mod login;
 mod store_contract;
 mod support;
