@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Mutex as AsyncMutex, Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,6 +28,7 @@ use crate::detector::{Detector, GiftEvent, ObservedGift};
 use crate::gift::{Item, ItemKey, Owner, Status, UserId, UserInfo};
 use crate::health::{self, AccountState, DetectionLabels, Health};
 use crate::inventory::Inventory;
+use crate::lease::{Epochs, Keeper, LeaseHandle, LeaseState};
 use crate::mirror::{self, Change, MirrorHandle};
 use crate::store::{self, StoreError, SyncLog};
 use crate::telegram::{self, ConnectOptions, GiftUpdates, Telegram, TelegramError};
@@ -99,6 +100,9 @@ pub struct Daemon {
     commits: broadcast::Sender<mirror::Committed>,
     /// Wakes the withdrawal worker when this process creates a request.
     withdrawals_wake: Arc<Notify>,
+    /// Whether the companion bot may run in this instance: true while it holds the `bot`
+    /// lease (always, without leases). The bot starts and stops with it.
+    bot_active: watch::Sender<bool>,
 }
 
 impl Default for Daemon {
@@ -115,7 +119,15 @@ impl Daemon {
             notices: broadcast::channel(4096).0,
             commits: broadcast::channel(4096).0,
             withdrawals_wake: Arc::new(Notify::new()),
+            bot_active: watch::channel(false).0,
         }
+    }
+
+    /// The bot's hook: true while this instance may run the companion bot (it holds the `bot`
+    /// lease, or leases are off), false otherwise; the bot runs only while it is true and
+    /// stops when it turns false. Only one instance sharing a store sees true at a time.
+    pub fn bot_active(&self) -> watch::Receiver<bool> {
+        self.bot_active.subscribe()
     }
 
     pub fn health(&self) -> &Arc<Health> {
@@ -161,13 +173,35 @@ impl Daemon {
             self.health.add_account(&account.name);
         }
 
+        // Leases when several instances may share the store (Supabase); the embedded store is
+        // one daemon's alone (an OS lock), so its writes stay unfenced.
+        let leases =
+            matches!(config.store, crate::config::StoreConfig::Supabase(_)).then_some(config.lease);
+        let epochs = if leases.is_some() {
+            Epochs::leased()
+        } else {
+            Epochs::unfenced()
+        };
+        let holder = crate::lease::instance_id();
+        let keepers: Arc<AsyncMutex<Vec<LeaseHandle>>> = Arc::default();
+        if let Some(times) = leases {
+            tracing::info!(
+                instance = holder,
+                ttl_ms = times.ttl.as_millis() as u64,
+                renew_ms = times.renew_every.as_millis() as u64,
+                "leases on: each deposit account is served by the instance holding its lease"
+            );
+        }
+        self.start_bot_lease(config, &store, leases, &holder, &keepers, &intake)
+            .await;
+
         let (mirror, mirror_task) = mirror::channel(
             Arc::clone(&store),
             config.mirror.clone(),
             Arc::clone(&self.health),
             self.commits.clone(),
         );
-        let mirror_join = tokio::spawn(mirror_task.run());
+        let mirror_join = tokio::spawn(mirror_task.with_epochs(epochs.clone()).run());
 
         let (events_tx, mut events) = mpsc::channel::<AccountEvent>(64);
         let shared = Arc::new(Shared {
@@ -180,6 +214,10 @@ impl Daemon {
             mirror,
             withdrawals_wake: Arc::clone(&self.withdrawals_wake),
             events: events_tx,
+            leases,
+            epochs,
+            holder,
+            keepers: Arc::clone(&keepers),
         });
         self.health
             .set_status("connecting the deposit accounts to telegram");
@@ -212,6 +250,22 @@ impl Daemon {
         drop(shared);
         drop(events);
         let flushed = tokio::time::timeout_at(deadline, mirror_join).await.is_ok();
+        // Only now, with every change written, another instance may take the accounts over:
+        // releasing ends the terms in the store at once instead of after the TTL.
+        let _ = self.bot_active.send(false);
+        for keeper in std::mem::take(&mut *keepers.lock().await) {
+            let name = keeper.name().to_owned();
+            match tokio::time::timeout(Duration::from_secs(5), keeper.release()).await {
+                Ok(Ok(true)) => {
+                    tracing::info!(lease = name, "lease released for a quick take-over")
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(lease = name, error = %e, "could not release; it expires by itself")
+                }
+                Err(_) => tracing::warn!(lease = name, "release timed out; it expires by itself"),
+            }
+        }
         health_stop.cancel();
         let _ = health_task.await;
         match (result, flushed) {
@@ -246,7 +300,7 @@ impl Daemon {
             };
             match event {
                 AccountEvent::Fatal(e) => return Err(e),
-                AccountEvent::Up { name } => {
+                AccountEvent::Up { name } | AccountEvent::Standby { name } => {
                     lost.retain(|(n, _)| *n != name);
                     reported.insert(name);
                 }
@@ -289,6 +343,52 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Starts the `bot` lease's keeper when a bot is configured and leases are on, and keeps
+    /// [`Daemon::bot_active`] following it; without leases the bot may always run.
+    async fn start_bot_lease(
+        &self,
+        config: &Config,
+        store: &Arc<dyn store::Store>,
+        leases: Option<crate::lease::LeaseTimes>,
+        holder: &str,
+        keepers: &Arc<AsyncMutex<Vec<LeaseHandle>>>,
+        intake: &CancellationToken,
+    ) {
+        let Some(times) = leases else {
+            let _ = self.bot_active.send(config.bot.is_some());
+            return;
+        };
+        if config.bot.is_none() {
+            return;
+        }
+        let keeper = Keeper::new(
+            Arc::clone(store),
+            crate::store::BOT_LEASE,
+            holder.to_owned(),
+            times,
+        )
+        .spawn(intake.clone());
+        let mut watch = keeper.watch();
+        keepers.lock().await.push(keeper);
+        let active = self.bot_active.clone();
+        let cancel = intake.clone();
+        tokio::spawn(async move {
+            loop {
+                let held = watch.borrow_and_update().epoch().is_some();
+                if *active.borrow() != held {
+                    tracing::info!(held, "the bot lease");
+                    let _ = active.send(held);
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    changed = watch.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+    }
+}
+
 /// What every account's task shares with the daemon.
 #[derive(Debug)]
 struct Shared {
@@ -303,6 +403,14 @@ struct Shared {
     mirror: MirrorHandle,
     withdrawals_wake: Arc<Notify>,
     events: mpsc::Sender<AccountEvent>,
+    /// Lease times when leases are on (the Supabase store), `None` for the embedded store.
+    leases: Option<crate::lease::LeaseTimes>,
+    /// Each account's epoch while this instance holds it; the mirror and the workers read it.
+    epochs: Epochs,
+    /// This instance's id in the lease rows.
+    holder: String,
+    /// Every keeper this instance runs, released at shutdown after the mirror's flush.
+    keepers: Arc<AsyncMutex<Vec<LeaseHandle>>>,
 }
 
 /// What an account's task tells the daemon.
@@ -310,6 +418,8 @@ struct Shared {
 enum AccountEvent {
     /// The account is served (after its start-up reconciliation).
     Up { name: String },
+    /// Another instance holds the account's lease; this one waits.
+    Standby { name: String },
     /// The account stopped being served; its task retries.
     Down { name: String, error: AppError },
     /// Something no account can work around (the host clock): the daemon stops.
@@ -321,47 +431,182 @@ const RETRY_MIN: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Serves one deposit account until `cancel`, reconnecting with backoff after a failure; the
-/// others are not affected by its failures.
+/// others are not affected by its failures. With leases it first learns the account's
+/// Telegram id (its lease is named by it), keeps the account's lease, and serves only while
+/// holding it: when the lease is lost the account's intake and worker stop at once (the epochs
+/// the mirror and the worker write with are cleared first) and its items leave this instance's
+/// inventory, so a later term starts again from the store.
 async fn run_account(shared: Arc<Shared>, account: AccountConfig, cancel: CancellationToken) {
     let name = account.name.clone();
     let mut delay = RETRY_MIN;
+    let mut lease: Option<watch::Receiver<LeaseState>> = None;
+    let mut id: Option<UserId> = None;
+    let mut first_answer_seen = false;
     loop {
-        shared
-            .health
-            .set_account(&name, None, AccountState::Starting);
-        let error = match serve_account(&shared, &account, &cancel).await {
-            Ok(()) => return,
-            Err(_) if cancel.is_cancelled() => return,
-            Err(e @ AppError::Telegram(TelegramError::ClockAhead { .. })) => {
-                let _ = shared.events.send(AccountEvent::Fatal(e)).await;
-                return;
+        if let Some(times) = shared.leases {
+            let known = match id {
+                Some(id) => Ok(id),
+                None => account_id(&shared, &account, &cancel).await,
+            };
+            match known {
+                Ok(known) => {
+                    if id.is_none() {
+                        id = Some(known);
+                        shared.health.watch_account(known);
+                        let keeper = Keeper::for_account(
+                            Arc::clone(&shared.store),
+                            known,
+                            shared.holder.clone(),
+                            times,
+                            &shared.epochs,
+                        )
+                        .spawn(cancel.clone());
+                        lease = Some(keeper.watch());
+                        shared.keepers.lock().await.push(keeper);
+                    }
+                }
+                Err(e) => {
+                    if account_failed(&shared, &name, e, &mut delay, &cancel).await {
+                        return;
+                    }
+                    continue;
+                }
             }
+        }
+        // Standby until this instance holds the account's lease. A new keeper's first answer
+        // is awaited first, so a free lease is not reported as standby for a moment.
+        if let (Some(watch), Some(times)) = (lease.as_mut(), shared.leases)
+            && !first_answer_seen
+        {
+            first_answer_seen = true;
+            if watch.borrow().epoch().is_none() {
+                let _ = tokio::time::timeout(times.ttl, watch.changed()).await;
+            }
+        }
+        if let Some(watch) = lease.as_mut()
+            && watch.borrow().epoch().is_none()
+        {
+            shared.health.set_account(&name, id, AccountState::Standby);
+            let _ = shared
+                .events
+                .send(AccountEvent::Standby { name: name.clone() })
+                .await;
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                held = watch.wait_for(|s| s.epoch().is_some()) => {
+                    if held.is_err() {
+                        return; // the keeper ended: shutting down
+                    }
+                }
+            }
+            tracing::info!(account = name, "took the account's lease; serving it");
+        }
+        shared.health.set_account(&name, id, AccountState::Starting);
+        let session = cancel.child_token();
+        let lost = lease.clone().map(|mut watch| {
+            let session = session.clone();
+            tokio::spawn(async move {
+                let _ = watch.wait_for(|s| s.epoch().is_none()).await;
+                session.cancel();
+            })
+        });
+        let result = serve_account(&shared, &account, &session).await;
+        if let Some(lost) = lost {
+            lost.abort();
+        }
+        if cancel.is_cancelled() {
+            return;
+        }
+        if session.is_cancelled() {
+            // The lease went to another instance (or could not be renewed in time).
+            let forgot = id.map_or(0, |id| shared.inventory.forget_account(id));
+            tracing::warn!(
+                account = name,
+                items_forgotten = forgot,
+                "lost the account's lease: stopped its intake and withdrawals; standing by"
+            );
+            delay = RETRY_MIN;
+            continue;
+        }
+        let error = match result {
+            Ok(()) => continue,
             Err(e) => e,
         };
-        let mut why = error.to_string();
-        if shared.several {
-            why = why.replace(
-                "run `giftd login`",
-                &format!("run `giftd login --account {name}`"),
-            );
+        if account_failed(&shared, &name, error, &mut delay, &cancel).await {
+            return;
         }
-        let why = format!("{why} (retrying in {} s)", delay.as_secs());
-        shared
-            .health
-            .set_account(&name, None, AccountState::Down(why));
-        let _ = shared
-            .events
-            .send(AccountEvent::Down {
-                name: name.clone(),
-                error,
-            })
-            .await;
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(RETRY_MAX);
     }
+}
+
+/// Records an account's failure (down, with what to do), tells the daemon, and waits before the
+/// next try. Returns true when the task should end (shutdown, or a fatal error for the daemon).
+async fn account_failed(
+    shared: &Shared,
+    name: &str,
+    error: AppError,
+    delay: &mut Duration,
+    cancel: &CancellationToken,
+) -> bool {
+    if cancel.is_cancelled() {
+        return true;
+    }
+    if let AppError::Telegram(TelegramError::ClockAhead { .. }) = &error {
+        let _ = shared.events.send(AccountEvent::Fatal(error)).await;
+        return true;
+    }
+    let mut why = error.to_string();
+    if shared.several {
+        why = why.replace(
+            "run `giftd login`",
+            &format!("run `giftd login --account {name}`"),
+        );
+    }
+    let why = format!("{why} (retrying in {} s)", delay.as_secs());
+    shared
+        .health
+        .set_account(name, None, AccountState::Down(why));
+    let _ = shared
+        .events
+        .send(AccountEvent::Down {
+            name: name.to_owned(),
+            error,
+        })
+        .await;
+    tokio::select! {
+        () = cancel.cancelled() => return true,
+        () = tokio::time::sleep(*delay) => {}
+    }
+    *delay = (*delay * 2).min(RETRY_MAX);
+    false
+}
+
+/// The account's Telegram user id, which names its lease: a short connection without the
+/// update stream, closed at once (the holder connects for real when it takes the lease).
+async fn account_id(
+    shared: &Shared,
+    account: &AccountConfig,
+    cancel: &CancellationToken,
+) -> Result<UserId, AppError> {
+    let opts = ConnectOptions {
+        session_file: account.session_file.clone(),
+        api_id: shared.config.telegram.api_id,
+        api_hash: shared.config.telegram.api_hash.clone(),
+        flood_wait_max: shared.config.telegram.flood_wait_max,
+        updates: false,
+        update_buffer: shared.config.telegram.update_buffer,
+        health: Arc::clone(&shared.health),
+    };
+    let conn = Telegram::connect(&opts, cancel.child_token()).await?;
+    let id = conn.telegram.self_id();
+    conn.telegram.disconnect();
+    let mut runner = conn.runner;
+    if tokio::time::timeout(Duration::from_secs(2), &mut runner)
+        .await
+        .is_err()
+    {
+        runner.abort();
+    }
+    Ok(id)
 }
 
 /// One connection's life for an account: connect, load, reconcile, serve until `cancel` (Ok)
@@ -497,6 +742,7 @@ async fn run_session(
         id: crate::withdraw::worker::Worker::id_for(id),
         wake: Arc::clone(&shared.withdrawals_wake),
         health: Arc::clone(&shared.health),
+        epochs: shared.epochs.clone(),
     };
     tracker.spawn(worker.run(session.child_token()));
     tracker.spawn(account_check(

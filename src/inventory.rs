@@ -199,6 +199,29 @@ impl Inventory {
         }
     }
 
+    /// Forgets every item of deposit account `account`, held or not: when this instance stops
+    /// serving the account (its lease went to another instance), so a later term starts again
+    /// from the store instead of from what this view last saw. Returns how many were dropped.
+    pub fn forget_account(&self, account: UserId) -> usize {
+        let keys: Vec<ItemKey> = self
+            .items
+            .iter()
+            .filter(|e| e.key().account_id == account)
+            .map(|e| *e.key())
+            .collect();
+        let mut dropped = 0;
+        for key in keys {
+            if let Some((key, slot)) = self.items.remove(&key) {
+                let item = slot.unpack(key);
+                if item.status.is_held() {
+                    self.unindex(item.owner, key, item.stars);
+                }
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     /// One owner's held items, oldest deposit first. Costs one lookup per item of that owner.
     pub fn owner_items(&self, owner: Owner) -> Vec<Item> {
         let keys: Vec<ItemKey> = match self.by_owner.get(&owner) {
@@ -484,6 +507,31 @@ mod tests {
     }
 
     use Op::*;
+
+    #[test]
+    fn forgetting_an_account_leaves_the_others() {
+        let inv = Inventory::new();
+        inv.insert(item(1, Some(7), 10));
+        inv.insert(item(2, Some(8), 5));
+        let other = Item {
+            key: ItemKey::new(ACCOUNT + 1, 1),
+            ..item(1, Some(7), 3)
+        };
+        inv.insert(other.clone());
+        inv.apply(key(2), Status::Converted, 1).unwrap();
+        assert_eq!(inv.forget_account(ACCOUNT), 2, "held and terminal alike");
+        assert_eq!(inv.get(key(1)), None);
+        assert_eq!(inv.get(other.key), Some(other));
+        assert_eq!(
+            inv.owner_stats(Owner::User(7)),
+            OwnerStats { items: 1, stars: 3 }
+        );
+        assert_eq!(inv.owner_count(), 1, "owner 8's empty index is gone");
+        assert!(
+            inv.insert(item(1, Some(7), 10)),
+            "a later term loads it again"
+        );
+    }
 
     #[test]
     fn inserting_twice_credits_once() {

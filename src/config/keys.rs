@@ -152,6 +152,8 @@ pub const KEYS: &[KeySpec] = {
             String,
             "GIFTD_WITHDRAW_POLL_INTERVAL",
         ),
+        key("lease", "ttl", String, "GIFTD_LEASE_TTL"),
+        key("lease", "renew_every", String, "GIFTD_LEASE_RENEW_EVERY"),
         key("health", "listen", String, "GIFTD_HEALTH_LISTEN"),
         key("log", "format", String, "GIFTD_LOG_FORMAT"),
         key("log", "level", String, "GIFTD_LOG_LEVEL"),

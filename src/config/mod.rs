@@ -64,6 +64,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub mirror: MirrorConfig,
     pub withdraw: WithdrawConfig,
+    /// Account and bot leases, used with the Supabase store (several instances may share it).
+    pub lease: crate::lease::LeaseTimes,
     pub health: HealthConfig,
     pub log: LogConfig,
     /// Things that are allowed but probably not what the operator meant (a Supabase key in the

@@ -129,6 +129,31 @@ impl Config {
             )
             .unwrap_or_else(|| LogConfig::default().level);
 
+        let defaults = crate::lease::LeaseTimes::default();
+        let ttl = r.duration_at_least("lease.ttl", defaults.ttl, Duration::from_millis(200));
+        let renew_every = r.duration_at_least(
+            "lease.renew_every",
+            defaults.renew_every,
+            Duration::from_millis(10),
+        );
+        let lease = match crate::lease::LeaseTimes::new(ttl, renew_every) {
+            Ok(times) => times,
+            Err(e) => {
+                r.problem(
+                    if raw.values.contains_key("lease.renew_every") {
+                        "lease.renew_every"
+                    } else {
+                        "lease.ttl"
+                    },
+                    format!(
+                        "{e}: keep lease.renew_every under half of lease.ttl (defaults 5s and \
+                         15s)"
+                    ),
+                );
+                defaults
+            }
+        };
+
         let Resolver { problems, .. } = r;
         match (api_id, api_hash, store) {
             (Some(api_id), Some(api_hash), Some(store)) if problems.is_empty() => Ok(Config {
@@ -149,6 +174,7 @@ impl Config {
                 store,
                 mirror,
                 withdraw,
+                lease,
                 health: HealthConfig { listen },
                 log: LogConfig { format, level },
                 warnings,

@@ -141,9 +141,8 @@ async fn assert_credited(w: &World, account: i64, expected: &BTreeMap<i32, i64>)
 /// account that received them; when one account's sessions are terminated from another
 /// device, the other keeps crediting, `/readyz` names the broken one and what to do, and the
 /// daemon keeps running.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting() {
-    let w = World::new(Backend::sqlite(), 2).await;
+async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting(backend: Backend) {
+    let w = World::new(backend, 2).await;
     let alpha = w.deposit.clone();
     let beta = second_deposit(&w);
     let (a_session, b_session) = (
@@ -258,6 +257,17 @@ async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting() {
         .expect("giftd stops within its shutdown deadline")
         .expect("daemon task did not panic");
     result.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting_embedded() {
+    two_deposit_accounts_one_revoked_the_other_keeps_crediting(Backend::sqlite()).await;
+}
+
+/// The same on PostgreSQL, where the instance serves each account under its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting_supabase() {
+    two_deposit_accounts_one_revoked_the_other_keeps_crediting(Backend::supabase()).await;
 }
 
 /// An account whose Telegram cannot be reached at start (its session points at a data centre
