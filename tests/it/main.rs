@@ -1,6 +1,7 @@
 mod cli;
 mod daemon;
 mod lease_contract;
+mod lease_keeper;
 mod login;
 mod sqlite_lock;
 mod store_contract;
