@@ -385,15 +385,36 @@ impl Keeper {
     /// lease it does not hold; a held lease is still renewed until the caller, having flushed,
     /// releases it.
     pub fn spawn(self, cancel: CancellationToken) -> LeaseHandle {
+        let (handle, task) = self.prepare(cancel);
+        tokio::spawn(task);
+        handle
+    }
+
+    /// [`Keeper::spawn`] on the daemon's `TaskTracker`. The task ends only at
+    /// [`LeaseHandle::release`] or when the handle is dropped: do either before waiting on the
+    /// tracker.
+    pub fn spawn_on(
+        self,
+        tracker: &tokio_util::task::TaskTracker,
+        cancel: CancellationToken,
+    ) -> LeaseHandle {
+        let (handle, task) = self.prepare(cancel);
+        tracker.spawn(task);
+        handle
+    }
+
+    fn prepare(
+        self,
+        cancel: CancellationToken,
+    ) -> (LeaseHandle, impl std::future::Future<Output = ()> + Send) {
         let (state_tx, state_rx) = watch::channel(LeaseState::Standby);
         let (commands_tx, commands_rx) = mpsc::channel(1);
-        let name = self.name.clone();
-        tokio::spawn(self.run(state_tx, commands_rx, cancel));
-        LeaseHandle {
+        let handle = LeaseHandle {
             state: state_rx,
             commands: commands_tx,
-            name,
-        }
+            name: self.name.clone(),
+        };
+        (handle, self.run(state_tx, commands_rx, cancel))
     }
 
     fn publish(&self, tx: &watch::Sender<LeaseState>, state: LeaseState) {

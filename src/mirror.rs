@@ -413,3 +413,141 @@ pub fn to_store_batch<'a>(changes: impl Iterator<Item = &'a Change>) -> ChangeBa
     }
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::gift::{Owner, UniqueInfo};
+    use crate::store::account_lease;
+    use crate::store::sqlite::SqliteStore;
+
+    fn deposit(account: UserId, msg_id: i32) -> Change {
+        Change::Deposit {
+            item: Item {
+                key: ItemKey::new(account, msg_id),
+                owner: Owner::User(7),
+                gift_id: 11,
+                stars: 350,
+                unique: Some(Box::new(UniqueInfo {
+                    collectible_id: i64::from(msg_id),
+                    slug: format!("Pepe-{msg_id}"),
+                    number: msg_id,
+                })),
+                status: Status::Held,
+                received_at: 1_760_000_000,
+                convert_stars: None,
+                transfer_stars: None,
+                can_transfer_at: None,
+                upgraded_from: None,
+            },
+            gift_type: GiftType {
+                gift_id: 11,
+                title: None,
+                stars: 350,
+                unique: true,
+            },
+        }
+    }
+
+    async fn hand_over(store: &Arc<dyn Store>, account: UserId, from: &str, to: &str) -> Epoch {
+        let name = account_lease(account);
+        if let Some(l) = store.lease(&name).await.unwrap() {
+            assert!(l.holder == from);
+            store.release_lease(&name, from, l.epoch).await.unwrap();
+        }
+        store
+            .take_lease(&name, to, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .held()
+            .expect("free after the release")
+            .epoch
+    }
+
+    async fn held_msgs(store: &Arc<dyn Store>, account: UserId) -> Vec<i32> {
+        let items = store.load_items(account).await.unwrap();
+        items.into_iter().map(|i| i.key.msg_id).collect()
+    }
+
+    /// A stale epoch costs one refused write: the account's changes leave the batch, the rest
+    /// is written, nothing is retried for ever, and the account is written again once its
+    /// keeper publishes a new epoch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_account_is_left_out_and_the_rest_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let (x, y) = (1001, 1002);
+        let epochs = Epochs::leased();
+        epochs.set(x, Some(hand_over(&store, x, "", "me").await));
+        epochs.set(y, Some(hand_over(&store, y, "", "me").await));
+        let health = Arc::new(Health::new());
+        let (commits, _) = broadcast::channel(4);
+        let (handle, mirror) = channel(
+            Arc::clone(&store),
+            MirrorConfig::default(),
+            Arc::clone(&health),
+            commits,
+        );
+        let task = tokio::spawn(mirror.with_epochs(epochs.clone()).run());
+
+        // Another instance takes x over; this one has not noticed yet.
+        hand_over(&store, x, "me", "other").await;
+        handle.send(deposit(x, 1)).await.unwrap();
+        handle.send(deposit(y, 1)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(held_msgs(&store, y).await, vec![1]);
+        assert!(held_msgs(&store, x).await.is_empty());
+        let m = &health.metrics;
+        assert_eq!(m.mirror_fenced.load(Ordering::Relaxed), 1);
+        assert_eq!(m.mirror_failures.load(Ordering::Relaxed), 0, "not retried");
+        assert_eq!(handle.backlog(), 0);
+
+        // Still the refused epoch: left out without asking the store again.
+        handle.send(deposit(x, 2)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(m.mirror_fenced.load(Ordering::Relaxed), 2);
+        // The keeper noticed: not held, left out.
+        epochs.set(x, None);
+        handle.send(deposit(x, 3)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(m.mirror_fenced.load(Ordering::Relaxed), 3);
+        assert!(held_msgs(&store, x).await.is_empty());
+
+        // This instance holds x again, in a new term: written.
+        epochs.set(x, Some(hand_over(&store, x, "other", "me").await));
+        handle.send(deposit(x, 4)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(held_msgs(&store, x).await, vec![4]);
+        assert_eq!(m.mirror_fenced.load(Ordering::Relaxed), 3);
+        drop(handle);
+        task.await.unwrap();
+    }
+
+    /// Without leases nothing changes: every change is written unfenced.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_leases_every_change_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let health = Arc::new(Health::new());
+        let (commits, _) = broadcast::channel(4);
+        let (handle, mirror) = channel(
+            Arc::clone(&store),
+            MirrorConfig::default(),
+            Arc::clone(&health),
+            commits,
+        );
+        let task = tokio::spawn(mirror.run());
+        handle.send(deposit(5, 1)).await.unwrap();
+        handle.send(deposit(6, 1)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(held_msgs(&store, 5).await, vec![1]);
+        assert_eq!(held_msgs(&store, 6).await, vec![1]);
+        assert_eq!(health.metrics.mirror_fenced.load(Ordering::Relaxed), 0);
+        drop(handle);
+        task.await.unwrap();
+    }
+}

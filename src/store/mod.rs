@@ -572,6 +572,35 @@ mod tests {
         );
     }
 
+    /// Branches add schema versions side by side, so the list may have gaps (1, 2, 3, 5 until
+    /// 4 is merged): each version names its own migration, a missing one the next above it.
+    #[test]
+    fn migration_versions_may_have_gaps() {
+        for pair in MIGRATION_VERSIONS.windows(2) {
+            assert!(pair[0] < pair[1], "{MIGRATION_VERSIONS:?}");
+        }
+        for (i, &v) in MIGRATION_VERSIONS.iter().enumerate() {
+            assert_eq!(migration_for(v), MIGRATIONS[i].0);
+            assert!(
+                MIGRATIONS[i].1.contains(&format!(
+                    "values ({v}, '{}",
+                    MIGRATIONS[i].0.trim_end_matches(".sql")
+                )),
+                "{} sets version {v}",
+                MIGRATIONS[i].0
+            );
+        }
+        for missing in 1..SCHEMA_VERSION {
+            if !MIGRATION_VERSIONS.contains(&missing) {
+                let next = MIGRATION_VERSIONS
+                    .iter()
+                    .position(|&v| v > missing)
+                    .unwrap();
+                assert_eq!(migration_for(missing), MIGRATIONS[next].0);
+            }
+        }
+    }
+
     #[test]
     fn version_check_names_the_migration() {
         assert_eq!(

@@ -1817,6 +1817,62 @@ mod tests {
         assert_eq!(reopened.load_items(1).await.unwrap(), vec![item]);
     }
 
+    /// A file of the version before leases is upgraded when opened: the leases table and the
+    /// requests' epoch column arrive, and nothing assumes the versions in between exist.
+    #[tokio::test]
+    async fn a_version_3_file_is_upgraded_to_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("giftd.sqlite3");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .run(|conn| async move {
+                conn.execute_batch(
+                    "DROP TABLE leases; UPDATE schema_version SET version = 3;
+                     ALTER TABLE withdrawals DROP COLUMN epoch;",
+                )
+                .await
+                .map_err(sql_err)
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), 3);
+        drop(store);
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.check_schema().await.unwrap(), SCHEMA_VERSION);
+        let taken = store
+            .take_lease("account:1", "me", Duration::from_secs(15))
+            .await
+            .unwrap();
+        assert_eq!(taken.held().map(|l| l.epoch), Some(1));
+        assert_eq!(
+            store
+                .claim_withdrawal(1, "w", Duration::from_secs(60), Some(1))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    /// The daemon's lock: a second exclusive open of the file is refused (flock locks differ
+    /// between open files even in one process), a shared open is not, and dropping the store
+    /// lets the next daemon in.
+    #[tokio::test]
+    async fn one_exclusive_open_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("giftd.sqlite3");
+        let daemon = SqliteStore::open_exclusive(&path).await.unwrap();
+        let err = SqliteStore::open_exclusive(&path).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InUse { pid: Some(p), .. } if *p == std::process::id()),
+            "{err}"
+        );
+        let beside = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(beside.check_schema().await.unwrap(), SCHEMA_VERSION);
+        drop(daemon);
+        let next = SqliteStore::open_exclusive(&path).await.unwrap();
+        drop(next);
+    }
+
     #[test]
     fn busy_and_disk_errors_are_retryable() {
         let busy = sql_err(libsql::Error::SqliteFailure(5, "database is locked".into()));

@@ -535,6 +535,24 @@ impl Worker {
 
         fail::fail_point!("withdraw-after-sending", |_| std::process::abort());
 
+        // The term may have ended by this instance's clock since the pass began: then it does
+        // not act. A lost lease is `unknown` like any other interruption after `sending` (the
+        // design's rule): the settle delay passes and a look at Telegram finds the gift still
+        // in the account. If even that write is refused, the next holder does the same.
+        if self.epoch() != Some(epoch) {
+            tracing::warn!("not sending: this instance no longer holds the account's lease");
+            return self
+                .apply(
+                    WithdrawalMove::unknown(
+                        &sending,
+                        "the instance sending it lost the deposit account's lease before the \
+                         call",
+                    ),
+                    epoch,
+                )
+                .await;
+        }
+
         // 3. The one call.
         let timeout = self.config.call_timeout;
         let answer = match (quote, form_id) {

@@ -499,3 +499,61 @@ async fn concurrent_takers_only_one_wins(backend: Backend) {
         assert_eq!((holder.as_str(), epoch), (winners[0].as_str(), 1));
     }
 }
+
+/// Leases are giftd's alone: neither anon nor a player may read the table or call the lease
+/// functions (PostgreSQL only: the embedded store has no API).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supabase_players_and_anon_cannot_touch_leases() {
+    use crate::support::{env, mint_jwt};
+    let store = Backend::supabase().open().await;
+    let name = fresh_name();
+    let lease = held(store.take_lease(&name, "giftd", TTL).await.unwrap());
+    let player = mint_jwt(serde_json::json!({ "role": "authenticated", "telegram_id": "42" }));
+    let anon = env("GIFTD_TEST_ANON_KEY");
+    let client = reqwest::Client::new();
+    let base = env("GIFTD_TEST_REST_URL");
+    for bearer in [&anon, &player] {
+        let read = client
+            .get(format!("{base}/leases"))
+            .header("apikey", &anon)
+            .bearer_auth(bearer)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .unwrap();
+        let status = read.status().as_u16();
+        let rows: serde_json::Value = read.json().await.unwrap_or(serde_json::Value::Null);
+        assert!(
+            status >= 400 || rows.as_array().is_some_and(Vec::is_empty),
+            "read leases: {status} {rows}"
+        );
+        for (function, args) in [
+            (
+                "giftd_take_lease",
+                serde_json::json!({ "p_name": name, "p_holder": "thief", "p_ttl_ms": 60_000 }),
+            ),
+            (
+                "giftd_release_lease",
+                serde_json::json!({ "p_name": name, "p_holder": "giftd", "p_epoch": lease.epoch }),
+            ),
+        ] {
+            let call = client
+                .post(format!("{base}/rpc/{function}"))
+                .header("apikey", &anon)
+                .bearer_auth(bearer)
+                .json(&args)
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                call.status().as_u16() >= 400,
+                "{function}: {}",
+                call.status()
+            );
+        }
+    }
+    let after = store.lease(&name).await.unwrap().unwrap();
+    assert_eq!((after.holder.as_str(), after.epoch), ("giftd", lease.epoch));
+    assert!(after.is_live(), "nobody released it");
+}

@@ -2,6 +2,7 @@ mod accounts;
 mod cli;
 mod daemon;
 mod lease_contract;
+mod lease_keeper;
 mod login;
 mod sqlite_lock;
 mod store_contract;
