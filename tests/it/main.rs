@@ -1,6 +1,7 @@
 mod accounts;
 mod cli;
 mod daemon;
+mod failover;
 mod lease_contract;
 mod lease_keeper;
 mod login;

@@ -1,0 +1,528 @@
+//! Several `giftd run` processes on one PostgreSQL store (through the PostgREST-compatible
+//! server) and one simulated Telegram with two deposit accounts: each account is served by the
+//! instance holding its lease, and whatever happens to that instance (kill -9, SIGSTOP past its
+//! lease, its database connection cut) every gift is credited once and every withdrawal is sent
+//! once. Leases are short here (1.5 s, renewed every 0.5 s) so take-overs are quick.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use giftd::gift::{ItemKey, LedgerKind};
+use giftd::store::Store;
+use giftd::withdraw::machine::RequestState;
+use tgsim::{Account, SendGift, SendUniqueGift};
+
+use crate::accounts::{free_port, http_get, second_deposit, write_session};
+use crate::daemon::World;
+use crate::support::Backend;
+
+/// Lease times of the tests: a dead holder is replaced within about two seconds.
+const LEASE: &str = "[lease]\nttl = \"1500ms\"\nrenew_every = \"500ms\"\n";
+
+/// One `giftd run` process.
+pub(crate) struct Instance {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) log: PathBuf,
+}
+
+impl Instance {
+    /// Starts `giftd run` with `config` (written to `dir/instance-<n>.toml`).
+    pub(crate) fn start(dir: &Path, n: usize, config: &str, port: u16) -> Instance {
+        let path = dir.join(format!("instance-{n}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let log = dir.join(format!("instance-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_giftd"))
+            .arg("--config")
+            .arg(&path)
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("giftd starts");
+        Instance { child, port, log }
+    }
+
+    /// The accounts this instance serves now (`/readyz` says `serving`).
+    pub(crate) async fn serving(&self) -> Vec<String> {
+        let Ok(Ok((_, body))) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::spawn(http_get_lenient(self.port, "/readyz")),
+        )
+        .await
+        else {
+            return Vec::new();
+        };
+        body.lines()
+            .filter(|l| l.ends_with(": serving"))
+            .filter_map(|l| l.strip_prefix("account "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig}");
+    }
+
+    /// kill -9, and reap it.
+    pub(crate) fn kill9(&mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and waits for the exit status (0 expected).
+    pub(crate) async fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "giftd did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // A stopped (SIGSTOP) process ignores SIGKILL until continued; continue it first.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `http_get` that answers (0, "") when nothing listens (an instance killed or stopped).
+async fn http_get_lenient(port: u16, path: &'static str) -> (u16, String) {
+    if tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        return (0, String::new());
+    }
+    http_get(port, path).await
+}
+
+/// Two deposit accounts, three players, and the configuration every instance shares.
+pub(crate) struct Cluster {
+    pub(crate) w: World,
+    pub(crate) alpha: Account,
+    pub(crate) beta: Account,
+    pub(crate) instances: Vec<Instance>,
+    /// Gifts sent: (account, msg id) -> sender.
+    pub(crate) expected: BTreeMap<(i64, i32), i64>,
+    next: usize,
+}
+
+impl Cluster {
+    pub(crate) async fn new(players: usize) -> Cluster {
+        let w = World::new(Backend::supabase(), players).await;
+        let alpha = w.deposit.clone();
+        let beta = second_deposit(&w);
+        Cluster {
+            w,
+            alpha,
+            beta,
+            instances: Vec::new(),
+            expected: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    /// The configuration of instance `n`: its own session files (its own auth keys, as when
+    /// each host logs in), its health port, `rest_url` for the store.
+    pub(crate) async fn config(&self, n: usize, port: u16, rest_url: Option<&str>) -> String {
+        let dir = self.w.dir.path();
+        let a = dir.join(format!("alpha-{n}.session"));
+        let b = dir.join(format!("beta-{n}.session"));
+        if !a.exists() {
+            write_session(&self.w, self.alpha.id, &a).await;
+            write_session(&self.w, self.beta.id, &b).await;
+        }
+        let Backend::Supabase {
+            rest_url: shared,
+            key,
+            ..
+        } = &self.w.backend
+        else {
+            unreachable!("a cluster shares PostgreSQL")
+        };
+        let rest_url = rest_url.unwrap_or(shared);
+        format!(
+            "[telegram]\napi_id = 1\napi_hash = \"test-hash\"\npoll_interval = \"1s\"\n\
+             reconcile_interval = \"10m\"\n\
+             [store]\nstate_dir = \"{}\"\n\
+             [supabase]\nrest_url = \"{rest_url}\"\nservice_role_key = \"{key}\"\n\
+             request_timeout = \"2s\"\n\
+             [mirror]\nbatch_size = 200\n\
+             [withdraw]\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\nlease = \"4s\"\n\
+             poll_interval = \"100ms\"\n\
+             {LEASE}\
+             [health]\nlisten = \"127.0.0.1:{port}\"\n\
+             [log]\nlevel = \"info\"\n\
+             [account.alpha]\nsession_file = \"{}\"\n\
+             [account.beta]\nsession_file = \"{}\"\n",
+            dir.display(),
+            a.display(),
+            b.display()
+        )
+    }
+
+    /// Starts one more instance (or restarts slot `slot`).
+    pub(crate) async fn start(&mut self, slot: Option<usize>, rest_url: Option<&str>) -> usize {
+        let n = slot.unwrap_or(self.instances.len());
+        let port = free_port();
+        let config = self.config(n, port, rest_url).await;
+        let instance = Instance::start(self.w.dir.path(), n, &config, port);
+        if n < self.instances.len() {
+            self.instances[n] = instance;
+        } else {
+            self.instances.push(instance);
+        }
+        n
+    }
+
+    /// Waits until each account is served by exactly one instance; returns who serves it.
+    pub(crate) async fn holders(&self, within: Duration) -> BTreeMap<String, usize> {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut by: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (i, inst) in self.instances.iter().enumerate() {
+                for name in inst.serving().await {
+                    by.entry(name).or_default().push(i);
+                }
+            }
+            let done = ["alpha", "beta"]
+                .iter()
+                .all(|n| by.get(*n).is_some_and(|v| v.len() == 1));
+            if done {
+                return by.into_iter().map(|(k, v)| (k, v[0])).collect();
+            }
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self
+                    .instances
+                    .iter()
+                    .map(|i| {
+                        let t = i.log_text();
+                        t[t.len().saturating_sub(3000)..].to_owned()
+                    })
+                    .collect();
+                panic!(
+                    "accounts not each served by one instance after {within:?}: {by:?}\n{}",
+                    logs.join("\n-----\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends a regular gift from player `p` (round robin) to `to`.
+    pub(crate) fn send(&mut self, to: i64) {
+        let from = self.w.players[self.next % self.w.players.len()].id;
+        self.next += 1;
+        let sent = self
+            .w
+            .sim
+            .send_gift(SendGift {
+                from,
+                to,
+                gift_id: self.w.regular_gift(),
+                hide_name: false,
+                message: None,
+            })
+            .expect("gift sent");
+        self.expected.insert((to, sent.msg_id), from);
+    }
+
+    /// Every gift sent is in the store once, credited to its sender, with one deposit entry.
+    pub(crate) async fn assert_every_gift_credited_once(&self, within: Duration) {
+        let store = self.w.store().await;
+        let deadline = Instant::now() + within;
+        let mut got: BTreeMap<(i64, i32), i64>;
+        loop {
+            got = BTreeMap::new();
+            for account in [self.alpha.id, self.beta.id] {
+                for item in store.load_items(account).await.expect("store readable") {
+                    if let Some(owner) = item.owner.user_id() {
+                        got.insert((account, item.key.msg_id), owner);
+                    }
+                }
+            }
+            if got == self.expected || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let missing: Vec<_> = self
+            .expected
+            .keys()
+            .filter(|k| !got.contains_key(k))
+            .collect();
+        assert!(
+            got == self.expected,
+            "{} of {} gifts missing ({:?}...), {} extra",
+            missing.len(),
+            self.expected.len(),
+            &missing[..missing.len().min(5)],
+            got.len() + missing.len() - self.expected.len()
+        );
+        for &(account, msg_id) in self.expected.keys() {
+            let history = store
+                .item_history(ItemKey::new(account, msg_id))
+                .await
+                .unwrap();
+            let deposits = history
+                .iter()
+                .filter(|e| e.kind == LedgerKind::Deposit)
+                .count();
+            assert_eq!(deposits, 1, "{account}/{msg_id}: {history:?}");
+        }
+    }
+}
+
+/// Three instances; the holder of an account is killed with SIGKILL in the middle of a burst
+/// of gifts, three times (and restarted each time, so three stay up): every gift is credited
+/// once, to its sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_holder_mid_burst_loses_and_doubles_nothing() {
+    let mut c = Cluster::new(3).await;
+    for _ in 0..3 {
+        c.start(None, None).await;
+    }
+    let mut holders = c.holders(Duration::from_secs(60)).await;
+    for round in 0..3 {
+        let victim_name = if round % 2 == 0 { "alpha" } else { "beta" };
+        let victim = holders[victim_name];
+        // A burst to both accounts; the holder dies a third of the way through.
+        for i in 0..60 {
+            let to = if i % 2 == 0 { c.alpha.id } else { c.beta.id };
+            c.send(to);
+            if i == 20 {
+                c.instances[victim].kill9();
+            }
+            if i % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        c.start(Some(victim), None).await;
+        holders = c.holders(Duration::from_secs(60)).await;
+        assert_ne!(
+            holders.get(victim_name),
+            None,
+            "round {round}: {victim_name} has a holder again"
+        );
+    }
+    c.assert_every_gift_credited_once(Duration::from_secs(60))
+        .await;
+    // SIGTERM: each instance stops cleanly.
+    for inst in std::mem::take(&mut c.instances) {
+        let status = inst.terminate().await;
+        assert!(status.success(), "giftd exits 0 on SIGTERM, got {status}");
+    }
+}
+
+/// SIGTERM of a holder hands its accounts over at once (the leases are released after the
+/// mirror's flush), long before the lease would expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_the_leases_after_the_flush() {
+    let mut c = Cluster::new(2).await;
+    c.start(None, None).await;
+    let first = c.holders(Duration::from_secs(60)).await;
+    assert_eq!(first.values().collect::<Vec<_>>(), [&0, &0]);
+    c.start(None, None).await;
+    // The second stands by, healthy.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = http_get_lenient(c.instances[1].port, "/readyz").await;
+        if code == 200
+            && body
+                .matches("standby (another instance serves it; healthy)")
+                .count()
+                == 2
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no standby: {code} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..10 {
+        c.send(c.alpha.id);
+        c.send(c.beta.id);
+    }
+    let old = c.instances.remove(0);
+    let status = old.terminate().await;
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(c.w.dir.path().join("instance-0.log")).unwrap();
+    assert!(log.contains("lease released"), "{log}");
+    // Released, not expired: the other takes over well within one TTL after the exit.
+    let took = Instant::now();
+    let holders = c.holders(Duration::from_secs(30)).await;
+    assert_eq!(holders.values().collect::<Vec<_>>(), [&0, &0]);
+    assert!(
+        took.elapsed() < Duration::from_millis(1500),
+        "took over in {:?}, not at once",
+        took.elapsed()
+    );
+    for _ in 0..5 {
+        c.send(c.alpha.id);
+    }
+    c.assert_every_gift_credited_once(Duration::from_secs(30))
+        .await;
+}
+
+/// The holder is stopped (SIGSTOP) past its lease; another instance takes over and credits what
+/// arrives meanwhile. Continued (SIGCONT), the old holder writes nothing (its epoch is stale and
+/// it steps down by its own clock) and stands by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_holder_resumes_writes_nothing_and_steps_down() {
+    let mut c = Cluster::new(2).await;
+    c.start(None, None).await;
+    c.holders(Duration::from_secs(60)).await;
+    c.start(None, None).await;
+    let store = c.w.store().await;
+    c.instances[0].signal("-STOP");
+    for _ in 0..10 {
+        c.send(c.alpha.id);
+        c.send(c.beta.id);
+    }
+    // The other instance takes both accounts once the paused one's leases expire.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.instances[1].serving().await.len() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no take-over: {}",
+            c.instances[1].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.assert_every_gift_credited_once(Duration::from_secs(30))
+        .await;
+    let before = ledger_sizes(&store, &c).await;
+    c.instances[0].signal("-CONT");
+    // It steps down: standby for both accounts, while the other still serves them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = http_get_lenient(c.instances[0].port, "/readyz").await;
+        if body.matches(": standby").count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not step down: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.instances[1].serving().await.len(), 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ledger_sizes(&store, &c).await,
+        before,
+        "the resumed instance wrote nothing"
+    );
+    c.assert_every_gift_credited_once(Duration::from_secs(5))
+        .await;
+}
+
+/// Ledger entries of every expected item, to see that nothing was written.
+async fn ledger_sizes(store: &Arc<dyn Store>, c: &Cluster) -> usize {
+    let mut n = 0;
+    for &(account, msg_id) in c.expected.keys() {
+        n += store
+            .item_history(ItemKey::new(account, msg_id))
+            .await
+            .unwrap()
+            .len();
+    }
+    n
+}
+
+/// Withdrawals while holders are killed: collectibles are requested back by their players in
+/// a stream, and the holder of the account is killed with SIGKILL twice in the middle; every
+/// request ends `sent` and every gift reaches its player exactly once (tgsim counts what the
+/// player holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_holder_mid_withdrawals_sends_each_once() {
+    let mut c = Cluster::new(2).await;
+    for _ in 0..3 {
+        c.start(None, None).await;
+    }
+    c.holders(Duration::from_secs(60)).await;
+    let player = c.w.players[0].id;
+    let mut msgs = Vec::new();
+    for _ in 0..12 {
+        let sent =
+            c.w.sim
+                .send_unique_gift(SendUniqueGift {
+                    from: player,
+                    to: c.alpha.id,
+                    gift_id: c.w.regular_gift(),
+                    ..SendUniqueGift::default()
+                })
+                .expect("collectible sent");
+        c.expected.insert((c.alpha.id, sent.msg_id), player);
+        msgs.push(sent.msg_id);
+    }
+    c.assert_every_gift_credited_once(Duration::from_secs(30))
+        .await;
+    let store = c.w.store().await;
+    let mut ids = Vec::new();
+    for (i, msg) in msgs.iter().enumerate() {
+        ids.push(
+            store
+                .create_withdrawal(player, ItemKey::new(c.alpha.id, *msg))
+                .await
+                .unwrap(),
+        );
+        if i == 3 || i == 8 {
+            let holder = c.holders(Duration::from_secs(60)).await["alpha"];
+            c.instances[holder].kill9();
+            c.start(Some(holder), None).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for id in &ids {
+        loop {
+            let w = store.withdrawal(*id).await.unwrap().expect("request");
+            if w.state == RequestState::Sent {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "withdrawal {id} is {} ({:?})",
+                w.state,
+                w.reason
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let held_by_player =
+        c.w.sim
+            .saved_gifts(player)
+            .unwrap()
+            .iter()
+            .filter(|g| g.unique.is_some())
+            .count();
+    assert_eq!(held_by_player, msgs.len(), "each collectible arrived once");
+    assert!(
+        c.w.sim
+            .saved_gifts(c.alpha.id)
+            .unwrap()
+            .iter()
+            .all(|g| g.unique.is_none()),
+        "none is left in the deposit account"
+    );
+}
