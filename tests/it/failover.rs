@@ -526,3 +526,69 @@ async fn kill_9_of_the_holder_mid_withdrawals_sends_each_once() {
         "none is left in the deposit account"
     );
 }
+
+/// The database is unreachable for the holder only (its connection to the PostgREST server goes
+/// through a proxy the test cuts): it stops acting by its own clock before its lease expires,
+/// the other instance takes both accounts over and credits what arrives; restored, the first
+/// stands by, and nothing was lost or credited twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_cut_off_from_the_holder_only() {
+    let mut c = Cluster::new(2).await;
+    let Backend::Supabase { rest_url, .. } = &c.w.backend else {
+        unreachable!()
+    };
+    let url = url::Url::parse(rest_url).unwrap();
+    let target = std::net::SocketAddr::new(
+        url.host_str().unwrap().parse().unwrap(),
+        url.port().unwrap(),
+    );
+    let proxy = crate::support::Proxy::start(target).await;
+    let proxied = format!("http://{}{}", proxy.addr, url.path().trim_end_matches('/'));
+    c.start(None, Some(&proxied)).await;
+    c.holders(Duration::from_secs(60)).await;
+    c.start(None, None).await;
+    for _ in 0..5 {
+        c.send(c.alpha.id);
+        c.send(c.beta.id);
+    }
+    c.assert_every_gift_credited_once(Duration::from_secs(30))
+        .await;
+
+    proxy.cut();
+    for _ in 0..10 {
+        c.send(c.alpha.id);
+        c.send(c.beta.id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let first = c.instances[0].serving().await;
+        let second = c.instances[1].serving().await;
+        if first.is_empty() && second.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no take-over: first serves {first:?}, second {second:?}\n{}",
+            c.instances[0].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.assert_every_gift_credited_once(Duration::from_secs(30))
+        .await;
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = http_get_lenient(c.instances[0].port, "/readyz").await;
+        if body.matches(": standby").count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not standing by: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..5 {
+        c.send(c.beta.id);
+    }
+    c.assert_every_gift_credited_once(Duration::from_secs(30))
+        .await;
+}
