@@ -263,19 +263,23 @@ async fn run(a: Args) {
     for _ in 0..a.kills {
         // Both up; find the holder.
         let mut holder = None;
-        wait_until("a holder and a standby", Duration::from_secs(60), async || {
-            let mut serving = None;
-            let mut standby = false;
-            for (i, inst) in instances.iter().enumerate() {
-                let body = readyz(inst.port).await;
-                if body.contains(": serving") {
-                    serving = Some(i);
+        wait_until(
+            "a holder and a standby",
+            Duration::from_secs(60),
+            async || {
+                let mut serving = None;
+                let mut standby = false;
+                for (i, inst) in instances.iter().enumerate() {
+                    let body = readyz(inst.port).await;
+                    if body.contains(": serving") {
+                        serving = Some(i);
+                    }
+                    standby |= body.contains(": standby");
                 }
-                standby |= body.contains(": standby");
-            }
-            holder = serving;
-            serving.is_some() && standby
-        })
+                holder = serving;
+                serving.is_some() && standby
+            },
+        )
         .await;
         let h = holder.expect("a holder");
         let before = s.stored(s.alpha.id).await;
@@ -336,23 +340,24 @@ async fn run(a: Args) {
         ("one, serving both accounts", one),
         ("two, one account each", two),
     ] {
-        println!(
-            "| {name} | {n} | {secs:.2} | {:.0} |",
-            n as f64 / secs
-        );
+        println!("| {name} | {n} | {secs:.2} | {:.0} |", n as f64 / secs);
     }
 }
 
 /// Sends `gifts` to each account once every instance serves its accounts; seconds from the
 /// first send until the store holds them all.
 async fn burst(s: &Setup, gifts: usize, instances: &[&Instance]) -> (usize, f64) {
-    wait_until("every account served", Duration::from_secs(60), async || {
-        let mut serving = 0;
-        for inst in instances {
-            serving += readyz(inst.port).await.matches(": serving").count();
-        }
-        serving == 2
-    })
+    wait_until(
+        "every account served",
+        Duration::from_secs(60),
+        async || {
+            let mut serving = 0;
+            for inst in instances {
+                serving += readyz(inst.port).await.matches(": serving").count();
+            }
+            serving == 2
+        },
+    )
     .await;
     let base = (s.stored(s.alpha.id).await, s.stored(s.beta.id).await);
     let t0 = Instant::now();
@@ -364,9 +369,14 @@ async fn burst(s: &Setup, gifts: usize, instances: &[&Instance]) -> (usize, f64)
         s.sim.burst(n, &s.players, s.beta.id).expect("burst");
         sent += n;
     }
-    wait_until("every gift in the store", Duration::from_secs(600), async || {
-        s.stored(s.alpha.id).await >= base.0 + gifts && s.stored(s.beta.id).await >= base.1 + gifts
-    })
+    wait_until(
+        "every gift in the store",
+        Duration::from_secs(600),
+        async || {
+            s.stored(s.alpha.id).await >= base.0 + gifts
+                && s.stored(s.beta.id).await >= base.1 + gifts
+        },
+    )
     .await;
     (2 * gifts, t0.elapsed().as_secs_f64())
 }
