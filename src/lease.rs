@@ -35,9 +35,13 @@ use crate::store::{Epoch, LeaseAnswer, Store, StoreError, account_lease};
 pub struct LeaseTimes {
     /// How long a take or renewal holds the lease, by the database's clock (15 s).
     pub ttl: Duration,
-    /// How often the holder renews, and a standby instance tries to take (5 s). Less than
-    /// half the TTL, so one failed renewal leaves time for another.
+    /// How often the holder renews (5 s). Less than half the TTL, so one failed renewal
+    /// leaves room for another.
     pub renew_every: Duration,
+    /// How often an instance that does not hold the lease tries to take it (1 s), so a
+    /// released lease is taken within this; a holder's term that runs out is tried just after
+    /// its expiry.
+    pub take_every: Duration,
     /// How long before the database could hand the lease to someone else this instance stops
     /// acting (3 s): room for clock-rate differences and for a call already under way.
     pub margin: Duration,
@@ -48,6 +52,7 @@ impl Default for LeaseTimes {
         LeaseTimes {
             ttl: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
+            take_every: Duration::from_secs(1),
             margin: Duration::from_secs(3),
         }
     }
@@ -59,11 +64,13 @@ impl Default for LeaseTimes {
 pub struct LeaseTimesError(String);
 
 impl LeaseTimes {
-    /// Times with a margin of a fifth of the TTL, checked.
+    /// Times with a margin of a fifth of the TTL and takes tried every renewal or every
+    /// second, whichever is sooner, checked.
     pub fn new(ttl: Duration, renew_every: Duration) -> Result<Self, LeaseTimesError> {
         LeaseTimes {
             ttl,
             renew_every,
+            take_every: renew_every.min(Duration::from_secs(1)),
             margin: ttl / 5,
         }
         .validated()
@@ -83,6 +90,12 @@ impl LeaseTimes {
             return err(format!(
                 "renewal every {:?} must be more than zero and less than half the ttl ({:?})",
                 self.renew_every, self.ttl
+            ));
+        }
+        if self.take_every.is_zero() || self.take_every > self.ttl {
+            return err(format!(
+                "takes every {:?} must be more than zero and at most the ttl ({:?})",
+                self.take_every, self.ttl
             ));
         }
         if self.margin.is_zero() || self.margin + self.renew_every >= self.ttl {
@@ -200,8 +213,8 @@ impl Machine {
                 let wait = current
                     .as_ref()
                     .filter(|l| l.is_live())
-                    .map_or(self.times.renew_every, |l| {
-                        (l.remaining() + Duration::from_millis(10)).min(self.times.renew_every)
+                    .map_or(self.times.take_every, |l| {
+                        (l.remaining() + Duration::from_millis(10)).min(self.times.take_every)
                     });
                 self.next = now + wait;
             }
@@ -586,7 +599,10 @@ mod tests {
     fn times_are_validated() {
         let d = LeaseTimes::default();
         assert_eq!(d.validated(), Ok(d));
-        assert_eq!((d.ttl, d.renew_every, d.margin), (15 * S, 5 * S, 3 * S));
+        assert_eq!(
+            (d.ttl, d.renew_every, d.take_every, d.margin),
+            (15 * S, 5 * S, S, 3 * S)
+        );
         assert_eq!(d.hold_for(), 12 * S);
         assert!(LeaseTimes::new(15 * S, 5 * S).is_ok());
         assert!(
@@ -674,17 +690,14 @@ mod tests {
             m.on_answer(t5, t5, &refused(8_000)),
             LeaseState::Lost { epoch: 5 }
         );
-        assert_eq!(m.next_call(), (t5 + 5 * S, Call::Take), "at the usual pace");
-        // Refused while another's term has 1.5 s left: try again just after it expires.
-        let t10 = t5 + 5 * S;
+        assert_eq!(m.next_call(), (t5 + S, Call::Take), "at the taking pace");
+        // Refused while another's term has 0.5 s left: try again just after it expires.
+        let t6 = t5 + S;
         assert_eq!(
-            m.on_answer(t10, t10, &refused(1_500)),
+            m.on_answer(t6, t6, &refused(500)),
             LeaseState::Lost { epoch: 5 }
         );
-        assert_eq!(
-            m.next_call(),
-            (t10 + Duration::from_millis(1_510), Call::Take)
-        );
+        assert_eq!(m.next_call(), (t6 + Duration::from_millis(510), Call::Take));
         // A standby that never held stays standby when refused.
         let mut s = Machine::new(LeaseTimes::default(), t0);
         assert_eq!(s.on_answer(t0, t0, &refused(15_000)), LeaseState::Standby);
