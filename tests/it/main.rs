@@ -2,6 +2,7 @@ mod cli;
 mod daemon;
 mod lease_contract;
 mod lease_keeper;
+mod lease_worker;
 mod login;
 mod sqlite_lock;
 mod store_contract;
