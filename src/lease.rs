@@ -201,6 +201,7 @@ impl Machine {
                 if deadline <= now {
                     // The answer came too late to act on: the term may end any moment.
                     self.lose(now);
+                    self.next = now + self.times.retry_after();
                 } else {
                     self.state = LeaseState::Held { epoch: lease.epoch };
                     self.deadline = Some(deadline);
@@ -678,6 +679,11 @@ mod tests {
             LeaseState::Lost { epoch: 1 }
         );
         assert_eq!(m.deadline(), None);
+        assert_eq!(
+            m.next_call(),
+            (t0 + 31 * S, Call::Take),
+            "tried again a second later"
+        );
     }
 
     #[test]
