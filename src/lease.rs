@@ -231,7 +231,8 @@ impl Machine {
     pub fn on_time(&mut self, now: Instant) -> LeaseState {
         if self.deadline.is_some_and(|d| now >= d) {
             self.lose(now);
-            self.next = self.next.min(now);
+            // Not at once: whoever watches sees `Lost` before a new term can follow it.
+            self.next = now + self.times.take_every;
         }
         self.state
     }
@@ -538,7 +539,11 @@ impl Keeper {
 }
 
 impl LeaseHandle {
-    /// The lease's state, to watch for changes.
+    /// The lease's state, to watch for changes. A watch keeps only the latest value: a watcher
+    /// that is slow may see `Held { e }` followed by `Held { e2 }` without the `Lost` between
+    /// (the keeper waits `take_every` after stepping down before taking again, but a loaded
+    /// machine can be slower). Compare epochs: any other epoch than the one acted on means the
+    /// term that was acted on is over.
     pub fn watch(&self) -> watch::Receiver<LeaseState> {
         self.state.clone()
     }
@@ -659,8 +664,9 @@ mod tests {
         );
         assert_eq!(m.on_time(t0 + 12 * S), LeaseState::Lost { epoch: 2 });
         assert_eq!(m.deadline(), None);
-        // Lost, it tries to take again (a new term, or the same one if nobody took it).
-        assert_eq!(m.next_call().1, Call::Take);
+        // Lost, it tries to take again a little later (a new term, or the same one if nobody
+        // took it).
+        assert_eq!(m.next_call(), (t0 + 13 * S, Call::Take));
         assert_eq!(
             m.on_answer(t0 + 13 * S, t0 + 13 * S, &held(3)),
             LeaseState::Held { epoch: 3 }
