@@ -35,9 +35,13 @@ use crate::store::{Epoch, LeaseAnswer, Store, StoreError, account_lease};
 pub struct LeaseTimes {
     /// How long a take or renewal holds the lease, by the database's clock (15 s).
     pub ttl: Duration,
-    /// How often the holder renews, and a standby instance tries to take (5 s). Less than
-    /// half the TTL, so one failed renewal leaves time for another.
+    /// How often the holder renews (5 s). Less than half the TTL, so one failed renewal
+    /// leaves room for another.
     pub renew_every: Duration,
+    /// How often an instance that does not hold the lease tries to take it (1 s), so a
+    /// released lease is taken within this; a holder's term that runs out is tried just after
+    /// its expiry.
+    pub take_every: Duration,
     /// How long before the database could hand the lease to someone else this instance stops
     /// acting (3 s): room for clock-rate differences and for a call already under way.
     pub margin: Duration,
@@ -48,6 +52,7 @@ impl Default for LeaseTimes {
         LeaseTimes {
             ttl: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
+            take_every: Duration::from_secs(1),
             margin: Duration::from_secs(3),
         }
     }
@@ -59,11 +64,13 @@ impl Default for LeaseTimes {
 pub struct LeaseTimesError(String);
 
 impl LeaseTimes {
-    /// Times with a margin of a fifth of the TTL, checked.
+    /// Times with a margin of a fifth of the TTL and takes tried every renewal or every
+    /// second, whichever is sooner, checked.
     pub fn new(ttl: Duration, renew_every: Duration) -> Result<Self, LeaseTimesError> {
         LeaseTimes {
             ttl,
             renew_every,
+            take_every: renew_every.min(Duration::from_secs(1)),
             margin: ttl / 5,
         }
         .validated()
@@ -83,6 +90,12 @@ impl LeaseTimes {
             return err(format!(
                 "renewal every {:?} must be more than zero and less than half the ttl ({:?})",
                 self.renew_every, self.ttl
+            ));
+        }
+        if self.take_every.is_zero() || self.take_every > self.ttl {
+            return err(format!(
+                "takes every {:?} must be more than zero and at most the ttl ({:?})",
+                self.take_every, self.ttl
             ));
         }
         if self.margin.is_zero() || self.margin + self.renew_every >= self.ttl {
@@ -188,6 +201,7 @@ impl Machine {
                 if deadline <= now {
                     // The answer came too late to act on: the term may end any moment.
                     self.lose(now);
+                    self.next = now + self.times.retry_after();
                 } else {
                     self.state = LeaseState::Held { epoch: lease.epoch };
                     self.deadline = Some(deadline);
@@ -200,8 +214,8 @@ impl Machine {
                 let wait = current
                     .as_ref()
                     .filter(|l| l.is_live())
-                    .map_or(self.times.renew_every, |l| {
-                        (l.remaining() + Duration::from_millis(10)).min(self.times.renew_every)
+                    .map_or(self.times.take_every, |l| {
+                        (l.remaining() + Duration::from_millis(10)).min(self.times.take_every)
                     });
                 self.next = now + wait;
             }
@@ -217,7 +231,8 @@ impl Machine {
     pub fn on_time(&mut self, now: Instant) -> LeaseState {
         if self.deadline.is_some_and(|d| now >= d) {
             self.lose(now);
-            self.next = self.next.min(now);
+            // Not at once: whoever watches sees `Lost` before a new term can follow it.
+            self.next = now + self.times.take_every;
         }
         self.state
     }
@@ -524,7 +539,11 @@ impl Keeper {
 }
 
 impl LeaseHandle {
-    /// The lease's state, to watch for changes.
+    /// The lease's state, to watch for changes. A watch keeps only the latest value: a watcher
+    /// that is slow may see `Held { e }` followed by `Held { e2 }` without the `Lost` between
+    /// (the keeper waits `take_every` after stepping down before taking again, but a loaded
+    /// machine can be slower). Compare epochs: any other epoch than the one acted on means the
+    /// term that was acted on is over.
     pub fn watch(&self) -> watch::Receiver<LeaseState> {
         self.state.clone()
     }
@@ -586,7 +605,10 @@ mod tests {
     fn times_are_validated() {
         let d = LeaseTimes::default();
         assert_eq!(d.validated(), Ok(d));
-        assert_eq!((d.ttl, d.renew_every, d.margin), (15 * S, 5 * S, 3 * S));
+        assert_eq!(
+            (d.ttl, d.renew_every, d.take_every, d.margin),
+            (15 * S, 5 * S, S, 3 * S)
+        );
         assert_eq!(d.hold_for(), 12 * S);
         assert!(LeaseTimes::new(15 * S, 5 * S).is_ok());
         assert!(
@@ -642,8 +664,9 @@ mod tests {
         );
         assert_eq!(m.on_time(t0 + 12 * S), LeaseState::Lost { epoch: 2 });
         assert_eq!(m.deadline(), None);
-        // Lost, it tries to take again (a new term, or the same one if nobody took it).
-        assert_eq!(m.next_call().1, Call::Take);
+        // Lost, it tries to take again a little later (a new term, or the same one if nobody
+        // took it).
+        assert_eq!(m.next_call(), (t0 + 13 * S, Call::Take));
         assert_eq!(
             m.on_answer(t0 + 13 * S, t0 + 13 * S, &held(3)),
             LeaseState::Held { epoch: 3 }
@@ -662,6 +685,11 @@ mod tests {
             LeaseState::Lost { epoch: 1 }
         );
         assert_eq!(m.deadline(), None);
+        assert_eq!(
+            m.next_call(),
+            (t0 + 31 * S, Call::Take),
+            "tried again a second later"
+        );
     }
 
     #[test]
@@ -674,17 +702,14 @@ mod tests {
             m.on_answer(t5, t5, &refused(8_000)),
             LeaseState::Lost { epoch: 5 }
         );
-        assert_eq!(m.next_call(), (t5 + 5 * S, Call::Take), "at the usual pace");
-        // Refused while another's term has 1.5 s left: try again just after it expires.
-        let t10 = t5 + 5 * S;
+        assert_eq!(m.next_call(), (t5 + S, Call::Take), "at the taking pace");
+        // Refused while another's term has 0.5 s left: try again just after it expires.
+        let t6 = t5 + S;
         assert_eq!(
-            m.on_answer(t10, t10, &refused(1_500)),
+            m.on_answer(t6, t6, &refused(500)),
             LeaseState::Lost { epoch: 5 }
         );
-        assert_eq!(
-            m.next_call(),
-            (t10 + Duration::from_millis(1_510), Call::Take)
-        );
+        assert_eq!(m.next_call(), (t6 + Duration::from_millis(510), Call::Take));
         // A standby that never held stays standby when refused.
         let mut s = Machine::new(LeaseTimes::default(), t0);
         assert_eq!(s.on_answer(t0, t0, &refused(15_000)), LeaseState::Standby);

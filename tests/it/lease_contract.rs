@@ -13,7 +13,7 @@ use giftd::store::{
     account_lease,
 };
 
-use crate::support::{Backend, unique_id};
+use crate::support::{Backend, psql_session, unique_id};
 
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -556,4 +556,105 @@ async fn supabase_players_and_anon_cannot_touch_leases() {
     let after = store.lease(&name).await.unwrap().unwrap();
     assert_eq!((after.holder.as_str(), after.epoch), ("giftd", lease.epoch));
     assert!(after.is_live(), "nobody released it");
+}
+
+/// On PostgreSQL a fenced write locks the lease row `FOR SHARE` until it commits: a take that
+/// starts while an old term's batch is in flight waits for it, so no write of the old term can
+/// commit once the new term has begun. (Chaos instance: it locks the ledger table.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_a_take_waits_for_the_old_terms_write_in_flight() {
+    use crate::support::{chaos_guard, psql};
+    let _serial = chaos_guard().await;
+    let backend = Backend::supabase_chaos();
+    let Backend::Supabase { pg_url, .. } = &backend else {
+        unreachable!()
+    };
+    let store = backend.open().await;
+    let account = unique_id();
+    let name = account_lease(account);
+    let e1 = held(
+        store
+            .take_lease(&name, "a", Duration::from_millis(500))
+            .await
+            .unwrap(),
+    )
+    .epoch;
+    let items = vec![collectible(account, 1, unique_id())];
+
+    let mut locker = psql_session(
+        pg_url,
+        "begin;\nlock table public.transactions in access exclusive mode;\n",
+    );
+    let waiting_on_lock = |function: &str| {
+        psql(
+            pg_url,
+            &format!(
+                "select count(*) from pg_stat_activity \
+                 where wait_event_type = 'Lock' and query like '%{function}%'"
+            ),
+        ) == "1"
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while psql(
+        pg_url,
+        "select count(*) from pg_locks l join pg_class c on c.oid = l.relation \
+         where c.relname = 'transactions' and l.mode = 'AccessExclusiveLock' and l.granted",
+    ) != "1"
+    {
+        assert!(Instant::now() < deadline, "the ledger was never locked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let applying = {
+        let store = Arc::clone(&store);
+        let batch = deposit(&items, &[(account, e1)]);
+        tokio::spawn(async move { store.apply_batch(&batch).await })
+    };
+    while !waiting_on_lock("giftd_fenced_apply_batch") {
+        assert!(
+            !applying.is_finished(),
+            "the batch finished despite the lock"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the batch never reached the locked ledger"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // a's term expires while its batch is stuck; b comes to take the lease.
+    while psql(
+        pg_url,
+        &format!("select expires_at > now() from public.leases where name = '{name}'"),
+    ) == "t"
+    {
+        assert!(Instant::now() < deadline, "the lease never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let taking = {
+        let store = Arc::clone(&store);
+        let name = name.clone();
+        tokio::spawn(async move { store.take_lease(&name, "b", TTL).await })
+    };
+    while !waiting_on_lock("giftd_take_lease") {
+        assert!(
+            !taking.is_finished(),
+            "the take did not wait for the batch in flight"
+        );
+        assert!(Instant::now() < deadline, "the take never waited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The ledger frees up: the old term's batch commits first, then the new term begins.
+    let _ = locker.kill();
+    let _ = locker.wait();
+    assert_eq!(applying.await.unwrap().unwrap().items_new, 1);
+    let b = held(taking.await.unwrap().unwrap());
+    assert_eq!((b.holder.as_str(), b.epoch), ("b", e1 + 1));
+    assert_eq!(store.load_items(account).await.unwrap(), items);
+    // From now on the old term writes nothing.
+    let late = deposit(&[collectible(account, 2, unique_id())], &[(account, e1)]);
+    assert_fenced(
+        store.apply_batch(&late).await.unwrap_err(),
+        account,
+        Some(e1),
+        Some(e1 + 1),
+    );
 }

@@ -43,6 +43,7 @@ fn times() -> LeaseTimes {
     LeaseTimes {
         ttl: Duration::from_secs(4),
         renew_every: Duration::from_secs(1),
+        take_every: Duration::from_millis(200),
         margin: Duration::from_millis(1500),
     }
     .validated()

@@ -4,6 +4,7 @@ mod daemon;
 mod failover;
 mod lease_contract;
 mod lease_keeper;
+mod lease_worker;
 mod login;
 mod sqlite_lock;
 mod store_contract;

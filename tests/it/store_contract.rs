@@ -1393,7 +1393,7 @@ mod supabase_chaos {
             tokio::spawn(async move { store.apply_batch(&batch).await })
         };
         let waiting = "select count(*) from pg_stat_activity \
-                       where wait_event_type = 'Lock' and query like '%giftd_apply_batch%'";
+                       where wait_event_type = 'Lock' and query like '%apply_batch%'";
         let mut tries = 0;
         while psql(&url, waiting) != "1" {
             tries += 1;
@@ -1732,7 +1732,7 @@ mod supabase_access {
                 "select count(*) from pg_class \
                  where relnamespace = 'public'::regnamespace and relkind = 'r'",
             );
-            assert_eq!(tables, "8");
+            assert_eq!(tables, "9");
             let published = crate::support::psql(
                 &url,
                 "select string_agg(tablename, ',') from pg_publication_tables \
