@@ -124,10 +124,15 @@ pub(super) async fn run_account(
         }
         shared.health.set_account(&name, id, AccountState::Starting);
         let session = cancel.child_token();
+        // The term this session serves: any other state (lost, standby, or already a later
+        // term, which another instance may have held in between) ends the session.
         let lost = lease.clone().map(|mut watch| {
             let session = session.clone();
+            let term = watch.borrow_and_update().epoch();
             tokio::spawn(async move {
-                let _ = watch.wait_for(|s| s.epoch().is_none()).await;
+                let _ = watch
+                    .wait_for(|s| s.epoch() != term || term.is_none())
+                    .await;
                 session.cancel();
             })
         });

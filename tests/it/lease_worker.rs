@@ -47,7 +47,7 @@ async fn a_worker_with_a_stale_epoch_sends_nothing() {
     let cancel = CancellationToken::new();
     let conn = Telegram::connect(
         &ConnectOptions {
-            session_file: config.telegram.session_file.clone(),
+            session_file: config.accounts[0].session_file.clone(),
             api_id: config.telegram.api_id,
             api_hash: config.telegram.api_hash.clone(),
             flood_wait_max: config.telegram.flood_wait_max,
