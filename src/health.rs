@@ -236,6 +236,8 @@ pub struct Health {
     flood_gates: Arc<FloodGates>,
     /// The deposit accounts, in the configuration's order.
     accounts: Arc<Accounts>,
+    /// With leases and a bot configured: whether this instance holds the `bot` lease.
+    bot_lease: Mutex<Option<bool>>,
     /// Everything `/metrics` shows: the histograms, and [`Scalars`] reading the atomics.
     registry: Registry,
 }
@@ -305,6 +307,7 @@ impl Health {
             withdrawals,
             flood_gates,
             accounts,
+            bot_lease: Mutex::new(None),
             registry,
         }
     }
@@ -352,6 +355,11 @@ impl Health {
         }
     }
 
+    /// Records whether this instance holds the `bot` lease (it runs the bot only then).
+    pub fn set_bot_lease(&self, held: bool) {
+        *self.bot_lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+    }
+
     /// Every deposit account, in the configuration's order.
     pub fn accounts(&self) -> Vec<AccountView> {
         self.accounts
@@ -378,6 +386,13 @@ impl Health {
         for a in &accounts {
             out.push_str(&a.to_string());
             out.push('\n');
+        }
+        match *self.bot_lease.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(true) => out.push_str("bot: runs here (this instance holds the bot lease)\n"),
+            Some(false) => {
+                out.push_str("bot: standby (another instance runs it; healthy)\n");
+            }
+            None => {}
         }
         out
     }

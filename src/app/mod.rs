@@ -382,6 +382,8 @@ impl Daemon {
         let mut watch = keeper.watch();
         keepers.lock().await.push(keeper);
         let active = self.bot_active.clone();
+        let health = Arc::clone(&self.health);
+        health.set_bot_lease(false);
         let cancel = intake.clone();
         tokio::spawn(async move {
             loop {
@@ -390,6 +392,7 @@ impl Daemon {
                     tracing::info!(held, "the bot lease");
                     let _ = active.send(held);
                 }
+                health.set_bot_lease(held);
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     changed = watch.changed() => if changed.is_err() { return },

@@ -128,6 +128,9 @@ pub(crate) struct Cluster {
     /// Gifts sent: (account, msg id) -> sender.
     pub(crate) expected: BTreeMap<(i64, i32), i64>,
     next: usize,
+    /// The `[lease]` section instances start with (and `[bot]`, when one is configured: the
+    /// `bot` lease is one name in the shared database, so only one test may configure a bot).
+    pub(crate) lease: String,
 }
 
 impl Cluster {
@@ -142,6 +145,7 @@ impl Cluster {
             instances: Vec::new(),
             expected: BTreeMap::new(),
             next: 0,
+            lease: LEASE.to_owned(),
         }
     }
 
@@ -173,12 +177,13 @@ impl Cluster {
              [mirror]\nbatch_size = 200\n\
              [withdraw]\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\nlease = \"4s\"\n\
              poll_interval = \"100ms\"\n\
-             {LEASE}\
+             {}\
              [health]\nlisten = \"127.0.0.1:{port}\"\n\
              [log]\nlevel = \"info\"\n\
              [account.alpha]\nsession_file = \"{}\"\n\
              [account.beta]\nsession_file = \"{}\"\n",
             dir.display(),
+            self.lease,
             a.display(),
             b.display()
         )
@@ -342,11 +347,14 @@ async fn kill_9_of_the_holder_mid_burst_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_the_leases_after_the_flush() {
     let mut c = Cluster::new(2).await;
+    c.lease = "[lease]\nttl = \"30s\"\nrenew_every = \"1s\"\n\
+               [bot]\ntoken = \"123456:failover-test\"\n"
+        .to_owned();
     c.start(None, None).await;
     let first = c.holders(Duration::from_secs(60)).await;
     assert_eq!(first.values().collect::<Vec<_>>(), [&0, &0]);
     c.start(None, None).await;
-    // The second stands by, healthy.
+    // The second stands by, healthy, for both accounts and the bot.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (code, body) = http_get_lenient(c.instances[1].port, "/readyz").await;
@@ -355,7 +363,13 @@ async fn sigterm_releases_the_leases_after_the_flush() {
                 .matches("standby (another instance serves it; healthy)")
                 .count()
                 == 2
+            && body.contains("bot: standby (another instance runs it; healthy)")
         {
+            let (_, first) = http_get_lenient(c.instances[0].port, "/readyz").await;
+            assert!(
+                first.contains("bot: runs here (this instance holds the bot lease)"),
+                "{first}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no standby: {code} {body}");
@@ -370,15 +384,26 @@ async fn sigterm_releases_the_leases_after_the_flush() {
     assert!(status.success(), "{status}");
     let log = std::fs::read_to_string(c.w.dir.path().join("instance-0.log")).unwrap();
     assert!(log.contains("lease released"), "{log}");
-    // Released, not expired: the other takes over well within one TTL after the exit.
+    // Released, not expired: the other takes over well within one TTL after the exit, the
+    // bot too.
     let took = Instant::now();
     let holders = c.holders(Duration::from_secs(30)).await;
     assert_eq!(holders.values().collect::<Vec<_>>(), [&0, &0]);
+    // With a 30 s TTL an expiry could not be waited out in 15 s: this was the release.
     assert!(
-        took.elapsed() < Duration::from_millis(1500),
-        "took over in {:?}, not at once",
+        took.elapsed() < Duration::from_secs(15),
+        "took over in {:?}: the leases were not released",
         took.elapsed()
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_get_lenient(c.instances[0].port, "/readyz")
+        .await
+        .1
+        .contains("bot: runs here")
+    {
+        assert!(Instant::now() < deadline, "the bot lease did not move");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for _ in 0..5 {
         c.send(c.alpha.id);
     }
