@@ -58,52 +58,66 @@ pub(super) async fn run_account(
     account: AccountConfig,
     cancel: CancellationToken,
 ) {
+    let mut keeper: Option<LeaseHandle> = None;
+    account_loop(&shared, &account, &cancel, &mut keeper).await;
+    // Released by the daemon after the mirror's flush, with the others.
+    if let Some(keeper) = keeper {
+        shared.keepers.lock().await.push(keeper);
+    }
+}
+
+async fn account_loop(
+    shared: &Arc<Shared>,
+    account: &AccountConfig,
+    cancel: &CancellationToken,
+    keeper: &mut Option<LeaseHandle>,
+) {
     let name = account.name.clone();
     let mut delay = RETRY_MIN;
-    let mut lease: Option<watch::Receiver<LeaseState>> = None;
     let mut id: Option<UserId> = None;
-    let mut first_answer_seen = false;
+    let mut verified = false;
     loop {
+        let mut lease: Option<watch::Receiver<LeaseState>> = None;
         if let Some(times) = shared.leases {
+            // Learned once, and checked again after a failure: an instance that cannot sign
+            // in as the account does not compete for its lease (it stays down, not standby).
             let known = match id {
-                Some(id) => Ok(id),
-                None => account_id(&shared, &account, &cancel).await,
+                Some(id) if verified => Ok(id),
+                _ => account_id(shared, account, cancel).await,
             };
-            match known {
-                Ok(known) => {
-                    if id.is_none() {
-                        id = Some(known);
-                        shared.health.watch_account(known);
-                        let keeper = Keeper::for_account(
-                            Arc::clone(&shared.store),
-                            known,
-                            shared.holder.clone(),
-                            times,
-                            &shared.epochs,
-                        )
-                        .spawn(cancel.clone());
-                        lease = Some(keeper.watch());
-                        shared.keepers.lock().await.push(keeper);
-                    }
-                }
+            let known = match known {
+                Ok(known) => known,
                 Err(e) => {
-                    if account_failed(&shared, &name, e, &mut delay, &cancel).await {
+                    if account_failed(shared, &name, e, &mut delay, cancel).await {
                         return;
                     }
                     continue;
                 }
+            };
+            if id.is_none() {
+                shared.health.watch_account(known);
             }
-        }
-        // Standby until this instance holds the account's lease. A new keeper's first answer
-        // is awaited first, so a free lease is not reported as standby for a moment.
-        if let (Some(watch), Some(times)) = (lease.as_mut(), shared.leases)
-            && !first_answer_seen
-        {
-            first_answer_seen = true;
+            id = Some(known);
+            verified = true;
+            let handle = keeper.get_or_insert_with(|| {
+                Keeper::for_account(
+                    Arc::clone(&shared.store),
+                    known,
+                    shared.holder.clone(),
+                    times,
+                    &shared.epochs,
+                )
+                .spawn(cancel.clone())
+            });
+            let mut watch = handle.watch();
+            // A new keeper's first answer is awaited, so a free lease is not reported as
+            // standby for a moment.
             if watch.borrow().epoch().is_none() {
                 let _ = tokio::time::timeout(times.ttl, watch.changed()).await;
             }
+            lease = Some(watch);
         }
+        // Standby until this instance holds the account's lease.
         if let Some(watch) = lease.as_mut()
             && watch.borrow().epoch().is_none()
         {
@@ -136,7 +150,7 @@ pub(super) async fn run_account(
                 session.cancel();
             })
         });
-        let result = serve_account(&shared, &account, &session).await;
+        let result = serve_account(shared, account, &session).await;
         if let Some(lost) = lost {
             lost.abort();
         }
@@ -158,7 +172,21 @@ pub(super) async fn run_account(
             Ok(()) => continue,
             Err(e) => e,
         };
-        if account_failed(&shared, &name, error, &mut delay, &cancel).await {
+        // This instance cannot serve the account now (its session revoked, Telegram
+        // unreachable from here): it gives the lease up so another instance can, and asks for
+        // it again after the backoff.
+        verified = false;
+        if let Some(handle) = keeper.take() {
+            let _ = handle.release().await;
+            if let Some(id) = id {
+                shared.inventory.forget_account(id);
+            }
+            tracing::warn!(
+                account = name,
+                "released the account's lease: this instance cannot serve it now"
+            );
+        }
+        if account_failed(shared, &name, error, &mut delay, cancel).await {
             return;
         }
     }

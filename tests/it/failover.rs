@@ -15,7 +15,7 @@ use giftd::store::Store;
 use giftd::withdraw::machine::RequestState;
 use tgsim::{Account, SendGift, SendUniqueGift};
 
-use crate::accounts::{free_port, http_get, second_deposit, write_session};
+use crate::accounts::{free_port, http_get, second_deposit};
 use crate::daemon::World;
 use crate::support::Backend;
 
@@ -128,6 +128,8 @@ pub(crate) struct Cluster {
     /// Gifts sent: (account, msg id) -> sender.
     pub(crate) expected: BTreeMap<(i64, i32), i64>,
     next: usize,
+    /// The auth key of each (instance, account) session, to terminate one session.
+    pub(crate) keys: std::sync::Mutex<BTreeMap<(usize, i64), [u8; 256]>>,
     /// The `[lease]` section instances start with (and `[bot]`, when one is configured: the
     /// `bot` lease is one name in the shared database, so only one test may configure a bot).
     pub(crate) lease: String,
@@ -146,6 +148,7 @@ impl Cluster {
             expected: BTreeMap::new(),
             next: 0,
             lease: LEASE.to_owned(),
+            keys: Default::default(),
         }
     }
 
@@ -156,8 +159,22 @@ impl Cluster {
         let a = dir.join(format!("alpha-{n}.session"));
         let b = dir.join(format!("beta-{n}.session"));
         if !a.exists() {
-            write_session(&self.w, self.alpha.id, &a).await;
-            write_session(&self.w, self.beta.id, &b).await;
+            for (account, path) in [(self.alpha.id, &a), (self.beta.id, &b)] {
+                let spec = self
+                    .w
+                    .sim
+                    .session_spec(tgsim::SessionFor::Account(account))
+                    .expect("session spec");
+                tgsim::session_file::write(path, &spec)
+                    .await
+                    .expect("session written");
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                self.keys
+                    .lock()
+                    .unwrap()
+                    .insert((n, account), spec.auth_key);
+            }
         }
         let Backend::Supabase {
             rest_url: shared,
@@ -614,6 +631,44 @@ async fn the_database_cut_off_from_the_holder_only() {
     for _ in 0..5 {
         c.send(c.beta.id);
     }
+    c.assert_every_gift_credited_once(Duration::from_secs(30))
+        .await;
+}
+
+/// The holder's own session of an account is terminated (from another device): it cannot serve
+/// the account, so it gives the lease up and the other instance, whose session still works,
+/// takes the account over and credits what arrives; the first says which account is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_cannot_serve_an_account_gives_it_up() {
+    let mut c = Cluster::new(2).await;
+    c.start(None, None).await;
+    c.holders(Duration::from_secs(60)).await;
+    c.start(None, None).await;
+    let key = c.keys.lock().unwrap()[&(0, c.alpha.id)];
+    assert!(c.w.sim.revoke_key(&key));
+    for _ in 0..5 {
+        c.send(c.alpha.id);
+        c.send(c.beta.id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let second = c.instances[1].serving().await;
+        let first = c.instances[0].serving().await;
+        if second == ["alpha"] && first == ["beta"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alpha not handed over: first serves {first:?}, second {second:?}\n{}",
+            c.instances[0].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, body) = http_get_lenient(c.instances[0].port, "/readyz").await;
+    assert!(
+        code == 503 && body.contains("SESSION_REVOKED") && body.contains("account alpha"),
+        "{code} {body}"
+    );
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;
 }

@@ -294,6 +294,14 @@ impl Sim {
         self.shared.world().revoke_sessions(account)
     }
 
+    /// Terminates one session, the one of auth key `key` (as `account.resetAuthorization` does
+    /// from another device): that key answers 401 `SESSION_REVOKED`, the account's other
+    /// sessions go on. Returns whether the key was signed in.
+    pub fn revoke_key(&self, key: &[u8; 256]) -> bool {
+        let id = crypto::AuthKey::new(*key).id_u64();
+        self.shared.world().revoke_key(id)
+    }
+
     /// An existing account by username, with a fresh signed-in key.
     pub fn account(&self, username: &str) -> Result<Account, SimError> {
         let mut w = self.shared.world();

@@ -2850,6 +2850,21 @@ impl World {
         n
     }
 
+    /// Terminates the one session of auth key `key_id` (`account.resetAuthorization` from
+    /// another device): its calls answer 401 `SESSION_REVOKED`; the account's other sessions
+    /// go on. Returns whether the key was signed in.
+    pub fn revoke_key(&mut self, key_id: u64) -> bool {
+        match self.keys.get_mut(&key_id) {
+            Some(k) if k.account.is_some() => {
+                k.account = None;
+                k.pending_2fa = None;
+                k.revoked = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a key's sessions were terminated ([`World::revoke_sessions`]).
     pub fn key_revoked(&self, id: u64) -> bool {
         self.keys.get(&id).is_some_and(|k| k.revoked)
