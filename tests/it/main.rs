@@ -1,6 +1,7 @@
 mod cli;
 mod daemon;
 mod login;
+mod store_bot;
 mod store_contract;
 mod support;
 mod withdrawals;
