@@ -745,6 +745,16 @@ mod supabase_web {
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["web_user_id"], web.to_string(), "{answer}");
         let token = answer["token"].as_str().expect("a token").to_owned();
+        // Without an argument: 15 minutes.
+        let (_, default) = call(
+            reqwest::Method::POST,
+            "rpc/request_link_token",
+            &web_jwt(web_user()),
+            Some(serde_json::json!({})),
+        )
+        .await;
+        let left = default["expires_at_ms"].as_i64().expect("a token") - giftd_now_ms();
+        assert!((800_000..=1_000_000).contains(&left), "{default}");
         assert_eq!(token.len(), 64);
         assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
         let expires = answer["expires_at_ms"].as_i64().unwrap();
@@ -830,4 +840,69 @@ mod supabase_web {
         .await;
         assert!(status >= 400, "{status}");
     }
+}
+
+/// A file written by a giftd of schema version 3 (link tokens naming a Telegram user, no links,
+/// no outbox) is upgraded when opened; what was deposited before is not announced afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_version_3_file_is_upgraded() {
+    let backend = Backend::sqlite();
+    let account = unique_id();
+    let player = unique_id();
+    {
+        let store = backend.open().await;
+        store
+            .apply_batch(&deposit(vec![regular(account, 1, Owner::User(player))]))
+            .await
+            .unwrap();
+    }
+    {
+        let db = libsql::Builder::new_local(backend.sqlite_path().unwrap())
+            .build()
+            .await
+            .unwrap();
+        let conn = db.connect().unwrap();
+        conn.execute_batch(
+            "DROP TABLE link_tokens; DROP TABLE web_links; DROP TABLE notifications;
+             CREATE TABLE link_tokens (token_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL,
+               created_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL,
+               used_at_ms INTEGER);
+             CREATE INDEX link_tokens_user ON link_tokens (user_id);
+             INSERT INTO link_tokens VALUES ('abc', 42, 0, 9999999999999, NULL);
+             UPDATE schema_version SET version = 3;",
+        )
+        .await
+        .unwrap();
+    }
+    let store = backend.open().await;
+    assert_eq!(
+        store.check_schema().await.unwrap(),
+        giftd::store::SCHEMA_VERSION
+    );
+    assert!(backend.notifications_of(player).await.is_empty());
+    store
+        .apply_batch(&deposit(vec![regular(account, 2, Owner::User(player))]))
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&backend.notifications_of(player).await),
+        vec!["deposit"]
+    );
+    let web = web_user();
+    let token = store
+        .create_link_token(web, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .consume_link_token(token.token.expose(), player)
+            .await
+            .unwrap(),
+        LinkOutcome::Linked { web_user: web }
+    );
+    assert_eq!(
+        store.consume_link_token("abc", player).await.unwrap(),
+        LinkOutcome::Unknown,
+        "version 3's tokens are gone"
+    );
 }
