@@ -1012,6 +1012,10 @@ mod tests {
                 "withdrawals",
                 "See and steer withdrawal requests (the players' gifts going back to them)",
             ),
+            (
+                "link-token",
+                "Mint a link token that links a web account to a player's Telegram account",
+            ),
         ];
         let cmd = Cli::command();
         let got: Vec<(String, String)> = cmd

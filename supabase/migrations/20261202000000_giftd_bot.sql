@@ -80,6 +80,9 @@ create table public.notifications (
 );
 -- The claim: the oldest pending rows, without reading the finished ones.
 create index notifications_pending on public.notifications (id) where state = 'pending';
+-- Pending rows too old to send (a range scan, however long the backlog).
+create index notifications_pending_age on public.notifications (created_at)
+  where state = 'pending';
 -- Claims whose lease ran out.
 create index notifications_claimed on public.notifications (lease_until) where state = 'claimed';
 -- Retention: finished rows by age.
@@ -584,7 +587,7 @@ begin
     error = 'stale: not sent within a week of the change'
   where id in (select id from public.notifications
                where state = 'pending' and created_at < now() - interval '7 days'
-               order by id limit 1000 for update skip locked);
+               order by created_at limit 1000 for update skip locked);
   with picked as (
     select id from public.notifications where state = 'pending'
     order by id limit p_limit for update skip locked

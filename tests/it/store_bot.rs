@@ -49,6 +49,7 @@ contract!(
     each_withdrawal_step_is_announced_once,
     notifications_claim_and_finish_at_most_once,
     notifications_claimers_never_share_a_row,
+    notifications_claim_prunes_old_rows_and_gives_up_stale_ones,
 );
 
 const LEASE: Duration = Duration::from_secs(120);
@@ -515,6 +516,60 @@ async fn notifications_claim_and_finish_at_most_once(backend: Backend) {
         .collect();
     assert_eq!(states, vec!["sent", "sent", "undeliverable"]);
     assert_eq!(store.finish_notifications(&[], &blocked).await.unwrap(), 0);
+}
+
+async fn notifications_claim_prunes_old_rows_and_gives_up_stale_ones(backend: Backend) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let player = unique_id();
+    store
+        .apply_batch(&deposit(
+            (1..=3)
+                .map(|m| regular(account, m, Owner::User(player)))
+                .collect(),
+        ))
+        .await
+        .unwrap();
+    // Item 1's notice waited 8 days: stale. Item 2's was sent 31 days ago: pruned.
+    let first = claim_ours(&store, &[player], 3, 500, LEASE).await;
+    let sent_long_ago = first[1].id;
+    store
+        .finish_notifications(&[sent_long_ago], &NotificationOutcome::Sent)
+        .await
+        .unwrap();
+    store
+        .finish_notifications(&[first[0].id, first[2].id], &NotificationOutcome::Released)
+        .await
+        .unwrap();
+    backend
+        .execute(
+            &format!(
+                "UPDATE notifications SET created_at_ms = created_at_ms - 8 * 86400000
+                 WHERE user_id = {player} AND msg_id = 1;
+                 UPDATE notifications SET finished_at_ms = finished_at_ms - 31 * 86400000
+                 WHERE user_id = {player} AND msg_id = 2;"
+            ),
+            &format!(
+                "update public.notifications set created_at = created_at - interval '8 days'
+                 where user_id = {player} and msg_id = 1;
+                 update public.notifications set finished_at = finished_at - interval '31 days'
+                 where user_id = {player} and msg_id = 2;"
+            ),
+        )
+        .await;
+    let got = claim_ours(&store, &[player], 1, 500, LEASE).await;
+    assert_eq!(
+        got.iter().map(|n| n.key.msg_id).collect::<Vec<_>>(),
+        vec![3],
+        "{got:#?}"
+    );
+    let rows = backend.notifications_of(player).await;
+    let states: Vec<(i32, &str)> = rows.iter().map(|r| (r.msg_id, r.state.as_str())).collect();
+    assert_eq!(
+        states,
+        vec![(1, "undeliverable"), (3, "claimed")],
+        "{rows:#?}"
+    );
 }
 
 async fn notifications_claimers_never_share_a_row(backend: Backend) {

@@ -233,6 +233,23 @@ impl Backend {
         serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
     }
 
+    /// Runs SQL beside the store: `sqlite` on the embedded file, `pg` on the database behind
+    /// PostgREST (as its superuser).
+    pub async fn execute(&self, sqlite: &str, pg: &str) {
+        match self {
+            Backend::Sqlite { .. } => {
+                let db = libsql::Builder::new_local(self.sqlite_path().unwrap())
+                    .build()
+                    .await
+                    .unwrap();
+                db.connect().unwrap().execute_batch(sqlite).await.unwrap();
+            }
+            Backend::Supabase { pg_url, .. } => {
+                psql(pg_url, pg);
+            }
+        }
+    }
+
     /// A new store handle on this backend's database.
     pub async fn open(&self) -> Arc<dyn Store> {
         match self {
