@@ -11,7 +11,9 @@
 //! is announced like any other.
 //!
 //! The row carries everything the bot needs to render it ([`Notification`]) without asking the
-//! store again.
+//! store again; the player's new total is not in it (the bot reads it from the live inventory
+//! when it sends, which is the total the player has then). A collectible made by upgrading a
+//! credited gift is a new item with the same owner, announced as a deposit of the collectible.
 //!
 //! # Delivery: at most once
 //!
