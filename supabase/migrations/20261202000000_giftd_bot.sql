@@ -653,6 +653,10 @@ language plpgsql volatile set search_path = '' as $$
 declare
   t record;
 begin
+  -- Links are made one at a time (at the pace players press Start): two tokens spent at once
+  -- for the same Telegram user or the same web account would otherwise both delete the old
+  -- link and collide on the new one's unique keys. A transaction lock: released at commit.
+  perform pg_advisory_xact_lock(1734437204, 1);
   select * into t from public.link_tokens where token_hash = p_token_hash for update;
   if not found then
     return jsonb_build_object('error', 'unknown');

@@ -45,6 +45,7 @@ macro_rules! contract {
 contract!(
     link_tokens_link_once_and_say_why_not,
     relinking_replaces_the_earlier_link_on_both_sides,
+    links_made_at_once_for_one_player_leave_one_link,
     credits_are_announced_once_even_when_replayed,
     each_withdrawal_step_is_announced_once,
     notifications_claim_and_finish_at_most_once,
@@ -170,6 +171,29 @@ async fn relinking_replaces_the_earlier_link_on_both_sides(backend: Backend) {
     assert_eq!(link(w2, t2).await, LinkOutcome::Linked { web_user: w2 });
     assert_eq!(store.linked_telegram_user(w2).await.unwrap(), Some(t2));
     assert_eq!(store.linked_telegram_user(w1).await.unwrap(), None);
+}
+
+async fn links_made_at_once_for_one_player_leave_one_link(backend: Backend) {
+    let (a, b) = (backend.open().await, backend.open().await);
+    for _ in 0..5 {
+        let (w1, w2, player) = (web_user(), web_user(), unique_id());
+        let t1 = a.create_link_token(w1, LEASE).await.unwrap();
+        let t2 = a.create_link_token(w2, LEASE).await.unwrap();
+        let (r1, r2) = tokio::join!(
+            a.consume_link_token(t1.token.expose(), player),
+            b.consume_link_token(t2.token.expose(), player),
+        );
+        assert_eq!(r1.unwrap(), LinkOutcome::Linked { web_user: w1 });
+        assert_eq!(r2.unwrap(), LinkOutcome::Linked { web_user: w2 });
+        let linked = (
+            a.linked_telegram_user(w1).await.unwrap(),
+            a.linked_telegram_user(w2).await.unwrap(),
+        );
+        assert!(
+            linked == (Some(player), None) || linked == (None, Some(player)),
+            "{linked:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
