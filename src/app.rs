@@ -303,6 +303,8 @@ impl Daemon {
             id: crate::withdraw::worker::Worker::id_for(telegram.self_id()),
             wake: Arc::clone(&self.withdrawals_wake),
             health: Arc::clone(&self.health),
+            // One instance per store until leases are wired in (issue 10).
+            epochs: crate::lease::Epochs::unfenced(),
         };
         tracker.spawn(worker.run(intake.child_token()));
         tracker.spawn(self_check(

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub mirror_batches: AtomicU64,
     pub mirror_rows: AtomicU64,
     pub mirror_failures: AtomicU64,
+    /// Changes the mirror did not write because this instance does not hold (or lost) the
+    /// lease of their deposit account; the holder's reconciliation finds them again.
+    pub mirror_fenced: AtomicU64,
     pub telegram_errors: AtomicU64,
     /// Unix seconds of the last successful poll.
     pub last_poll_unix: AtomicI64,
@@ -400,7 +403,12 @@ impl Collector for Scalars {
                 get(&m.updates_dropped),
             ),
         ];
-        let more: [(&str, &str, u64); 2] = [
+        let more: [(&str, &str, u64); 3] = [
+            (
+                "mirror_fenced",
+                "changes not written because this instance does not hold the lease of their deposit account",
+                get(&m.mirror_fenced),
+            ),
             (
                 "telegram_flood_closures",
                 "times a FLOOD_WAIT longer than telegram.flood_wait_max closed a telegram method",
@@ -596,16 +604,17 @@ mod tests {
         let text = h.render_metrics();
         assert!(text.contains("giftd_deposits_poll_total 3\n"), "{text}");
         assert!(text.contains("giftd_ready 1\n"), "{text}");
-        // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family, and
-        // the withdrawal queue's gauges created per account (the Stars balance appears once the
-        // worker has read it).
-        assert_eq!(text.matches("# TYPE").count(), 28, "{text}");
+        // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family, the
+        // withdrawal queue's gauges created per account (the Stars balance appears once the
+        // worker has read it), and the fenced-changes counter of issue 10.
+        assert_eq!(text.matches("# TYPE").count(), 29, "{text}");
         for name in [
             "giftd_detection_seconds histogram",
             "giftd_mirror_commit_seconds histogram",
             "giftd_bot_reply_seconds histogram",
             "giftd_withdrawal_seconds histogram",
             "giftd_updates_dropped_total counter",
+            "giftd_mirror_fenced_total counter",
             "giftd_mirror_backlog gauge",
             "giftd_withdrawals gauge",
             "giftd_withdrawal_stars_needed gauge",

@@ -10,6 +10,7 @@ pub mod detector;
 pub mod gift;
 pub mod health;
 pub mod inventory;
+pub mod lease;
 pub mod mirror;
 pub mod secret;
 pub mod store;

@@ -12,7 +12,17 @@
 //!
 //! The queue closes when every [`MirrorHandle`] is dropped; the task then writes what is left and
 //! returns. [`MirrorHandle::flush`] waits until everything sent so far is committed.
+//!
+//! Fencing: each batch carries, for every deposit account it touches, the epoch of that
+//! account's lease this instance holds ([`Epochs`]). Changes of an account this instance does
+//! not hold are not written; when the store refuses an epoch
+//! ([`crate::store::StoreError::Fenced`]: another instance took the lease), the account's
+//! changes are taken out of the batch and the rest is written at once, and that account is not
+//! written again until its keeper publishes a new epoch. Such changes are counted
+//! (`giftd_mirror_fenced_total`) and logged, never retried for ever: the holder's reconciliation
+//! finds them in Telegram.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,7 +33,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::config::MirrorConfig;
 use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, Status, UserId, UserInfo};
 use crate::health::{AccountLabel, Health};
-use crate::store::{Attribution, ChangeBatch, StatusChange, Store, SyncLog};
+use crate::lease::Epochs;
+use crate::store::{Attribution, ChangeBatch, Epoch, StatusChange, Store, StoreError, SyncLog};
 
 /// One change for the store.
 #[derive(Debug, Clone)]
@@ -122,6 +133,11 @@ pub struct Mirror {
     store: Arc<dyn Store>,
     config: MirrorConfig,
     health: Arc<Health>,
+    /// The epoch each account's changes carry ([`Epochs::unfenced`] unless set).
+    epochs: Epochs,
+    /// Accounts whose fence the store refused, with that fence: their changes are not written
+    /// while [`Epochs`] still gives the same one.
+    refused: HashMap<UserId, Option<Epoch>>,
 }
 
 /// Creates the queue and its task's state.
@@ -148,8 +164,19 @@ pub fn channel(
         store,
         config,
         health,
+        epochs: Epochs::unfenced(),
+        refused: HashMap::new(),
     };
     (handle, mirror)
+}
+
+impl Mirror {
+    /// Fences every batch with the epochs the lease keepers publish (the default is unfenced:
+    /// one instance, no leases).
+    pub fn with_epochs(mut self, epochs: Epochs) -> Self {
+        self.epochs = epochs;
+        self
+    }
 }
 
 impl Mirror {
@@ -179,24 +206,75 @@ impl Mirror {
         }
     }
 
-    /// Writes one batch, retrying until the store takes it.
-    async fn write(&self, batch: &[Queued]) {
+    /// The fence for `account`'s changes now: `None` when they must not be written.
+    fn fence(&self, account: UserId) -> Option<Option<Epoch>> {
+        let fence = self.epochs.fence(account).write_epoch()?;
+        match self.refused.get(&account) {
+            Some(refused) if *refused == fence => None,
+            _ => Some(fence),
+        }
+    }
+
+    /// Splits a batch into what may be written now (with the epochs it carries) and the
+    /// number of changes left out, by account.
+    fn fenced<'a>(
+        &self,
+        batch: &'a [Queued],
+    ) -> (Vec<&'a Queued>, ChangeBatch, HashMap<UserId, u64>) {
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut epochs = std::collections::BTreeMap::new();
+        let mut left_out: HashMap<UserId, u64> = HashMap::new();
+        for queued in batch {
+            if let Some(account) = account_of(&queued.2) {
+                match self.fence(account) {
+                    None => {
+                        *left_out.entry(account).or_default() += 1;
+                        continue;
+                    }
+                    Some(Some(epoch)) => {
+                        epochs.insert(account, epoch);
+                    }
+                    Some(None) => {}
+                }
+            }
+            kept.push(queued);
+        }
+        let mut store_batch = to_store_batch(kept.iter().map(|(_, _, c)| c));
+        store_batch.epochs = epochs;
+        (kept, store_batch, left_out)
+    }
+
+    /// Writes one batch, retrying until the store takes it; changes of accounts this instance
+    /// does not hold are left out.
+    async fn write(&mut self, batch: &[Queued]) {
         let last_seq = batch.last().map_or(0, |(s, _, _)| *s);
-        let store_batch = to_store_batch(batch.iter().map(|(_, _, c)| c));
         let mut backoff = new_backoff();
         let mut failures = 0u32;
         loop {
+            let (kept, store_batch, left_out) = self.fenced(batch);
             match self.store.apply_batch(&store_batch).await {
                 Ok(outcome) => {
                     let m = &self.health.metrics;
+                    let dropped: u64 = left_out.values().sum();
+                    if dropped > 0 {
+                        m.mirror_fenced.fetch_add(dropped, Ordering::Relaxed);
+                        for (account, changes) in &left_out {
+                            tracing::warn!(
+                                account,
+                                changes,
+                                "changes not written: this instance does not hold the lease of \
+                                 their deposit account (the holder's reconciliation finds them)"
+                            );
+                        }
+                    }
                     m.mirror_batches.fetch_add(1, Ordering::Relaxed);
                     m.mirror_rows
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        .fetch_add(kept.len() as u64, Ordering::Relaxed);
                     m.mirror_backlog
                         .fetch_sub(batch.len() as u64, Ordering::Relaxed);
                     if failures > 0 {
                         tracing::info!(
-                            rows = batch.len(),
+                            rows = kept.len(),
                             failures,
                             "store reachable again; backlog batch written"
                         );
@@ -207,11 +285,11 @@ impl Mirror {
                             "the store refused status changes that are illegal from the state it holds"
                         );
                     }
-                    tracing::debug!(rows = batch.len(), ?outcome, "batch committed");
-                    self.observe_commit(batch);
+                    tracing::debug!(rows = kept.len(), ?outcome, "batch committed");
+                    self.observe_commit(&kept);
                     self.committed.send_replace(last_seq);
                     if self.commits.receiver_count() > 0 {
-                        let deposits = batch
+                        let deposits = kept
                             .iter()
                             .filter_map(|(_, _, c)| match c {
                                 Change::Deposit { item, .. } => Some(item.key),
@@ -226,6 +304,15 @@ impl Mirror {
                     return;
                 }
                 Err(e) => {
+                    if let StoreError::Fenced { lease, epoch, .. } = &e
+                        && let Some(account) = crate::store::lease::account_of(lease)
+                        && self.refused.get(&account) != Some(epoch)
+                    {
+                        // Not retried: the account's changes leave the batch at once.
+                        tracing::error!(account, error = %e, "store refused the account's changes");
+                        self.refused.insert(account, *epoch);
+                        continue;
+                    }
                     failures += 1;
                     self.health
                         .metrics
@@ -245,15 +332,25 @@ impl Mirror {
     }
 }
 
+/// The deposit account a change belongs to (`None`: users, which belong to none).
+fn account_of(change: &Change) -> Option<UserId> {
+    match change {
+        Change::Deposit { item, .. } => Some(item.key.account_id),
+        Change::Status { key, .. } | Change::Attributed { key, .. } => Some(key.account_id),
+        Change::SyncLog(log) => Some(log.account_id),
+        Change::User(_) => None,
+    }
+}
+
 impl Mirror {
     /// Records, for each item change of a committed batch, how long it waited since queued.
-    fn observe_commit(&self, batch: &[Queued]) {
+    fn observe_commit(&self, batch: &[&Queued]) {
         let now = tokio::time::Instant::now();
         let family = &self.health.latency.mirror_commit;
         // Batches hold one deposit account's changes (one per daemon today): look its
         // histogram up once per account, not once per change.
         let mut current: Option<(UserId, _)> = None;
-        for (_, queued, change) in batch {
+        for (_, queued, change) in batch.iter().copied() {
             let account = match change {
                 Change::Deposit { item, .. } => item.key.account_id,
                 Change::Status { key, .. } | Change::Attributed { key, .. } => key.account_id,
@@ -315,4 +412,142 @@ pub fn to_store_batch<'a>(changes: impl Iterator<Item = &'a Change>) -> ChangeBa
         }
     }
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::gift::{Owner, UniqueInfo};
+    use crate::store::account_lease;
+    use crate::store::sqlite::SqliteStore;
+
+    fn deposit(account: UserId, msg_id: i32) -> Change {
+        Change::Deposit {
+            item: Item {
+                key: ItemKey::new(account, msg_id),
+                owner: Owner::User(7),
+                gift_id: 11,
+                stars: 350,
+                unique: Some(Box::new(UniqueInfo {
+                    collectible_id: i64::from(msg_id),
+                    slug: format!("Pepe-{msg_id}"),
+                    number: msg_id,
+                })),
+                status: Status::Held,
+                received_at: 1_760_000_000,
+                convert_stars: None,
+                transfer_stars: None,
+                can_transfer_at: None,
+                upgraded_from: None,
+            },
+            gift_type: GiftType {
+                gift_id: 11,
+                title: None,
+                stars: 350,
+                unique: true,
+            },
+        }
+    }
+
+    async fn hand_over(store: &Arc<dyn Store>, account: UserId, from: &str, to: &str) -> Epoch {
+        let name = account_lease(account);
+        if let Some(l) = store.lease(&name).await.unwrap() {
+            assert!(l.holder == from);
+            store.release_lease(&name, from, l.epoch).await.unwrap();
+        }
+        store
+            .take_lease(&name, to, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .held()
+            .expect("free after the release")
+            .epoch
+    }
+
+    async fn held_msgs(store: &Arc<dyn Store>, account: UserId) -> Vec<i32> {
+        let items = store.load_items(account).await.unwrap();
+        items.into_iter().map(|i| i.key.msg_id).collect()
+    }
+
+    /// A stale epoch costs one refused write: the account's changes leave the batch, the rest
+    /// is written, nothing is retried for ever, and the account is written again once its
+    /// keeper publishes a new epoch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_account_is_left_out_and_the_rest_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let (x, y) = (1001, 1002);
+        let epochs = Epochs::leased();
+        epochs.set(x, Some(hand_over(&store, x, "", "me").await));
+        epochs.set(y, Some(hand_over(&store, y, "", "me").await));
+        let health = Arc::new(Health::new());
+        let (commits, _) = broadcast::channel(4);
+        let (handle, mirror) = channel(
+            Arc::clone(&store),
+            MirrorConfig::default(),
+            Arc::clone(&health),
+            commits,
+        );
+        let task = tokio::spawn(mirror.with_epochs(epochs.clone()).run());
+
+        // Another instance takes x over; this one has not noticed yet.
+        hand_over(&store, x, "me", "other").await;
+        handle.send(deposit(x, 1)).await.unwrap();
+        handle.send(deposit(y, 1)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(held_msgs(&store, y).await, vec![1]);
+        assert!(held_msgs(&store, x).await.is_empty());
+        let m = &health.metrics;
+        assert_eq!(m.mirror_fenced.load(Ordering::Relaxed), 1);
+        assert_eq!(m.mirror_failures.load(Ordering::Relaxed), 0, "not retried");
+        assert_eq!(handle.backlog(), 0);
+
+        // Still the refused epoch: left out without asking the store again.
+        handle.send(deposit(x, 2)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(m.mirror_fenced.load(Ordering::Relaxed), 2);
+        // The keeper noticed: not held, left out.
+        epochs.set(x, None);
+        handle.send(deposit(x, 3)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(m.mirror_fenced.load(Ordering::Relaxed), 3);
+        assert!(held_msgs(&store, x).await.is_empty());
+
+        // This instance holds x again, in a new term: written.
+        epochs.set(x, Some(hand_over(&store, x, "other", "me").await));
+        handle.send(deposit(x, 4)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(held_msgs(&store, x).await, vec![4]);
+        assert_eq!(m.mirror_fenced.load(Ordering::Relaxed), 3);
+        drop(handle);
+        task.await.unwrap();
+    }
+
+    /// Without leases nothing changes: every change is written unfenced.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_leases_every_change_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let health = Arc::new(Health::new());
+        let (commits, _) = broadcast::channel(4);
+        let (handle, mirror) = channel(
+            Arc::clone(&store),
+            MirrorConfig::default(),
+            Arc::clone(&health),
+            commits,
+        );
+        let task = tokio::spawn(mirror.run());
+        handle.send(deposit(5, 1)).await.unwrap();
+        handle.send(deposit(6, 1)).await.unwrap();
+        handle.flush().await.unwrap();
+        assert_eq!(held_msgs(&store, 5).await, vec![1]);
+        assert_eq!(held_msgs(&store, 6).await, vec![1]);
+        assert_eq!(health.metrics.mirror_fenced.load(Ordering::Relaxed), 0);
+        drop(handle);
+        task.await.unwrap();
+    }
 }

@@ -308,7 +308,7 @@ async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result
     // Opening does not prove the database is reachable (a Supabase store opens without a
     // request): the store line is reported after the first round trip, the schema query.
     let where_ = describe_store(&config.store);
-    let store = match store::open(&config.store).await {
+    let store = match store::open_shared(&config.store).await {
         Ok(store) => store,
         Err(e) => {
             report(out, "FAIL", "store", &format!("{where_}: {}", chain(&e)))?;
@@ -407,7 +407,7 @@ enum Which {
 /// commands that read or steer the store start with.
 async fn open_store(path: &Path, env: Env<'_>) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
     let config = Config::load(path, env.lookup).map_err(|e| anyhow::anyhow!(config_advice(&e)))?;
-    let store = store::open(&config.store)
+    let store = store::open_shared(&config.store)
         .await
         .with_context(|| format!("cannot open the store ({})", describe_store(&config.store)))?;
     store
@@ -762,14 +762,17 @@ mod tests {
         check(
             run_cli(Some(EMBEDDED), &[], &["check"]).await,
             true,
-            "ok   config  <tmp>/config.toml
-             ok   state   <tmp>
-             ok   session <tmp>/deposit.session
-             ok   store   sqlite <tmp>/giftd.sqlite3
-             ok   schema  version 4
-             ok   write   sqlite accepts giftd's writes"
-                .replace("\n             ", "\n")
-                .as_str(),
+            format!(
+                "ok   config  <tmp>/config.toml
+                 ok   state   <tmp>
+                 ok   session <tmp>/deposit.session
+                 ok   store   sqlite <tmp>/giftd.sqlite3
+                 ok   schema  version {}
+                 ok   write   sqlite accepts giftd's writes",
+                store::SCHEMA_VERSION
+            )
+            .replace("\n                 ", "\n")
+            .as_str(),
         );
     }
 

@@ -135,6 +135,42 @@ pub enum StoreError {
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
 
+    /// A write decided under a lease term that is over: another instance took the lease (a
+    /// newer epoch), or an unfenced write met a lease someone holds. Nothing was written.
+    /// Permanent: this instance lost the lease and must stop writing for that account.
+    #[error(
+        "{lease}: {}; this giftd instance lost the lease and stops writing for that account \
+         (nothing was written; the holder of the lease carries on)",
+        fenced_detail(*.epoch, *.current)
+    )]
+    Fenced {
+        /// The lease name, e.g. `account:12345`.
+        lease: String,
+        /// The epoch the write carried; `None` for an unfenced write.
+        epoch: Option<super::lease::Epoch>,
+        /// The lease's epoch in the database; `None` when there is no such lease.
+        current: Option<super::lease::Epoch>,
+    },
+
+    /// A lease call with arguments the store refuses (a bug in giftd).
+    #[error("invalid lease call: {0}")]
+    InvalidLease(String),
+
+    /// The embedded database file is held by another giftd process.
+    #[error(
+        "the embedded database {} is in use by another giftd process{} (it holds the lock on \
+         {}): only one `giftd run` may use an embedded database; stop the other one, or give \
+         this one its own `store.state_dir` (`giftd inventory`, `giftd withdrawals` and \
+         `giftd check` work beside it)",
+        .path.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), .lock.display()
+    )]
+    InUse {
+        path: std::path::PathBuf,
+        lock: std::path::PathBuf,
+        /// The process id the holder wrote into the lock file, when readable.
+        pid: Option<u32>,
+    },
+
     /// The database refused the request for a reason none of the above covers.
     #[error("database refused the request ({code}): {message}")]
     Rejected { code: String, message: String },
@@ -146,6 +182,22 @@ pub enum StoreError {
     /// The embedded database failed for good (corrupt file, read-only file, disk full...).
     #[error("embedded database: {0}")]
     Sqlite(String),
+}
+
+fn fenced_detail(epoch: Option<i64>, current: Option<i64>) -> String {
+    match (epoch, current) {
+        (Some(e), Some(c)) => format!(
+            "the write carried lease epoch {e} but the lease is at epoch {c} (another giftd \
+             instance took it over)"
+        ),
+        (Some(e), None) => {
+            format!("the write carried lease epoch {e} but the lease does not exist")
+        }
+        (None, Some(c)) => {
+            format!("an unfenced write met the lease held by another giftd instance at epoch {c}")
+        }
+        (None, None) => "the write was fenced".to_owned(),
+    }
 }
 
 impl StoreError {
@@ -192,6 +244,11 @@ mod tests {
                 ttl: Duration::from_secs(90_000),
                 max: Duration::from_secs(86_400),
             },
+            StoreError::Fenced {
+                lease: "account:1".into(),
+                epoch: Some(1),
+                current: Some(2),
+            },
             StoreError::Rejected {
                 code: "23514".into(),
                 message: "check".into(),
@@ -200,6 +257,28 @@ mod tests {
         for e in &permanent {
             assert!(!e.is_retryable(), "{e}");
         }
+    }
+
+    #[test]
+    fn fenced_says_the_lease_was_lost_and_writing_stops() {
+        let e = StoreError::Fenced {
+            lease: "account:7".into(),
+            epoch: Some(3),
+            current: Some(4),
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("account:7: "), "{text}");
+        assert!(
+            text.contains("epoch 3") && text.contains("epoch 4"),
+            "{text}"
+        );
+        assert!(text.contains("lost the lease and stops writing"), "{text}");
+        let e = StoreError::Fenced {
+            lease: "account:7".into(),
+            epoch: None,
+            current: Some(4),
+        };
+        assert!(e.to_string().contains("unfenced write"), "{e}");
     }
 
     #[test]

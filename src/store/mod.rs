@@ -12,11 +12,13 @@
 //! values from the pure gift model ([`crate::gift`]) and it checks them against what it holds.
 
 mod error;
+pub mod lease;
 pub mod link;
 pub mod notify;
 pub mod sqlite;
 pub mod supabase;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use self::error::StoreError;
+pub use self::lease::{BOT_LEASE, Epoch, Lease, LeaseAnswer, account_lease};
 pub use self::link::{InvalidWebUserId, LinkOutcome, LinkToken, MAX_LINK_TOKEN_TTL, WebUserId};
 pub use self::notify::{
     Notification, NotificationId, NotificationKind, NotificationOutcome, NotificationState,
@@ -36,7 +39,7 @@ use crate::gift::{
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
 static MIGRATIONS: &[(&str, &str)] = &[
@@ -56,10 +59,15 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "20261202000000_giftd_bot.sql",
         include_str!("../../supabase/migrations/20261202000000_giftd_bot.sql"),
     ),
+    (
+        "20261202010000_giftd_leases.sql",
+        include_str!("../../supabase/migrations/20261202010000_giftd_leases.sql"),
+    ),
 ];
 
-/// The schema version each entry of [`MIGRATIONS`] sets.
-const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4];
+/// The schema version each entry of [`MIGRATIONS`] sets, increasing but not necessarily
+/// contiguous (branches add versions side by side).
+const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5];
 
 /// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
 /// they apply. `giftd schema` prints them.
@@ -76,9 +84,24 @@ pub fn migration_for(version: u32) -> &'static str {
     MIGRATIONS.get(index).map_or("(none)", |m| m.0)
 }
 
-/// Opens the store the configuration names. Does not check the schema version: call
-/// [`Store::check_schema`] before writing (the daemon and `giftd check` do).
+/// Opens the store the configuration names for the daemon (`giftd run`). Does not check the
+/// schema version: call [`Store::check_schema`] before writing (the daemon does).
+///
+/// The embedded database is opened exclusively: an OS lock on `<file>.lock`, held while the
+/// store lives (the daemon's whole life) and released by the OS when the process dies, keeps a
+/// second daemon off the same file ([`StoreError::InUse`]).
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match config {
+        StoreConfig::Embedded(c) => Arc::new(sqlite::SqliteStore::open_exclusive(&c.path).await?),
+        StoreConfig::Supabase(c) => Arc::new(supabase::SupabaseStore::new(c)?),
+    })
+}
+
+/// Opens the store for the commands that read or steer it beside a running daemon (`giftd
+/// check`, `inventory`, `withdrawals`): the embedded database without the daemon's lock. Their
+/// writes are an operator's or a player's (approve, cancel, retry, request), compare-and-set on
+/// the request's state like every move, and never fenced writes of an account's holder.
+pub async fn open_shared(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match config {
         StoreConfig::Embedded(c) => Arc::new(sqlite::SqliteStore::open(&c.path).await?),
         StoreConfig::Supabase(c) => Arc::new(supabase::SupabaseStore::new(c)?),
@@ -105,6 +128,12 @@ pub struct ChangeBatch {
     /// with the inventory's changes so a pass that ran while the store was down is written
     /// when it is back.
     pub sync_logs: Vec<SyncLog>,
+    /// The lease epoch this writer holds for deposit accounts the batch touches. An account
+    /// with an epoch here is fenced: the whole batch is refused ([`StoreError::Fenced`], nothing
+    /// written) unless the account's lease is still at that epoch. An account without one is
+    /// written unfenced, which the store refuses while another instance holds a live lease on
+    /// it (a single instance without leases never has one).
+    pub epochs: BTreeMap<UserId, Epoch>,
 }
 
 impl ChangeBatch {
@@ -115,6 +144,16 @@ impl ChangeBatch {
             && self.changes.is_empty()
             && self.attributions.is_empty()
             && self.sync_logs.is_empty()
+    }
+
+    /// The deposit accounts whose rows the batch writes (users and gift kinds belong to none).
+    pub fn accounts(&self) -> BTreeSet<UserId> {
+        let mut accounts = BTreeSet::new();
+        accounts.extend(self.items.iter().map(|i| i.key.account_id));
+        accounts.extend(self.changes.iter().map(|c| c.key.account_id));
+        accounts.extend(self.attributions.iter().map(|a| a.key.account_id));
+        accounts.extend(self.sync_logs.iter().map(|l| l.account_id));
+        accounts
     }
 
     /// Rejects what the store must never be asked to do: only departures travel in a batch,
@@ -328,23 +367,41 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// `not_before`) to `worker_id` for `lease`, marks the item withdrawing and counts the
     /// attempt. Atomic: two claimers never get the same request. Only the session of that
     /// deposit account can transfer its gifts, hence the account.
+    ///
+    /// `epoch`: the term of the account's lease the worker holds; the claim is refused
+    /// ([`StoreError::Fenced`]) once the lease moved on, and the request records the epoch so
+    /// the next holder takes it back at once. `None`: unfenced (a single instance without
+    /// leases), refused while another instance holds a live lease on the account.
     async fn claim_withdrawal(
         &self,
         account_id: UserId,
         worker_id: &str,
         lease: Duration,
+        epoch: Option<Epoch>,
     ) -> Result<Option<Withdrawal>, StoreError>;
 
     /// Applies one move of the state machine ([`WithdrawalMove`]) in one transaction: refused
     /// unless the request is in one of `from` (and held by `worker` at `attempt` when given);
     /// the item moves with it and the ledger entry is written. A move to where the request
     /// already is changes nothing and returns it.
+    ///
+    /// A move with an `epoch` (the worker's) is refused ([`StoreError::Fenced`]) once the lease
+    /// of the request's deposit account moved past it. A move without one is an operator's or a
+    /// player's (approve, retry, cancel), checked only against the request's state.
     async fn move_withdrawal(&self, mv: &WithdrawalMove) -> Result<Withdrawal, StoreError>;
 
     /// Requests of `account_id` whose worker's lease ran out: claimed ones go back to the queue
     /// (nothing was sent), sending ones become unknown (something may have been). Returns how
     /// many moved.
-    async fn rescue_withdrawals(&self, account_id: UserId) -> Result<u64, StoreError>;
+    ///
+    /// With the account lease's `epoch` (fenced like a claim), requests claimed under an older
+    /// epoch are taken back too, whatever their worker's lease says: their worker lost the
+    /// account and can no longer write. `None`: unfenced, like a claim.
+    async fn rescue_withdrawals(
+        &self,
+        account_id: UserId,
+        epoch: Option<Epoch>,
+    ) -> Result<u64, StoreError>;
 
     async fn withdrawal(&self, id: WithdrawalId) -> Result<Option<Withdrawal>, StoreError>;
 
@@ -395,6 +452,40 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<u64, StoreError>;
 
     async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError>;
+
+    /// Takes the lease `name` for `holder` for `ttl` (by the database's clock) when it is free,
+    /// expired or released (a new term: the epoch goes up by one), or extends it when `holder`
+    /// already holds it (same epoch: taking again after a lost answer is harmless). Refused,
+    /// with the lease as it is, while another holder's term runs.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<LeaseAnswer, StoreError>;
+
+    /// Extends `holder`'s term `epoch` of the lease by `ttl` from the database's now. Refused
+    /// when the term is over: another holder or another epoch (a lease that merely expired and
+    /// that nobody took is still the caller's term, and renewing it is allowed).
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> Result<LeaseAnswer, StoreError>;
+
+    /// Ends `holder`'s term `epoch` now, so another instance takes the lease at once instead of
+    /// after its expiry. Returns false (and changes nothing) when that term was already over.
+    async fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        epoch: Epoch,
+    ) -> Result<bool, StoreError>;
+
+    /// The lease as the database holds it, `None` when it was never taken.
+    async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
 }
 
 fn check_version(backend: &'static str, found: u32) -> Result<u32, StoreError> {
@@ -521,6 +612,35 @@ mod tests {
                 .is_some_and(|m| m.1.contains(&format!("values ({SCHEMA_VERSION}, '"))),
             "the newest migration sets the schema version giftd requires"
         );
+    }
+
+    /// Branches add schema versions side by side, so the list may have gaps (1, 2, 3, 5 until
+    /// 4 is merged): each version names its own migration, a missing one the next above it.
+    #[test]
+    fn migration_versions_may_have_gaps() {
+        for pair in MIGRATION_VERSIONS.windows(2) {
+            assert!(pair[0] < pair[1], "{MIGRATION_VERSIONS:?}");
+        }
+        for (i, &v) in MIGRATION_VERSIONS.iter().enumerate() {
+            assert_eq!(migration_for(v), MIGRATIONS[i].0);
+            assert!(
+                MIGRATIONS[i].1.contains(&format!(
+                    "values ({v}, '{}",
+                    MIGRATIONS[i].0.trim_end_matches(".sql")
+                )),
+                "{} sets version {v}",
+                MIGRATIONS[i].0
+            );
+        }
+        for missing in 1..SCHEMA_VERSION {
+            if !MIGRATION_VERSIONS.contains(&missing) {
+                let next = MIGRATION_VERSIONS
+                    .iter()
+                    .position(|&v| v > missing)
+                    .unwrap();
+                assert_eq!(migration_for(missing), MIGRATIONS[next].0);
+            }
+        }
     }
 
     #[test]

@@ -30,11 +30,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use libsql::{Connection, params};
 
+use super::lease::{check_lease_args, millis};
 use super::{
-    BatchOutcome, ChangeBatch, ItemRow, LinkOutcome, LinkToken, Notification, NotificationId,
-    NotificationKind, NotificationOutcome, OwnerStats, RefusedChange, RequestState, SCHEMA_VERSION,
-    Store, StoreError, SyncLog, WaitReason, WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId,
-    WithdrawalKind, WithdrawalMove, link_token_hash, link_token_ttl, new_link_token, now_ms,
+    BatchOutcome, ChangeBatch, Epoch, ItemRow, Lease, LeaseAnswer, LinkOutcome, LinkToken,
+    Notification, NotificationId, NotificationKind, NotificationOutcome, OwnerStats, RefusedChange,
+    RequestState, SCHEMA_VERSION, Store, StoreError, SyncLog, WaitReason, WebUserId, Withdrawal,
+    WithdrawalFilter, WithdrawalId, WithdrawalKind, WithdrawalMove, account_lease, link_token_hash,
+    link_token_ttl, new_link_token, now_ms,
 };
 use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
 use crate::secret::Secret;
@@ -67,6 +69,7 @@ const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
     // links and the notifications outbox; its SQL lives with its code (`link`, `notify`) and
     // runs in `migrate`.
     (4, &[], ""),
+    (5, &[("withdrawals", "epoch", "INTEGER")], SCHEMA_V5),
 ];
 
 const SCHEMA_V1: &str = "
@@ -205,6 +208,20 @@ CREATE INDEX IF NOT EXISTS withdrawals_open ON withdrawals (account_id, status)
   WHERE status IN ('approval', 'claimed', 'sending', 'unknown');
 ";
 
+/// Version 5 (Supabase: `20261202010000_giftd_leases.sql`): leases and their epochs. Times
+/// are this host's clock (the embedded database has one process, kept so by the OS lock);
+/// `withdrawals.epoch` (added by the step) is the term a request was claimed in.
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  expires_at_ms INTEGER NOT NULL,
+  taken_at_ms INTEGER NOT NULL,
+  renewed_at_ms INTEGER NOT NULL
+);
+";
+
 /// The version-3 request table.
 const WITHDRAWALS_V3: &str = "
 CREATE TABLE withdrawals_v3 (
@@ -318,6 +335,9 @@ async fn apply_withdrawal_move(
     let w = load_withdrawal(conn, mv.id)
         .await?
         .ok_or(StoreError::WithdrawalNotFound(mv.id))?;
+    if mv.epoch.is_some() {
+        check_fence(conn, w.key.account_id, mv.epoch).await?;
+    }
     if let Some(owner) = mv.owner
         && owner != w.owner
     {
@@ -464,6 +484,93 @@ async fn apply_withdrawal_move(
         .ok_or(StoreError::WithdrawalNotFound(w.id))
 }
 
+/// The lease `name` as the file holds it, read at `now`.
+async fn read_lease(conn: &Connection, name: &str, now: i64) -> Result<Option<Lease>, StoreError> {
+    let mut rows = conn
+        .query(
+            "SELECT holder, epoch, expires_at_ms FROM leases WHERE name = ?1",
+            params![name],
+        )
+        .await
+        .map_err(sql_err)?;
+    match rows.next().await.map_err(sql_err)? {
+        Some(row) => Ok(Some(Lease {
+            name: name.to_owned(),
+            holder: row.get(0).map_err(sql_err)?,
+            epoch: row.get(1).map_err(sql_err)?,
+            expires_at_ms: row.get(2).map_err(sql_err)?,
+            db_now_ms: now,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Refuses, inside the caller's write transaction, a write for `account` that carries a term of
+/// its lease that is over (`Some`), or that carries none while another instance holds a live
+/// lease on it (`None`).
+async fn check_fence(
+    conn: &Connection,
+    account: UserId,
+    epoch: Option<Epoch>,
+) -> Result<(), StoreError> {
+    let name = account_lease(account);
+    let lease = read_lease(conn, &name, now_ms()).await?;
+    let fenced = match (&lease, epoch) {
+        (Some(l), Some(e)) => l.epoch != e,
+        (None, Some(_)) => true,
+        (Some(l), None) => l.is_live(),
+        (None, None) => false,
+    };
+    if fenced {
+        return Err(StoreError::Fenced {
+            lease: name,
+            epoch,
+            current: lease.map(|l| l.epoch),
+        });
+    }
+    Ok(())
+}
+
+/// The OS lock that keeps a second daemon off an embedded database: an exclusive `flock` on
+/// `<file>.lock`, taken without waiting, released by the OS when the file is closed or the
+/// process dies (a crash never leaves it stale). A separate file, because SQLite's own POSIX
+/// locks on the database file must not be mixed with another kind on the same file.
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    let fail = |e: &dyn std::fmt::Display| {
+        StoreError::Sqlite(format!("cannot open the lock file {}: {e}", lock.display()))
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+        .map_err(|e| fail(&e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(StoreError::InUse {
+                path: path.to_owned(),
+                lock,
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(fail(&e)),
+    }
+    // For the operator who finds the file: which process holds it.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
 const HELD: &str = "('held', 'withdraw_requested', 'withdrawing')";
 
 const ITEM_COLUMNS: &str = "account_id, msg_id, owner_id, gift_id, stars, collectible_id, slug, \
@@ -479,6 +586,9 @@ pub struct SqliteStore {
     lock: Arc<tokio::sync::Mutex<()>>,
     /// For messages.
     path: PathBuf,
+    /// The daemon's OS lock on the file ([`SqliteStore::open_exclusive`]), held while the store
+    /// lives; `None` for the commands that open it beside a daemon.
+    _lock: Option<Arc<std::fs::File>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -490,9 +600,29 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating it and its directory when missing) and migrates the database file.
+    /// Opens (creating it and its directory when missing) and migrates the database file,
+    /// without the daemon's lock: for the commands that read or steer the store beside a
+    /// running daemon, and for tests.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT).await
+    }
+
+    /// Opens the file for the daemon: first takes the OS lock on `<file>.lock` without waiting
+    /// ([`StoreError::InUse`] when another process holds it), then opens as [`Self::open`]. The
+    /// lock is held while the store lives and released by the OS when the process dies.
+    pub async fn open_exclusive(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Sqlite(format!(
+                    "cannot create the directory of {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        let lock = lock_database(path)?;
+        let mut store = Self::open(path).await?;
+        store._lock = Some(Arc::new(lock));
+        Ok(store)
     }
 
     pub async fn open_with_busy_timeout(path: &Path, busy: Duration) -> Result<Self, StoreError> {
@@ -513,6 +643,7 @@ impl SqliteStore {
             conn,
             lock: Arc::new(tokio::sync::Mutex::new(())),
             path: path.to_owned(),
+            _lock: None,
         };
         store
             .run(|conn| async move {
@@ -1145,7 +1276,13 @@ impl Store for SqliteStore {
         }
         let batch = batch.clone();
         self.run(|conn| async move {
-            write_tx(&conn, async |conn| apply_batch(conn, batch).await).await
+            write_tx(&conn, async |conn| {
+                for account in batch.accounts() {
+                    check_fence(conn, account, batch.epochs.get(&account).copied()).await?;
+                }
+                apply_batch(conn, batch).await
+            })
+            .await
         })
         .await
     }
@@ -1395,11 +1532,13 @@ impl Store for SqliteStore {
         account_id: UserId,
         worker_id: &str,
         lease: Duration,
+        epoch: Option<Epoch>,
     ) -> Result<Option<Withdrawal>, StoreError> {
         let worker_id = worker_id.to_owned();
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         self.run(move |conn| async move {
             write_tx(&conn, async |conn| {
+                check_fence(conn, account_id, epoch).await?;
                 let now = now_ms();
                 let mut rows = conn
                     .query(
@@ -1418,9 +1557,15 @@ impl Store for SqliteStore {
                 drop(rows);
                 conn.execute(
                     "UPDATE withdrawals SET status = 'claimed', worker_id = ?2, claimed_at = ?3,
-                       lease_until_ms = ?4, attempt = attempt + 1
+                       lease_until_ms = ?4, attempt = attempt + 1, epoch = ?5
                      WHERE id = ?1",
-                    params![id, worker_id, now / 1000, now.saturating_add(lease_ms)],
+                    params![
+                        id,
+                        worker_id,
+                        now / 1000,
+                        now.saturating_add(lease_ms),
+                        epoch
+                    ],
                 )
                 .await
                 .map_err(sql_err)?;
@@ -1458,28 +1603,40 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn rescue_withdrawals(&self, account_id: UserId) -> Result<u64, StoreError> {
+    async fn rescue_withdrawals(
+        &self,
+        account_id: UserId,
+        epoch: Option<Epoch>,
+    ) -> Result<u64, StoreError> {
         self.run(move |conn| async move {
             write_tx(&conn, async |conn| {
+                check_fence(conn, account_id, epoch).await?;
                 let now = now_ms();
                 let mut rows = conn
                     .query(
                         &format!(
-                            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals
+                            "SELECT {WITHDRAWAL_COLUMNS}, coalesce(lease_until_ms, 0) < ?2
+                             FROM withdrawals
                              WHERE account_id = ?1 AND status IN ('claimed', 'sending')
-                               AND coalesce(lease_until_ms, 0) < ?2 ORDER BY id"
+                               AND (coalesce(lease_until_ms, 0) < ?2
+                                 OR (?3 IS NOT NULL AND epoch IS NOT NULL AND epoch < ?3))
+                             ORDER BY id"
                         ),
-                        params![account_id, now],
+                        params![account_id, now, epoch],
                     )
                     .await
                     .map_err(sql_err)?;
                 let mut expired = Vec::new();
                 while let Some(row) = rows.next().await.map_err(sql_err)? {
-                    expired.push(withdrawal_row(&row)?);
+                    let lease_ran_out: bool = row.get(17).map_err(sql_err)?;
+                    expired.push((withdrawal_row(&row)?, lease_ran_out));
                 }
                 drop(rows);
-                for w in &expired {
-                    let mv = WithdrawalMove::rescue(w);
+                for (w, lease_ran_out) in &expired {
+                    let mut mv = WithdrawalMove::rescue(w);
+                    if !lease_ran_out {
+                        mv.reason = Some(Some(rescue_reason(w.state).to_owned()));
+                    }
                     apply_withdrawal_move(conn, &mv).await?;
                 }
                 Ok(expired.len() as u64)
@@ -1606,6 +1763,124 @@ impl Store for SqliteStore {
         self.run(move |conn| async move { insert_sync_log(&conn, &log).await })
             .await
     }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<LeaseAnswer, StoreError> {
+        check_lease_args(name, holder, Some(ttl))?;
+        let (name, holder, ttl) = (name.to_owned(), holder.to_owned(), millis(ttl));
+        self.run(move |conn| async move {
+            write_tx(&conn, async |conn| {
+                let now = now_ms();
+                let expires = now.saturating_add(ttl);
+                let epoch = match read_lease(conn, &name, now).await? {
+                    Some(l) if l.is_live() && l.holder != holder => {
+                        return Ok(LeaseAnswer::Refused(Some(l)));
+                    }
+                    Some(l) if l.is_live() => l.epoch,
+                    Some(l) => l.epoch + 1,
+                    None => 1,
+                };
+                conn.execute(
+                    "INSERT INTO leases (name, holder, epoch, expires_at_ms, taken_at_ms,
+                       renewed_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                       epoch = excluded.epoch, expires_at_ms = excluded.expires_at_ms,
+                       taken_at_ms = CASE WHEN leases.epoch = excluded.epoch
+                         THEN leases.taken_at_ms ELSE excluded.taken_at_ms END,
+                       renewed_at_ms = excluded.renewed_at_ms",
+                    params![name.as_str(), holder.as_str(), epoch, expires, now],
+                )
+                .await
+                .map_err(sql_err)?;
+                Ok(LeaseAnswer::Held(Lease {
+                    name: name.clone(),
+                    holder: holder.clone(),
+                    epoch,
+                    expires_at_ms: expires,
+                    db_now_ms: now,
+                }))
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> Result<LeaseAnswer, StoreError> {
+        check_lease_args(name, holder, Some(ttl))?;
+        let (name, holder, ttl) = (name.to_owned(), holder.to_owned(), millis(ttl));
+        self.run(move |conn| async move {
+            write_tx(&conn, async |conn| {
+                let now = now_ms();
+                match read_lease(conn, &name, now).await? {
+                    Some(l) if l.holder == holder && l.epoch == epoch => {
+                        let expires = now.saturating_add(ttl);
+                        conn.execute(
+                            "UPDATE leases SET expires_at_ms = ?2, renewed_at_ms = ?3
+                             WHERE name = ?1",
+                            params![name.as_str(), expires, now],
+                        )
+                        .await
+                        .map_err(sql_err)?;
+                        Ok(LeaseAnswer::Held(Lease {
+                            expires_at_ms: expires,
+                            ..l
+                        }))
+                    }
+                    other => Ok(LeaseAnswer::Refused(other)),
+                }
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        epoch: Epoch,
+    ) -> Result<bool, StoreError> {
+        check_lease_args(name, holder, None)?;
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.run(move |conn| async move {
+            let changed = conn
+                .execute(
+                    "UPDATE leases SET expires_at_ms = min(expires_at_ms, ?4)
+                     WHERE name = ?1 AND holder = ?2 AND epoch = ?3",
+                    params![name.as_str(), holder.as_str(), epoch, now_ms()],
+                )
+                .await
+                .map_err(sql_err)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        let name = name.to_owned();
+        self.run(move |conn| async move { read_lease(&conn, &name, now_ms()).await })
+            .await
+    }
+}
+
+/// Why a request claimed under an older term of the account's lease is taken back.
+fn rescue_reason(state: RequestState) -> &'static str {
+    if state == RequestState::Sending {
+        "the instance that was sending it lost the deposit account's lease"
+    } else {
+        "the instance that claimed it lost the deposit account's lease before it sent anything"
+    }
 }
 
 /// Writes a reconciliation pass's row, once per `pass_id`.
@@ -1667,6 +1942,62 @@ mod tests {
         drop(store);
         let reopened = SqliteStore::open(&path).await.unwrap();
         assert_eq!(reopened.load_items(1).await.unwrap(), vec![item]);
+    }
+
+    /// A file of the version before leases is upgraded when opened: the leases table and the
+    /// requests' epoch column arrive, and nothing assumes the versions in between exist.
+    #[tokio::test]
+    async fn a_version_3_file_is_upgraded_to_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("giftd.sqlite3");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .run(|conn| async move {
+                conn.execute_batch(
+                    "DROP TABLE leases; UPDATE schema_version SET version = 3;
+                     ALTER TABLE withdrawals DROP COLUMN epoch;",
+                )
+                .await
+                .map_err(sql_err)
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), 3);
+        drop(store);
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.check_schema().await.unwrap(), SCHEMA_VERSION);
+        let taken = store
+            .take_lease("account:1", "me", Duration::from_secs(15))
+            .await
+            .unwrap();
+        assert_eq!(taken.held().map(|l| l.epoch), Some(1));
+        assert_eq!(
+            store
+                .claim_withdrawal(1, "w", Duration::from_secs(60), Some(1))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    /// The daemon's lock: a second exclusive open of the file is refused (flock locks differ
+    /// between open files even in one process), a shared open is not, and dropping the store
+    /// lets the next daemon in.
+    #[tokio::test]
+    async fn one_exclusive_open_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("giftd.sqlite3");
+        let daemon = SqliteStore::open_exclusive(&path).await.unwrap();
+        let err = SqliteStore::open_exclusive(&path).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InUse { pid: Some(p), .. } if *p == std::process::id()),
+            "{err}"
+        );
+        let beside = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(beside.check_schema().await.unwrap(), SCHEMA_VERSION);
+        drop(daemon);
+        let next = SqliteStore::open_exclusive(&path).await.unwrap();
+        drop(next);
     }
 
     #[test]

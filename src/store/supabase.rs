@@ -22,11 +22,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::lease::{check_lease_args, millis};
 use super::{
-    BatchOutcome, ChangeBatch, ItemRow, LinkOutcome, LinkToken, Notification, NotificationId,
-    NotificationKind, NotificationOutcome, OwnerStats, RefusedChange, RequestState, Store,
-    StoreError, SyncLog, WaitReason, WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId,
-    WithdrawalKind, WithdrawalMove, link_token_hash, link_token_ttl, migration_for, new_link_token,
+    BatchOutcome, ChangeBatch, Epoch, ItemRow, Lease, LeaseAnswer, LinkOutcome, LinkToken,
+    Notification, NotificationId, NotificationKind, NotificationOutcome, OwnerStats, RefusedChange,
+    RequestState, Store, StoreError, SyncLog, WaitReason, WebUserId, Withdrawal, WithdrawalFilter,
+    WithdrawalId, WithdrawalKind, WithdrawalMove, link_token_hash, link_token_ttl, migration_for,
+    new_link_token,
 };
 use crate::config::SupabaseConfig;
 use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
@@ -465,6 +467,9 @@ fn move_json(mv: &WithdrawalMove) -> Value {
     if let Some(v) = mv.daily_budget {
         put("daily_budget", json!(v));
     }
+    if let Some(v) = mv.epoch {
+        put("epoch", json!(v));
+    }
     m
 }
 
@@ -575,9 +580,20 @@ impl Store for SupabaseStore {
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        let row: OutcomeRow = self
-            .rpc("giftd_apply_batch", json!({ "p_batch": batch_json(batch) }))
+        let epochs: serde_json::Map<String, Value> = batch
+            .epochs
+            .iter()
+            .map(|(account, epoch)| (account.to_string(), json!(epoch)))
+            .collect();
+        let answer: Value = self
+            .rpc(
+                "giftd_fenced_apply_batch",
+                json!({ "p_batch": batch_json(batch), "p_epochs": epochs }),
+            )
             .await?;
+        fenced(&answer)?;
+        let row: OutcomeRow = serde_json::from_value(answer)
+            .map_err(|e| StoreError::Protocol(format!("giftd_fenced_apply_batch: {e}")))?;
         let refused = row
             .refused
             .into_iter()
@@ -733,17 +749,23 @@ impl Store for SupabaseStore {
         account_id: UserId,
         worker_id: &str,
         lease: Duration,
+        epoch: Option<Epoch>,
     ) -> Result<Option<Withdrawal>, StoreError> {
-        let row: Option<WithdrawalRow> = self
+        let answer: Value = self
             .rpc(
-                "giftd_claim_withdrawal",
+                "giftd_fenced_claim_withdrawal",
                 json!({
                     "p_account_id": account_id,
                     "p_worker_id": worker_id,
                     "p_lease_ms": i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+                    "p_epoch": epoch.unwrap_or(0),
                 }),
             )
             .await?;
+        fenced(&answer)?;
+        let row: Option<WithdrawalRow> =
+            serde_json::from_value(answer.get("row").cloned().unwrap_or(Value::Null))
+                .map_err(|e| StoreError::Protocol(format!("giftd_fenced_claim_withdrawal: {e}")))?;
         row.map(WithdrawalRow::into_withdrawal).transpose()
     }
 
@@ -759,9 +781,15 @@ impl Store for SupabaseStore {
             total: Option<i64>,
             budget: Option<i64>,
         }
-        let a: Answer = self
-            .rpc("giftd_move_withdrawal", json!({ "p_move": move_json(mv) }))
+        let answer: Value = self
+            .rpc(
+                "giftd_fenced_move_withdrawal",
+                json!({ "p_move": move_json(mv) }),
+            )
             .await?;
+        fenced(&answer)?;
+        let a: Answer = serde_json::from_value(answer)
+            .map_err(|e| StoreError::Protocol(format!("giftd_fenced_move_withdrawal: {e}")))?;
         match (a.error.as_deref(), a.row) {
             (None, Some(row)) => row.into_withdrawal(),
             (Some("not_found"), _) => Err(StoreError::WithdrawalNotFound(mv.id)),
@@ -784,13 +812,21 @@ impl Store for SupabaseStore {
         }
     }
 
-    async fn rescue_withdrawals(&self, account_id: UserId) -> Result<u64, StoreError> {
-        let n: i64 = self
+    async fn rescue_withdrawals(
+        &self,
+        account_id: UserId,
+        epoch: Option<Epoch>,
+    ) -> Result<u64, StoreError> {
+        let answer: Value = self
             .rpc(
-                "giftd_rescue_withdrawals",
-                json!({ "p_account_id": account_id }),
+                "giftd_fenced_rescue_withdrawals",
+                json!({ "p_account_id": account_id, "p_epoch": epoch.unwrap_or(0) }),
             )
             .await?;
+        fenced(&answer)?;
+        let n = answer["rescued"].as_i64().ok_or_else(|| {
+            StoreError::Protocol(format!("giftd_fenced_rescue_withdrawals: {answer}"))
+        })?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -940,6 +976,112 @@ impl Store for SupabaseStore {
             .await?;
         Ok(())
     }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<LeaseAnswer, StoreError> {
+        check_lease_args(name, holder, Some(ttl))?;
+        let a: LeaseReply = self
+            .rpc(
+                "giftd_take_lease",
+                json!({ "p_name": name, "p_holder": holder, "p_ttl_ms": millis(ttl) }),
+            )
+            .await?;
+        Ok(a.into_answer())
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> Result<LeaseAnswer, StoreError> {
+        check_lease_args(name, holder, Some(ttl))?;
+        let a: LeaseReply = self
+            .rpc(
+                "giftd_renew_lease",
+                json!({
+                    "p_name": name, "p_holder": holder, "p_epoch": epoch,
+                    "p_ttl_ms": millis(ttl),
+                }),
+            )
+            .await?;
+        Ok(a.into_answer())
+    }
+
+    async fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        epoch: Epoch,
+    ) -> Result<bool, StoreError> {
+        check_lease_args(name, holder, None)?;
+        self.rpc(
+            "giftd_release_lease",
+            json!({ "p_name": name, "p_holder": holder, "p_epoch": epoch }),
+        )
+        .await
+    }
+
+    async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        let row: Option<LeaseRow> = self
+            .rpc("giftd_get_lease", json!({ "p_name": name }))
+            .await?;
+        Ok(row.map(LeaseRow::into_lease))
+    }
+}
+
+/// A lease as the giftd_*_lease functions return it.
+#[derive(Debug, Deserialize)]
+struct LeaseRow {
+    name: String,
+    holder: String,
+    epoch: Epoch,
+    expires_at_ms: i64,
+    db_now_ms: i64,
+}
+
+impl LeaseRow {
+    fn into_lease(self) -> Lease {
+        Lease {
+            name: self.name,
+            holder: self.holder,
+            epoch: self.epoch,
+            expires_at_ms: self.expires_at_ms,
+            db_now_ms: self.db_now_ms,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LeaseReply {
+    held: bool,
+    lease: Option<LeaseRow>,
+}
+
+impl LeaseReply {
+    fn into_answer(self) -> LeaseAnswer {
+        match (self.held, self.lease) {
+            (true, Some(l)) => LeaseAnswer::Held(l.into_lease()),
+            (_, l) => LeaseAnswer::Refused(l.map(LeaseRow::into_lease)),
+        }
+    }
+}
+
+/// The refusal a `giftd_fenced_*` function answered, if it did.
+fn fenced(answer: &Value) -> Result<(), StoreError> {
+    if answer.get("error").and_then(Value::as_str) != Some("fenced") {
+        return Ok(());
+    }
+    Err(StoreError::Fenced {
+        lease: answer["lease"].as_str().unwrap_or("?").to_owned(),
+        epoch: answer["epoch"].as_i64(),
+        current: answer["current"].as_i64(),
+    })
 }
 
 #[cfg(test)]

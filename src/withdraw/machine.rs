@@ -266,6 +266,10 @@ pub struct WithdrawalMove {
     pub daily_budget: Option<i64>,
     /// The ledger entry (kind; the store fills key, owner, stars and idempotency key).
     pub ledger: LedgerKind,
+    /// The term of the deposit account's lease this move was decided in (the worker's): the
+    /// store refuses the move once the lease moved on. `None` for an operator's or a player's
+    /// move, and for a worker running without leases.
+    pub epoch: Option<crate::store::Epoch>,
 }
 
 impl WithdrawalMove {
@@ -290,7 +294,14 @@ impl WithdrawalMove {
             kept_by_house: false,
             daily_budget: None,
             ledger,
+            epoch: None,
         }
+    }
+
+    /// The same move, fenced on the account lease's term `epoch` (`None`: unfenced).
+    pub fn with_epoch(mut self, epoch: Option<crate::store::Epoch>) -> Self {
+        self.epoch = epoch;
+        self
     }
 
     /// Continuing the worker's own claim: fenced on its worker id and attempt.

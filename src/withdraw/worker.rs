@@ -19,6 +19,7 @@ use crate::config::{RegularPolicy, WithdrawConfig};
 use crate::gift::{ItemKey, Status, UserId};
 use crate::health::{AccountLabel, Health, OPEN_WITHDRAWAL_STATES, WithdrawalLabels};
 use crate::inventory::Inventory;
+use crate::lease::Epochs;
 use crate::store::{Store, StoreError, WithdrawalFilter};
 use crate::telegram::transfer::{Purchase, Quote};
 use crate::telegram::{Telegram, TelegramError};
@@ -76,6 +77,10 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Where the queue's gauges and the withdrawal durations go.
     pub health: Arc<Health>,
+    /// The account lease's epoch every claim, rescue and move carries
+    /// ([`Epochs::unfenced`] without leases). While this instance does not hold the account's
+    /// lease the worker makes no claim and no move.
+    pub epochs: Epochs,
 }
 
 /// How often the worker reads the deposit account's Stars balance for `/metrics`.
@@ -146,10 +151,21 @@ impl Worker {
         tracing::info!(account, "withdrawal worker stopped");
     }
 
-    /// One pass over the account's queue.
+    /// The epoch this worker's writes carry now (`Some(None)`: unfenced), or `None` when this
+    /// instance does not hold the account's lease and must not write.
+    fn epoch(&self) -> Option<Option<crate::store::Epoch>> {
+        self.epochs.fence(self.telegram.self_id()).write_epoch()
+    }
+
+    /// One pass over the account's queue. Does nothing while this instance does not hold the
+    /// account's lease; every write carries the epoch read at the start of the pass, so a pass
+    /// that outlives its term is refused by the store ([`StoreError::Fenced`]).
     pub async fn pass(&self, cancel: &CancellationToken) -> Result<(), StoreError> {
         let account = self.telegram.self_id();
-        let rescued = self.store.rescue_withdrawals(account).await?;
+        let Some(epoch) = self.epoch() else {
+            return Ok(());
+        };
+        let rescued = self.store.rescue_withdrawals(account, epoch).await?;
         if rescued > 0 {
             tracing::warn!(
                 account,
@@ -157,17 +173,21 @@ impl Worker {
                 "withdrawals whose worker's lease ran out were taken back (sends became unknown)"
             );
         }
-        self.resolve_unknowns(account).await?;
+        self.resolve_unknowns(account, epoch).await?;
         while !cancel.is_cancelled() {
+            // Between requests: a term that ended stops the pass before the next claim.
+            if self.epoch() != Some(epoch) {
+                break;
+            }
             let Some(w) = self
                 .store
-                .claim_withdrawal(account, &self.id, self.config.lease)
+                .claim_withdrawal(account, &self.id, self.config.lease, epoch)
                 .await?
             else {
                 break;
             };
             let span = tracing::info_span!("withdrawal", id = w.id, key = %w.key, owner = w.owner, attempt = w.attempt);
-            let _ = tracing::Instrument::instrument(self.process(w), span).await;
+            let _ = tracing::Instrument::instrument(self.process(w, epoch), span).await;
         }
         Ok(())
     }
@@ -211,7 +231,11 @@ impl Worker {
     }
 
     /// Resolves each unknown outcome whose settle delay passed, by looking at Telegram.
-    async fn resolve_unknowns(&self, account: UserId) -> Result<(), StoreError> {
+    async fn resolve_unknowns(
+        &self,
+        account: UserId,
+        epoch: Option<crate::store::Epoch>,
+    ) -> Result<(), StoreError> {
         let unknown = self
             .store
             .list_withdrawals(&WithdrawalFilter {
@@ -225,7 +249,7 @@ impl Worker {
             if w.sending_at_ms.unwrap_or(0).saturating_add(settle) > now_ms() {
                 continue;
             }
-            if let Err(e) = self.resolve(&w).await {
+            if let Err(e) = self.resolve(&w, epoch).await {
                 tracing::warn!(id = w.id, error = %e, "could not resolve an unknown withdrawal yet");
             }
         }
@@ -263,8 +287,12 @@ impl Worker {
 
     /// Applies a move and follows it in the inventory. `Lost` when another worker, an operator
     /// or the player moved the request first.
-    async fn apply(&self, mv: WithdrawalMove) -> Result<(Step, Option<Withdrawal>), StoreError> {
-        match self.store.move_withdrawal(&mv).await {
+    async fn apply(
+        &self,
+        mv: WithdrawalMove,
+        epoch: Option<crate::store::Epoch>,
+    ) -> Result<(Step, Option<Withdrawal>), StoreError> {
+        match self.store.move_withdrawal(&mv.with_epoch(epoch)).await {
             Ok(w) => {
                 self.follow(&w);
                 Ok((Step::Moved(w.state), Some(w)))
@@ -273,16 +301,22 @@ impl Worker {
                 tracing::warn!(error = %e, "the request moved under this worker; leaving it");
                 Ok((Step::Lost, None))
             }
+            Err(e @ StoreError::Fenced { .. }) => {
+                // The next holder of the account takes the request back and, for a send,
+                // resolves it by looking at Telegram.
+                tracing::error!(error = %e, "the move was refused: this instance lost the account's lease");
+                Ok((Step::Lost, None))
+            }
             Err(e) => Err(e),
         }
     }
 
-    async fn process(&self, w: Withdrawal) {
+    async fn process(&self, w: Withdrawal, epoch: Option<crate::store::Epoch>) {
         // Tests crash the process here and at the two points below (`--features failpoints`,
         // FAILPOINTS=withdraw-after-claim=return): the restart must send the gift exactly once.
         fail::fail_point!("withdraw-after-claim", |_| std::process::abort());
         self.follow(&w);
-        let result = self.try_process(&w).await;
+        let result = self.try_process(&w, epoch).await;
         match result {
             Ok((Step::Moved(state), Some(moved))) => {
                 tracing::info!(state = %state, reason = moved.reason.as_deref().unwrap_or(""), "withdrawal moved");
@@ -343,22 +377,29 @@ impl Worker {
         }
     }
 
-    async fn try_process(&self, w: &Withdrawal) -> Result<(Step, Option<Withdrawal>), StoreError> {
+    async fn try_process(
+        &self,
+        w: &Withdrawal,
+        epoch: Option<crate::store::Epoch>,
+    ) -> Result<(Step, Option<Withdrawal>), StoreError> {
         let Some(item) = self.inventory.get(w.key) else {
             return self
-                .apply(WithdrawalMove::failed(
-                    w,
-                    "the gift is no longer in the deposit account",
-                ))
+                .apply(
+                    WithdrawalMove::failed(w, "the gift is no longer in the deposit account"),
+                    epoch,
+                )
                 .await;
         };
         if w.kind == WithdrawalKind::Resend && self.config.regular == RegularPolicy::Refuse {
             return self
-                .apply(WithdrawalMove::failed(
-                    w,
-                    "regular gifts cannot be withdrawn here: Telegram moves only collectibles, \
+                .apply(
+                    WithdrawalMove::failed(
+                        w,
+                        "regular gifts cannot be withdrawn here: Telegram moves only collectibles, \
                      and the operator does not buy regular gifts back (withdraw.regular = refuse)",
-                ))
+                    ),
+                    epoch,
+                )
                 .await;
         }
         let purchase = self.purchase(w, item.gift_id);
@@ -370,7 +411,7 @@ impl Worker {
             .await
         {
             Ok(q) => q,
-            Err(e) => return self.refused_before_sending(w, &e).await,
+            Err(e) => return self.refused_before_sending(w, &e, epoch).await,
         };
         let (fee, form_id) = match quote {
             Quote::Free => (0, None),
@@ -385,16 +426,19 @@ impl Worker {
         let approved = w.approved_stars.is_some_and(|a| a >= fee);
         if fee > cap && !approved {
             return self
-                .apply(WithdrawalMove::defer_quoted(
-                    w,
-                    WaitReason::FeeCap,
-                    fee,
-                    &format!(
-                        "Telegram asks {fee} Stars, above the {cap} Stars an operator allows \
+                .apply(
+                    WithdrawalMove::defer_quoted(
+                        w,
+                        WaitReason::FeeCap,
+                        fee,
+                        &format!(
+                            "Telegram asks {fee} Stars, above the {cap} Stars an operator allows \
                          without approval: `giftd withdrawals approve {}`",
-                        w.id
+                            w.id
+                        ),
                     ),
-                ))
+                    epoch,
+                )
                 .await;
         }
 
@@ -403,32 +447,59 @@ impl Worker {
         let daily = (fee > 0 && !approved).then_some(budget);
         let sending = match self
             .store
-            .move_withdrawal(&WithdrawalMove::begin_send(w, fee, form_id, lease, daily))
+            .move_withdrawal(
+                &WithdrawalMove::begin_send(w, fee, form_id, lease, daily).with_epoch(epoch),
+            )
             .await
         {
             Ok(s) => s,
             Err(StoreError::OverDailyBudget { total, budget, .. }) => {
                 return self
-                    .apply(WithdrawalMove::defer_quoted(
-                        w,
-                        WaitReason::DailyBudget,
-                        fee,
-                        &format!(
-                            "paying {fee} Stars would bring today's spending to {total}, over \
+                    .apply(
+                        WithdrawalMove::defer_quoted(
+                            w,
+                            WaitReason::DailyBudget,
+                            fee,
+                            &format!(
+                                "paying {fee} Stars would bring today's spending to {total}, over \
                              the daily budget of {budget}: `giftd withdrawals approve {}`",
-                            w.id
+                                w.id
+                            ),
                         ),
-                    ))
+                        epoch,
+                    )
                     .await;
             }
             Err(e @ StoreError::WithdrawalMoveRefused { .. }) => {
                 tracing::warn!(error = %e, "the request moved before sending; leaving it");
                 return Ok((Step::Lost, None));
             }
+            Err(e @ StoreError::Fenced { .. }) => {
+                tracing::error!(error = %e, "not sending: this instance lost the account's lease");
+                return Ok((Step::Lost, None));
+            }
             Err(e) => return Err(e),
         };
 
         fail::fail_point!("withdraw-after-sending", |_| std::process::abort());
+
+        // The term may have ended by this instance's clock since the pass began: then it does
+        // not act. A lost lease is `unknown` like any other interruption after `sending` (the
+        // design's rule): the settle delay passes and a look at Telegram finds the gift still
+        // in the account. If even that write is refused, the next holder does the same.
+        if self.epoch() != Some(epoch) {
+            tracing::warn!("not sending: this instance no longer holds the account's lease");
+            return self
+                .apply(
+                    WithdrawalMove::unknown(
+                        &sending,
+                        "the instance sending it lost the deposit account's lease before the \
+                         call",
+                    ),
+                    epoch,
+                )
+                .await;
+        }
 
         // 3. The one call.
         let timeout = self.config.call_timeout;
@@ -442,7 +513,7 @@ impl Worker {
             (Quote::Paid { .. }, None) => unreachable!("a paid quote carries its form id"),
         };
         fail::fail_point!("withdraw-after-answer", |_| std::process::abort());
-        self.record_answer(&sending, answer).await
+        self.record_answer(&sending, answer, epoch).await
     }
 
     /// Telegram refused before anything was committed (the quote): wait, fail or retry.
@@ -450,6 +521,7 @@ impl Worker {
         &self,
         w: &Withdrawal,
         e: &TelegramError,
+        epoch: Option<crate::store::Epoch>,
     ) -> Result<(Step, Option<Withdrawal>), StoreError> {
         let now = now_ms();
         let mv = match (e.rpc_name(), e.rpc_value()) {
@@ -480,7 +552,7 @@ impl Worker {
                 &format!("Telegram could not be asked: {e}"),
             ),
         };
-        self.apply(mv).await
+        self.apply(mv, epoch).await
     }
 
     fn no_stars(&self, w: &Withdrawal, now: i64) -> WithdrawalMove {
@@ -499,6 +571,7 @@ impl Worker {
         &self,
         sending: &Withdrawal,
         answer: Result<(), TelegramError>,
+        epoch: Option<crate::store::Epoch>,
     ) -> Result<(Step, Option<Withdrawal>), StoreError> {
         let now = now_ms();
         let e = match answer {
@@ -508,13 +581,13 @@ impl Worker {
                     (WithdrawalKind::Transfer, 0) => "transferred".to_owned(),
                     (WithdrawalKind::Transfer, fee) => format!("transferred ({fee} Stars fee)"),
                 };
-                return self.apply(WithdrawalMove::sent(sending, &how)).await;
+                return self.apply(WithdrawalMove::sent(sending, &how), epoch).await;
             }
             Err(e) => e,
         };
         if !e.outcome_known() {
             return self
-                .apply(WithdrawalMove::unknown(sending, &e.to_string()))
+                .apply(WithdrawalMove::unknown(sending, &e.to_string()), epoch)
                 .await;
         }
         let mv = match (e.rpc_name(), e.rpc_value()) {
@@ -558,11 +631,15 @@ impl Worker {
             (Some(name), _) => WithdrawalMove::failed(sending, &refusal(name)),
             (None, _) => WithdrawalMove::failed(sending, &e.to_string()),
         };
-        self.apply(mv).await
+        self.apply(mv, epoch).await
     }
 
     /// Looks at Telegram to learn what an unknown outcome was.
-    async fn resolve(&self, w: &Withdrawal) -> Result<(), TelegramError> {
+    async fn resolve(
+        &self,
+        w: &Withdrawal,
+        epoch: Option<crate::store::Epoch>,
+    ) -> Result<(), TelegramError> {
         let Some(item) = self.inventory.get(w.key) else {
             tracing::warn!(
                 id = w.id,
@@ -604,7 +681,7 @@ impl Worker {
                 return Ok(());
             }
         };
-        match self.apply(mv).await {
+        match self.apply(mv, epoch).await {
             Ok((Step::Moved(state), Some(moved))) => {
                 tracing::info!(id = w.id, state = %state, "unknown withdrawal resolved");
                 self.tell(&moved).await;

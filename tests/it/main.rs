@@ -1,6 +1,10 @@
 mod cli;
 mod daemon;
+mod lease_contract;
+mod lease_keeper;
+mod lease_worker;
 mod login;
+mod sqlite_lock;
 mod store_bot;
 mod store_contract;
 mod support;

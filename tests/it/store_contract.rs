@@ -379,7 +379,7 @@ async fn redeposit_of_unique_gift_after_withdrawal(backend: Backend) {
 
     let id = store.create_withdrawal(alice, first.key).await.unwrap();
     let claimed = store
-        .claim_withdrawal(account, "worker-1", LEASE)
+        .claim_withdrawal(account, "worker-1", LEASE, None)
         .await
         .unwrap()
         .expect("the request is open");
@@ -451,7 +451,7 @@ async fn concurrent_claimers_never_share_a_request(backend: Backend) {
     async fn drain(store: Arc<dyn Store>, account: UserId, worker: &'static str) -> Vec<i64> {
         let mut got = Vec::new();
         loop {
-            match store.claim_withdrawal(account, worker, LEASE).await {
+            match store.claim_withdrawal(account, worker, LEASE, None).await {
                 Ok(Some(w)) => got.push(w.id),
                 Ok(None) => return got,
                 Err(e) if e.is_retryable() => continue,
@@ -480,7 +480,7 @@ async fn concurrent_claimers_never_share_a_request(backend: Backend) {
 /// Claims the only claimable request of `account`, which must be `id`.
 pub(crate) async fn claim(store: &Arc<dyn Store>, account: UserId, id: i64) -> Withdrawal {
     let w = store
-        .claim_withdrawal(account, "w", LEASE)
+        .claim_withdrawal(account, "w", LEASE, None)
         .await
         .unwrap()
         .expect("a claimable request");
@@ -547,7 +547,7 @@ async fn withdrawal_rules(backend: Backend) {
     assert_eq!(item_status(&store, key).await, Some(Status::Withdrawing));
     assert!(
         store
-            .claim_withdrawal(account, "w", LEASE)
+            .claim_withdrawal(account, "w", LEASE, None)
             .await
             .unwrap()
             .is_none()
@@ -572,7 +572,7 @@ async fn withdrawal_rules(backend: Backend) {
     );
     assert!(
         store
-            .claim_withdrawal(account, "w", LEASE)
+            .claim_withdrawal(account, "w", LEASE, None)
             .await
             .unwrap()
             .is_none()
@@ -740,7 +740,7 @@ async fn withdrawal_rules(backend: Backend) {
         .unwrap();
     assert!(
         store
-            .claim_withdrawal(account, "w", LEASE)
+            .claim_withdrawal(account, "w", LEASE, None)
             .await
             .unwrap()
             .is_none()
@@ -904,12 +904,12 @@ async fn expired_leases_are_rescued(backend: Backend) {
     let b = store.create_withdrawal(alice, items[1].key).await.unwrap();
     let short = Duration::from_millis(1);
     let wa = store
-        .claim_withdrawal(account, "gone", short)
+        .claim_withdrawal(account, "gone", short, None)
         .await
         .unwrap()
         .unwrap();
     let wb = store
-        .claim_withdrawal(account, "gone", LEASE)
+        .claim_withdrawal(account, "gone", LEASE, None)
         .await
         .unwrap()
         .unwrap();
@@ -919,8 +919,8 @@ async fn expired_leases_are_rescued(backend: Backend) {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(store.rescue_withdrawals(account).await.unwrap(), 2);
-    assert_eq!(store.rescue_withdrawals(account).await.unwrap(), 0);
+    assert_eq!(store.rescue_withdrawals(account, None).await.unwrap(), 2);
+    assert_eq!(store.rescue_withdrawals(account, None).await.unwrap(), 0);
     let (ra, rb) = (
         store.withdrawal(a).await.unwrap().unwrap(),
         store.withdrawal(b).await.unwrap().unwrap(),
@@ -1359,7 +1359,7 @@ mod supabase_chaos {
             tokio::spawn(async move { store.apply_batch(&batch).await })
         };
         let waiting = "select count(*) from pg_stat_activity \
-                       where wait_event_type = 'Lock' and query like '%giftd_apply_batch%'";
+                       where wait_event_type = 'Lock' and query like '%apply_batch%'";
         let mut tries = 0;
         while psql(&url, waiting) != "1" {
             tries += 1;
@@ -1698,7 +1698,7 @@ mod supabase_access {
                 "select count(*) from pg_class \
                  where relnamespace = 'public'::regnamespace and relkind = 'r'",
             );
-            assert_eq!(tables, "10");
+            assert_eq!(tables, "11");
             let published = crate::support::psql(
                 &url,
                 "select string_agg(tablename, ',') from pg_publication_tables \
