@@ -7,6 +7,7 @@ mod lease_keeper;
 mod lease_worker;
 mod login;
 mod sqlite_lock;
+mod store_bot;
 mod store_contract;
 mod support;
 mod withdrawals;

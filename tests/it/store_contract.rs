@@ -50,7 +50,6 @@ contract!(
     a_resent_gift_is_kept_by_the_house,
     the_daily_budget_is_checked_when_the_intent_is_written,
     expired_leases_are_rescued,
-    link_tokens_are_single_use_and_expire,
     unattributed_items_wait_for_an_operator,
     a_sender_named_later_is_credited_once_never_over_an_operator,
     an_upgrade_points_both_ways_whichever_is_written_first,
@@ -64,7 +63,7 @@ contract!(
 
 const T0: i64 = 1_760_000_000;
 
-fn regular(account: UserId, msg_id: i32, owner: Owner) -> Item {
+pub(crate) fn regular(account: UserId, msg_id: i32, owner: Owner) -> Item {
     Item {
         key: ItemKey::new(account, msg_id),
         owner,
@@ -80,7 +79,7 @@ fn regular(account: UserId, msg_id: i32, owner: Owner) -> Item {
     }
 }
 
-fn collectible(account: UserId, msg_id: i32, owner: Owner, collectible_id: i64) -> Item {
+pub(crate) fn collectible(account: UserId, msg_id: i32, owner: Owner, collectible_id: i64) -> Item {
     Item {
         gift_id: 6_028_601_630_662_853_006,
         stars: 350,
@@ -97,7 +96,7 @@ fn collectible(account: UserId, msg_id: i32, owner: Owner, collectible_id: i64) 
 }
 
 /// A deposit batch: the items with their senders and gift kinds.
-fn deposit(items: Vec<Item>) -> ChangeBatch {
+pub(crate) fn deposit(items: Vec<Item>) -> ChangeBatch {
     let mut users: Vec<UserInfo> = items
         .iter()
         .filter_map(|i| i.owner.user_id())
@@ -127,7 +126,7 @@ fn deposit(items: Vec<Item>) -> ChangeBatch {
     }
 }
 
-fn departures(items: &[Item], to: Status, at: i64) -> ChangeBatch {
+pub(crate) fn departures(items: &[Item], to: Status, at: i64) -> ChangeBatch {
     ChangeBatch {
         changes: items
             .iter()
@@ -479,7 +478,7 @@ async fn concurrent_claimers_never_share_a_request(backend: Backend) {
 }
 
 /// Claims the only claimable request of `account`, which must be `id`.
-async fn claim(store: &Arc<dyn Store>, account: UserId, id: i64) -> Withdrawal {
+pub(crate) async fn claim(store: &Arc<dyn Store>, account: UserId, id: i64) -> Withdrawal {
     let w = store
         .claim_withdrawal(account, "w", LEASE, None)
         .await
@@ -941,39 +940,6 @@ fn giftd_now_ms() -> i64 {
         .as_millis() as i64
 }
 
-async fn link_tokens_are_single_use_and_expire(backend: Backend) {
-    let store = backend.open().await;
-    let user = unique_id();
-    let token = store
-        .create_link_token(user, Duration::from_secs(600))
-        .await
-        .unwrap();
-    assert_eq!(format!("{:?}", token.token), "[redacted]");
-    assert_eq!(
-        store
-            .consume_link_token(token.token.expose())
-            .await
-            .unwrap(),
-        user
-    );
-    let err = store
-        .consume_link_token(token.token.expose())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::LinkTokenUsed), "{err}");
-
-    let expired = store.create_link_token(user, Duration::ZERO).await.unwrap();
-    let err = store
-        .consume_link_token(expired.token.expose())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::LinkTokenExpired), "{err}");
-
-    let err = store.consume_link_token("no-such-token").await.unwrap_err();
-    assert!(matches!(err, StoreError::LinkTokenUnknown), "{err}");
-    assert!(!err.is_retryable());
-}
-
 async fn unattributed_items_wait_for_an_operator(backend: Backend) {
     let store = backend.open().await;
     let account = unique_id();
@@ -1024,7 +990,7 @@ async fn unattributed_items_wait_for_an_operator(backend: Backend) {
     store.create_withdrawal(alice, anonymous.key).await.unwrap();
 }
 
-fn attribution(item: &Item, owner: UserId, at: i64) -> ChangeBatch {
+pub(crate) fn attribution(item: &Item, owner: UserId, at: i64) -> ChangeBatch {
     ChangeBatch {
         attributions: vec![Attribution {
             key: item.key,
@@ -1732,7 +1698,7 @@ mod supabase_access {
                 "select count(*) from pg_class \
                  where relnamespace = 'public'::regnamespace and relkind = 'r'",
             );
-            assert_eq!(tables, "9");
+            assert_eq!(tables, "11");
             let published = crate::support::psql(
                 &url,
                 "select string_agg(tablename, ',') from pg_publication_tables \
