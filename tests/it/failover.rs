@@ -31,11 +31,21 @@ pub(crate) struct Instance {
 
 impl Instance {
     /// Starts `giftd run` with `config` (written to `dir/instance-<n>.toml`).
-    pub(crate) fn start(dir: &Path, n: usize, config: &str, port: u16) -> Instance {
+    pub(crate) fn start(
+        dir: &Path,
+        n: usize,
+        config: &str,
+        port: u16,
+        failpoints: Option<&str>,
+    ) -> Instance {
         let path = dir.join(format!("instance-{n}.toml"));
         std::fs::write(&path, config).unwrap();
         let log = dir.join(format!("instance-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_giftd"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_giftd"));
+        if let Some(f) = failpoints {
+            cmd.env("FAILPOINTS", f);
+        }
+        let child = cmd
             .arg("--config")
             .arg(&path)
             .arg("run")
@@ -208,10 +218,20 @@ impl Cluster {
 
     /// Starts one more instance (or restarts slot `slot`).
     pub(crate) async fn start(&mut self, slot: Option<usize>, rest_url: Option<&str>) -> usize {
+        self.start_with(slot, rest_url, None).await
+    }
+
+    /// [`Cluster::start`] with `FAILPOINTS` (giftd built with `--features failpoints`).
+    pub(crate) async fn start_with(
+        &mut self,
+        slot: Option<usize>,
+        rest_url: Option<&str>,
+        failpoints: Option<&str>,
+    ) -> usize {
         let n = slot.unwrap_or(self.instances.len());
         let port = free_port();
         let config = self.config(n, port, rest_url).await;
-        let instance = Instance::start(self.w.dir.path(), n, &config, port);
+        let instance = Instance::start(self.w.dir.path(), n, &config, port, failpoints);
         if n < self.instances.len() {
             self.instances[n] = instance;
         } else {
@@ -671,4 +691,88 @@ async fn a_holder_that_cannot_serve_an_account_gives_it_up() {
     );
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;
+}
+
+/// The holder dies right after Telegram moved a gift and before it recorded the answer (a crash
+/// point): the request is left `sending`. The new holder first takes the old term's claim back
+/// and resolves it by looking at Telegram (the gift is gone: sent) before it claims anything,
+/// then sends the rest: each collectible reaches the player once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_holder_resolves_the_dead_holders_send_before_claiming() {
+    assert!(
+        giftd::failpoints_enabled(),
+        "this test crashes giftd at a chosen point: run it with `--features giftd/failpoints`"
+    );
+    let mut c = Cluster::new(1).await;
+    c.start_with(None, None, Some("withdraw-after-answer=return"))
+        .await;
+    c.holders(Duration::from_secs(60)).await;
+    c.start(None, None).await;
+    let player = c.w.players[0].id;
+    let mut msgs = Vec::new();
+    for _ in 0..3 {
+        let sent =
+            c.w.sim
+                .send_unique_gift(SendUniqueGift {
+                    from: player,
+                    to: c.alpha.id,
+                    gift_id: c.w.regular_gift(),
+                    ..SendUniqueGift::default()
+                })
+                .expect("collectible sent");
+        c.expected.insert((c.alpha.id, sent.msg_id), player);
+        msgs.push(sent.msg_id);
+    }
+    c.assert_every_gift_credited_once(Duration::from_secs(30))
+        .await;
+    let store = c.w.store().await;
+    let mut ids = Vec::new();
+    for msg in &msgs {
+        ids.push(
+            store
+                .create_withdrawal(player, ItemKey::new(c.alpha.id, *msg))
+                .await
+                .unwrap(),
+        );
+    }
+    // The holder crashes at its first send.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.instances[0].child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never reached its crash point"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for id in &ids {
+        loop {
+            let w = store.withdrawal(*id).await.unwrap().expect("request");
+            if w.state == RequestState::Sent {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "withdrawal {id} is {} ({:?})\n{}",
+                w.state,
+                w.reason,
+                c.instances[1].log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let held_by_player =
+        c.w.sim
+            .saved_gifts(player)
+            .unwrap()
+            .iter()
+            .filter(|g| g.unique.is_some())
+            .count();
+    assert_eq!(held_by_player, msgs.len(), "each collectible arrived once");
+    assert!(
+        c.instances[1]
+            .log_text()
+            .contains("resolved against Telegram before any claim"),
+        "the new holder settled the dead holder's send first"
+    );
 }
