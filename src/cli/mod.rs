@@ -482,8 +482,8 @@ fn aligned(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
     s
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM` in UTC.
-fn utc(unix: i64) -> String {
+/// Unix seconds as `YYYY-MM-DD HH:MM` in UTC (tables, and the bot's messages).
+pub(crate) fn utc(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
