@@ -318,9 +318,33 @@ mod tests {
     fn every_message_formats_without_errors_given_its_arguments() {
         // Every variable a message uses, with a value of the right kind.
         let args: Vec<(&str, Arg)> = [
-            "accounts", "id", "title", "number", "stars", "state", "n", "count", "page", "pages",
-            "fee", "until", "held", "deposited", "withdrawn", "pending", "account", "items",
-            "balance", "approval", "unknown", "owner", "key", "user", "name", "total", "reason",
+            "accounts",
+            "id",
+            "title",
+            "number",
+            "stars",
+            "state",
+            "n",
+            "count",
+            "page",
+            "pages",
+            "fee",
+            "until",
+            "held",
+            "deposited",
+            "withdrawn",
+            "pending",
+            "account",
+            "items",
+            "balance",
+            "approval",
+            "unknown",
+            "owner",
+            "key",
+            "user",
+            "name",
+            "total",
+            "reason",
         ]
         .into_iter()
         .map(|name| (name, Arg::from("1")))
@@ -337,7 +361,12 @@ mod tests {
                 }
                 let mut errors = Vec::new();
                 c.format_pattern(pattern, Some(&fargs), &mut errors);
-                assert!(errors.is_empty(), "{} {}: {errors:?}", lang.code(), key.id());
+                assert!(
+                    errors.is_empty(),
+                    "{} {}: {errors:?}",
+                    lang.code(),
+                    key.id()
+                );
             }
         }
     }

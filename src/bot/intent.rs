@@ -221,7 +221,10 @@ mod tests {
         check("/start@GiftDeskBot tok", Intent::Link("tok".into()));
         check("/start a b", Intent::BadLink);
         check("/start é", Intent::BadLink);
-        check(&format!("/start {}", "a".repeat(64)), Intent::Link("a".repeat(64)));
+        check(
+            &format!("/start {}", "a".repeat(64)),
+            Intent::Link("a".repeat(64)),
+        );
         check(&format!("/start {}", "a".repeat(65)), Intent::BadLink);
         check("/help", Intent::Help);
         check("/inventory", Intent::Inventory);
@@ -238,7 +241,12 @@ mod tests {
     }
 
     fn check_data(data: &[u8], expected: Result<Action, DataError>) {
-        assert_eq!(Action::decode(data), expected, "{:?}", String::from_utf8_lossy(data));
+        assert_eq!(
+            Action::decode(data),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
     }
 
     #[test]

@@ -193,11 +193,19 @@ mod tests {
         check(TWO, &[0, 0], &[Allow, Allow]);
         check(TWO, &[0, 0, 0, 0, 0], &[Allow, Allow, SlowDown, Drop, Drop]);
         check(TWO, &[0, 0, 0, 1000], &[Allow, Allow, SlowDown, Allow]);
-        check(TWO, &[0, 0, 0, 1000, 1000], &[Allow, Allow, SlowDown, Allow, SlowDown]);
+        check(
+            TWO,
+            &[0, 0, 0, 1000, 1000],
+            &[Allow, Allow, SlowDown, Allow, SlowDown],
+        );
         check(TWO, &[0, 500, 1000, 1500], &[Allow, Allow, Allow, SlowDown]);
         check(TWO, &[0, 1000, 2000, 3000], &[Allow, Allow, Allow, Allow]);
         check(TWO, &[0, 0, 999], &[Allow, Allow, SlowDown]);
-        check(TWO, &[0, 0, 5000, 5000, 5000], &[Allow, Allow, Allow, Allow, SlowDown]);
+        check(
+            TWO,
+            &[0, 0, 5000, 5000, 5000],
+            &[Allow, Allow, Allow, Allow, SlowDown],
+        );
     }
 
     #[test]
@@ -248,7 +256,10 @@ mod tests {
         let at: Vec<Instant> = (0..300).map(|c| p.reserve(c, t0)).collect();
         for (i, a) in at.iter().enumerate() {
             // In any window of one second starting at a send, at most 30 sends (+1 at the edge).
-            let n = at.iter().filter(|b| **b >= *a && **b < *a + Duration::from_secs(1)).count();
+            let n = at
+                .iter()
+                .filter(|b| **b >= *a && **b < *a + Duration::from_secs(1))
+                .count();
             assert!(n <= 30, "{n} sends in the second after send {i}");
         }
         assert!(at[299].duration_since(t0) >= Duration::from_millis(9000));

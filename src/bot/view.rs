@@ -102,7 +102,12 @@ fn item_line(lang: Lang, n: usize, item: &ItemView) -> String {
             ("stars", item.stars.into()),
             (
                 "state",
-                if item.withdrawing { "withdrawing" } else { "held" }.into(),
+                if item.withdrawing {
+                    "withdrawing"
+                } else {
+                    "held"
+                }
+                .into(),
             ),
         ],
     )
@@ -483,9 +488,7 @@ pub fn notification(lang: Lang, n: &Notification) -> String {
             Key::NQueued,
             &[("id", (*id).into()), ("title", title.as_str().into())],
         ),
-        Notification::Sent { title } => {
-            tr(lang, Key::NSent, &[("title", title.as_str().into())])
-        }
+        Notification::Sent { title } => tr(lang, Key::NSent, &[("title", title.as_str().into())]),
         Notification::Waiting {
             title,
             reason,
@@ -574,21 +577,44 @@ mod tests {
              /stats - what you hold, deposited and withdrew\n\
              /help - this list",
         );
-        assert!(help(Lang::Fr, true).text.ends_with("/admin - le guichet de l'opérateur"));
+        assert!(
+            help(Lang::Fr, true)
+                .text
+                .ends_with("/admin - le guichet de l'opérateur")
+        );
         assert!(!help(Lang::Fr, false).text.contains("/admin"));
     }
 
     #[test]
     fn inventory_pages() {
         let items: Vec<ItemView> = (1..=12).rev().map(|m| item(m, None, m == 11)).collect();
-        check(inventory(Lang::En, &[], 0, "@desk"), "You hold no gifts yet. Send a Star Gift to @desk to deposit one.");
+        check(
+            inventory(Lang::En, &[], 0, "@desk"),
+            "You hold no gifts yet. Send a Star Gift to @desk to deposit one.",
+        );
         let first = inventory(Lang::En, &items, 0, "@desk");
-        assert_eq!(first.text.lines().next().unwrap(), "Your gifts: 12 worth 780 ⭐ (page 1 of 2)");
+        assert_eq!(
+            first.text.lines().next().unwrap(),
+            "Your gifts: 12 worth 780 ⭐ (page 1 of 2)"
+        );
         assert_eq!(first.text.lines().nth(1).unwrap(), "1. Gift12 · 120 ⭐");
-        assert_eq!(first.text.lines().nth(2).unwrap(), "2. Gift11 · 110 ⭐ (being withdrawn)");
-        assert_eq!(first.buttons.len(), 3, "9 withdraw buttons in two rows, then the pager");
-        assert_eq!(first.buttons[0][0].action, Action::WithdrawAsk(ItemKey::new(100, 12)));
-        assert_eq!(first.buttons[0][1].text, "Withdraw 3", "item 2 is being withdrawn");
+        assert_eq!(
+            first.text.lines().nth(2).unwrap(),
+            "2. Gift11 · 110 ⭐ (being withdrawn)"
+        );
+        assert_eq!(
+            first.buttons.len(),
+            3,
+            "9 withdraw buttons in two rows, then the pager"
+        );
+        assert_eq!(
+            first.buttons[0][0].action,
+            Action::WithdrawAsk(ItemKey::new(100, 12))
+        );
+        assert_eq!(
+            first.buttons[0][1].text, "Withdraw 3",
+            "item 2 is being withdrawn"
+        );
         check(
             View {
                 text: String::new(),
@@ -605,14 +631,24 @@ mod tests {
              [◀ Précédent](1:ip:0)",
         );
         // A page past the end (an old button after items left) shows the last page.
-        assert_eq!(inventory(Lang::En, &items, 7, "@desk"), inventory(Lang::En, &items, 1, "@desk"));
+        assert_eq!(
+            inventory(Lang::En, &items, 7, "@desk"),
+            inventory(Lang::En, &items, 1, "@desk")
+        );
     }
 
     #[test]
     fn confirmations() {
         let it = item(5, Some(77), false);
         check(
-            confirm(Lang::En, &it, Plan::Transfer { fee: None, locked_until: None }),
+            confirm(
+                Lang::En,
+                &it,
+                Plan::Transfer {
+                    fee: None,
+                    locked_until: None,
+                },
+            ),
             "Withdraw Gift5 #77 (50 ⭐)?\nIt is transferred to your account for free.\n\
              [✅ Confirm](1:wc:100:5) [Cancel](1:no)",
         );
@@ -638,8 +674,14 @@ mod tests {
             "Withdraw Gift5 (50 ⭐)?\nA regular gift cannot be moved: the same gift is bought again and sent to you.\n\
              [✅ Confirm](1:wc:100:5) [Cancel](1:no)",
         );
-        check(confirm(Lang::En, &it, Plan::Busy), "Withdraw Gift5 #77 (50 ⭐)?\nThis gift is already being withdrawn.");
-        check(confirm(Lang::Fr, &it, Plan::Gone), "Ce cadeau n'est plus dans votre inventaire.");
+        check(
+            confirm(Lang::En, &it, Plan::Busy),
+            "Withdraw Gift5 #77 (50 ⭐)?\nThis gift is already being withdrawn.",
+        );
+        check(
+            confirm(Lang::Fr, &it, Plan::Gone),
+            "Ce cadeau n'est plus dans votre inventaire.",
+        );
         check(
             requested(Lang::En, 42, &it),
             "Withdrawal 42 queued: Gift5. I will tell you when it is sent.\n[Cancel the withdrawal](1:wx:42)",
@@ -649,24 +691,61 @@ mod tests {
     #[test]
     fn stats_and_notifications() {
         check(
-            stats(Lang::En, StatsView { held: 3, stars: 300, deposited: 5, withdrawn: 1, pending: 1 }),
+            stats(
+                Lang::En,
+                StatsView {
+                    held: 3,
+                    stars: 300,
+                    deposited: 5,
+                    withdrawn: 1,
+                    pending: 1,
+                },
+            ),
             "You hold 3 gifts worth 300 ⭐.\nDeposited so far: 5. Withdrawn so far: 1.\nWithdrawals pending: 1.",
         );
         let n = |n: Notification, lang| notification(lang, &n);
         assert_eq!(
-            n(Notification::Deposit { title: "Cake".into(), stars: 50, count: 2, total: 75 }, Lang::En),
+            n(
+                Notification::Deposit {
+                    title: "Cake".into(),
+                    stars: 50,
+                    count: 2,
+                    total: 75
+                },
+                Lang::En
+            ),
             "Received Cake (50 ⭐). You now hold 2 gifts worth 75 ⭐."
         );
         assert_eq!(
-            n(Notification::Waiting { title: "Cake".into(), reason: WaitReason::TooEarly, until: Some(0) }, Lang::Fr),
+            n(
+                Notification::Waiting {
+                    title: "Cake".into(),
+                    reason: WaitReason::TooEarly,
+                    until: Some(0)
+                },
+                Lang::Fr
+            ),
             "Cake attend jusqu'au 1970-01-01 00:00 UTC : Telegram bloque le cadeau jusque-là"
         );
         assert_eq!(
-            n(Notification::Waiting { title: "Cake".into(), reason: WaitReason::FeeCap, until: None }, Lang::En),
+            n(
+                Notification::Waiting {
+                    title: "Cake".into(),
+                    reason: WaitReason::FeeCap,
+                    until: None
+                },
+                Lang::En
+            ),
             "Cake waits for an operator: an operator must approve the fee"
         );
         assert_eq!(
-            n(Notification::Failed { title: "Cake".into(), reason: "STARGIFT_USAGE_LIMITED".into() }, Lang::En),
+            n(
+                Notification::Failed {
+                    title: "Cake".into(),
+                    reason: "STARGIFT_USAGE_LIMITED".into()
+                },
+                Lang::En
+            ),
             "Cake could not be sent (STARGIFT_USAGE_LIMITED); it is in your inventory again."
         );
     }
@@ -674,10 +753,27 @@ mod tests {
     #[test]
     fn admin_desk() {
         let a = AdminView {
-            accounts: vec![AccountView { account: 100, items: 4, stars: 400, balance: None }],
+            accounts: vec![AccountView {
+                account: 100,
+                items: 4,
+                stars: 400,
+                balance: None,
+            }],
             requests: vec![
-                RequestView { id: 7, title: "Cake".into(), owner: 5, state: RequestState::Approval, wait: Some(WaitReason::FeeCap) },
-                RequestView { id: 8, title: "Pepe".into(), owner: 6, state: RequestState::Unknown, wait: None },
+                RequestView {
+                    id: 7,
+                    title: "Cake".into(),
+                    owner: 5,
+                    state: RequestState::Approval,
+                    wait: Some(WaitReason::FeeCap),
+                },
+                RequestView {
+                    id: 8,
+                    title: "Pepe".into(),
+                    owner: 6,
+                    state: RequestState::Unknown,
+                    wait: None,
+                },
             ],
             unattributed: vec![item(9, None, false)],
         };
@@ -698,9 +794,14 @@ mod tests {
 
     #[test]
     fn every_button_fits_telegram() {
-        let items: Vec<ItemView> = (1..=30).map(|m| item(i32::MAX - m, Some(m), false)).collect();
+        let items: Vec<ItemView> = (1..=30)
+            .map(|m| item(i32::MAX - m, Some(m), false))
+            .collect();
         for lang in Lang::ALL {
-            for v in [inventory(lang, &items, 1, "@d"), withdraw_list(lang, &items, 2)] {
+            for v in [
+                inventory(lang, &items, 1, "@d"),
+                withdraw_list(lang, &items, 2),
+            ] {
                 for b in v.buttons.iter().flatten() {
                     assert!(b.action.encode().len() <= super::super::intent::MAX_CALLBACK_DATA);
                 }

@@ -9,6 +9,7 @@
 //! slept exactly as long as Telegram asks (and counted), and network failures are retried with
 //! an exponential backoff (backon).
 
+pub mod bot;
 pub mod clock;
 pub mod convert;
 pub mod login;

@@ -339,7 +339,12 @@ fn route_inner(
         }
         ("GET", ["bots", bot, "commands"]) => {
             let bot = account_id(sim, bot)?;
-            sim.bot_commands(bot).map(ok).map_err(sim_err)?
+            match query_param(query, "lang") {
+                Some(lang) => sim.bot_commands_for(bot, lang),
+                None => sim.bot_commands(bot),
+            }
+            .map(ok)
+            .map_err(sim_err)?
         }
         ("GET", ["callbacks", q]) => ok(sim.callback_answer(id(q)?)),
         ("GET", ["faults"]) => ok(sim.faults()),

@@ -444,9 +444,26 @@ impl Sim {
         Ok(self.shared.world().bot_messages_to(bot, player)?)
     }
 
-    /// Commands a bot registered with bots.setBotCommands.
+    /// Commands a bot registered with bots.setBotCommands for every language.
     pub fn bot_commands(&self, bot: i64) -> Result<Vec<(String, String)>, SimError> {
         Ok(self.shared.world().bot_commands(bot)?)
+    }
+
+    /// Commands a user whose app speaks `lang` sees (its own list, else the default one).
+    pub fn bot_commands_for(
+        &self,
+        bot: i64,
+        lang: &str,
+    ) -> Result<Vec<(String, String)>, SimError> {
+        Ok(self.shared.world().bot_commands_for(bot, lang)?)
+    }
+
+    /// Sets the language of a user's app, which bots see as `user.lang_code`.
+    pub fn set_lang_code(&self, user: i64, lang: Option<&str>) -> Result<(), SimError> {
+        Ok(self
+            .shared
+            .world()
+            .set_lang_code(user, lang.map(str::to_owned))?)
     }
 
     // ----- world -----------------------------------------------------------------------
