@@ -741,7 +741,7 @@ mod tests {
              ok   state   <tmp>
              ok   session <tmp>/deposit.session
              ok   store   sqlite <tmp>/giftd.sqlite3
-             ok   schema  version 3
+             ok   schema  version 4
              ok   write   sqlite accepts giftd's writes"
                 .replace("\n             ", "\n")
                 .as_str(),

@@ -127,14 +127,9 @@ pub enum StoreError {
         budget: i64,
     },
 
-    #[error("unknown link token")]
-    LinkTokenUnknown,
-
-    #[error("link token expired")]
-    LinkTokenExpired,
-
-    #[error("link token already used")]
-    LinkTokenUsed,
+    /// A link token may live at most `max` (it is a bearer credential for a web account).
+    #[error("a link token may be valid for at most {max:?}, not {ttl:?}: ask for a shorter ttl")]
+    LinkTokenTtl { ttl: Duration, max: Duration },
 
     /// The caller built a batch the store must not apply (a bug in giftd).
     #[error("invalid batch: {0}")]
@@ -193,7 +188,10 @@ mod tests {
                 object: "function giftd_apply_batch".into(),
                 migration: "x.sql",
             },
-            StoreError::LinkTokenUsed,
+            StoreError::LinkTokenTtl {
+                ttl: Duration::from_secs(90_000),
+                max: Duration::from_secs(86_400),
+            },
             StoreError::Rejected {
                 code: "23514".into(),
                 message: "check".into(),

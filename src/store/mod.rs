@@ -1,5 +1,5 @@
 //! The store: where the mirror of the deposit accounts' inventory, the ledger, withdrawal
-//! requests, link tokens and sync logs are kept.
+//! requests, link tokens and web links, the notifications outbox and sync logs are kept.
 //!
 //! [`Store`] is the one interface the rest of giftd sees, with two backends that pass the same
 //! contract suite (`tests/it/store_contract.rs`): Supabase through PostgREST
@@ -12,6 +12,8 @@
 //! values from the pure gift model ([`crate::gift`]) and it checks them against what it holds.
 
 mod error;
+pub mod link;
+pub mod notify;
 pub mod sqlite;
 pub mod supabase;
 
@@ -23,15 +25,18 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use self::error::StoreError;
+pub use self::link::{InvalidWebUserId, LinkOutcome, LinkToken, MAX_LINK_TOKEN_TTL, WebUserId};
+pub use self::notify::{
+    Notification, NotificationId, NotificationKind, NotificationOutcome, NotificationState,
+};
 use crate::config::StoreConfig;
 use crate::gift::{
     GiftType, IllegalTransition, Item, ItemKey, LedgerEntry, Owner, Status, UserId, UserInfo,
 };
-use crate::secret::Secret;
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
 static MIGRATIONS: &[(&str, &str)] = &[
@@ -47,10 +52,14 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "20261201200000_giftd_withdrawals.sql",
         include_str!("../../supabase/migrations/20261201200000_giftd_withdrawals.sql"),
     ),
+    (
+        "20261202000000_giftd_bot.sql",
+        include_str!("../../supabase/migrations/20261202000000_giftd_bot.sql"),
+    ),
 ];
 
 /// The schema version each entry of [`MIGRATIONS`] sets.
-const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3];
+const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4];
 
 /// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
 /// they apply. `giftd schema` prints them.
@@ -247,14 +256,6 @@ pub struct WithdrawalFilter {
     pub limit: usize,
 }
 
-/// A link token as its creator hands it to the player. Only its hash is stored.
-#[derive(Debug, Clone)]
-pub struct LinkToken {
-    pub token: Secret,
-    /// Unix milliseconds after which the token is refused.
-    pub expires_at_ms: i64,
-}
-
 /// One reconciliation pass, for the `sync_logs` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncLog {
@@ -352,16 +353,46 @@ pub trait Store: Send + Sync + fmt::Debug {
         filter: &WithdrawalFilter,
     ) -> Result<Vec<Withdrawal>, StoreError>;
 
-    /// A new single-use token for `user_id`, valid for `ttl`.
+    /// A new single-use token that links `web_user` to the Telegram user who spends it, valid
+    /// for `ttl` (at most [`MAX_LINK_TOKEN_TTL`]). The plaintext is returned once; only its
+    /// SHA-256 is stored.
     async fn create_link_token(
         &self,
-        user_id: UserId,
+        web_user: WebUserId,
         ttl: Duration,
     ) -> Result<LinkToken, StoreError>;
 
-    /// Spends a token and returns its user. Unknown, expired and used tokens are distinct
-    /// errors.
-    async fn consume_link_token(&self, token: &str) -> Result<UserId, StoreError>;
+    /// Spends a token for `telegram_user` (the bot's `/start <token>`): marks it used and links
+    /// the two in one transaction, replacing any earlier link of either (see [`link`]).
+    /// Expired, used and unknown tokens are outcomes, not errors: nothing is written for them.
+    async fn consume_link_token(
+        &self,
+        token: &str,
+        telegram_user: UserId,
+    ) -> Result<LinkOutcome, StoreError>;
+
+    /// The Telegram user `web_user` is linked to, if any.
+    async fn linked_telegram_user(&self, web_user: WebUserId)
+    -> Result<Option<UserId>, StoreError>;
+
+    /// Hands out up to `limit` pending notifications, oldest first, and marks them claimed for
+    /// `lease`: two claimers never get the same row. Before that, rows claimed earlier whose
+    /// lease ran out become `unknown` (never handed out again: they may have been sent), and
+    /// old rows are pruned (see [`notify`]).
+    async fn claim_notifications(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Notification>, StoreError>;
+
+    /// Records what became of claimed notifications. `Sent` and `Undeliverable` apply to rows
+    /// claimed or marked unknown (a late report is still the truth); `Released` puts claimed or
+    /// unknown rows back to pending. Other ids are left alone. Returns how many rows changed.
+    async fn finish_notifications(
+        &self,
+        ids: &[NotificationId],
+        outcome: &NotificationOutcome,
+    ) -> Result<u64, StoreError>;
 
     async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError>;
 }
@@ -386,6 +417,17 @@ fn check_version(backend: &'static str, found: u32) -> Result<u32, StoreError> {
 /// A fresh random link token (256 bits, hex).
 fn new_link_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// A link token's lifetime in ms, refused above [`MAX_LINK_TOKEN_TTL`].
+fn link_token_ttl(ttl: Duration) -> Result<i64, StoreError> {
+    if ttl > MAX_LINK_TOKEN_TTL {
+        return Err(StoreError::LinkTokenTtl {
+            ttl,
+            max: MAX_LINK_TOKEN_TTL,
+        });
+    }
+    Ok(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What the stores keep of a link token: its SHA-256, hex.

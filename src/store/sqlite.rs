@@ -31,12 +31,18 @@ use async_trait::async_trait;
 use libsql::{Connection, params};
 
 use super::{
-    BatchOutcome, ChangeBatch, ItemRow, LinkToken, OwnerStats, RefusedChange, RequestState,
-    SCHEMA_VERSION, Store, StoreError, SyncLog, WaitReason, Withdrawal, WithdrawalFilter,
-    WithdrawalId, WithdrawalKind, WithdrawalMove, link_token_hash, new_link_token, now_ms,
+    BatchOutcome, ChangeBatch, ItemRow, LinkOutcome, LinkToken, Notification, NotificationId,
+    NotificationKind, NotificationOutcome, OwnerStats, RefusedChange, RequestState, SCHEMA_VERSION,
+    Store, StoreError, SyncLog, WaitReason, WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId,
+    WithdrawalKind, WithdrawalMove, link_token_hash, link_token_ttl, new_link_token, now_ms,
 };
 use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
 use crate::secret::Secret;
+
+mod link;
+mod notify;
+
+use self::notify::Notice;
 
 /// How long a write waits for another connection (another giftd process, `giftd inventory`)
 /// to release the file before failing with a retryable [`StoreError::Busy`].
@@ -57,6 +63,10 @@ const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
         &[("inventory", "kept_by_house", "INTEGER NOT NULL DEFAULT 0")],
         SCHEMA_V3,
     ),
+    // Version 4 (Supabase: `20261202000000_giftd_bot.sql`): link tokens for web accounts, web
+    // links and the notifications outbox; its SQL lives with its code (`link`, `notify`) and
+    // runs in `migrate`.
+    (4, &[], ""),
 ];
 
 const SCHEMA_V1: &str = "
@@ -149,7 +159,8 @@ CREATE TABLE IF NOT EXISTS link_tokens (
   expires_at_ms INTEGER NOT NULL,
   used_at_ms INTEGER
 );
-CREATE INDEX IF NOT EXISTS link_tokens_user ON link_tokens (user_id);
+-- (No index on user_id: version 4 replaces this table, and running this step again on a
+-- version-4 file must not name the column it dropped.)
 
 CREATE TABLE IF NOT EXISTS sync_logs (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -429,6 +440,25 @@ async fn apply_withdrawal_move(
         &crate::withdraw::machine::ledger_entry(&w, mv.ledger, w.attempt, stars, now / 1000),
     )
     .await?;
+    if let Some(step) = crate::store::notify::withdrawal_notice(&w, mv) {
+        let dedupe = crate::store::notify::withdrawal_dedupe_key(
+            w.id,
+            step.kind,
+            w.attempt,
+            step.wait_reason,
+        );
+        let notice = Notice {
+            dedupe_key: &dedupe,
+            kind: step.kind,
+            user_id: w.owner,
+            key: w.key,
+            withdrawal_id: Some(w.id),
+            wait_reason: step.wait_reason,
+            until_ms: step.until_ms,
+            reason: step.reason.as_deref(),
+        };
+        notify::add(conn, &notice, now).await?;
+    }
     load_withdrawal(conn, w.id)
         .await?
         .ok_or(StoreError::WithdrawalNotFound(w.id))
@@ -588,6 +618,15 @@ async fn migrate(conn: &Connection) -> Result<(), StoreError> {
             }
             if version == 3 {
                 upgrade_withdrawals(conn).await?;
+            }
+            if version == 4 {
+                link::upgrade_link_tokens(conn).await?;
+                conn.execute_batch(link::SCHEMA_V4_LINKS)
+                    .await
+                    .map_err(sql_err)?;
+                conn.execute_batch(notify::SCHEMA_V4_NOTIFICATIONS)
+                    .await
+                    .map_err(sql_err)?;
             }
             conn.execute_batch(sql).await.map_err(sql_err)?;
             conn.execute(
@@ -783,6 +822,7 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
         )
         .await
         .map_err(sql_err)?;
+    let notices = notify::Writer::new(conn, now_ms()).await?;
     let insert_item = conn
         .prepare(&format!(
             "INSERT INTO inventory ({ITEM_COLUMNS}, created_at, updated_at)
@@ -832,12 +872,28 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
             .await
             .map_err(sql_err)?;
         insert_item.reset();
+        let entry = item.deposit_entry();
         if inserted > 0 {
             outcome.items_new += 1;
+            // A credit, told once: only the batch that recorded the item writes its notice.
+            if let (Owner::User(owner), Status::Held) = (item.owner, item.status) {
+                notices
+                    .add(&Notice {
+                        dedupe_key: &entry.idempotency_key,
+                        kind: NotificationKind::Deposit,
+                        user_id: owner,
+                        key: item.key,
+                        withdrawal_id: None,
+                        wait_reason: None,
+                        until_ms: None,
+                        reason: None,
+                    })
+                    .await?;
+            }
         } else {
             outcome.items_known += 1;
         }
-        insert_ledger(conn, &item.deposit_entry()).await?;
+        insert_ledger(conn, &entry).await?;
     }
 
     let mut changes = batch.changes;
@@ -874,20 +930,46 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
                 .map_err(sql_err)?;
                 insert_ledger(conn, &change.entry).await?;
                 // A request nobody has claimed yet cannot be served any more.
-                conn.execute(
-                    "UPDATE withdrawals SET status = 'cancelled', completed_at = ?3,
-                       reason = 'item left the account: ' || ?4
-                     WHERE account_id = ?1 AND msg_id = ?2
-                       AND status IN ('requested', 'approval', 'waiting')",
-                    params![
-                        change.key.account_id,
-                        change.key.msg_id,
-                        now,
-                        change.to.as_str()
-                    ],
-                )
-                .await
-                .map_err(sql_err)?;
+                let mut cancelled = conn
+                    .query(
+                        "UPDATE withdrawals SET status = 'cancelled', completed_at = ?3,
+                           reason = 'item left the account: ' || ?4
+                         WHERE account_id = ?1 AND msg_id = ?2
+                           AND status IN ('requested', 'approval', 'waiting')
+                         RETURNING id, owner_id, reason",
+                        params![
+                            change.key.account_id,
+                            change.key.msg_id,
+                            now,
+                            change.to.as_str()
+                        ],
+                    )
+                    .await
+                    .map_err(sql_err)?;
+                let mut told = Vec::new();
+                while let Some(row) = cancelled.next().await.map_err(sql_err)? {
+                    let id: i64 = row.get(0).map_err(sql_err)?;
+                    let owner: i64 = row.get(1).map_err(sql_err)?;
+                    let reason: String = row.get(2).map_err(sql_err)?;
+                    told.push((id, owner, reason));
+                }
+                drop(cancelled);
+                for (id, owner, reason) in told {
+                    let kind = NotificationKind::WithdrawalCancelled;
+                    let dedupe = crate::store::notify::withdrawal_dedupe_key(id, kind, 0, None);
+                    notices
+                        .add(&Notice {
+                            dedupe_key: &dedupe,
+                            kind,
+                            user_id: owner,
+                            key: change.key,
+                            withdrawal_id: Some(id),
+                            wait_reason: None,
+                            until_ms: None,
+                            reason: Some(&reason),
+                        })
+                        .await?;
+                }
                 if let Status::Upgraded { into } = change.to {
                     link_upgrade(conn, change.key, into).await?;
                 }
@@ -918,6 +1000,18 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
             .map_err(sql_err)?;
         if changed > 0 {
             insert_ledger(conn, &a.entry).await?;
+            notices
+                .add(&Notice {
+                    dedupe_key: &a.entry.idempotency_key,
+                    kind: NotificationKind::Attributed,
+                    user_id: a.owner,
+                    key: a.key,
+                    withdrawal_id: None,
+                    wait_reason: None,
+                    until_ms: None,
+                    reason: None,
+                })
+                .await?;
             outcome.attributed += 1;
         } else {
             outcome.attributions_skipped += 1;
@@ -1178,10 +1272,26 @@ impl Store for SqliteStore {
                 )
                 .await
                 .map_err(sql_err)?;
+                let idempotency_key = format!("assigned:{key}");
+                notify::add(
+                    conn,
+                    &Notice {
+                        dedupe_key: &idempotency_key,
+                        kind: NotificationKind::Assigned,
+                        user_id,
+                        key,
+                        withdrawal_id: None,
+                        wait_reason: None,
+                        until_ms: None,
+                        reason: None,
+                    },
+                    now_ms(),
+                )
+                .await?;
                 insert_ledger(
                     conn,
                     &LedgerEntry {
-                        idempotency_key: format!("assigned:{key}"),
+                        idempotency_key,
                         key,
                         owner: Owner::User(user_id),
                         kind: LedgerKind::Assigned,
@@ -1254,6 +1364,23 @@ impl Store for SqliteStore {
                 insert_ledger(
                     conn,
                     &withdrawal_entry(key, owner, LedgerKind::WithdrawRequested, stars, id),
+                )
+                .await?;
+                let kind = NotificationKind::WithdrawalQueued;
+                let dedupe = crate::store::notify::withdrawal_dedupe_key(id, kind, 0, None);
+                notify::add(
+                    conn,
+                    &Notice {
+                        dedupe_key: &dedupe,
+                        kind,
+                        user_id: owner,
+                        key,
+                        withdrawal_id: Some(id),
+                        wait_reason: None,
+                        until_ms: None,
+                        reason: None,
+                    },
+                    now_ms(),
                 )
                 .await?;
                 Ok(id)
@@ -1411,67 +1538,67 @@ impl Store for SqliteStore {
 
     async fn create_link_token(
         &self,
-        user_id: UserId,
+        web_user: WebUserId,
         ttl: Duration,
     ) -> Result<LinkToken, StoreError> {
+        let ttl_ms = link_token_ttl(ttl)?;
         let token = new_link_token();
         let hash = link_token_hash(&token);
         let now = now_ms();
-        let expires_at_ms = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let expires_at_ms = now.saturating_add(ttl_ms);
         self.run(move |conn| async move {
-            conn.execute(
-                "INSERT INTO link_tokens (token_hash, user_id, created_at_ms, expires_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![hash, user_id, now, expires_at_ms],
-            )
-            .await
-            .map_err(sql_err)?;
-            Ok(())
+            link::create(&conn, &hash, web_user, now, expires_at_ms).await
         })
         .await?;
         Ok(LinkToken {
             token: Secret::new(token),
+            web_user,
             expires_at_ms,
         })
     }
 
-    async fn consume_link_token(&self, token: &str) -> Result<UserId, StoreError> {
-        let hash = link_token_hash(token);
-        self.run(move |conn| async move {
-            write_tx(&conn, async |conn| {
-                let mut rows = conn
-                    .query(
-                        "SELECT user_id, expires_at_ms, used_at_ms FROM link_tokens
-                         WHERE token_hash = ?1",
-                        params![hash.as_str()],
-                    )
-                    .await
-                    .map_err(sql_err)?;
-                let Some(row) = rows.next().await.map_err(sql_err)? else {
-                    return Err(StoreError::LinkTokenUnknown);
-                };
-                let user_id: i64 = row.get(0).map_err(sql_err)?;
-                let expires_at_ms: i64 = row.get(1).map_err(sql_err)?;
-                let used_at_ms: Option<i64> = row.get(2).map_err(sql_err)?;
-                drop(rows);
-                let now = now_ms();
-                if used_at_ms.is_some() {
-                    return Err(StoreError::LinkTokenUsed);
-                }
-                if expires_at_ms <= now {
-                    return Err(StoreError::LinkTokenExpired);
-                }
-                conn.execute(
-                    "UPDATE link_tokens SET used_at_ms = ?2 WHERE token_hash = ?1",
-                    params![hash.as_str(), now],
-                )
-                .await
-                .map_err(sql_err)?;
-                Ok(user_id)
-            })
-            .await
-        })
+    async fn consume_link_token(
+        &self,
+        token: &str,
+        telegram_user: UserId,
+    ) -> Result<LinkOutcome, StoreError> {
+        let token = token.to_owned();
+        self.run(
+            move |conn| async move { link::consume(&conn, &token, telegram_user, now_ms()).await },
+        )
         .await
+    }
+
+    async fn linked_telegram_user(
+        &self,
+        web_user: WebUserId,
+    ) -> Result<Option<UserId>, StoreError> {
+        self.run(move |conn| async move { link::linked(&conn, web_user).await })
+            .await
+    }
+
+    async fn claim_notifications(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self.run(move |conn| async move { notify::claim(&conn, limit, lease_ms, now_ms()).await })
+            .await
+    }
+
+    async fn finish_notifications(
+        &self,
+        ids: &[NotificationId],
+        outcome: &NotificationOutcome,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids = ids.to_vec();
+        let outcome = outcome.clone();
+        self.run(move |conn| async move { notify::finish(&conn, &ids, &outcome, now_ms()).await })
+            .await
     }
 
     async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError> {

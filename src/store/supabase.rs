@@ -23,9 +23,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{
-    BatchOutcome, ChangeBatch, ItemRow, LinkToken, OwnerStats, RefusedChange, RequestState, Store,
-    StoreError, SyncLog, WaitReason, Withdrawal, WithdrawalFilter, WithdrawalId, WithdrawalKind,
-    WithdrawalMove, link_token_hash, migration_for, new_link_token,
+    BatchOutcome, ChangeBatch, ItemRow, LinkOutcome, LinkToken, Notification, NotificationId,
+    NotificationKind, NotificationOutcome, OwnerStats, RefusedChange, RequestState, Store,
+    StoreError, SyncLog, WaitReason, WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId,
+    WithdrawalKind, WithdrawalMove, link_token_hash, link_token_ttl, migration_for, new_link_token,
 };
 use crate::config::SupabaseConfig;
 use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
@@ -493,6 +494,49 @@ fn status(name: &str, into: Option<MsgId>) -> Result<Status, StoreError> {
         .ok_or_else(|| StoreError::Protocol(format!("unknown status {name:?}")))
 }
 
+/// A `notifications` row as `giftd_claim_notifications` returns it.
+#[derive(Debug, Deserialize)]
+struct NotificationRow {
+    id: i64,
+    kind: String,
+    user_id: i64,
+    account_id: i64,
+    msg_id: MsgId,
+    gift_id: i64,
+    title: Option<String>,
+    stars: i64,
+    slug: Option<String>,
+    number: Option<i32>,
+    withdrawal_id: Option<i64>,
+    wait_reason: Option<String>,
+    until_ms: Option<i64>,
+    reason: Option<String>,
+    created_at_ms: i64,
+}
+
+impl NotificationRow {
+    fn into_notification(self) -> Result<Notification, StoreError> {
+        Ok(Notification {
+            id: self.id,
+            kind: NotificationKind::parse(&self.kind).ok_or_else(|| {
+                StoreError::Protocol(format!("unknown notification kind {:?}", self.kind))
+            })?,
+            user_id: self.user_id,
+            key: ItemKey::new(self.account_id, self.msg_id),
+            gift_id: self.gift_id,
+            title: self.title,
+            stars: self.stars,
+            slug: self.slug,
+            number: self.number,
+            withdrawal_id: self.withdrawal_id,
+            wait_reason: self.wait_reason.as_deref().and_then(WaitReason::parse),
+            until_ms: self.until_ms,
+            reason: self.reason,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
 /// The `{error: ...}` answers of the giftd_* functions.
 #[derive(Debug, Deserialize)]
 struct FnAnswer {
@@ -508,8 +552,6 @@ struct FnAnswer {
     upgraded_into: Option<MsgId>,
     #[serde(default)]
     owner_id: Option<i64>,
-    #[serde(default)]
-    user_id: Option<i64>,
 }
 
 #[async_trait]
@@ -784,42 +826,111 @@ impl Store for SupabaseStore {
 
     async fn create_link_token(
         &self,
-        user_id: UserId,
+        web_user: WebUserId,
         ttl: Duration,
     ) -> Result<LinkToken, StoreError> {
+        let ttl_ms = link_token_ttl(ttl)?;
         let token = new_link_token();
         let expires_at_ms: i64 = self
             .rpc(
                 "giftd_create_link_token",
                 json!({
                     "p_token_hash": link_token_hash(&token),
-                    "p_user_id": user_id,
-                    "p_ttl_ms": i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+                    "p_web_user_id": web_user.to_string(),
+                    "p_ttl_ms": ttl_ms,
                 }),
             )
             .await?;
         Ok(LinkToken {
             token: Secret::new(token),
+            web_user,
             expires_at_ms,
         })
     }
 
-    async fn consume_link_token(&self, token: &str) -> Result<UserId, StoreError> {
-        let a: FnAnswer = self
+    async fn consume_link_token(
+        &self,
+        token: &str,
+        telegram_user: UserId,
+    ) -> Result<LinkOutcome, StoreError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            error: Option<String>,
+            #[serde(default)]
+            web_user_id: Option<WebUserId>,
+        }
+        let a: Answer = self
             .rpc(
                 "giftd_consume_link_token",
-                json!({ "p_token_hash": link_token_hash(token) }),
+                json!({
+                    "p_token_hash": link_token_hash(token),
+                    "p_telegram_user_id": telegram_user,
+                }),
             )
             .await?;
-        match (a.error.as_deref(), a.user_id) {
-            (None, Some(user_id)) => Ok(user_id),
-            (Some("unknown"), _) => Err(StoreError::LinkTokenUnknown),
-            (Some("expired"), _) => Err(StoreError::LinkTokenExpired),
-            (Some("used"), _) => Err(StoreError::LinkTokenUsed),
+        match (a.error.as_deref(), a.web_user_id) {
+            (None, Some(web_user)) => Ok(LinkOutcome::Linked { web_user }),
+            (Some("unknown"), _) => Ok(LinkOutcome::Unknown),
+            (Some("expired"), _) => Ok(LinkOutcome::Expired),
+            (Some("used"), _) => Ok(LinkOutcome::Used),
             (other, _) => Err(StoreError::Protocol(format!(
                 "giftd_consume_link_token: {other:?}"
             ))),
         }
+    }
+
+    async fn linked_telegram_user(
+        &self,
+        web_user: WebUserId,
+    ) -> Result<Option<UserId>, StoreError> {
+        self.rpc(
+            "giftd_linked_telegram_user",
+            json!({ "p_web_user_id": web_user.to_string() }),
+        )
+        .await
+    }
+
+    async fn claim_notifications(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let rows: Vec<NotificationRow> = self
+            .rpc(
+                "giftd_claim_notifications",
+                json!({
+                    "p_limit": i32::try_from(limit).unwrap_or(i32::MAX),
+                    "p_lease_ms": i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+                }),
+            )
+            .await?;
+        rows.into_iter()
+            .map(NotificationRow::into_notification)
+            .collect()
+    }
+
+    async fn finish_notifications(
+        &self,
+        ids: &[NotificationId],
+        outcome: &NotificationOutcome,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // RPC arguments are never null (postrust 3.1 reads a JSON null as ""): "" is no error.
+        let (state, error) = match outcome {
+            NotificationOutcome::Sent => ("sent", ""),
+            NotificationOutcome::Undeliverable { reason } => ("undeliverable", reason.as_str()),
+            NotificationOutcome::Released => ("pending", ""),
+        };
+        let n: i64 = self
+            .rpc(
+                "giftd_finish_notifications",
+                json!({ "p_ids": ids, "p_state": state, "p_error": error }),
+            )
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError> {
