@@ -99,6 +99,10 @@ pub struct Daemon {
     commits: broadcast::Sender<mirror::Committed>,
     /// Wakes the withdrawal worker when this process creates a request.
     withdrawals_wake: Arc<Notify>,
+    /// Gift titles as Telegram named them, for the bot.
+    titles: Arc<crate::bot::Titles>,
+    /// The companion bot's counters (zero when no bot runs).
+    bot_stats: Arc<crate::bot::BotStats>,
 }
 
 impl Default for Daemon {
@@ -115,7 +119,19 @@ impl Daemon {
             notices: broadcast::channel(4096).0,
             commits: broadcast::channel(4096).0,
             withdrawals_wake: Arc::new(Notify::new()),
+            titles: Arc::new(crate::bot::Titles::new()),
+            bot_stats: Arc::new(crate::bot::BotStats::default()),
         }
+    }
+
+    /// The companion bot's counters.
+    pub fn bot_stats(&self) -> &Arc<crate::bot::BotStats> {
+        &self.bot_stats
+    }
+
+    /// Wakes the withdrawal worker (after a request was created in this process).
+    pub fn withdrawals_wake(&self) -> &Arc<Notify> {
+        &self.withdrawals_wake
     }
 
     pub fn health(&self) -> &Arc<Health> {
@@ -192,6 +208,7 @@ impl Daemon {
             health: Arc::clone(&self.health),
             notices: self.notices.clone(),
             retired: std::sync::Mutex::new(Vec::new()),
+            titles: Arc::clone(&self.titles),
         });
 
         self.health.set_status("reconciling with telegram");
@@ -298,13 +315,15 @@ impl Daemon {
             store: Arc::clone(store),
             telegram: telegram.clone(),
             inventory: Arc::clone(&self.inventory),
-            notifier: Arc::new(crate::withdraw::worker::LogNotifier),
             config: config.withdraw.clone(),
             id: crate::withdraw::worker::Worker::id_for(telegram.self_id()),
             wake: Arc::clone(&self.withdrawals_wake),
             health: Arc::clone(&self.health),
         };
         tracker.spawn(worker.run(intake.child_token()));
+        if let Some(bot) = &config.bot {
+            tracker.spawn(self.run_bot(config, bot.clone(), store, telegram, intake.child_token()));
+        }
         tracker.spawn(self_check(
             Arc::clone(&self.health),
             config.telegram.poll_interval,
@@ -314,6 +333,94 @@ impl Daemon {
         tokio::select! {
             () = intake.cancelled() => Ok(()),
             Some(e) = fatal_rx.recv() => Err(e),
+        }
+    }
+}
+
+impl Daemon {
+    /// The companion bot: connects its own session (retrying while Telegram cannot be
+    /// reached) and answers players until `cancel`. A bot that cannot start never stops
+    /// detection: it is logged, with what to do.
+    fn run_bot(
+        &self,
+        config: &Config,
+        bot: crate::config::BotConfig,
+        store: &Arc<dyn store::Store>,
+        telegram: &Telegram,
+        cancel: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static + use<> {
+        let opts = crate::telegram::bot::BotOptions {
+            session_file: bot.session_file.clone(),
+            api_id: config.telegram.api_id,
+            api_hash: config.telegram.api_hash.clone(),
+            token: bot.token.clone(),
+        };
+        let parts = (
+            Arc::clone(store),
+            Arc::clone(&self.inventory),
+            Arc::clone(&self.titles),
+            Arc::clone(&self.health),
+            config.withdraw.regular,
+            bot.admins.clone(),
+            vec![crate::bot::DepositAccount {
+                id: telegram.self_id(),
+                username: telegram.username().map(str::to_owned),
+            }],
+            Arc::clone(&self.withdrawals_wake),
+            Arc::clone(&self.bot_stats),
+            self.commits.subscribe(),
+        );
+        async move {
+            let (store, inventory, titles, health, regular, admins, accounts, wake, stats, commits) =
+                parts;
+            let mut delay = Duration::from_secs(1);
+            let conn = loop {
+                match crate::telegram::bot::BotApi::connect(&opts, cancel.child_token()).await {
+                    Ok(conn) => break conn,
+                    Err(
+                        e @ (crate::telegram::bot::BotError::BadToken { .. }
+                        | crate::telegram::bot::BotError::Session { .. }),
+                    ) => {
+                        tracing::error!(error = %e, "the companion bot cannot start; deposits are still detected");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?delay, "the companion bot cannot connect yet");
+                        tokio::select! {
+                            () = cancel.cancelled() => return,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(60));
+                    }
+                }
+            };
+            let runner = conn.runner;
+            let bot = Arc::new(crate::bot::Bot::new(crate::bot::BotParts {
+                api: conn.api,
+                store,
+                inventory,
+                titles,
+                health,
+                regular,
+                admins,
+                accounts,
+                withdrawals_wake: wake,
+                stats,
+            }));
+            crate::bot::BotTask {
+                bot,
+                events: conn.events,
+                commits,
+                poll: Duration::from_secs(2),
+            }
+            .run(cancel)
+            .await;
+            if tokio::time::timeout(Duration::from_secs(2), runner)
+                .await
+                .is_err()
+            {
+                tracing::debug!("bot connection task did not stop in time");
+            }
         }
     }
 }
@@ -328,6 +435,8 @@ struct Applier {
     notices: broadcast::Sender<Notice>,
     /// Items that reached a terminal status, evicted from the live view once written.
     retired: std::sync::Mutex<Vec<ItemKey>>,
+    /// Gift titles for the bot.
+    titles: Arc<crate::bot::Titles>,
 }
 
 impl Applier {
@@ -343,6 +452,7 @@ impl Applier {
         for event in events {
             match event {
                 GiftEvent::Deposited { item, gift_type } => {
+                    self.titles.record(&gift_type);
                     if !self.inventory.insert(item.clone()) {
                         continue; // the other path was first
                     }

@@ -42,9 +42,10 @@ fn dump(c: &Config) -> String {
     ];
     match &c.bot {
         Some(b) => out.push(format!(
-            "bot = token {} session {}",
+            "bot = token {} session {} admins {:?}",
             b.token,
-            b.session_file.display()
+            b.session_file.display(),
+            b.admins
         )),
         None => out.push("bot = none".to_owned()),
     }
@@ -149,6 +150,7 @@ fn every_key_from_the_file() {
         [bot]
         token = "123:abc"
         session_file = "b.session"
+        admins = "12, 34"
         [store]
         state_dir = "/srv/giftd"
         [supabase]
@@ -172,7 +174,7 @@ fn every_key_from_the_file() {
          telegram.updates = false
          telegram.update_buffer = 10000
          telegram.flood_wait_max = 0s
-         bot = token [redacted] session /srv/giftd/b.session
+         bot = token [redacted] session /srv/giftd/b.session admins [12, 34]
          store = supabase https://abc.supabase.co/rest/v1 key [redacted] timeout 1500ms
          mirror = batch 10 queue 20
          warning: mirror.flush_interval (config.toml line 21) is no longer used: the mirror writes a change at once \
@@ -215,7 +217,7 @@ fn environment_overrides() {
         ],
         "telegram.api_id = 99
          telegram.updates = false
-         bot = token [redacted] session /var/lib/giftd/bot.session
+         bot = token [redacted] session /var/lib/giftd/bot.session admins []
          store = supabase http://127.0.0.1:54321/rest/v1 key [redacted] timeout 10s
          mirror = batch 7 queue 100000
          withdraw = regular refuse fee 100/1000 resend 100/1000 attempts 3 timeout 20s settle 1m lease 1m

@@ -1,0 +1,185 @@
+//! Sends the store's notifications outbox to players: claim a few rows, send each at Telegram's
+//! pace, report what became of them. Woken when the mirror commits a batch (a deposit was just
+//! written, with its outbox row, in that transaction) and polled besides (withdrawal steps are
+//! written by the worker and by other processes).
+//!
+//! At most once: a claimed row is never handed out again unless giftd reports it definitely not
+//! sent (`Released`), so a restart in the middle sends nothing twice (see `store::notify`).
+//! Runs in its own task: a slow Telegram or a FLOOD_WAIT delays notifications, never detection.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::Bot;
+use super::handler;
+use super::view::{self, View};
+use crate::gift::{Item, Owner, Status};
+use crate::mirror::Committed;
+use crate::store::{Notification, NotificationKind, NotificationOutcome};
+use crate::telegram::bot::BotError;
+
+/// Rows claimed at once: about one second of Telegram's overall pace, so a crash strands few.
+const CLAIM: usize = 30;
+/// How long a claim is held before the store counts it as unknown (never sent again).
+const LEASE: Duration = Duration::from_secs(300);
+
+/// Runs until `cancel`.
+pub async fn run(
+    bot: Arc<Bot>,
+    mut commits: broadcast::Receiver<Committed>,
+    poll: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        drain(&bot, &cancel).await;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = commits.recv() => {}
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// Claims and sends until the outbox is empty (or giftd stops).
+async fn drain(bot: &Arc<Bot>, cancel: &CancellationToken) {
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let batch = match bot.store.claim_notifications(CLAIM, LEASE).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "notifications not claimed; trying again later");
+                return;
+            }
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in batch {
+            let bot = Arc::clone(bot);
+            let cancel = cancel.clone();
+            tasks.spawn(async move {
+                let outcome = tokio::select! {
+                    // Not sent yet: back to pending for the next start.
+                    () = cancel.cancelled() => NotificationOutcome::Released,
+                    o = deliver(&bot, &n) => o,
+                };
+                (n.id, outcome)
+            });
+        }
+        let mut sent = Vec::new();
+        let mut released = Vec::new();
+        let mut undeliverable = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((id, outcome)) = joined else { continue };
+            match outcome {
+                NotificationOutcome::Sent => sent.push(id),
+                NotificationOutcome::Released => released.push(id),
+                NotificationOutcome::Undeliverable { reason } => undeliverable.push((id, reason)),
+            }
+        }
+        finish(bot, &sent, NotificationOutcome::Sent).await;
+        finish(bot, &released, NotificationOutcome::Released).await;
+        for (id, reason) in undeliverable {
+            finish(bot, &[id], NotificationOutcome::Undeliverable { reason }).await;
+        }
+    }
+}
+
+async fn finish(bot: &Bot, ids: &[i64], outcome: NotificationOutcome) {
+    if ids.is_empty() {
+        return;
+    }
+    // A lost report leaves the rows claimed: they become unknown, never sent twice.
+    if let Err(e) = bot.store.finish_notifications(ids, &outcome).await {
+        tracing::warn!(error = %e, count = ids.len(), ?outcome, "notification outcome not recorded");
+    }
+}
+
+async fn deliver(bot: &Bot, n: &Notification) -> NotificationOutcome {
+    let text = render(bot, n);
+    match bot.send(n.user_id, &View::text(text)).await {
+        Ok(_) => {
+            bot.stats.notifications_sent.fetch_add(1, Ordering::Relaxed);
+            NotificationOutcome::Sent
+        }
+        Err(e) => {
+            bot.stats
+                .notifications_failed
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(user = n.user_id, id = n.id, error = %e, "notification not delivered");
+            NotificationOutcome::Undeliverable {
+                reason: match e {
+                    BotError::Unreachable { .. } => "unreachable".to_owned(),
+                    other => other.to_string(),
+                },
+            }
+        }
+    }
+}
+
+/// The message for one outbox row, in the player's language; a credit says the new total from
+/// the live inventory.
+pub fn render(bot: &Bot, n: &Notification) -> String {
+    let lang = bot.lang(n.user_id);
+    let title = n.title.clone().unwrap_or_else(|| {
+        let item = Item {
+            key: n.key,
+            owner: Owner::User(n.user_id),
+            gift_id: n.gift_id,
+            stars: n.stars,
+            unique: n.slug.as_ref().map(|slug| {
+                Box::new(crate::gift::UniqueInfo {
+                    collectible_id: 0,
+                    slug: slug.clone(),
+                    number: n.number.unwrap_or(0),
+                })
+            }),
+            status: Status::Held,
+            received_at: 0,
+            convert_stars: None,
+            transfer_stars: None,
+            can_transfer_at: None,
+            upgraded_from: None,
+        };
+        handler::title(bot, &item, lang)
+    });
+    let title = match n.number {
+        Some(num) => format!("{title} #{num}"),
+        None => title,
+    };
+    let id = n.withdrawal_id.unwrap_or_default();
+    let note = match n.kind {
+        k if k.is_credit() => {
+            let live = bot.inventory.owner_stats(Owner::User(n.user_id));
+            view::Notification::Deposit {
+                title,
+                stars: n.stars,
+                count: live.items as u64,
+                total: live.stars,
+            }
+        }
+        NotificationKind::WithdrawalQueued => view::Notification::Queued { id, title },
+        NotificationKind::WithdrawalSent => view::Notification::Sent { title },
+        NotificationKind::WithdrawalWaiting => view::Notification::Waiting {
+            title,
+            reason: n
+                .wait_reason
+                .unwrap_or(crate::withdraw::machine::WaitReason::Retry),
+            until: n.until_ms.map(|ms| ms / 1000),
+        },
+        NotificationKind::WithdrawalFailed => view::Notification::Failed {
+            title,
+            reason: n.reason.clone().unwrap_or_default(),
+        },
+        NotificationKind::WithdrawalCancelled => view::Notification::Cancelled { id, title },
+        _ => view::Notification::Sent { title },
+    };
+    view::notification(lang, &note)
+}
