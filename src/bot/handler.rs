@@ -38,13 +38,14 @@ pub async fn handle(bot: &Bot, event: BotEvent, lang: Lang) {
             ..
         } => {
             let (edit, toast) = press(bot, from, &data, lang).await;
-            // The answer first: it stops the spinner even if the edit is slow.
-            bot.answer(query_id, toast).await;
+            // The edit, then the answer: the spinner stops once the message shows the result.
+            // Both are always attempted.
             if let Some(view) = edit
                 && let Err(e) = bot.edit(from, msg_id, &view).await
             {
                 tracing::warn!(user = from, msg_id, error = %e, "bot message not edited");
             }
+            bot.answer(query_id, toast).await;
         }
     }
 }

@@ -431,7 +431,25 @@ impl Sim {
         msg_id: i32,
         data: &[u8],
     ) -> Result<i64, SimError> {
-        Ok(self.shared.world().press_button(from, bot, msg_id, data)?)
+        Ok(self
+            .shared
+            .world()
+            .press_button(from, bot, msg_id, data, false)?)
+    }
+
+    /// A press with data of the client's choosing under `bot`'s message `msg_id`, as a modified
+    /// client can send: Telegram does not check it against the message's buttons.
+    pub fn press_forged(
+        &self,
+        from: i64,
+        bot: i64,
+        msg_id: i32,
+        data: &[u8],
+    ) -> Result<i64, SimError> {
+        Ok(self
+            .shared
+            .world()
+            .press_button(from, bot, msg_id, data, true)?)
     }
 
     /// The bot's answer to a button press, once given.
@@ -456,6 +474,11 @@ impl Sim {
         lang: &str,
     ) -> Result<Vec<(String, String)>, SimError> {
         Ok(self.shared.world().bot_commands_for(bot, lang)?)
+    }
+
+    /// The `user` object of `id` as `viewer` receives it (bots see `lang_code`, users do not).
+    pub fn user_as_seen_by(&self, id: i64, viewer: i64) -> Option<grammers_tl_types::enums::User> {
+        self.shared.world().tl_user(id, viewer)
     }
 
     /// Sets the language of a user's app, which bots see as `user.lang_code`.
