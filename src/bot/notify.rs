@@ -60,34 +60,59 @@ async fn drain(bot: &Arc<Bot>, cancel: &CancellationToken) {
         if batch.is_empty() {
             return;
         }
-        let mut tasks = tokio::task::JoinSet::new();
+        // One message per player per claim: a burst of deposits reads as one list, and a
+        // chat's one-message-a-second pace is not spent on each line.
+        let mut by_user: Vec<(crate::gift::UserId, Vec<Notification>)> = Vec::new();
         for n in batch {
+            match by_user.iter_mut().find(|(u, _)| *u == n.user_id) {
+                Some((_, list)) => list.push(n),
+                None => by_user.push((n.user_id, vec![n])),
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (user, list) in by_user {
             let bot = Arc::clone(bot);
             let cancel = cancel.clone();
             tasks.spawn(async move {
-                let outcome = tokio::select! {
-                    // Not sent yet: back to pending for the next start.
-                    () = cancel.cancelled() => NotificationOutcome::Released,
-                    o = deliver(&bot, &n) => o,
-                };
-                (n.id, outcome)
+                let mut results = Vec::new();
+                for chunk in chunks(&bot, &list) {
+                    let ids: Vec<i64> = chunk.0;
+                    if cancel.is_cancelled() {
+                        results.push((ids, NotificationOutcome::Released));
+                        continue;
+                    }
+                    let outcome = tokio::select! {
+                        // Not sent yet: back to pending for the next start.
+                        () = cancel.cancelled() => NotificationOutcome::Released,
+                        o = deliver(&bot, user, &chunk.1, ids.len()) => o,
+                    };
+                    results.push((ids, outcome));
+                }
+                results
             });
         }
         let mut sent = Vec::new();
         let mut released = Vec::new();
         let mut undeliverable = Vec::new();
         while let Some(joined) = tasks.join_next().await {
-            let Ok((id, outcome)) = joined else { continue };
-            match outcome {
-                NotificationOutcome::Sent => sent.push(id),
-                NotificationOutcome::Released => released.push(id),
-                NotificationOutcome::Undeliverable { reason } => undeliverable.push((id, reason)),
+            let Ok(results) = joined else { continue };
+            for (ids, outcome) in results {
+                match outcome {
+                    NotificationOutcome::Sent => sent.extend(ids),
+                    NotificationOutcome::Released => released.extend(ids),
+                    NotificationOutcome::Undeliverable { reason } => {
+                        undeliverable.extend(ids.into_iter().map(|id| (id, reason.clone())));
+                    }
+                }
             }
         }
         finish(bot, &sent, NotificationOutcome::Sent).await;
         finish(bot, &released, NotificationOutcome::Released).await;
         for (id, reason) in undeliverable {
             finish(bot, &[id], NotificationOutcome::Undeliverable { reason }).await;
+        }
+        if cancel.is_cancelled() {
+            return;
         }
     }
 }
@@ -102,18 +127,44 @@ async fn finish(bot: &Bot, ids: &[i64], outcome: NotificationOutcome) {
     }
 }
 
-async fn deliver(bot: &Bot, n: &Notification) -> NotificationOutcome {
-    let text = render(bot, n);
-    match bot.send(n.user_id, &View::text(text)).await {
+/// Telegram's limit on a message's text is 4,096 characters; lines are grouped below it.
+const MAX_TEXT: usize = 4000;
+
+/// The player's notifications as messages: (the rows each carries, its text).
+fn chunks(bot: &Bot, list: &[Notification]) -> Vec<(Vec<i64>, String)> {
+    let mut out: Vec<(Vec<i64>, String)> = Vec::new();
+    for n in list {
+        let line = render(bot, n);
+        match out.last_mut() {
+            Some((ids, text)) if text.chars().count() + 1 + line.chars().count() <= MAX_TEXT => {
+                ids.push(n.id);
+                text.push('\n');
+                text.push_str(&line);
+            }
+            _ => out.push((vec![n.id], line)),
+        }
+    }
+    out
+}
+
+async fn deliver(
+    bot: &Bot,
+    user: crate::gift::UserId,
+    text: &str,
+    rows: usize,
+) -> NotificationOutcome {
+    match bot.send(user, &View::text(text.to_owned())).await {
         Ok(_) => {
-            bot.stats.notifications_sent.fetch_add(1, Ordering::Relaxed);
+            bot.stats
+                .notifications_sent
+                .fetch_add(rows as u64, Ordering::Relaxed);
             NotificationOutcome::Sent
         }
         Err(e) => {
             bot.stats
                 .notifications_failed
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(user = n.user_id, id = n.id, error = %e, "notification not delivered");
+                .fetch_add(rows as u64, Ordering::Relaxed);
+            tracing::info!(user, rows, error = %e, "notification not delivered");
             NotificationOutcome::Undeliverable {
                 reason: match e {
                     BotError::Unreachable { .. } => "unreachable".to_owned(),

@@ -1,3 +1,4 @@
+mod bot;
 mod cli;
 mod daemon;
 mod login;
