@@ -139,19 +139,34 @@ impl Pacer {
         }
     }
 
-    /// Books the earliest slot at or after `now` for a message to `chat` and returns it.
-    pub fn reserve(&mut self, chat: UserId, now: Instant) -> Instant {
-        let chat_at = self.chats.get(&chat).copied().unwrap_or(now).max(now);
-        // GCRA: the overall schedule may run up to `burst` intervals ahead of now.
+    /// Books a send to `chat` at `now` if both limits allow it; otherwise says when to ask
+    /// again (nothing is booked). Booking at the instant of sending, not ahead of time, keeps a
+    /// task that wakes late (a loaded machine) from sending in a burst.
+    pub fn try_acquire(&mut self, chat: UserId, now: Instant) -> Result<(), Instant> {
+        let chat_at = self.chats.get(&chat).copied().unwrap_or(now);
+        // GCRA: the overall schedule may run up to `burst - 1` intervals ahead of now.
         let tolerance = self.overall_interval * (self.overall_burst - 1);
         let theoretical = self.overall_next.unwrap_or(now).max(now);
-        let overall_at = theoretical
-            .checked_sub(tolerance)
-            .map_or(now, |t| t.max(now));
+        let overall_at = theoretical.checked_sub(tolerance).unwrap_or(now);
         let at = chat_at.max(overall_at);
-        self.overall_next = Some(theoretical.max(at) + self.overall_interval);
-        self.chats.insert(chat, at + self.per_chat);
-        at
+        if at > now {
+            return Err(at);
+        }
+        self.overall_next = Some(theoretical + self.overall_interval);
+        self.chats.insert(chat, now + self.per_chat);
+        Ok(())
+    }
+
+    /// The instant a caller asking from `now` on gets to send to `chat`, booked (what a
+    /// sequence of [`Pacer::try_acquire`] calls, each retried when told, comes to).
+    pub fn reserve(&mut self, chat: UserId, now: Instant) -> Instant {
+        let mut t = now;
+        loop {
+            match self.try_acquire(chat, t) {
+                Ok(()) => return t,
+                Err(at) => t = at,
+            }
+        }
     }
 
     /// Telegram said FLOOD_WAIT: nothing goes before `until`, in any chat.

@@ -138,7 +138,13 @@ impl Bot {
             withdrawals_wake: parts.withdrawals_wake,
             stats: parts.stats,
             limiter: std::sync::Mutex::new(Limiter::new(BucketConfig::default())),
-            pacer: std::sync::Mutex::new(Pacer::telegram()),
+            pacer: std::sync::Mutex::new({
+                // What an earlier process sent just before it stopped is unknown: the first
+                // message waits out one chat interval.
+                let mut p = Pacer::telegram();
+                p.hold_until(Instant::now() + Duration::from_millis(1050));
+                p
+            }),
             langs: DashMap::new(),
             assigning: DashMap::new(),
         }
@@ -191,12 +197,18 @@ impl Bot {
     pub async fn send(&self, chat: UserId, view: &View) -> Result<i32, BotError> {
         let keyboard = Self::keyboard(view);
         loop {
-            let at = self
-                .pacer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .reserve(chat, Instant::now());
-            tokio::time::sleep_until(at.into()).await;
+            loop {
+                let now = Instant::now();
+                let slot = self
+                    .pacer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .try_acquire(chat, now);
+                match slot {
+                    Ok(()) => break,
+                    Err(at) => tokio::time::sleep_until(at.into()).await,
+                }
+            }
             match self.api.send(chat, &view.text, &keyboard).await {
                 Err(BotError::FloodWait { seconds }) => self.flood_wait(seconds),
                 other => return other,

@@ -75,7 +75,7 @@ impl BotWorld {
         what: &str,
         pred: impl Fn(&[BotMessage]) -> bool,
     ) -> Vec<BotMessage> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             let m = self.messages(player);
             if pred(&m) {
@@ -509,12 +509,31 @@ async fn link_tokens_each_get_their_answer() {
         "Ce lien a déjà servi",
     )
     .await;
+    // Spending one's own token again is a replay: still linked, nothing new written.
     bw.ask(
         en,
         &format!("/start {}", token.token.expose()),
+        "linked to your web account",
+    )
+    .await;
+    let web2 = giftd::store::WebUserId::new(uuid::Uuid::from_u128(rand::random()));
+    let other = store
+        .create_link_token(web2, Duration::from_secs(600))
+        .await
+        .unwrap();
+    bw.ask(
+        fr,
+        &format!("/start {}", other.token.expose()),
+        "C'est fait",
+    )
+    .await;
+    bw.ask(
+        en,
+        &format!("/start {}", other.token.expose()),
         "already used",
     )
     .await;
+    assert_eq!(store.linked_telegram_user(web2).await.unwrap(), Some(fr));
     let short = store
         .create_link_token(web, Duration::from_secs(1))
         .await
