@@ -177,7 +177,7 @@ fn every_key_from_the_file() {
          bot = token [redacted] session /srv/giftd/b.session admins [12, 34]
          store = supabase https://abc.supabase.co/rest/v1 key [redacted] timeout 1500ms
          mirror = batch 10 queue 20
-         warning: mirror.flush_interval (config.toml line 21) is no longer used: the mirror writes a change at once \
+         warning: mirror.flush_interval (config.toml line 22) is no longer used: the mirror writes a change at once \
              when no write is in flight and batches what arrives meanwhile; remove it
          health.listen = 0.0.0.0:80
          log = Json giftd=debug,warn",
@@ -613,4 +613,23 @@ fn example_config_parses_and_documents_every_key() {
         );
     }
     assert!(text.contains(SUPABASE_KEY_ALIAS));
+}
+
+#[test]
+fn bot_admins_are_user_ids() {
+    check(
+        &format!("{MINIMAL}[bot]\ntoken = \"1:x\"\nadmins = \"7, 8,\"\n"),
+        &[],
+        "bot = token [redacted] session /var/lib/giftd/bot.session admins [7, 8]",
+    );
+    check(
+        &format!("{MINIMAL}[bot]\ntoken = \"1:x\"\n"),
+        &[("GIFTD_BOT_ADMINS", "42")],
+        "bot = token [redacted] session /var/lib/giftd/bot.session admins [42]",
+    );
+    check(
+        &format!("{MINIMAL}[bot]\ntoken = \"1:x\"\nadmins = \"7, @boss\"\n"),
+        &[],
+        "error: bot.admins (config.toml line 6): expected comma-separated Telegram user ids, found \"7, @boss\"",
+    );
 }

@@ -378,6 +378,23 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let stats = bw
+        .ask(
+            p,
+            "/stats",
+            t("Withdrawn so far: 1.", "Retirés jusqu'ici : 1."),
+        )
+        .await;
+    assert!(
+        stats
+            .text
+            .contains(t("You hold 11 gifts", "Vous détenez 11 cadeaux"))
+            && stats
+                .text
+                .contains(t("Deposited so far: 12.", "Déposés jusqu'ici : 12.")),
+        "{}",
+        stats.text
+    );
     // Deposits were announced, once each (12 lines over however many messages).
     let deposits = bw
         .wait_messages(p, "12 deposit notices", |m| {
