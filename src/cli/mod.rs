@@ -95,7 +95,9 @@ pub enum Command {
     /// Starts tgsim (the Telegram simulator) in this process, provisions a deposit account and
     /// three players, runs the real daemon against the embedded store, has the players send a
     /// regular gift, a collectible, an anonymous gift and a burst, shows what giftd credits as
-    /// it happens, prints the final inventory per player and stops giftd cleanly.
+    /// it happens, prints the final inventory per player, shows a player withdrawing a gift through
+    /// the companion bot (/inventory, Withdraw, Confirm: what the player sees) and stops giftd
+    /// cleanly.
     Demo {
         /// Where the demo keeps its session file and SQLite store (default: a new temporary
         /// directory).
