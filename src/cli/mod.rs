@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod link;
 mod withdrawals;
 
 use crate::config::{self, Config, ConfigError, DEFAULT_CONFIG_PATH, StoreConfig};
@@ -139,6 +140,27 @@ pub enum Command {
         #[command(subcommand)]
         action: withdrawals::Action,
     },
+
+    /// Mint a link token that links a web account to a player's Telegram account.
+    ///
+    /// The web account is the Supabase auth user id (a uuid: `auth.uid()`, the JWT's `sub`).
+    /// Prints the token once (only its SHA-256 is stored) and the deep link
+    /// `https://t.me/<bot>?start=<token>`: the player opens it and presses Start, and the
+    /// companion bot links the two; from then on the web app's session for that account reads
+    /// the player's gifts. giftd does not know the bot's username offline: pass `--bot`, or put
+    /// it in the link yourself. Single use; a newer link replaces an older one on both sides.
+    /// The web app mints its own tokens with the `request_link_token` RPC.
+    LinkToken {
+        /// The web account (Supabase auth user id, a uuid).
+        #[arg(long, value_name = "UUID")]
+        web_user: crate::store::WebUserId,
+        /// How long the token stays valid (1m to 24h).
+        #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = link::parse_ttl)]
+        ttl: std::time::Duration,
+        /// The companion bot's username, to print the whole link.
+        #[arg(long, value_name = "USERNAME", value_parser = link::parse_bot)]
+        bot: Option<String>,
+    },
 }
 
 /// The environment a command sees.
@@ -183,6 +205,9 @@ pub async fn run_with_env(cli: Cli, out: &mut dyn Write, env: Env<'_>) -> anyhow
         Command::Demo { state_dir, burst } => demo(state_dir, burst, out).await,
         Command::Schema => schema(out),
         Command::Withdrawals { action } => withdrawals::run(&cli.config, env, action, out).await,
+        Command::LinkToken { web_user, ttl, bot } => {
+            link::run(&cli.config, env, web_user, ttl, bot, out).await
+        }
         Command::Inventory {
             account,
             owner,
@@ -988,6 +1013,10 @@ mod tests {
             (
                 "withdrawals",
                 "See and steer withdrawal requests (the players' gifts going back to them)",
+            ),
+            (
+                "link-token",
+                "Mint a link token that links a web account to a player's Telegram account",
             ),
         ];
         let cmd = Cli::command();

@@ -11,7 +11,9 @@
 //! is announced like any other.
 //!
 //! The row carries everything the bot needs to render it ([`Notification`]) without asking the
-//! store again.
+//! store again; the player's new total is not in it (the bot reads it from the live inventory
+//! when it sends, which is the total the player has then). A collectible made by upgrading a
+//! credited gift is a new item with the same owner, announced as a deposit of the collectible.
 //!
 //! # Delivery: at most once
 //!
@@ -260,6 +262,110 @@ pub(crate) struct StepNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::withdraw::machine::{Canceller, WithdrawalKind};
+
+    fn request(state: RequestState, wait: Option<WaitReason>) -> Withdrawal {
+        Withdrawal {
+            id: 7,
+            key: ItemKey::new(1000, 42),
+            owner: 5,
+            state,
+            kind: WithdrawalKind::Transfer,
+            attempt: 2,
+            worker: Some("w1".into()),
+            not_before_ms: None,
+            lease_until_ms: None,
+            wait_reason: wait,
+            fee_stars: Some(25),
+            approved_stars: None,
+            form_id: None,
+            reason: None,
+            requested_at: 1_700_000_000,
+            sending_at_ms: None,
+        }
+    }
+
+    /// `(before, move) -> what the player is told`, as the kind, wait reason and until.
+    fn check(
+        before: &Withdrawal,
+        mv: WithdrawalMove,
+        expected: Option<(NotificationKind, Option<WaitReason>, Option<i64>)>,
+    ) {
+        let got = withdrawal_notice(before, &mv).map(|n| (n.kind, n.wait_reason, n.until_ms));
+        assert_eq!(got, expected, "{mv:?}");
+    }
+
+    #[test]
+    fn which_withdrawal_moves_the_player_hears_of() {
+        use NotificationKind::*;
+        use RequestState::*;
+        let claimed = request(Claimed, None);
+        let sending = request(Sending, None);
+        check(
+            &sending,
+            WithdrawalMove::sent(&sending, "ok"),
+            Some((WithdrawalSent, None, None)),
+        );
+        check(
+            &claimed,
+            WithdrawalMove::failed(&claimed, "no"),
+            Some((WithdrawalFailed, None, None)),
+        );
+        let queued = request(Requested, None);
+        check(
+            &queued,
+            WithdrawalMove::cancel(&queued, Canceller::Operator),
+            Some((WithdrawalCancelled, None, None)),
+        );
+        // A wait: told with its reason and until when; not again for the same reason, never
+        // for a transient retry.
+        let too_early = WithdrawalMove::defer(&claimed, WaitReason::TooEarly, Some(9), "locked");
+        check(
+            &claimed,
+            too_early,
+            Some((WithdrawalWaiting, Some(WaitReason::TooEarly), Some(9))),
+        );
+        let again = request(Claimed, Some(WaitReason::TooEarly));
+        check(
+            &again,
+            WithdrawalMove::defer(&again, WaitReason::TooEarly, Some(9), "x"),
+            None,
+        );
+        check(
+            &again,
+            WithdrawalMove::defer(&again, WaitReason::Stars, Some(10), "x"),
+            Some((WithdrawalWaiting, Some(WaitReason::Stars), Some(10))),
+        );
+        check(
+            &claimed,
+            WithdrawalMove::defer(&claimed, WaitReason::Retry, Some(9), "x"),
+            None,
+        );
+        check(
+            &claimed,
+            WithdrawalMove::defer_quoted(&claimed, WaitReason::FeeCap, 500, "fee"),
+            Some((WithdrawalWaiting, Some(WaitReason::FeeCap), None)),
+        );
+        // Steps the player does not hear of.
+        check(
+            &claimed,
+            WithdrawalMove::begin_send(&claimed, 0, None, 1, None),
+            None,
+        );
+        check(&sending, WithdrawalMove::unknown(&sending, "timeout"), None);
+        check(&claimed, WithdrawalMove::rescue(&claimed), None);
+        let unknown = request(Unknown, None);
+        check(
+            &unknown,
+            WithdrawalMove::not_sent(&unknown, 5, "still there"),
+            None,
+        );
+        check(
+            &unknown,
+            WithdrawalMove::not_sent(&unknown, 2, "still there"),
+            Some((WithdrawalWaiting, Some(WaitReason::Operator), None)),
+        );
+    }
 
     #[test]
     fn names_round_trip() {

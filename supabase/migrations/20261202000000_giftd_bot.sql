@@ -80,6 +80,9 @@ create table public.notifications (
 );
 -- The claim: the oldest pending rows, without reading the finished ones.
 create index notifications_pending on public.notifications (id) where state = 'pending';
+-- Pending rows too old to send (a range scan, however long the backlog).
+create index notifications_pending_age on public.notifications (created_at)
+  where state = 'pending';
 -- Claims whose lease ran out.
 create index notifications_claimed on public.notifications (lease_until) where state = 'claimed';
 -- Retention: finished rows by age.
@@ -584,7 +587,7 @@ begin
     error = 'stale: not sent within a week of the change'
   where id in (select id from public.notifications
                where state = 'pending' and created_at < now() - interval '7 days'
-               order by id limit 1000 for update skip locked);
+               order by created_at limit 1000 for update skip locked);
   with picked as (
     select id from public.notifications where state = 'pending'
     order by id limit p_limit for update skip locked
@@ -650,6 +653,10 @@ language plpgsql volatile set search_path = '' as $$
 declare
   t record;
 begin
+  -- Links are made one at a time (at the pace players press Start): two tokens spent at once
+  -- for the same Telegram user or the same web account would otherwise both delete the old
+  -- link and collide on the new one's unique keys. A transaction lock: released at commit.
+  perform pg_advisory_xact_lock(1734437204, 1);
   select * into t from public.link_tokens where token_hash = p_token_hash for update;
   if not found then
     return jsonb_build_object('error', 'unknown');

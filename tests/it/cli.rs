@@ -282,3 +282,100 @@ async fn inventory_lists_what_the_store_holds() {
         assert!(out.ends_with("3 items, 380 stars\n"), "{out}");
     }
 }
+
+#[tokio::test]
+async fn link_token_prints_a_token_the_bot_can_spend() {
+    for backend in [Backend::sqlite(), Backend::supabase()] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = backend.open().await;
+        let (config, env): (String, Vec<(&str, String)>) = match backend.sqlite_path() {
+            Some(path) => (
+                format!(
+                    "[telegram]\napi_id = 1\napi_hash = \"h\"\n[store]\nstate_dir = \"{}\"\nsqlite_path = \"{}\"\n",
+                    dir.path().display(),
+                    path.display()
+                ),
+                vec![],
+            ),
+            None => (
+                supabase_config(dir.path()),
+                vec![(
+                    "SUPABASE_SERVICE_ROLE_KEY",
+                    support::env("GIFTD_TEST_SERVICE_KEY"),
+                )],
+            ),
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let web = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+
+        let (ok, out, err) = giftd(
+            dir.path(),
+            Some(&config),
+            &env,
+            &[
+                "link-token",
+                "--web-user",
+                web,
+                "--ttl",
+                "10m",
+                "--bot",
+                "@GiftDeskBot",
+            ],
+        );
+        assert!(ok, "{err}");
+        let token = out
+            .lines()
+            .find_map(|l| l.strip_prefix("token:    "))
+            .unwrap_or_else(|| panic!("no token line: {out}"))
+            .to_owned();
+        assert_eq!(token.len(), 64, "{out}");
+        assert!(
+            out.contains(&format!(
+                "link:     https://t.me/GiftDeskBot?start={token}\n"
+            )),
+            "{out}"
+        );
+        assert!(out.contains(&format!("web user: {web}\n")), "{out}");
+        assert!(out.contains("in 10m; single use"), "{out}");
+        let player = support::unique_id();
+        assert_eq!(
+            store.consume_link_token(&token, player).await.unwrap(),
+            giftd::store::LinkOutcome::Linked {
+                web_user: web.parse().unwrap()
+            }
+        );
+
+        // Without --bot, the link says where the username goes.
+        let (ok, out, err) = giftd(
+            dir.path(),
+            Some(&config),
+            &env,
+            &["link-token", "--web-user", web],
+        );
+        assert!(ok, "{err}");
+        assert!(out.contains("https://t.me/<bot>?start="), "{out}");
+        assert!(out.contains("pass --bot USERNAME"), "{out}");
+        assert!(out.contains("in 15m; single use"), "{out}");
+
+        // Bad input: a clear error, nothing minted.
+        for (args, says) in [
+            (vec!["--web-user", "42"], "expected a uuid"),
+            (vec!["--web-user", web, "--ttl", "2d"], "between 1m and 24h"),
+            (
+                vec!["--web-user", web, "--ttl", "soon"],
+                "is not a duration",
+            ),
+            (
+                vec!["--web-user", web, "--bot", "t.me/x"],
+                "is not a bot username",
+            ),
+        ] {
+            let mut argv = vec!["link-token"];
+            argv.extend(args.iter().copied());
+            let (ok, out, err) = giftd(dir.path(), Some(&config), &env, &argv);
+            assert!(!ok, "{argv:?}: {out}");
+            assert!(out.is_empty(), "{argv:?}: {out}");
+            assert!(err.contains(says), "{argv:?}: {err}");
+        }
+    }
+}

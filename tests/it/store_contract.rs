@@ -63,7 +63,7 @@ contract!(
 
 const T0: i64 = 1_760_000_000;
 
-fn regular(account: UserId, msg_id: i32, owner: Owner) -> Item {
+pub(crate) fn regular(account: UserId, msg_id: i32, owner: Owner) -> Item {
     Item {
         key: ItemKey::new(account, msg_id),
         owner,
@@ -79,7 +79,7 @@ fn regular(account: UserId, msg_id: i32, owner: Owner) -> Item {
     }
 }
 
-fn collectible(account: UserId, msg_id: i32, owner: Owner, collectible_id: i64) -> Item {
+pub(crate) fn collectible(account: UserId, msg_id: i32, owner: Owner, collectible_id: i64) -> Item {
     Item {
         gift_id: 6_028_601_630_662_853_006,
         stars: 350,
@@ -96,7 +96,7 @@ fn collectible(account: UserId, msg_id: i32, owner: Owner, collectible_id: i64) 
 }
 
 /// A deposit batch: the items with their senders and gift kinds.
-fn deposit(items: Vec<Item>) -> ChangeBatch {
+pub(crate) fn deposit(items: Vec<Item>) -> ChangeBatch {
     let mut users: Vec<UserInfo> = items
         .iter()
         .filter_map(|i| i.owner.user_id())
@@ -126,7 +126,7 @@ fn deposit(items: Vec<Item>) -> ChangeBatch {
     }
 }
 
-fn departures(items: &[Item], to: Status, at: i64) -> ChangeBatch {
+pub(crate) fn departures(items: &[Item], to: Status, at: i64) -> ChangeBatch {
     ChangeBatch {
         changes: items
             .iter()
@@ -478,7 +478,7 @@ async fn concurrent_claimers_never_share_a_request(backend: Backend) {
 }
 
 /// Claims the only claimable request of `account`, which must be `id`.
-async fn claim(store: &Arc<dyn Store>, account: UserId, id: i64) -> Withdrawal {
+pub(crate) async fn claim(store: &Arc<dyn Store>, account: UserId, id: i64) -> Withdrawal {
     let w = store
         .claim_withdrawal(account, "w", LEASE)
         .await
@@ -990,7 +990,7 @@ async fn unattributed_items_wait_for_an_operator(backend: Backend) {
     store.create_withdrawal(alice, anonymous.key).await.unwrap();
 }
 
-fn attribution(item: &Item, owner: UserId, at: i64) -> ChangeBatch {
+pub(crate) fn attribution(item: &Item, owner: UserId, at: i64) -> ChangeBatch {
     ChangeBatch {
         attributions: vec![Attribution {
             key: item.key,

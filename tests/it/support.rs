@@ -193,6 +193,63 @@ impl Backend {
         }
     }
 
+    /// The `notifications` rows written for one Telegram user, oldest first, read beside the
+    /// store (which only hands rows out through claims).
+    pub async fn notifications_of(&self, user: i64) -> Vec<NoteRow> {
+        let json = match self {
+            Backend::Sqlite { .. } => {
+                let db = libsql::Builder::new_local(self.sqlite_path().unwrap())
+                    .build()
+                    .await
+                    .unwrap();
+                let conn = db.connect().unwrap();
+                let mut rows = conn
+                    .query(
+                        "SELECT coalesce(json_group_array(json_object('kind', kind,
+                           'dedupe_key', dedupe_key, 'state', state, 'title', title,
+                           'stars', stars, 'withdrawal_id', withdrawal_id,
+                           'wait_reason', wait_reason, 'until_ms', until_ms, 'reason', reason,
+                           'msg_id', msg_id)), '[]')
+                         FROM (SELECT * FROM notifications WHERE user_id = ?1 ORDER BY id)",
+                        libsql::params![user],
+                    )
+                    .await
+                    .unwrap();
+                let row = rows.next().await.unwrap().expect("one row");
+                row.get::<String>(0).unwrap()
+            }
+            Backend::Supabase { pg_url, .. } => psql(
+                pg_url,
+                &format!(
+                    "select coalesce(json_agg(json_build_object('kind', kind,
+                       'dedupe_key', dedupe_key, 'state', state, 'title', title,
+                       'stars', stars, 'withdrawal_id', withdrawal_id,
+                       'wait_reason', wait_reason, 'until_ms', until_ms, 'reason', reason,
+                       'msg_id', msg_id) order by id), '[]')
+                     from public.notifications where user_id = {user}"
+                ),
+            ),
+        };
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+    }
+
+    /// Runs SQL beside the store: `sqlite` on the embedded file, `pg` on the database behind
+    /// PostgREST (as its superuser).
+    pub async fn execute(&self, sqlite: &str, pg: &str) {
+        match self {
+            Backend::Sqlite { .. } => {
+                let db = libsql::Builder::new_local(self.sqlite_path().unwrap())
+                    .build()
+                    .await
+                    .unwrap();
+                db.connect().unwrap().execute_batch(sqlite).await.unwrap();
+            }
+            Backend::Supabase { pg_url, .. } => {
+                psql(pg_url, pg);
+            }
+        }
+    }
+
     /// A new store handle on this backend's database.
     pub async fn open(&self) -> Arc<dyn Store> {
         match self {
@@ -242,4 +299,19 @@ pub fn init_tracing() {
             )
             .try_init();
     });
+}
+
+/// A `notifications` row as the tests inspect it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct NoteRow {
+    pub kind: String,
+    pub dedupe_key: String,
+    pub state: String,
+    pub title: Option<String>,
+    pub stars: i64,
+    pub withdrawal_id: Option<i64>,
+    pub wait_reason: Option<String>,
+    pub until_ms: Option<i64>,
+    pub reason: Option<String>,
+    pub msg_id: i32,
 }

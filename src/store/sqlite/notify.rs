@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS notifications (
   error TEXT
 );
 CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_pending_age ON notifications (created_at_ms)
+  WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_claimed ON notifications (lease_until_ms)
   WHERE state = 'claimed';
 CREATE INDEX IF NOT EXISTS notifications_finished ON notifications (finished_at_ms)
@@ -170,7 +172,7 @@ pub(super) async fn claim(
             "UPDATE notifications SET state = 'undeliverable', finished_at_ms = ?1,
                error = 'stale: not sent within a week of the change'
              WHERE id IN (SELECT id FROM notifications
-               WHERE state = 'pending' AND created_at_ms < ?2 ORDER BY id LIMIT ?3)",
+               WHERE state = 'pending' AND created_at_ms < ?2 ORDER BY created_at_ms LIMIT ?3)",
             params![
                 now_ms,
                 now_ms.saturating_sub(ms(STALE_AFTER)),
