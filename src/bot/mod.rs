@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::i18n::Lang;
-use self::limit::{BucketConfig, Limiter, Pacer, Verdict};
+use self::limit::{BucketConfig, Class, Limiter, Pacer, Verdict};
 use self::view::View;
 use crate::config::RegularPolicy;
 use crate::gift::{GiftType, UserId};
@@ -195,6 +195,11 @@ impl Bot {
     /// overall; a FLOOD_WAIT holds every send for exactly the seconds Telegram gave, then the
     /// message is sent (FLOOD_WAIT means it was not).
     pub async fn send(&self, chat: UserId, view: &View) -> Result<i32, BotError> {
+        self.send_as(chat, view, Class::Reply).await
+    }
+
+    /// [`Bot::send`] for a message of `class` (notifications leave room for replies).
+    pub async fn send_as(&self, chat: UserId, view: &View, class: Class) -> Result<i32, BotError> {
         let keyboard = Self::keyboard(view);
         loop {
             loop {
@@ -203,7 +208,7 @@ impl Bot {
                     .pacer
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .try_acquire(chat, now);
+                    .try_acquire(chat, class, now);
                 match slot {
                     Ok(()) => break,
                     Err(at) => tokio::time::sleep_until(at.into()).await,
@@ -335,6 +340,10 @@ impl BotTask {
                 let mut limiter = bot.limiter.lock().unwrap_or_else(|e| e.into_inner());
                 if pruned.elapsed() > Duration::from_secs(60) {
                     limiter.prune(received);
+                    bot.pacer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .prune(received);
                     pruned = received;
                 }
                 limiter.check(user, received)

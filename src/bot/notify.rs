@@ -153,7 +153,14 @@ async fn deliver(
     text: &str,
     rows: usize,
 ) -> NotificationOutcome {
-    match bot.send(user, &View::text(text.to_owned())).await {
+    match bot
+        .send_as(
+            user,
+            &View::text(text.to_owned()),
+            super::limit::Class::Notice,
+        )
+        .await
+    {
         Ok(_) => {
             bot.stats
                 .notifications_sent
