@@ -6,10 +6,13 @@
 //! ```
 //!
 //! giftd's real `Daemon` with the bot configured runs against tgsim (real MTProto, the real
-//! grammers client for the deposit account and for the bot) and the embedded store. Players
-//! type `/inventory` and `/stats` in turn (each player every 2 s, within the per-user limit);
-//! a reply's latency runs from the player's message entering tgsim to the bot's answer being
-//! in tgsim. Under the gift stream the players are also the senders, so their deposit
+//! grammers client for the deposit account and for the bot) and the embedded store. Each player
+//! holds 11 gifts and acts every 2 s (within the per-user limit): `/inventory` and `/stats`
+//! (each answered with a new message), and in the mixed phases every other action is a press
+//! of the ◀ / ▶ button of their `/inventory` (answered by an edit). Telegram lets a bot send
+//! about 30 new messages a second in all (giftd keeps to 28): 50 commands a second, each a new
+//! message, cannot be answered at that rate, and the last phase shows that queue. A latency
+//! runs from the player's message or press entering tgsim to the bot's answer being in tgsim. Under the gift stream the players are also the senders, so their deposit
 //! notifications share each chat's one-message-a-second limit with the replies. A benchmark,
 //! not a test: it prints figures.
 
@@ -42,17 +45,28 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime builds");
-    let (idle, busy) = runtime.block_on(async {
-        let idle = run(secs, false).await;
-        let busy = run(secs, true).await;
-        (idle, busy)
+    let phases = runtime.block_on(async {
+        vec![
+            (
+                "commands + presses",
+                run(secs, false, Mix::CommandsAndPresses).await,
+            ),
+            (
+                "commands + presses, 200 gifts/s",
+                run(secs, true, Mix::CommandsAndPresses).await,
+            ),
+            (
+                "commands only (50 new messages/s)",
+                run(secs, false, Mix::Commands).await,
+            ),
+        ]
     });
     println!(
         "\ncompanion bot, {PLAYERS} players, {COMMANDS_PER_SECOND} commands/s for {secs} s per phase ({COMMAND})\n"
     );
     println!("| phase | replies | p50 | p90 | p99 | max | gifts credited/s | notifications sent |");
     println!("|---|---|---|---|---|---|---|---|");
-    for (name, r) in [("commands only", &idle), ("commands + 200 gifts/s", &busy)] {
+    for (name, r) in &phases {
         println!(
             "| {name} | {}/{} | {} | {} | {} | {} | {:.0} | {} |",
             r.latencies.len(),
@@ -65,6 +79,15 @@ fn main() {
             r.notifications
         );
     }
+}
+
+/// What the players send.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// Every action a new command (`/inventory`, `/stats`): every reply a new message.
+    Commands,
+    /// Half commands, half presses of the ◀ / ▶ buttons of their `/inventory` (edits).
+    CommandsAndPresses,
 }
 
 struct Phase {
@@ -91,7 +114,7 @@ fn is_notice(text: &str) -> bool {
     text.starts_with("Received") || text.starts_with("Withdrawal")
 }
 
-async fn run(secs: u64, gifts: bool) -> Phase {
+async fn run(secs: u64, gifts: bool, mix: Mix) -> Phase {
     let sim = Sim::start(SimConfig {
         first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
         ..SimConfig::default()
@@ -165,7 +188,38 @@ async fn run(secs: u64, gifts: bool) -> Phase {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Eleven gifts each, so every /inventory has a second page to press to.
+    sim.burst(11 * PLAYERS, &players, deposit)
+        .expect("seed burst");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon.inventory().len() < 11 * PLAYERS {
+        assert!(
+            Instant::now() < deadline,
+            "the seed gifts were not credited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let credited_before = daemon.inventory().len();
+    // Every player has an /inventory message to press on before the clock starts.
+    let mut inventory_msg: std::collections::HashMap<i64, i32> = std::collections::HashMap::new();
+    for p in &players {
+        sim.send_text_to_bot(*p, b, "/inventory").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while inventory_msg.len() < players.len() {
+        assert!(Instant::now() < deadline, "not every /inventory answered");
+        for p in &players {
+            if let Some(m) = sim
+                .bot_messages_to(b, *p)
+                .unwrap()
+                .iter()
+                .find(|m| m.text.starts_with("Your gifts"))
+            {
+                inventory_msg.insert(*p, m.msg_id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let stop = CancellationToken::new();
     let stream = gifts.then(|| {
         let sim = sim.clone();
@@ -191,8 +245,12 @@ async fn run(secs: u64, gifts: bool) -> Phase {
     });
     let started = Instant::now();
     let total = (secs as f64 * COMMANDS_PER_SECOND) as usize;
-    // (player, sent at, messages before, answered at)
-    let mut pending: Vec<(i64, Instant, usize)> = Vec::new();
+    // A command waits for a new message that is not a notification; a press for its answer.
+    enum Wait {
+        Reply { player: i64, before: usize },
+        Press { query: i64 },
+    }
+    let mut pending: Vec<(Wait, Instant)> = Vec::new();
     let mut latencies = Vec::with_capacity(total);
     let mut next = 0usize;
     let end = started + Duration::from_secs(secs) + Duration::from_secs(30);
@@ -202,23 +260,65 @@ async fn run(secs: u64, gifts: bool) -> Phase {
             && now >= started + Duration::from_secs_f64(next as f64 / COMMANDS_PER_SECOND)
         {
             let p = players[next % players.len()];
-            let before = sim.bot_messages_to(b, p).unwrap().len();
-            let cmd = if (next / players.len()) % 2 == 0 {
-                "/inventory"
-            } else {
-                "/stats"
-            };
+            let round = next / players.len();
+            // Players alternate, so commands and presses are spread evenly over time.
+            let press = mix == Mix::CommandsAndPresses && (next + round) % 2 == 1;
+            let button = press
+                .then(|| {
+                    let id = *inventory_msg.get(&p)?;
+                    let m = sim
+                        .bot_messages_to(b, p)
+                        .unwrap()
+                        .into_iter()
+                        .find(|m| m.msg_id == id)?;
+                    let data = m
+                        .buttons
+                        .iter()
+                        .flatten()
+                        .filter_map(|b| b.data.clone())
+                        .find(|d| d.starts_with(b"1:ip:"))?;
+                    Some((id, data))
+                })
+                .flatten();
             let at = Instant::now();
-            sim.send_text_to_bot(p, b, cmd).unwrap();
-            pending.push((p, at, before));
+            match button {
+                Some((id, data)) => {
+                    let query = sim.press_button(p, b, id, &data).unwrap();
+                    pending.push((Wait::Press { query }, at));
+                }
+                None => {
+                    let before = sim.bot_messages_to(b, p).unwrap().len();
+                    let cmd = if round % 4 == 2 {
+                        "/stats"
+                    } else {
+                        "/inventory"
+                    };
+                    sim.send_text_to_bot(p, b, cmd).unwrap();
+                    pending.push((Wait::Reply { player: p, before }, at));
+                }
+            }
             next += 1;
         }
         let now = Instant::now();
-        pending.retain(|(p, at, before)| {
-            let msgs = sim.bot_messages_to(b, *p).unwrap();
-            let answered = msgs[(*before).min(msgs.len())..]
-                .iter()
-                .any(|m| !is_notice(&m.text));
+        pending.retain(|(wait, at)| {
+            let answered = match wait {
+                Wait::Reply { player, before } => {
+                    let msgs = sim.bot_messages_to(b, *player).unwrap();
+                    match msgs[(*before).min(msgs.len())..]
+                        .iter()
+                        .find(|m| !is_notice(&m.text))
+                    {
+                        Some(m) => {
+                            if m.text.starts_with("Your gifts") {
+                                inventory_msg.insert(*player, m.msg_id);
+                            }
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                Wait::Press { query } => sim.callback_answer(*query).is_some(),
+            };
             if answered {
                 latencies.push(now.saturating_duration_since(*at));
             }

@@ -115,6 +115,8 @@ pub struct Bot {
     pub(crate) stats: Arc<BotStats>,
     limiter: std::sync::Mutex<Limiter>,
     pacer: std::sync::Mutex<Pacer>,
+    /// Replies waiting for a slot: notifications wait while there are any.
+    replies_waiting: AtomicU64,
     /// The language each user's app last reported; notifications use it.
     langs: DashMap<UserId, Lang>,
     /// Operators who pressed Assign and whose next text names the user.
@@ -145,6 +147,7 @@ impl Bot {
                 p.hold_until(Instant::now() + Duration::from_millis(1050));
                 p
             }),
+            replies_waiting: AtomicU64::new(0),
             langs: DashMap::new(),
             assigning: DashMap::new(),
         }
@@ -202,8 +205,15 @@ impl Bot {
     pub async fn send_as(&self, chat: UserId, view: &View, class: Class) -> Result<i32, BotError> {
         let keyboard = Self::keyboard(view);
         loop {
+            // Counted while this reply waits, whatever ends the wait (a dropped future too).
+            let _waiting = (class == Class::Reply).then(|| Waiting::new(&self.replies_waiting));
             loop {
                 let now = Instant::now();
+                if class == Class::Notice && self.replies_waiting.load(Ordering::Relaxed) > 0 {
+                    // Replies first: a player waiting for an answer beats a notification.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
                 let slot = self
                     .pacer
                     .lock()
@@ -214,6 +224,7 @@ impl Bot {
                     Err(at) => tokio::time::sleep_until(at.into()).await,
                 }
             }
+            drop(_waiting);
             match self.api.send(chat, &view.text, &keyboard).await {
                 Err(BotError::FloodWait { seconds }) => self.flood_wait(seconds),
                 other => return other,
@@ -282,6 +293,22 @@ impl Bot {
             self.api.set_commands(lang.code(), &list(lang)).await?;
         }
         Ok(())
+    }
+}
+
+/// Counts one waiting reply while it lives.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
