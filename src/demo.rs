@@ -4,8 +4,9 @@
 //! players, writes the deposit account's session file, runs the real daemon with an ordinary
 //! configuration against the embedded store, has the players send gifts (regular, unique, one
 //! with "hide my name", a burst) and Telegram deliver a collectible with no sender, prints what
-//! giftd credits as it happens, then the final inventory per player, and stops the daemon
-//! cleanly.
+//! giftd credits as it happens, then the final inventory per player; then a player talks to the
+//! companion bot (/inventory, Withdraw, Confirm) and the demo prints what the player sees, up to
+//! the collectible arriving in their account; and stops the daemon cleanly.
 //!
 //! The simulator is the only stand-in: the daemon code path is exactly `giftd run`'s.
 
@@ -51,9 +52,17 @@ fn sim_err(e: impl std::fmt::Display) -> DemoError {
 }
 
 /// The configuration `giftd run` would read, pointed at the simulator's session.
-fn demo_config(state_dir: &Path) -> Result<Config, DemoError> {
+fn demo_config(state_dir: &Path, bot_token: &str) -> Result<Config, DemoError> {
     let text = format!(
         r#"
+[bot]
+token = "{bot_token}"
+session_file = "bot.session"
+
+[withdraw]
+regular = "resend"
+poll_interval = "200ms"
+
 [telegram]
 api_id = 1
 api_hash = "demo-api-hash"
@@ -96,7 +105,17 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
         user("carol", "Carol")?,
     ];
     let names: BTreeMap<i64, String> = players.iter().map(|p| (p.id, p.username.clone())).collect();
-    let config = demo_config(&opts.state_dir)?;
+    let bot = sim.create_bot("giftdesk_bot").map_err(sim_err)?;
+    let config = demo_config(&opts.state_dir, &bot.token)?;
+    if let Some(b) = &config.bot {
+        // A key not signed in yet: giftd signs in with the bot token, as on a first start.
+        let _ = std::fs::remove_file(&b.session_file);
+        let key = sim.new_auth_key(None);
+        sim.write_session(tgsim::SessionFor::Key(Box::new(key)), &b.session_file)
+            .await
+            .map_err(sim_err)?;
+        restrict(&b.session_file)?;
+    }
     let _ = std::fs::remove_file(&config.accounts[0].session_file);
     sim.write_session(deposit.id, &config.accounts[0].session_file)
         .await
@@ -259,6 +278,8 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
         "unattributed", un.items, un.stars
     );
 
+    bot_tour(&sim, bot.account.id, &players[1], &daemon, out).await?;
+
     shutdown.cancel();
     let result = run
         .await
@@ -271,6 +292,133 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn std::io::Write) -> Result<(),
     );
     sim.shutdown().await;
     Ok(())
+}
+
+/// A player talks to the companion bot: /inventory, Withdraw, Confirm; prints what they see.
+async fn bot_tour(
+    sim: &Sim,
+    bot: i64,
+    player: &tgsim::Account,
+    daemon: &Daemon,
+    out: &mut dyn std::io::Write,
+) -> Result<(), DemoError> {
+    let limit = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + limit;
+    while sim.bot_commands(bot).map_err(sim_err)?.is_empty() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(DemoError::Timeout(limit, "the companion bot to start"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let p = player.id;
+    let who = format!("@{}", player.username);
+    let _ = writeln!(
+        out,
+        "
+the companion bot: {who} types /inventory"
+    );
+    let before = sim.bot_messages_to(bot, p).map_err(sim_err)?.len();
+    sim.send_text_to_bot(p, bot, "/inventory")
+        .map_err(sim_err)?;
+    let inv = wait_bot(sim, bot, p, |m| {
+        m.iter()
+            .skip(before)
+            .find(|m| !m.buttons.is_empty())
+            .cloned()
+    })
+    .await?;
+    show_bot(out, &inv);
+    let withdraw = inv
+        .buttons
+        .iter()
+        .flatten()
+        .find(|b| b.data.is_some())
+        .cloned()
+        .ok_or_else(|| DemoError::Sim("no Withdraw button".into()))?;
+    let _ = writeln!(out, "{who} presses [{}]", withdraw.text);
+    let confirm = press(sim, bot, p, &inv, &withdraw).await?;
+    show_bot(out, &confirm);
+    let ok = confirm
+        .buttons
+        .iter()
+        .flatten()
+        .next()
+        .cloned()
+        .ok_or_else(|| DemoError::Sim("no Confirm button".into()))?;
+    let _ = writeln!(out, "{who} presses [{}]", ok.text);
+    let queued = press(sim, bot, p, &confirm, &ok).await?;
+    show_bot(out, &queued);
+    let sent = wait_bot(sim, bot, p, |m| {
+        m.iter()
+            .find(|m| m.text.contains("has been sent to you"))
+            .cloned()
+    })
+    .await?;
+    show_bot(out, &sent);
+    let held = sim.saved_gifts(p).map_err(sim_err)?;
+    let _ = writeln!(
+        out,
+        "{who}'s own Telegram account now holds {} gift(s); giftd holds {} for {who}",
+        held.len(),
+        daemon.inventory().owner_stats(Owner::User(p)).items
+    );
+    Ok(())
+}
+
+async fn press(
+    sim: &Sim,
+    bot: i64,
+    player: i64,
+    msg: &tgsim::BotMessage,
+    button: &tgsim::Button,
+) -> Result<tgsim::BotMessage, DemoError> {
+    let data = button.data.clone().unwrap_or_default();
+    let q = sim
+        .press_button(player, bot, msg.msg_id, &data)
+        .map_err(sim_err)?;
+    let limit = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + limit;
+    while sim.callback_answer(q).is_none() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(DemoError::Timeout(limit, "the bot to answer a press"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = msg.msg_id;
+    wait_bot(sim, bot, player, |m| {
+        m.iter().find(|m| m.msg_id == id).cloned()
+    })
+    .await
+}
+
+async fn wait_bot(
+    sim: &Sim,
+    bot: i64,
+    player: i64,
+    find: impl Fn(&[tgsim::BotMessage]) -> Option<tgsim::BotMessage>,
+) -> Result<tgsim::BotMessage, DemoError> {
+    let limit = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(m) = find(&sim.bot_messages_to(bot, player).map_err(sim_err)?) {
+            return Ok(m);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(DemoError::Timeout(limit, "the bot's message"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A bot message as the player sees it: its text, then its buttons.
+fn show_bot(out: &mut dyn std::io::Write, m: &tgsim::BotMessage) {
+    for line in m.text.lines() {
+        let _ = writeln!(out, "  | {line}");
+    }
+    for row in &m.buttons {
+        let labels: Vec<String> = row.iter().map(|b| format!("[{}]", b.text)).collect();
+        let _ = writeln!(out, "  | {}", labels.join(" "));
+    }
 }
 
 /// Prints credits as they arrive until `count` were seen.

@@ -118,9 +118,9 @@ pub struct Latency {
     /// `giftd_mirror_commit_seconds{account}`: from an item change queued for the store
     /// (deposit, departure, attribution) to the store acknowledging its batch.
     pub mirror_commit: Histograms<AccountLabel>,
-    /// `giftd_bot_reply_seconds`: registered for the companion bot (not written yet), so
-    /// dashboards and rules can name it before it lands. Not per account: the bot serves
-    /// players, whichever account holds their gifts.
+    /// `giftd_bot_reply_seconds`: from a player's message or press reaching the companion bot
+    /// to its answer sent. Not per account: the bot serves players, whichever account holds
+    /// their gifts.
     pub bot_reply: Histogram,
     /// `giftd_withdrawal_seconds{account}`: from a withdrawal request to its outcome (sent or
     /// failed).
@@ -276,7 +276,7 @@ impl Health {
         );
         registry.register(
             "bot_reply_seconds",
-            "seconds from a player's message to the bot's reply (reserved: the bot does not write it yet)",
+            "seconds from a player's message or press reaching the bot to its answer sent",
             latency.bot_reply.clone(),
         );
         registry.register(

@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants each one keeps.
 
 pub mod app;
+pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod demo;

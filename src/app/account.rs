@@ -19,6 +19,10 @@ pub(super) struct Shared {
     /// One mirror for every account; it closes when the last task holding [`Shared`] ends.
     pub(super) mirror: MirrorHandle,
     pub(super) withdrawals_wake: Arc<Notify>,
+    /// Gift titles as Telegram named them, for the bot.
+    pub(super) titles: Arc<crate::bot::Titles>,
+    /// Each account's Telegram identity once known, for the bot's texts.
+    pub(super) deposit_accounts: Arc<DepositAccounts>,
     pub(super) events: mpsc::Sender<AccountEvent>,
     /// Lease times when leases are on (the Supabase store), `None` for the embedded store.
     pub(super) leases: Option<crate::lease::LeaseTimes>,
@@ -285,6 +289,13 @@ pub(super) async fn serve_account(
     let telegram = conn.telegram.clone();
     let id = telegram.self_id();
     shared.health.watch_account(id);
+    shared.deposit_accounts.record(
+        &account.name,
+        crate::bot::DepositAccount {
+            id,
+            username: telegram.username().map(str::to_owned),
+        },
+    );
     shared
         .health
         .set_account(&account.name, Some(id), AccountState::Starting);
@@ -345,6 +356,7 @@ pub(super) async fn run_session(
         health: Arc::clone(&shared.health),
         notices: shared.notices.clone(),
         retired: std::sync::Mutex::new(Vec::new()),
+        titles: Arc::clone(&shared.titles),
         last_poll_unix: std::sync::atomic::AtomicI64::new(now_unix()),
     });
     if !reconcile(telegram, &applier).await? {
@@ -391,7 +403,6 @@ pub(super) async fn run_session(
         store: Arc::clone(&shared.store),
         telegram: telegram.clone(),
         inventory: Arc::clone(&shared.inventory),
-        notifier: Arc::new(crate::withdraw::worker::LogNotifier),
         config: config.withdraw.clone(),
         id: crate::withdraw::worker::Worker::id_for(id),
         wake: Arc::clone(&shared.withdrawals_wake),

@@ -15,6 +15,8 @@ pub(super) struct Applier {
     pub(super) notices: broadcast::Sender<Notice>,
     /// Items that reached a terminal status, evicted from the live view once written.
     pub(super) retired: std::sync::Mutex<Vec<ItemKey>>,
+    /// Gift titles for the bot.
+    pub(super) titles: Arc<crate::bot::Titles>,
     /// Unix seconds of this account's last successful poll, for its self-check.
     pub(super) last_poll_unix: std::sync::atomic::AtomicI64,
 }
@@ -32,6 +34,7 @@ impl Applier {
         for event in events {
             match event {
                 GiftEvent::Deposited { item, gift_type } => {
+                    self.titles.record(&gift_type);
                     if !self.inventory.insert(item.clone()) {
                         continue; // the other path was first
                     }

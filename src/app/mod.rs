@@ -20,6 +20,7 @@
 //! insert is idempotent per item key, so a gift seen by two paths at once is credited once.
 
 mod account;
+mod bot;
 mod intake;
 
 use std::collections::HashSet;
@@ -34,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{AccountConfig, Config};
 
 use self::account::*;
+use crate::bot::DepositAccounts;
 use crate::detector::{Detector, GiftEvent, ObservedGift};
 use crate::gift::{Item, ItemKey, Owner, Status, UserId, UserInfo};
 use crate::health::{self, AccountState, DetectionLabels, Health};
@@ -113,6 +115,12 @@ pub struct Daemon {
     /// Whether the companion bot may run in this instance: true while it holds the `bot`
     /// lease (always, without leases). The bot starts and stops with it.
     bot_active: watch::Sender<bool>,
+    /// Gift titles as Telegram named them, for the bot.
+    titles: Arc<crate::bot::Titles>,
+    /// The companion bot's counters (zero when no bot runs).
+    bot_stats: Arc<crate::bot::BotStats>,
+    /// The deposit accounts this instance knows the Telegram identity of, for the bot's texts.
+    deposit_accounts: Arc<DepositAccounts>,
 }
 
 impl Default for Daemon {
@@ -130,7 +138,20 @@ impl Daemon {
             commits: broadcast::channel(4096).0,
             withdrawals_wake: Arc::new(Notify::new()),
             bot_active: watch::channel(false).0,
+            titles: Arc::new(crate::bot::Titles::new()),
+            bot_stats: Arc::new(crate::bot::BotStats::default()),
+            deposit_accounts: Arc::default(),
         }
+    }
+
+    /// The companion bot's counters.
+    pub fn bot_stats(&self) -> &Arc<crate::bot::BotStats> {
+        &self.bot_stats
+    }
+
+    /// Wakes the withdrawal worker (after a request was created in this process).
+    pub fn withdrawals_wake(&self) -> &Arc<Notify> {
+        &self.withdrawals_wake
     }
 
     /// The bot's hook: true while this instance may run the companion bot (it holds the `bot`
@@ -223,6 +244,8 @@ impl Daemon {
             notices: self.notices.clone(),
             mirror,
             withdrawals_wake: Arc::clone(&self.withdrawals_wake),
+            titles: Arc::clone(&self.titles),
+            deposit_accounts: Arc::clone(&self.deposit_accounts),
             events: events_tx,
             leases,
             epochs,
@@ -241,6 +264,9 @@ impl Daemon {
         tracker.spawn(clock_watch(Arc::clone(&shared), intake.child_token()));
         tracker.spawn(watchdog(intake.child_token()));
         tracker.spawn(self_check(Arc::clone(&shared), intake.child_token()));
+        if let Some(bot) = &config.bot {
+            tracker.spawn(self.run_bot(config, bot.clone(), &store, intake.child_token()));
+        }
 
         let result = self.supervise(config, &mut events, &intake).await;
 
@@ -262,7 +288,7 @@ impl Daemon {
         let flushed = tokio::time::timeout_at(deadline, mirror_join).await.is_ok();
         // Only now, with every change written, another instance may take the accounts over:
         // releasing ends the terms in the store at once instead of after the TTL.
-        let _ = self.bot_active.send(false);
+        self.bot_active.send_replace(false);
         for keeper in std::mem::take(&mut *keepers.lock().await) {
             let name = keeper.name().to_owned();
             match tokio::time::timeout(Duration::from_secs(5), keeper.release()).await {
@@ -366,7 +392,7 @@ impl Daemon {
         intake: &CancellationToken,
     ) {
         let Some(times) = leases else {
-            let _ = self.bot_active.send(config.bot.is_some());
+            self.bot_active.send_replace(config.bot.is_some());
             return;
         };
         if config.bot.is_none() {
@@ -390,7 +416,7 @@ impl Daemon {
                 let held = watch.borrow_and_update().epoch().is_some();
                 if *active.borrow() != held {
                     tracing::info!(held, "the bot lease");
-                    let _ = active.send(held);
+                    active.send_replace(held);
                 }
                 health.set_bot_lease(held);
                 tokio::select! {

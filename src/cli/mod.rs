@@ -100,7 +100,9 @@ pub enum Command {
     /// Starts tgsim (the Telegram simulator) in this process, provisions a deposit account and
     /// three players, runs the real daemon against the embedded store, has the players send a
     /// regular gift, a collectible, an anonymous gift and a burst, shows what giftd credits as
-    /// it happens, prints the final inventory per player and stops giftd cleanly.
+    /// it happens, prints the final inventory per player, shows a player withdrawing a gift through
+    /// the companion bot (/inventory, Withdraw, Confirm: what the player sees) and stops giftd
+    /// cleanly.
     Demo {
         /// Where the demo keeps its session file and SQLite store (default: a new temporary
         /// directory).
@@ -532,8 +534,8 @@ fn aligned(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
     s
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM` in UTC.
-fn utc(unix: i64) -> String {
+/// Unix seconds as `YYYY-MM-DD HH:MM` in UTC (tables, and the bot's messages).
+pub(crate) fn utc(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.

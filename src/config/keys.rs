@@ -73,6 +73,7 @@ pub const KEYS: &[KeySpec] = {
         ),
         key("bot", "token", Secret, "BOT_TOKEN"),
         key("bot", "session_file", String, "GIFTD_BOT_SESSION_FILE"),
+        key("bot", "admins", String, "GIFTD_BOT_ADMINS"),
         key("store", "state_dir", String, "GIFTD_STORE_STATE_DIR"),
         key("store", "sqlite_path", String, "GIFTD_STORE_SQLITE_PATH"),
         key("supabase", "url", String, "SUPABASE_URL"),

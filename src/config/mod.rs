@@ -117,6 +117,9 @@ pub struct BotConfig {
     pub token: Secret,
     /// The bot's session file. Default `<state_dir>/bot.session`.
     pub session_file: PathBuf,
+    /// `bot.admins`: Telegram user ids of the operators, who get `/admin` (comma-separated in
+    /// the file and in `GIFTD_BOT_ADMINS`). Default none.
+    pub admins: Vec<i64>,
 }
 
 /// Where the mirror of the inventory lives.

@@ -56,9 +56,19 @@ impl Config {
         );
 
         let bot_session = in_state_dir(r.string("bot.session_file"), "bot.session");
+        let admins = r
+            .parsed("bot.admins", "comma-separated Telegram user ids", |s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.parse::<i64>().ok().filter(|id| *id > 0))
+                    .collect::<Option<Vec<i64>>>()
+            })
+            .unwrap_or_default();
         let bot = r.secret("bot.token").map(|token| BotConfig {
             token,
             session_file: bot_session,
+            admins,
         });
         if bot.is_none()
             && let Some(raw) = raw.values.get("bot.session_file")

@@ -47,9 +47,10 @@ fn dump(c: &Config) -> String {
     ]);
     match &c.bot {
         Some(b) => out.push(format!(
-            "bot = token {} session {}",
+            "bot = token {} session {} admins {:?}",
             b.token,
-            b.session_file.display()
+            b.session_file.display(),
+            b.admins
         )),
         None => out.push("bot = none".to_owned()),
     }
@@ -154,6 +155,7 @@ fn every_key_from_the_file() {
         [bot]
         token = "123:abc"
         session_file = "b.session"
+        admins = "12, 34"
         [store]
         state_dir = "/srv/giftd"
         [supabase]
@@ -177,10 +179,10 @@ fn every_key_from_the_file() {
          telegram.updates = false
          telegram.update_buffer = 10000
          telegram.flood_wait_max = 0s
-         bot = token [redacted] session /srv/giftd/b.session
+         bot = token [redacted] session /srv/giftd/b.session admins [12, 34]
          store = supabase https://abc.supabase.co/rest/v1 key [redacted] timeout 1500ms
          mirror = batch 10 queue 20
-         warning: mirror.flush_interval (config.toml line 21) is no longer used: the mirror writes a change at once \
+         warning: mirror.flush_interval (config.toml line 22) is no longer used: the mirror writes a change at once \
              when no write is in flight and batches what arrives meanwhile; remove it
          health.listen = 0.0.0.0:80
          log = Json giftd=debug,warn",
@@ -220,7 +222,7 @@ fn environment_overrides() {
         ],
         "telegram.api_id = 99
          telegram.updates = false
-         bot = token [redacted] session /var/lib/giftd/bot.session
+         bot = token [redacted] session /var/lib/giftd/bot.session admins []
          store = supabase http://127.0.0.1:54321/rest/v1 key [redacted] timeout 10s
          mirror = batch 7 queue 100000
          withdraw = regular refuse fee 100/1000 resend 100/1000 attempts 3 timeout 20s settle 1m lease 1m
@@ -708,5 +710,24 @@ fn bad_account_sections_name_the_key() {
         &format!("{MINIMAL}[acount.a]\n"),
         &[],
         "error: acount (config.toml line 4): unknown section; did you mean `[account]`?",
+    );
+}
+
+#[test]
+fn bot_admins_are_user_ids() {
+    check(
+        &format!("{MINIMAL}[bot]\ntoken = \"1:x\"\nadmins = \"7, 8,\"\n"),
+        &[],
+        "bot = token [redacted] session /var/lib/giftd/bot.session admins [7, 8]",
+    );
+    check(
+        &format!("{MINIMAL}[bot]\ntoken = \"1:x\"\n"),
+        &[("GIFTD_BOT_ADMINS", "42")],
+        "bot = token [redacted] session /var/lib/giftd/bot.session admins [42]",
+    );
+    check(
+        &format!("{MINIMAL}[bot]\ntoken = \"1:x\"\nadmins = \"7, @boss\"\n"),
+        &[],
+        "error: bot.admins (config.toml line 6): expected comma-separated Telegram user ids, found \"7, @boss\"",
     );
 }

@@ -9,6 +9,7 @@
 //! slept exactly as long as Telegram asks (and counted), and network failures are retried with
 //! an exponential backoff (backon).
 
+pub mod bot;
 pub mod clock;
 pub mod convert;
 pub mod login;
@@ -185,6 +186,8 @@ struct Inner {
     /// which `quit` would wait on for ever.
     runner: tokio::task::AbortHandle,
     self_id: UserId,
+    /// The account's public @username (without `@`), which players send gifts to.
+    username: Option<String>,
     session_file: PathBuf,
     flood_wait_max: Duration,
     /// Per method, the instant before which Telegram asked not to be called again (a
@@ -407,9 +410,9 @@ impl Telegram {
                 return Err(TelegramError::ClockAhead { count });
             }
         };
-        let self_id = match me {
+        let (self_id, username) = match me {
             Ok(users) => match users.first() {
-                Some(tl::enums::User::User(u)) => u.id,
+                Some(tl::enums::User::User(u)) => (u.id, u.username.clone()),
                 _ => {
                     pool.quit();
                     return Err(TelegramError::NotAuthorised {
@@ -463,6 +466,7 @@ impl Telegram {
                 pool: pool.clone(),
                 runner: runner.abort_handle(),
                 self_id,
+                username,
                 session_file: opts.session_file.clone(),
                 flood_wait_max: opts.flood_wait_max,
                 flood_gates: std::sync::Mutex::new(HashMap::new()),
@@ -480,6 +484,11 @@ impl Telegram {
     }
 
     /// The deposit account's user id.
+    /// The deposit account's @username without `@`, when it has one.
+    pub fn username(&self) -> Option<&str> {
+        self.inner.username.as_deref()
+    }
+
     pub fn self_id(&self) -> UserId {
         self.inner.self_id
     }

@@ -5,18 +5,18 @@
 //! in the account? is our outgoing message in the chat with the player? does paying the same
 //! form again say it was paid?), never by calling again blindly.
 //!
-//! It keeps the live inventory following the store, and tells the player (through
-//! [`Notifier`]) when a gift leaves, a request fails or waits.
+//! It keeps the live inventory following the store. Players hear of each step through the
+//! store's notifications outbox, written in the same transaction as the move and sent by the
+//! companion bot (`bot::notify`): one path, whoever moved the request.
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::machine::{RequestState, WaitReason, Withdrawal, WithdrawalKind, WithdrawalMove};
 use crate::config::{RegularPolicy, WithdrawConfig};
-use crate::gift::{ItemKey, Status, UserId};
+use crate::gift::{Status, UserId};
 use crate::health::{AccountLabel, Health, OPEN_WITHDRAWAL_STATES, WithdrawalLabels};
 use crate::inventory::Inventory;
 use crate::lease::Epochs;
@@ -24,51 +24,12 @@ use crate::store::{Store, StoreError, WithdrawalFilter};
 use crate::telegram::transfer::{Purchase, Quote};
 use crate::telegram::{Telegram, TelegramError};
 
-/// What a player is told about their request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// The gift is in their account.
-    Sent { id: i64, key: ItemKey },
-    /// It will be tried again after `until_ms` (unix ms), or when an operator decides.
-    Waiting {
-        id: i64,
-        key: ItemKey,
-        reason: WaitReason,
-        until_ms: Option<i64>,
-    },
-    /// Telegram refused for good; the gift is theirs again in the deposit account.
-    Failed {
-        id: i64,
-        key: ItemKey,
-        reason: String,
-    },
-}
-
-/// Sends players word of their withdrawals. The companion bot implements it; without a bot the
-/// notices are logged.
-#[async_trait]
-pub trait Notifier: Send + Sync + std::fmt::Debug {
-    async fn notify(&self, player: UserId, notice: Notice);
-}
-
-/// Logs what a bot would tell the player.
-#[derive(Debug, Default)]
-pub struct LogNotifier;
-
-#[async_trait]
-impl Notifier for LogNotifier {
-    async fn notify(&self, player: UserId, notice: Notice) {
-        tracing::info!(player, ?notice, "withdrawal notice (no bot configured)");
-    }
-}
-
 /// Everything one account's worker needs.
 #[derive(Debug, Clone)]
 pub struct Worker {
     pub store: Arc<dyn Store>,
     pub telegram: Telegram,
     pub inventory: Arc<Inventory>,
-    pub notifier: Arc<dyn Notifier>,
     pub config: WithdrawConfig,
     /// Names this worker in the store's claims: host, process and account.
     pub id: String,
@@ -383,6 +344,7 @@ impl Worker {
         }
     }
 
+    /// Records how long a finished request took (the player hears of it through the outbox).
     async fn tell(&self, w: &Withdrawal) {
         if matches!(w.state, RequestState::Sent | RequestState::Failed) {
             let secs = (now_ms() / 1000 - w.requested_at).max(0) as f64;
@@ -394,25 +356,7 @@ impl Worker {
                 })
                 .observe(secs);
         }
-        let notice = match w.state {
-            RequestState::Sent => Notice::Sent {
-                id: w.id,
-                key: w.key,
-            },
-            RequestState::Failed => Notice::Failed {
-                id: w.id,
-                key: w.key,
-                reason: w.reason.clone().unwrap_or_default(),
-            },
-            RequestState::Waiting | RequestState::Approval => Notice::Waiting {
-                id: w.id,
-                key: w.key,
-                reason: w.wait_reason.unwrap_or(WaitReason::Retry),
-                until_ms: w.not_before_ms,
-            },
-            _ => return,
-        };
-        self.notifier.notify(w.owner, notice).await;
+        tracing::debug!(id = w.id, player = w.owner, state = %w.state, "withdrawal moved");
     }
 
     fn purchase(&self, w: &Withdrawal, gift_id: i64) -> Purchase {

@@ -1050,6 +1050,13 @@ fn demo_runs_and_exits_zero() {
         "to unattributed (Telegram names no sender)",
         "all 60 credited",
         "final inventory",
+        "the companion bot: @bob types /inventory",
+        "| Your gifts: 21 worth",
+        "@bob presses [Withdraw 1]",
+        "@bob presses [✅ Confirm]",
+        "queued: ",
+        "has been sent to you.",
+        "@bob's own Telegram account now holds 1 gift(s); giftd holds 20 for @bob",
         "giftd stopped cleanly",
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");

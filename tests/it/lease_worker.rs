@@ -12,7 +12,7 @@ use giftd::inventory::Inventory;
 use giftd::lease::Epochs;
 use giftd::store::{RequestState, StoreError, account_lease};
 use giftd::telegram::{ConnectOptions, Telegram};
-use giftd::withdraw::worker::{LogNotifier, Worker};
+use giftd::withdraw::worker::Worker;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::World;
@@ -68,7 +68,6 @@ async fn a_worker_with_a_stale_epoch_sends_nothing() {
         store: Arc::clone(&store),
         telegram: conn.telegram.clone(),
         inventory,
-        notifier: Arc::new(LogNotifier),
         config: config.withdraw.clone(),
         id: Worker::id_for(account),
         wake: Arc::new(tokio::sync::Notify::new()),

@@ -1,4 +1,5 @@
 mod accounts;
+mod bot;
 mod cli;
 mod daemon;
 mod failover;

@@ -106,6 +106,9 @@ struct Press {
     /// ...or as hex.
     #[serde(default)]
     data_hex: Option<String>,
+    /// Data that need not match a button (a modified client).
+    #[serde(default)]
+    forged: bool,
 }
 
 #[derive(Deserialize)]
@@ -333,13 +336,22 @@ fn route_inner(
                 }
                 (None, None) => return Err(err(400, "press needs `data` or `data_hex`")),
             };
-            sim.press_button(p.from, bot, p.msg_id, &data)
-                .map(|q| ok(json!({ "query_id": q.to_string() })))
-                .map_err(sim_err)?
+            if p.forged {
+                sim.press_forged(p.from, bot, p.msg_id, &data)
+            } else {
+                sim.press_button(p.from, bot, p.msg_id, &data)
+            }
+            .map(|q| ok(json!({ "query_id": q.to_string() })))
+            .map_err(sim_err)?
         }
         ("GET", ["bots", bot, "commands"]) => {
             let bot = account_id(sim, bot)?;
-            sim.bot_commands(bot).map(ok).map_err(sim_err)?
+            match query_param(query, "lang") {
+                Some(lang) => sim.bot_commands_for(bot, lang),
+                None => sim.bot_commands(bot),
+            }
+            .map(ok)
+            .map_err(sim_err)?
         }
         ("GET", ["callbacks", q]) => ok(sim.callback_answer(id(q)?)),
         ("GET", ["faults"]) => ok(sim.faults()),

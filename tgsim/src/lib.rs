@@ -445,7 +445,25 @@ impl Sim {
         msg_id: i32,
         data: &[u8],
     ) -> Result<i64, SimError> {
-        Ok(self.shared.world().press_button(from, bot, msg_id, data)?)
+        Ok(self
+            .shared
+            .world()
+            .press_button(from, bot, msg_id, data, false)?)
+    }
+
+    /// A press with data of the client's choosing under `bot`'s message `msg_id`, as a modified
+    /// client can send: Telegram does not check it against the message's buttons.
+    pub fn press_forged(
+        &self,
+        from: i64,
+        bot: i64,
+        msg_id: i32,
+        data: &[u8],
+    ) -> Result<i64, SimError> {
+        Ok(self
+            .shared
+            .world()
+            .press_button(from, bot, msg_id, data, true)?)
     }
 
     /// The bot's answer to a button press, once given.
@@ -458,9 +476,31 @@ impl Sim {
         Ok(self.shared.world().bot_messages_to(bot, player)?)
     }
 
-    /// Commands a bot registered with bots.setBotCommands.
+    /// Commands a bot registered with bots.setBotCommands for every language.
     pub fn bot_commands(&self, bot: i64) -> Result<Vec<(String, String)>, SimError> {
         Ok(self.shared.world().bot_commands(bot)?)
+    }
+
+    /// Commands a user whose app speaks `lang` sees (its own list, else the default one).
+    pub fn bot_commands_for(
+        &self,
+        bot: i64,
+        lang: &str,
+    ) -> Result<Vec<(String, String)>, SimError> {
+        Ok(self.shared.world().bot_commands_for(bot, lang)?)
+    }
+
+    /// The `user` object of `id` as `viewer` receives it (bots see `lang_code`, users do not).
+    pub fn user_as_seen_by(&self, id: i64, viewer: i64) -> Option<grammers_tl_types::enums::User> {
+        self.shared.world().tl_user(id, viewer)
+    }
+
+    /// Sets the language of a user's app, which bots see as `user.lang_code`.
+    pub fn set_lang_code(&self, user: i64, lang: Option<&str>) -> Result<(), SimError> {
+        Ok(self
+            .shared
+            .world()
+            .set_lang_code(user, lang.map(str::to_owned))?)
     }
 
     // ----- world -----------------------------------------------------------------------

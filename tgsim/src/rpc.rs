@@ -397,6 +397,7 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
         f::messages::SendMessage::CONSTRUCTOR_ID => {
             let r: f::messages::SendMessage = parse(query)?;
             let to = w.resolve_input_peer(me, &r.peer)?;
+            w.check_bot_send(me, to)?;
             let (msg_id, _, own) =
                 w.send_text(me, to, &r.message, r.reply_markup, Some(ctx.conn))?;
             let (pts, date) = match &own {
@@ -442,12 +443,15 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
         }
         f::bots::SetBotCommands::CONSTRUCTOR_ID => {
             let r: f::bots::SetBotCommands = parse(query)?;
+            if !matches!(r.scope, tl::enums::BotCommandScope::Default) {
+                return Err(RpcErr::bad("BOT_COMMAND_SCOPE_NOT_SIMULATED"));
+            }
             let cmds = r
                 .commands
                 .into_iter()
                 .map(|tl::enums::BotCommand::Command(c)| (c.command, c.description))
                 .collect();
-            w.set_bot_commands(me, cmds)?;
+            w.set_bot_commands(me, &r.lang_code, cmds)?;
             ok(true)
         }
         f::messages::GetDialogs::CONSTRUCTOR_ID => ok(w.dialogs(me)?),

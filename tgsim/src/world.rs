@@ -486,10 +486,31 @@ struct AccountState {
     saved: BTreeMap<i32, Saved>,
     /// Text messages the account sent, for bot_messages_to, edits and button presses.
     texts: BTreeMap<i32, TextMsg>,
-    /// Bot commands from bots.setBotCommands.
+    /// Bot commands from bots.setBotCommands (default scope, empty `lang_code`).
     commands: Vec<(String, String)>,
+    /// Bot commands for users of one language (default scope, `lang_code` set).
+    lang_commands: BTreeMap<String, Vec<(String, String)>>,
     /// Gift kinds the account refuses (privacy settings).
     disallowed: DisallowedGifts,
+    /// The IETF language tag of the user's app, which Telegram shows to bots only.
+    lang_code: Option<String>,
+    /// A bot's recent sends, for Telegram's broadcast limits.
+    sends: BotSends,
+}
+
+/// Messages per second a bot may send overall (core.telegram.org/bots/faq).
+const BOT_SENDS_PER_SECOND: usize = 30;
+
+/// A bot's sendMessage calls of the last second, overall and per chat, to enforce the limits
+/// Telegram documents for bots: about one message per second in one chat, about 30 messages
+/// per second overall (core.telegram.org/bots/faq, "My bot is hitting limits, how do I avoid
+/// this?"); beyond them Telegram answers 420 FLOOD_WAIT_X.
+#[derive(Debug, Default, Clone)]
+struct BotSends {
+    /// Instants (ms of the simulator clock) of the sends of the last second.
+    overall: std::collections::VecDeque<i64>,
+    /// The last send per chat.
+    last_per_chat: HashMap<i64, i64>,
 }
 
 /// One known auth key.
@@ -710,6 +731,14 @@ impl World {
         real_now() + self.skew
     }
 
+    /// Server time in milliseconds.
+    fn now_ms(&self) -> i64 {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        real + self.skew * 1000
+    }
+
     fn now32(&self) -> i32 {
         self.now() as i32
     }
@@ -794,7 +823,10 @@ impl World {
                 saved: BTreeMap::new(),
                 texts: BTreeMap::new(),
                 commands: Vec::new(),
+                lang_commands: BTreeMap::new(),
                 disallowed: DisallowedGifts::default(),
+                lang_code: None,
+                sends: BotSends::default(),
             },
         );
     }
@@ -922,7 +954,7 @@ impl World {
     /// The TL user `id` as seen by `viewer`.
     pub fn tl_user(&self, id: i64, viewer: i64) -> Option<tl::enums::User> {
         let a = self.accounts.get(&id)?;
-        Some(tlb::user(
+        let mut user = tlb::user(
             a.id,
             a.access_hash,
             &a.first_name,
@@ -930,7 +962,22 @@ impl World {
             (id == viewer && !a.bot).then_some(a.phone.as_str()),
             a.bot,
             id == viewer,
-        ))
+        );
+        // `user.lang_code`: "IETF language tag of the user's language", sent to bots only
+        // (core.telegram.org/constructor/user; Telegram Desktop never reads it, TDLib exposes it
+        // to bots as `User.language_code`).
+        if self.accounts.get(&viewer).is_some_and(|v| v.bot)
+            && let tl::enums::User::User(u) = &mut user
+        {
+            u.lang_code = a.lang_code.clone();
+        }
+        Some(user)
+    }
+
+    /// Sets the language of a user's app (what bots see as `lang_code`).
+    pub fn set_lang_code(&mut self, id: i64, lang: Option<String>) -> Result<(), RpcErr> {
+        self.acc_mut(id)?.lang_code = lang;
+        Ok(())
     }
 
     fn tl_users(&self, ids: &[i64], viewer: i64) -> Vec<tl::enums::User> {
@@ -2384,12 +2431,17 @@ impl World {
     }
 
     /// A player presses an inline button under `bot`'s message `msg_id`; returns the query id.
+    ///
+    /// `forged`: the data need not be one of the message's buttons, as a modified client can
+    /// send (Bot API `CallbackQuery.data`: "Be aware that the message originated the query can
+    /// contain no callback buttons with this data").
     pub fn press_button(
         &mut self,
         player: i64,
         bot: i64,
         msg_id: i32,
         data: &[u8],
+        forged: bool,
     ) -> Result<i64, RpcErr> {
         let t = self
             .acc(bot)?
@@ -2402,7 +2454,7 @@ impl World {
             .iter()
             .flatten()
             .any(|b| b.data.as_deref() == Some(data));
-        if !has {
+        if !has && !forged {
             return Err(RpcErr::bad("DATA_INVALID"));
         }
         let query_id = rnd_i64();
@@ -2442,22 +2494,79 @@ impl World {
     }
 
     /// `bots.setBotCommands`.
+    /// `lang_code` empty: the commands of every user without dedicated ones for their
+    /// language; otherwise the commands of users of that language (core.telegram.org/method/
+    /// bots.setBotCommands). Only the default scope is simulated.
     pub fn set_bot_commands(
         &mut self,
         bot: i64,
+        lang_code: &str,
         cmds: Vec<(String, String)>,
     ) -> Result<(), RpcErr> {
         let a = self.acc_mut(bot)?;
         if !a.bot {
             return Err(RpcErr::bad("USER_BOT_REQUIRED"));
         }
-        a.commands = cmds;
+        if lang_code.is_empty() {
+            a.commands = cmds;
+        } else {
+            a.lang_commands.insert(lang_code.to_owned(), cmds);
+        }
         Ok(())
     }
 
-    /// Commands a bot registered.
+    /// Commands a bot registered for every language.
     pub fn bot_commands(&self, bot: i64) -> Result<Vec<(String, String)>, RpcErr> {
         Ok(self.acc(bot)?.commands.clone())
+    }
+
+    /// Commands a user whose app is in `lang` sees: the ones registered for that language,
+    /// else the ones for every language.
+    pub fn bot_commands_for(&self, bot: i64, lang: &str) -> Result<Vec<(String, String)>, RpcErr> {
+        let a = self.acc(bot)?;
+        Ok(a.lang_commands
+            .get(lang)
+            .cloned()
+            .unwrap_or_else(|| a.commands.clone()))
+    }
+
+    /// Telegram's limits on a bot's messages: at most one per second in one chat and 30 per
+    /// second overall, refused with FLOOD_WAIT_X (X the seconds until a send would pass). Sends
+    /// by users are not limited here.
+    pub fn check_bot_send(&mut self, from: i64, to: i64) -> Result<(), RpcErr> {
+        let now = self.now_ms();
+        let a = self.acc_mut(from)?;
+        if !a.bot {
+            return Ok(());
+        }
+        let sends = &mut a.sends;
+        while sends.overall.front().is_some_and(|t| *t <= now - 1000) {
+            sends.overall.pop_front();
+        }
+        let mut wait_ms = 0;
+        if let Some(last) = sends.last_per_chat.get(&to)
+            && now - last < 1000
+        {
+            wait_ms = 1000 - (now - last);
+        }
+        if sends.overall.len() >= BOT_SENDS_PER_SECOND
+            && let Some(first) = sends.overall.front()
+        {
+            wait_ms = wait_ms.max(first + 1000 - now);
+        }
+        if wait_ms > 0 {
+            let secs = (wait_ms + 999) / 1000;
+            return Err(RpcErr {
+                code: 420,
+                message: format!("FLOOD_WAIT_{secs}"),
+            });
+        }
+        sends.overall.push_back(now);
+        sends.last_per_chat.insert(to, now);
+        if sends.last_per_chat.len() > 10_000 {
+            sends.last_per_chat.retain(|_, t| *t > now - 1000);
+        }
+        Ok(())
     }
 
     /// `messages.getMessages`: messages of the caller's private dialogs by id (missing ones
@@ -2922,7 +3031,11 @@ struct AccountSnap {
     texts: Vec<TextSnap>,
     commands: Vec<(String, String)>,
     #[serde(default)]
+    lang_commands: BTreeMap<String, Vec<(String, String)>>,
+    #[serde(default)]
     disallowed: DisallowedGifts,
+    #[serde(default)]
+    lang_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -2982,6 +3095,8 @@ impl World {
                     })
                     .collect(),
                 commands: a.commands.clone(),
+                lang_commands: a.lang_commands.clone(),
+                lang_code: a.lang_code.clone(),
                 disallowed: a.disallowed,
             })
             .collect();
@@ -3081,7 +3196,10 @@ impl World {
                     saved: a.saved.into_iter().map(|s| (s.msg_id, s)).collect(),
                     texts,
                     commands: a.commands,
+                    lang_commands: a.lang_commands,
                     disallowed: a.disallowed,
+                    lang_code: a.lang_code,
+                    sends: BotSends::default(),
                 },
             );
         }

@@ -323,3 +323,132 @@ async fn high_level_grammers_bot_api_works() {
     assert!(!task.is_finished(), "the bot loop must still be running");
     task.abort();
 }
+
+fn text_to(user: &tgsim::Account, text: &str) -> tl::functions::messages::SendMessage {
+    tl::functions::messages::SendMessage {
+        no_webpage: false,
+        silent: false,
+        background: false,
+        clear_draft: false,
+        noforwards: false,
+        update_stickersets_order: false,
+        invert_media: false,
+        allow_paid_floodskip: false,
+        peer: tl::enums::InputPeer::User(tl::types::InputPeerUser {
+            user_id: user.id,
+            access_hash: user.access_hash,
+        }),
+        reply_to: None,
+        message: text.into(),
+        random_id: rand::random(),
+        reply_markup: None,
+        entities: None,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        send_as: None,
+        quick_reply_shortcut: None,
+        effect: None,
+        allow_paid_stars: None,
+        suggested_post: None,
+        rich_message: None,
+    }
+}
+
+fn flood_seconds(e: grammers_client::InvocationError) -> u32 {
+    match e {
+        grammers_client::InvocationError::Rpc(rpc) if rpc.name == "FLOOD_WAIT" => {
+            rpc.value.expect("FLOOD_WAIT carries its seconds")
+        }
+        other => panic!("expected FLOOD_WAIT, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bots_get_flood_wait_past_one_message_a_second_per_chat_and_thirty_overall() {
+    let sim = sim().await;
+    let bot = sim.create_bot("limits_bot").expect("bot");
+    let players: Vec<tgsim::Account> = (0..31).map(|i| user(&sim, &format!("pl{i}"))).collect();
+    let c = TestClient::connect(&sim, bot.account.id).await;
+    c.invoke(&text_to(&players[0], "one"))
+        .await
+        .expect("first message");
+    let e = c
+        .invoke(&text_to(&players[0], "two"))
+        .await
+        .expect_err("a second message to the chat within a second");
+    assert_eq!(flood_seconds(e), 1);
+    assert_eq!(
+        sim.bot_messages_to(bot.account.id, players[0].id)
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut refused = 0;
+    for p in &players[1..] {
+        if let Err(e) = c.invoke(&text_to(p, "hi")).await {
+            assert!(flood_seconds(e) >= 1);
+            refused += 1;
+        }
+    }
+    // 30 a second: the 31st send within one second is refused (a slow machine may let a
+    // second pass, never more than 30 in one).
+    let sent: usize = players
+        .iter()
+        .map(|p| sim.bot_messages_to(bot.account.id, p.id).unwrap().len())
+        .sum();
+    assert!(sent <= 30 + refused, "{sent} sent");
+    assert!(refused >= 1 || sent <= 30);
+    // A user account is not limited.
+    let u = TestClient::connect(&sim, players[1].id).await;
+    for _ in 0..3 {
+        u.invoke(&text_to(&players[2], "chat"))
+            .await
+            .expect("users are not limited here");
+    }
+}
+
+#[tokio::test]
+async fn commands_per_language_and_lang_code_shown_to_bots_only() {
+    let sim = sim().await;
+    let bot = sim.create_bot("lang_bot").expect("bot");
+    let player = user(&sim, "francophone");
+    sim.set_lang_code(player.id, Some("fr")).unwrap();
+    let c = TestClient::connect(&sim, bot.account.id).await;
+    let cmd = |d: &str| {
+        vec![tl::enums::BotCommand::Command(tl::types::BotCommand {
+            ephemeral: false,
+            command: "stats".into(),
+            description: d.into(),
+        })]
+    };
+    for (lang, d) in [("", "your figures"), ("fr", "vos chiffres")] {
+        c.invoke(&tl::functions::bots::SetBotCommands {
+            scope: tl::enums::BotCommandScope::Default,
+            lang_code: lang.into(),
+            commands: cmd(d),
+        })
+        .await
+        .expect("set commands");
+    }
+    let want = |d: &str| vec![("stats".to_string(), d.to_string())];
+    assert_eq!(
+        sim.bot_commands_for(bot.account.id, "fr").unwrap(),
+        want("vos chiffres")
+    );
+    assert_eq!(
+        sim.bot_commands_for(bot.account.id, "de").unwrap(),
+        want("your figures")
+    );
+    assert_eq!(
+        sim.bot_commands(bot.account.id).unwrap(),
+        want("your figures")
+    );
+
+    let seen_by = |viewer: i64| match sim.user_as_seen_by(player.id, viewer) {
+        Some(tl::enums::User::User(u)) => u.lang_code,
+        _ => None,
+    };
+    assert_eq!(seen_by(bot.account.id), Some("fr".to_owned()));
+    let other = user(&sim, "someone");
+    assert_eq!(seen_by(other.id), None);
+}

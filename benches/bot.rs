@@ -1,0 +1,349 @@
+//! Companion bot figures (issue 9, point 8): command -> reply latency with 100 players sending
+//! commands at 50/s in all, alone and while gifts stream in at 200/s.
+//!
+//! ```text
+//! cargo bench --bench bot                    # or: -- --secs 20
+//! ```
+//!
+//! giftd's real `Daemon` with the bot configured runs against tgsim (real MTProto, the real
+//! grammers client for the deposit account and for the bot) and the embedded store. Each player
+//! holds 11 gifts and acts every 2 s (within the per-user limit): `/inventory` and `/stats`
+//! (each answered with a new message), and in the mixed phases every other action is a press
+//! of the ◀ / ▶ button of their `/inventory` (answered by an edit). Telegram lets a bot send
+//! about 30 new messages a second in all (giftd keeps to 28): 50 commands a second, each a new
+//! message, cannot be answered at that rate, and the last phase shows that queue. A latency
+//! runs from the player's message or press entering tgsim to the bot's answer being in tgsim. Under the gift stream the players are also the senders, so their deposit
+//! notifications share each chat's one-message-a-second limit with the replies. A benchmark,
+//! not a test: it prints figures.
+
+use std::time::{Duration, Instant};
+
+use giftd::app::{Daemon, Notice};
+use giftd::config::Config;
+use tgsim::{CreateUser, SendGift, SessionFor, Sim, SimConfig};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+const COMMAND: &str = "cargo bench --bench bot";
+const PLAYERS: usize = 100;
+const COMMANDS_PER_SECOND: f64 = 50.0;
+const GIFTS_PER_SECOND: f64 = 200.0;
+
+fn main() {
+    let mut secs = 20u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--secs" {
+            secs = args
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("--secs needs a number");
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime builds");
+    let phases = runtime.block_on(async {
+        vec![
+            (
+                "commands + presses",
+                run(secs, false, Mix::CommandsAndPresses).await,
+            ),
+            (
+                "commands + presses, 200 gifts/s",
+                run(secs, true, Mix::CommandsAndPresses).await,
+            ),
+            (
+                "commands only (50 new messages/s)",
+                run(secs, false, Mix::Commands).await,
+            ),
+        ]
+    });
+    println!(
+        "\ncompanion bot, {PLAYERS} players, {COMMANDS_PER_SECOND} commands/s for {secs} s per phase ({COMMAND})\n"
+    );
+    println!("| phase | replies | p50 | p90 | p99 | max | gifts credited/s | notifications sent |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, r) in &phases {
+        println!(
+            "| {name} | {}/{} | {} | {} | {} | {} | {:.0} | {} |",
+            r.latencies.len(),
+            r.sent,
+            ms(pct(&r.latencies, 0.50)),
+            ms(pct(&r.latencies, 0.90)),
+            ms(pct(&r.latencies, 0.99)),
+            ms(pct(&r.latencies, 1.0)),
+            r.gift_rate,
+            r.notifications
+        );
+    }
+}
+
+/// What the players send.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// Every action a new command (`/inventory`, `/stats`): every reply a new message.
+    Commands,
+    /// Half commands, half presses of the ◀ / ▶ buttons of their `/inventory` (edits).
+    CommandsAndPresses,
+}
+
+struct Phase {
+    latencies: Vec<Duration>,
+    sent: usize,
+    gift_rate: f64,
+    notifications: u64,
+}
+
+fn pct(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A notification line, not a reply.
+fn is_notice(text: &str) -> bool {
+    text.starts_with("Received") || text.starts_with("Withdrawal")
+}
+
+async fn run(secs: u64, gifts: bool, mix: Mix) -> Phase {
+    let sim = Sim::start(SimConfig {
+        first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("tgsim starts");
+    let user = |name: String| {
+        sim.create_user(CreateUser {
+            username: name,
+            first_name: "Player".into(),
+            stars: 1_000_000_000,
+            ..Default::default()
+        })
+        .expect("tgsim creates a user")
+        .id
+    };
+    let deposit = user("deposit".into());
+    let players: Vec<i64> = (0..PLAYERS).map(|i| user(format!("player{i}"))).collect();
+    let bot = sim.create_bot("bench_bot").expect("bot");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let session = dir.path().join("deposit.session");
+    let bot_session = dir.path().join("bot.session");
+    sim.write_session(deposit, &session).await.expect("session");
+    sim.write_session(SessionFor::Account(bot.account.id), &bot_session)
+        .await
+        .expect("bot session");
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&session, &bot_session] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    }
+    let text = format!(
+        "[telegram]\napi_id = 1\napi_hash = \"bench-hash\"\nsession_file = \"{}\"\n\
+         [bot]\ntoken = \"{}\"\nsession_file = \"{}\"\n\
+         [store]\nstate_dir = \"{}\"\n[health]\nlisten = \"127.0.0.1:0\"\n",
+        session.display(),
+        bot.token,
+        bot_session.display(),
+        dir.path().display(),
+    );
+    let config = Config::parse_str(&text, "bench config", &|k| std::env::var(k).ok())
+        .expect("the bench configuration is valid");
+    let daemon = Daemon::new();
+    let mut notices = daemon.subscribe();
+    let shutdown = CancellationToken::new();
+    let join = {
+        let daemon = daemon.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { daemon.run(&config, shutdown).await })
+    };
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), notices.recv()).await {
+            Ok(Ok(Notice::Ready { .. })) => break,
+            Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+            Ok(Err(RecvError::Closed)) | Err(_) => panic!("giftd not ready: {:?}", join.await),
+        }
+    }
+    let b = bot.account.id;
+    while sim.bot_commands(b).unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every player starts the bot first (a bot can only write to users who did).
+    for p in &players {
+        sim.send_text_to_bot(*p, b, "/start").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while players
+        .iter()
+        .any(|p| sim.bot_messages_to(b, *p).unwrap().is_empty())
+    {
+        assert!(Instant::now() < deadline, "not every /start answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Eleven gifts each, so every /inventory has a second page to press to.
+    sim.burst(11 * PLAYERS, &players, deposit)
+        .expect("seed burst");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon.inventory().len() < 11 * PLAYERS {
+        assert!(
+            Instant::now() < deadline,
+            "the seed gifts were not credited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let credited_before = daemon.inventory().len();
+    // Every player has an /inventory message to press on before the clock starts.
+    let mut inventory_msg: std::collections::HashMap<i64, i32> = std::collections::HashMap::new();
+    for p in &players {
+        sim.send_text_to_bot(*p, b, "/inventory").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while inventory_msg.len() < players.len() {
+        assert!(Instant::now() < deadline, "not every /inventory answered");
+        for p in &players {
+            if let Some(m) = sim
+                .bot_messages_to(b, *p)
+                .unwrap()
+                .iter()
+                .find(|m| m.text.starts_with("Your gifts"))
+            {
+                inventory_msg.insert(*p, m.msg_id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stop = CancellationToken::new();
+    let stream = gifts.then(|| {
+        let sim = sim.clone();
+        let players = players.clone();
+        let stop = stop.clone();
+        let gift_id = sim.gift_catalogue()[0].id;
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut n = 0usize;
+            while !stop.is_cancelled() {
+                let due = start + Duration::from_secs_f64(n as f64 / GIFTS_PER_SECOND);
+                tokio::time::sleep_until(due.into()).await;
+                let _ = sim.send_gift(SendGift {
+                    from: players[n % players.len()],
+                    to: deposit,
+                    gift_id,
+                    hide_name: false,
+                    message: None,
+                });
+                n += 1;
+            }
+        })
+    });
+    let started = Instant::now();
+    let total = (secs as f64 * COMMANDS_PER_SECOND) as usize;
+    // A command waits for a new message that is not a notification; a press for its answer.
+    enum Wait {
+        Reply { player: i64, before: usize },
+        Press { query: i64 },
+    }
+    let mut pending: Vec<(Wait, Instant)> = Vec::new();
+    let mut latencies = Vec::with_capacity(total);
+    let mut next = 0usize;
+    let end = started + Duration::from_secs(secs) + Duration::from_secs(30);
+    while (next < total || !pending.is_empty()) && Instant::now() < end {
+        let now = Instant::now();
+        while next < total
+            && now >= started + Duration::from_secs_f64(next as f64 / COMMANDS_PER_SECOND)
+        {
+            let p = players[next % players.len()];
+            let round = next / players.len();
+            // Players alternate, so commands and presses are spread evenly over time.
+            let press = mix == Mix::CommandsAndPresses && (next + round) % 2 == 1;
+            let button = press
+                .then(|| {
+                    let id = *inventory_msg.get(&p)?;
+                    let m = sim
+                        .bot_messages_to(b, p)
+                        .unwrap()
+                        .into_iter()
+                        .find(|m| m.msg_id == id)?;
+                    let data = m
+                        .buttons
+                        .iter()
+                        .flatten()
+                        .filter_map(|b| b.data.clone())
+                        .find(|d| d.starts_with(b"1:ip:"))?;
+                    Some((id, data))
+                })
+                .flatten();
+            let at = Instant::now();
+            match button {
+                Some((id, data)) => {
+                    let query = sim.press_button(p, b, id, &data).unwrap();
+                    pending.push((Wait::Press { query }, at));
+                }
+                None => {
+                    let before = sim.bot_messages_to(b, p).unwrap().len();
+                    let cmd = if round % 4 == 2 {
+                        "/stats"
+                    } else {
+                        "/inventory"
+                    };
+                    sim.send_text_to_bot(p, b, cmd).unwrap();
+                    pending.push((Wait::Reply { player: p, before }, at));
+                }
+            }
+            next += 1;
+        }
+        let now = Instant::now();
+        pending.retain(|(wait, at)| {
+            let answered = match wait {
+                Wait::Reply { player, before } => {
+                    let msgs = sim.bot_messages_to(b, *player).unwrap();
+                    match msgs[(*before).min(msgs.len())..]
+                        .iter()
+                        .find(|m| !is_notice(&m.text))
+                    {
+                        Some(m) => {
+                            if m.text.starts_with("Your gifts") {
+                                inventory_msg.insert(*player, m.msg_id);
+                            }
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                Wait::Press { query } => sim.callback_answer(*query).is_some(),
+            };
+            if answered {
+                latencies.push(now.saturating_duration_since(*at));
+            }
+            !answered
+        });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stop.cancel();
+    if let Some(s) = stream {
+        let _ = s.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let gift_rate = (daemon.inventory().len() - credited_before) as f64 / elapsed;
+    let notifications = daemon
+        .bot_stats()
+        .notifications_sent
+        .load(std::sync::atomic::Ordering::Relaxed);
+    latencies.sort();
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), join).await;
+    sim.shutdown().await;
+    Phase {
+        latencies,
+        sent: total,
+        gift_rate,
+        notifications,
+    }
+}

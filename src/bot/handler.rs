@@ -1,0 +1,506 @@
+//! Answers one message or one button press. Reads the live inventory for everything it shows;
+//! writes (withdrawal requests, cancellations, link tokens, assignments) go through the store,
+//! which re-checks ownership and state in its own transaction.
+//!
+//! Never trusts a button: before acting, every press checks again that the item exists, belongs
+//! to the presser and is in a state that allows the action, and operator buttons check that the
+//! presser is an operator. Every press is answered.
+
+use std::sync::atomic::Ordering;
+
+use super::i18n::{Arg, Key, Lang, tr};
+use super::intent::{Action, Intent, parse_text};
+use super::view::{self, ItemView, Plan, View};
+use super::{Bot, STORE_TIMEOUT};
+use crate::config::RegularPolicy;
+use crate::gift::{Item, ItemKey, Owner, Status, UserId};
+use crate::health::AccountLabel;
+use crate::store::{
+    Canceller, LinkOutcome, RequestState, StoreError, WithdrawalFilter, WithdrawalMove,
+};
+use crate::telegram::bot::BotEvent;
+
+/// Handles one event that passed the rate limit.
+pub async fn handle(bot: &Bot, event: BotEvent, lang: Lang) {
+    match event {
+        BotEvent::Message { from, text, .. } => {
+            let reply = message(bot, from, &text, lang).await;
+            bot.stats.replies.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = bot.send(from, &reply).await {
+                tracing::warn!(user = from, error = %e, "bot reply not sent");
+            }
+        }
+        BotEvent::Callback {
+            query_id,
+            from,
+            msg_id,
+            data,
+            ..
+        } => {
+            let (edit, toast) = press(bot, from, &data, lang).await;
+            // The edit, then the answer: the spinner stops once the message shows the result.
+            // Both are always attempted.
+            if let Some(view) = edit
+                && let Err(e) = bot.edit(from, msg_id, &view).await
+            {
+                tracing::warn!(user = from, msg_id, error = %e, "bot message not edited");
+            }
+            bot.answer(query_id, toast).await;
+        }
+    }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The reply to a text message.
+pub async fn message(bot: &Bot, from: UserId, text: &str, lang: Lang) -> View {
+    let admin = bot.is_admin(from);
+    let intent = parse_text(text, bot.api.username());
+    if admin
+        && let Intent::Text(answer) = &intent
+        && let Some((_, key)) = bot.assigning.remove(&from)
+    {
+        return assign(bot, key, answer, lang).await;
+    }
+    match intent {
+        Intent::Start => view::start(lang, &bot.accounts_text(), admin),
+        Intent::Link(token) => link(bot, from, &token, lang).await,
+        Intent::BadLink => view::say(lang, Key::LinkUnknown),
+        Intent::Help => view::help(lang, admin),
+        Intent::Inventory => {
+            view::inventory(lang, &items(bot, from, false), 0, &bot.accounts_text())
+        }
+        Intent::Withdraw => view::withdraw_list(lang, &items(bot, from, true), 0),
+        Intent::Stats => stats(bot, from, lang).await,
+        Intent::Admin if admin => admin_view(bot, lang).await,
+        Intent::Admin | Intent::UnknownCommand | Intent::Text(_) => view::say(lang, Key::ShortHelp),
+    }
+}
+
+async fn link(bot: &Bot, from: UserId, token: &str, lang: Lang) -> View {
+    let outcome =
+        tokio::time::timeout(STORE_TIMEOUT, bot.store.consume_link_token(token, from)).await;
+    view::say(
+        lang,
+        match outcome {
+            Ok(Ok(LinkOutcome::Linked { .. })) => Key::LinkLinked,
+            Ok(Ok(LinkOutcome::Expired)) => Key::LinkExpired,
+            Ok(Ok(LinkOutcome::Used)) => Key::LinkUsed,
+            Ok(Ok(LinkOutcome::Unknown)) => Key::LinkUnknown,
+            Ok(Err(e)) => {
+                tracing::warn!(user = from, error = %e, "link token not spent");
+                Key::LinkUnavailable
+            }
+            Err(_) => Key::LinkUnavailable,
+        },
+    )
+}
+
+/// How an item is named: its catalogue title, a collectible's slug without its number, or
+/// "Gift <id>".
+pub fn title(bot: &Bot, item: &Item, lang: Lang) -> String {
+    if let Some(t) = bot.titles.get(item.gift_id) {
+        return t;
+    }
+    if let Some(u) = &item.unique {
+        let base = u.slug.rsplit_once('-').map_or(u.slug.as_str(), |(b, _)| b);
+        if !base.is_empty() {
+            return base.to_owned();
+        }
+    }
+    tr(lang, Key::GiftUntitled, &[("id", Arg::Num(item.gift_id))])
+}
+
+fn item_view(bot: &Bot, item: &Item, lang: Lang) -> ItemView {
+    ItemView {
+        key: item.key,
+        title: title(bot, item, lang),
+        number: item.unique.as_ref().map(|u| u.number),
+        stars: item.stars,
+        withdrawing: item.status != Status::Held,
+    }
+}
+
+/// The user's items from the live inventory, newest first; only withdrawable ones when asked.
+pub fn items(bot: &Bot, user: UserId, withdrawable: bool) -> Vec<ItemView> {
+    let lang = bot.lang(user);
+    let mut list = bot.inventory.owner_items(Owner::User(user));
+    if withdrawable {
+        list.retain(|i| i.status == Status::Held);
+    }
+    list.sort_by(|a, b| {
+        (b.received_at, b.key.msg_id, b.key.account_id).cmp(&(
+            a.received_at,
+            a.key.msg_id,
+            a.key.account_id,
+        ))
+    });
+    list.iter().map(|i| item_view(bot, i, lang)).collect()
+}
+
+async fn stats(bot: &Bot, from: UserId, lang: Lang) -> View {
+    let live = bot.inventory.owner_stats(Owner::User(from));
+    match tokio::time::timeout(STORE_TIMEOUT, bot.store.owner_stats(from)).await {
+        Ok(Ok(s)) => view::stats(
+            lang,
+            view::StatsView {
+                held: live.items as u64,
+                stars: live.stars,
+                deposited: s.deposited,
+                withdrawn: s.withdrawn,
+                pending: s.withdraw_pending,
+            },
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(user = from, error = %e, "stats not read");
+            view::say(lang, Key::StatsUnavailable)
+        }
+        Err(_) => view::say(lang, Key::StatsUnavailable),
+    }
+}
+
+/// What a press does: the new content of the pressed message (if it changes) and the toast.
+pub async fn press(
+    bot: &Bot,
+    from: UserId,
+    data: &[u8],
+    lang: Lang,
+) -> (Option<View>, Option<String>) {
+    let toast = |k: Key| Some(tr(lang, k, &[]));
+    let action = match Action::decode(data) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(user = from, error = %e, "button data refused");
+            return (None, toast(Key::ToastStale));
+        }
+    };
+    if action.is_admin() && !bot.is_admin(from) {
+        tracing::warn!(
+            user = from,
+            ?action,
+            "operator button pressed by a non-operator"
+        );
+        return (None, toast(Key::ToastNotYours));
+    }
+    match action {
+        Action::InventoryPage(p) => (
+            Some(view::inventory(
+                lang,
+                &items(bot, from, false),
+                p,
+                &bot.accounts_text(),
+            )),
+            None,
+        ),
+        Action::WithdrawPage(p) => (
+            Some(view::withdraw_list(lang, &items(bot, from, true), p)),
+            None,
+        ),
+        Action::WithdrawAsk(key) => match own_item(bot, from, key) {
+            Some(item) => {
+                let v = item_view(bot, &item, lang);
+                (Some(view::confirm(lang, &v, plan(bot, &item))), None)
+            }
+            None => (None, toast(Key::ToastNotYours)),
+        },
+        Action::WithdrawConfirm(key) => confirm(bot, from, key, lang).await,
+        Action::WithdrawCancel(id) => cancel(bot, from, id, lang).await,
+        Action::Dismiss => (Some(view::say(lang, Key::WdDismissed)), None),
+        Action::AdminApprove(id) | Action::AdminCancel(id) => {
+            let toast = admin_move(bot, action, id, lang).await;
+            (Some(admin_view(bot, lang).await), Some(toast))
+        }
+        Action::AdminAssign(key) => match bot.inventory.get(key) {
+            Some(item) if item.owner == Owner::Unattributed && item.status.is_held() => {
+                bot.assigning.insert(from, key);
+                let prompt = tr(
+                    lang,
+                    Key::AssignPrompt,
+                    &[
+                        ("title", title(bot, &item, lang).into()),
+                        ("key", key.to_string().into()),
+                    ],
+                );
+                (None, Some(prompt))
+            }
+            _ => (
+                None,
+                Some(tr(
+                    lang,
+                    Key::AssignRefused,
+                    &[("key", key.to_string().into())],
+                )),
+            ),
+        },
+        Action::AdminRefresh => (Some(admin_view(bot, lang).await), None),
+    }
+}
+
+/// The item if it is in the live inventory, credited to `user` and still in the account.
+fn own_item(bot: &Bot, user: UserId, key: ItemKey) -> Option<Item> {
+    bot.inventory
+        .get(key)
+        .filter(|i| i.owner == Owner::User(user) && i.status.is_held())
+}
+
+fn plan(bot: &Bot, item: &Item) -> Plan {
+    if item.status != Status::Held {
+        return Plan::Busy;
+    }
+    if item.unique.is_some() {
+        Plan::Transfer {
+            fee: item.transfer_stars.filter(|f| *f > 0),
+            locked_until: item.can_transfer_at.filter(|t| *t > now_s()),
+        }
+    } else {
+        match bot.regular {
+            RegularPolicy::Resend => Plan::Resend,
+            RegularPolicy::Refuse => Plan::Refuse,
+        }
+    }
+}
+
+async fn confirm(
+    bot: &Bot,
+    from: UserId,
+    key: ItemKey,
+    lang: Lang,
+) -> (Option<View>, Option<String>) {
+    let Some(item) = own_item(bot, from, key) else {
+        return (None, Some(tr(lang, Key::ToastNotYours, &[])));
+    };
+    let v = item_view(bot, &item, lang);
+    match plan(bot, &item) {
+        p @ (Plan::Refuse | Plan::Busy | Plan::Gone) => {
+            return (Some(view::confirm(lang, &v, p)), None);
+        }
+        Plan::Transfer { .. } | Plan::Resend => {}
+    }
+    // The store checks again, in its transaction, that the item is held and the presser's.
+    match tokio::time::timeout(STORE_TIMEOUT, bot.store.create_withdrawal(from, key)).await {
+        Ok(Ok(id)) => {
+            if let Err(e) = bot.inventory.apply(key, Status::WithdrawRequested, now_s()) {
+                tracing::debug!(%key, error = %e, "live inventory already follows the request");
+            }
+            bot.withdrawals_wake.notify_one();
+            tracing::info!(user = from, %key, id, "withdrawal requested through the bot");
+            (
+                Some(view::requested(lang, id, &v)),
+                Some(tr(lang, Key::ToastDone, &[])),
+            )
+        }
+        Ok(Err(StoreError::NotOwner { .. } | StoreError::ItemNotFound(_))) => {
+            (Some(view::confirm(lang, &v, Plan::Gone)), None)
+        }
+        Ok(Err(StoreError::NotHeld { .. })) => (Some(view::confirm(lang, &v, Plan::Busy)), None),
+        Ok(Err(e)) => {
+            tracing::warn!(user = from, %key, error = %e, "withdrawal not requested");
+            (None, Some(tr(lang, Key::WdError, &[])))
+        }
+        Err(_) => (None, Some(tr(lang, Key::WdError, &[]))),
+    }
+}
+
+async fn cancel(bot: &Bot, from: UserId, id: i64, lang: Lang) -> (Option<View>, Option<String>) {
+    let w = match tokio::time::timeout(STORE_TIMEOUT, bot.store.withdrawal(id)).await {
+        Ok(Ok(Some(w))) => w,
+        Ok(Ok(None)) => return (None, Some(tr(lang, Key::ToastNotYours, &[]))),
+        _ => return (None, Some(tr(lang, Key::WdError, &[]))),
+    };
+    if w.owner != from {
+        tracing::warn!(user = from, id, "cancel pressed for someone else's request");
+        return (None, Some(tr(lang, Key::ToastNotYours, &[])));
+    }
+    let mv = WithdrawalMove::cancel(&w, Canceller::Player(from));
+    match tokio::time::timeout(STORE_TIMEOUT, bot.store.move_withdrawal(&mv)).await {
+        Ok(Ok(moved)) if moved.state == RequestState::Cancelled => {
+            follow(bot, w.key, Status::Held);
+            (Some(view::say(lang, Key::WdCancelled)), None)
+        }
+        Ok(Ok(_)) | Ok(Err(StoreError::WithdrawalMoveRefused { .. })) => {
+            (Some(view::say(lang, Key::WdTooLate)), None)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(user = from, id, error = %e, "withdrawal not cancelled");
+            (None, Some(tr(lang, Key::WdError, &[])))
+        }
+        Err(_) => (None, Some(tr(lang, Key::WdError, &[]))),
+    }
+}
+
+/// Keeps the live inventory following a move the store made.
+fn follow(bot: &Bot, key: ItemKey, to: Status) {
+    if bot.inventory.get(key).is_some_and(|i| i.status != to)
+        && let Err(e) = bot.inventory.apply(key, to, now_s())
+    {
+        tracing::debug!(%key, error = %e, "live inventory did not follow");
+    }
+}
+
+async fn admin_move(bot: &Bot, action: Action, id: i64, lang: Lang) -> String {
+    let w = match tokio::time::timeout(STORE_TIMEOUT, bot.store.withdrawal(id)).await {
+        Ok(Ok(Some(w))) => w,
+        _ => return tr(lang, Key::AdminError, &[]),
+    };
+    let mv = match action {
+        Action::AdminApprove(_) => WithdrawalMove::approve(&w, None),
+        _ => WithdrawalMove::cancel(&w, Canceller::Operator),
+    };
+    match tokio::time::timeout(STORE_TIMEOUT, bot.store.move_withdrawal(&mv)).await {
+        Ok(Ok(moved)) => {
+            if moved.state == RequestState::Cancelled {
+                follow(bot, w.key, Status::Held);
+            } else {
+                bot.withdrawals_wake.notify_one();
+            }
+            tr(
+                lang,
+                Key::AdminMoved,
+                &[("id", id.into()), ("state", moved.state.as_str().into())],
+            )
+        }
+        Ok(Err(StoreError::WithdrawalMoveRefused { state, .. })) => tr(
+            lang,
+            Key::AdminRefused,
+            &[("id", id.into()), ("state", state.as_str().into())],
+        ),
+        _ => tr(lang, Key::AdminError, &[]),
+    }
+}
+
+async fn assign(bot: &Bot, key: ItemKey, answer: &str, lang: Lang) -> View {
+    let answer = answer.trim();
+    let user = if let Ok(id) = answer.parse::<i64>() {
+        Some(id).filter(|id| *id > 0)
+    } else if let Some(name) = answer.strip_prefix('@').filter(|n| !n.is_empty()) {
+        match bot.api.resolve_username(name).await {
+            Ok(Some(id)) => Some(id),
+            Ok(None) => {
+                return View::text(tr(lang, Key::AssignUnknownUser, &[("name", answer.into())]));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "username not resolved");
+                return view::say(lang, Key::AdminError);
+            }
+        }
+    } else {
+        None
+    };
+    let Some(user) = user else {
+        return view::say(lang, Key::AssignBad);
+    };
+    match bot.inventory.get(key) {
+        Some(i) if i.owner == Owner::Unattributed && i.status.is_held() => {}
+        _ => {
+            return View::text(tr(
+                lang,
+                Key::AssignRefused,
+                &[("key", key.to_string().into())],
+            ));
+        }
+    }
+    match tokio::time::timeout(STORE_TIMEOUT, bot.store.assign_owner(key, user)).await {
+        Ok(Ok(_)) => {
+            if let Err(e) = bot.inventory.assign_owner(key, user) {
+                tracing::debug!(%key, error = %e, "live inventory did not follow the assignment");
+            }
+            tracing::info!(%key, user, "unattributed gift assigned through the bot");
+            View::text(tr(
+                lang,
+                Key::AssignDone,
+                &[("key", key.to_string().into()), ("user", user.into())],
+            ))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%key, user, error = %e, "assignment refused");
+            View::text(tr(
+                lang,
+                Key::AssignRefused,
+                &[("key", key.to_string().into())],
+            ))
+        }
+        Err(_) => view::say(lang, Key::AdminError),
+    }
+}
+
+/// The operator's desk: totals per deposit account (live inventory), the Stars balance the
+/// worker last read, the requests that need an operator, the unattributed gifts.
+pub async fn admin_view(bot: &Bot, lang: Lang) -> View {
+    let held: Vec<Item> = bot
+        .inventory
+        .held_keys()
+        .into_iter()
+        .filter_map(|k| bot.inventory.get(k))
+        .collect();
+    let accounts = bot
+        .accounts
+        .list()
+        .iter()
+        .map(|a| {
+            let mine = held.iter().filter(|i| i.key.account_id == a.id);
+            let (items, stars) = mine.fold((0u64, 0i64), |(n, s), i| (n + 1, s + i.stars));
+            let balance = bot
+                .health
+                .withdrawals
+                .stars_balance
+                .get_or_create(&AccountLabel {
+                    account: a.id.to_string(),
+                })
+                .get();
+            view::AccountView {
+                account: a.id,
+                items,
+                stars,
+                balance: (balance != 0).then_some(balance),
+            }
+        })
+        .collect();
+    let requests = match tokio::time::timeout(
+        STORE_TIMEOUT,
+        bot.store.list_withdrawals(&WithdrawalFilter {
+            states: vec![
+                RequestState::Approval,
+                RequestState::Waiting,
+                RequestState::Unknown,
+            ],
+            limit: 50,
+            ..WithdrawalFilter::default()
+        }),
+    )
+    .await
+    {
+        Ok(Ok(list)) => list,
+        _ => return view::say(lang, Key::AdminError),
+    };
+    let requests = requests
+        .iter()
+        .map(|w| view::RequestView {
+            id: w.id,
+            title: bot
+                .inventory
+                .get(w.key)
+                .map_or_else(|| w.key.to_string(), |i| title(bot, &i, lang)),
+            owner: w.owner,
+            state: w.state,
+            wait: w.wait_reason,
+        })
+        .collect();
+    let unattributed = bot
+        .inventory
+        .unattributed()
+        .iter()
+        .map(|i| item_view(bot, i, lang))
+        .collect();
+    view::admin(
+        lang,
+        &view::AdminView {
+            accounts,
+            requests,
+            unattributed,
+        },
+    )
+}

@@ -1,0 +1,447 @@
+//! The companion bot: players see, withdraw and link their gifts in Telegram; operators run the
+//! deposit desk from it.
+//!
+//! Pure parts: [`intent`] (text and button data -> what was asked), [`view`] (state -> text and
+//! buttons), [`limit`] (token buckets and the outgoing pace), [`i18n`] (the catalogues). The
+//! rest is thin: [`handler`] answers one message or press, [`notify`] sends the store's
+//! notifications outbox, and [`BotTask`] owns the loop over the bot's events. The connection
+//! itself is `telegram::bot` (only `telegram` imports grammers).
+//!
+//! Must never: trust a button (every press re-checks the item exists, belongs to the presser and
+//! is in a state allowing the action), wait on the store to answer what the live inventory
+//! knows, leave a button press unanswered, or send faster than Telegram allows.
+
+pub mod handler;
+pub mod i18n;
+pub mod intent;
+pub mod limit;
+pub mod notify;
+pub mod view;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::i18n::Lang;
+use self::limit::{BucketConfig, Class, Limiter, Pacer, Verdict};
+use self::view::View;
+use crate::config::RegularPolicy;
+use crate::gift::{GiftType, UserId};
+use crate::health::Health;
+use crate::inventory::Inventory;
+use crate::mirror::Committed;
+use crate::store::Store;
+use crate::telegram::bot::{BotApi, BotError, BotEvent, Keyboard};
+
+/// Gift titles by catalogue id, as Telegram named them when the gifts were seen; shared by the
+/// daemon (which records them) and the bot (which shows them).
+#[derive(Debug, Default)]
+pub struct Titles {
+    map: DashMap<i64, String>,
+}
+
+impl Titles {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn record(&self, gift: &GiftType) {
+        if let Some(title) = gift.title.as_deref().filter(|t| !t.is_empty())
+            && !self.map.contains_key(&gift.gift_id)
+        {
+            self.map.insert(gift.gift_id, title.to_owned());
+        }
+    }
+
+    pub fn get(&self, gift_id: i64) -> Option<String> {
+        self.map.get(&gift_id).map(|t| t.clone())
+    }
+}
+
+/// A deposit account as players are told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepositAccount {
+    pub id: UserId,
+    pub username: Option<String>,
+}
+
+/// The deposit accounts whose Telegram identity is known, by configured name: each account's
+/// task records its own when it signs in, the bot reads them when it answers.
+#[derive(Debug, Default)]
+pub struct DepositAccounts {
+    by_name: std::sync::RwLock<std::collections::BTreeMap<String, DepositAccount>>,
+}
+
+impl DepositAccounts {
+    /// What the bot is told at start: these accounts, known already.
+    pub fn from_list(accounts: impl IntoIterator<Item = (String, DepositAccount)>) -> Self {
+        DepositAccounts {
+            by_name: std::sync::RwLock::new(accounts.into_iter().collect()),
+        }
+    }
+
+    /// Records (or updates) account `name`'s identity.
+    pub fn record(&self, name: &str, account: DepositAccount) {
+        // A poisoned lock only means a writer panicked mid-insert of a plain map: the map is
+        // still usable, so take it.
+        let mut map = self.by_name.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(name.to_owned(), account);
+    }
+
+    /// The known accounts, in the order of their names.
+    pub fn list(&self) -> Vec<DepositAccount> {
+        let map = self.by_name.read().unwrap_or_else(|e| e.into_inner());
+        map.values().cloned().collect()
+    }
+}
+
+/// Counters for logs, metrics and tests.
+#[derive(Debug, Default)]
+pub struct BotStats {
+    pub messages: AtomicU64,
+    pub presses: AtomicU64,
+    /// Messages and presses over a user's limit (each answered at most once).
+    pub limited: AtomicU64,
+    pub replies: AtomicU64,
+    pub flood_waits: AtomicU64,
+    pub notifications_sent: AtomicU64,
+    pub notifications_failed: AtomicU64,
+}
+
+/// Everything the bot needs, built by the daemon.
+#[derive(Debug)]
+pub struct BotParts {
+    pub api: BotApi,
+    pub store: Arc<dyn Store>,
+    pub inventory: Arc<Inventory>,
+    pub titles: Arc<Titles>,
+    pub health: Arc<Health>,
+    pub regular: RegularPolicy,
+    pub admins: Vec<UserId>,
+    pub accounts: Arc<DepositAccounts>,
+    /// Wakes the withdrawal worker when the bot creates or approves a request.
+    pub withdrawals_wake: Arc<Notify>,
+    pub stats: Arc<BotStats>,
+}
+
+/// The bot's shared state: one per process, behind an `Arc` in every handler task.
+#[derive(Debug)]
+pub struct Bot {
+    pub(crate) api: BotApi,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) inventory: Arc<Inventory>,
+    pub(crate) titles: Arc<Titles>,
+    pub(crate) health: Arc<Health>,
+    pub(crate) regular: RegularPolicy,
+    pub(crate) admins: HashSet<UserId>,
+    pub(crate) accounts: Arc<DepositAccounts>,
+    pub(crate) withdrawals_wake: Arc<Notify>,
+    pub(crate) stats: Arc<BotStats>,
+    limiter: std::sync::Mutex<Limiter>,
+    pacer: std::sync::Mutex<Pacer>,
+    /// Replies waiting for a slot: notifications wait while there are any.
+    replies_waiting: AtomicU64,
+    /// The language each user's app last reported; notifications use it.
+    langs: DashMap<UserId, Lang>,
+    /// Operators who pressed Assign and whose next text names the user.
+    pub(crate) assigning: DashMap<UserId, crate::gift::ItemKey>,
+}
+
+/// How long a store call made while answering may take before the player is told to retry.
+pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Bot {
+    pub fn new(parts: BotParts) -> Self {
+        Bot {
+            api: parts.api,
+            store: parts.store,
+            inventory: parts.inventory,
+            titles: parts.titles,
+            health: parts.health,
+            regular: parts.regular,
+            admins: parts.admins.into_iter().collect(),
+            accounts: parts.accounts,
+            withdrawals_wake: parts.withdrawals_wake,
+            stats: parts.stats,
+            limiter: std::sync::Mutex::new(Limiter::new(BucketConfig::default())),
+            pacer: std::sync::Mutex::new({
+                // What an earlier process sent just before it stopped is unknown: the first
+                // message waits out one chat interval.
+                let mut p = Pacer::telegram();
+                p.hold_until(Instant::now() + Duration::from_millis(1050));
+                p
+            }),
+            replies_waiting: AtomicU64::new(0),
+            langs: DashMap::new(),
+            assigning: DashMap::new(),
+        }
+    }
+
+    pub fn is_admin(&self, user: UserId) -> bool {
+        self.admins.contains(&user)
+    }
+
+    /// The language to speak to `user`: the one their app reported last, else English.
+    pub fn lang(&self, user: UserId) -> Lang {
+        self.langs.get(&user).map_or(Lang::En, |l| *l)
+    }
+
+    fn note_lang(&self, user: UserId, code: Option<&str>) -> Lang {
+        let lang = Lang::from_code(code);
+        if code.is_some() {
+            self.langs.insert(user, lang);
+            return lang;
+        }
+        self.lang(user)
+    }
+
+    /// `@deposit` (or several, comma-separated), as players are told to send gifts to.
+    pub fn accounts_text(&self) -> String {
+        self.accounts
+            .list()
+            .iter()
+            .map(|a| match &a.username {
+                Some(u) => format!("@{u}"),
+                None => a.id.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn keyboard(view: &View) -> Keyboard {
+        view.buttons
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|b| (b.text.clone(), b.action.encode().into_bytes()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Sends a new message at Telegram's pace: at most one a second in the chat, 30 a second
+    /// overall; a FLOOD_WAIT holds every send for exactly the seconds Telegram gave, then the
+    /// message is sent (FLOOD_WAIT means it was not).
+    pub async fn send(&self, chat: UserId, view: &View) -> Result<i32, BotError> {
+        self.send_as(chat, view, Class::Reply).await
+    }
+
+    /// [`Bot::send`] for a message of `class` (notifications leave room for replies).
+    pub async fn send_as(&self, chat: UserId, view: &View, class: Class) -> Result<i32, BotError> {
+        let keyboard = Self::keyboard(view);
+        loop {
+            // Counted while this reply waits, whatever ends the wait (a dropped future too).
+            let _waiting = (class == Class::Reply).then(|| Waiting::new(&self.replies_waiting));
+            loop {
+                let now = Instant::now();
+                if class == Class::Notice && self.replies_waiting.load(Ordering::Relaxed) > 0 {
+                    // Replies first: a player waiting for an answer beats a notification.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                let slot = self
+                    .pacer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .try_acquire(chat, class, now);
+                match slot {
+                    Ok(()) => break,
+                    Err(at) => tokio::time::sleep_until(at.into()).await,
+                }
+            }
+            drop(_waiting);
+            match self.api.send(chat, &view.text, &keyboard).await {
+                Err(BotError::FloodWait { seconds }) => self.flood_wait(seconds),
+                other => return other,
+            }
+        }
+    }
+
+    fn flood_wait(&self, seconds: u32) {
+        self.stats.flood_waits.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(seconds, "telegram asked the bot to wait (FLOOD_WAIT)");
+        self.pacer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hold_until(Instant::now() + Duration::from_secs(seconds.into()));
+    }
+
+    /// Edits the bot's message in place (paging, confirmations). Showing what it already shows
+    /// is success; a FLOOD_WAIT is waited out exactly.
+    pub async fn edit(&self, chat: UserId, msg_id: i32, view: &View) -> Result<(), BotError> {
+        let keyboard = Self::keyboard(view);
+        for _ in 0..3 {
+            match self.api.edit(chat, msg_id, &view.text, &keyboard).await {
+                Err(BotError::FloodWait { seconds }) => {
+                    self.flood_wait(seconds);
+                    tokio::time::sleep(Duration::from_secs(seconds.into())).await;
+                }
+                other => return other,
+            }
+        }
+        Err(BotError::FloodWait { seconds: 0 })
+    }
+
+    /// Answers a press (every press is answered, so no button keeps spinning).
+    pub async fn answer(&self, query_id: i64, text: Option<String>) {
+        for _ in 0..3 {
+            match self.api.answer(query_id, text.as_deref(), false).await {
+                Err(BotError::FloodWait { seconds }) => {
+                    tokio::time::sleep(Duration::from_secs(seconds.into())).await;
+                }
+                Err(e) => {
+                    tracing::warn!(query_id, error = %e, "could not answer a button press");
+                    return;
+                }
+                Ok(()) => return,
+            }
+        }
+    }
+
+    /// Registers the command list in each language (and English for everyone else).
+    pub async fn register_commands(&self) -> Result<(), BotError> {
+        use self::i18n::{Key, tr};
+        let list = |lang: Lang| -> Vec<(String, String)> {
+            [
+                ("start", Key::CmdStart),
+                ("inventory", Key::CmdInventory),
+                ("withdraw", Key::CmdWithdraw),
+                ("stats", Key::CmdStats),
+                ("help", Key::CmdHelp),
+            ]
+            .into_iter()
+            .map(|(c, k)| (c.to_owned(), tr(lang, k, &[])))
+            .collect()
+        };
+        self.api.set_commands("", &list(Lang::En)).await?;
+        for lang in Lang::ALL {
+            self.api.set_commands(lang.code(), &list(lang)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts one waiting reply while it lives.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The bot's event loop, run by the daemon while it runs.
+#[derive(Debug)]
+pub struct BotTask {
+    pub bot: Arc<Bot>,
+    pub events: mpsc::Receiver<BotEvent>,
+    pub commits: broadcast::Receiver<Committed>,
+    /// How often the outbox is read when no commit wakes it.
+    pub poll: Duration,
+}
+
+impl BotTask {
+    /// Answers events until `cancel`; the notification sender runs beside it.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let bot = Arc::clone(&self.bot);
+        if let Err(e) = bot.register_commands().await {
+            tracing::warn!(error = %e, "could not register the bot's commands; players still can type them");
+        }
+        tracing::info!(bot = bot.api.username(), "companion bot running");
+        let tracker = TaskTracker::new();
+        tracker.spawn(notify::run(
+            Arc::clone(&bot),
+            self.commits,
+            self.poll,
+            cancel.child_token(),
+        ));
+        let mut pruned = Instant::now();
+        loop {
+            let event = tokio::select! {
+                () = cancel.cancelled() => break,
+                e = self.events.recv() => match e {
+                    Some(e) => e,
+                    None => break,
+                },
+            };
+            let received = Instant::now();
+            let (user, query, lang) = match &event {
+                BotEvent::Message { from, lang, .. } => {
+                    bot.stats.messages.fetch_add(1, Ordering::Relaxed);
+                    (*from, None, lang.clone())
+                }
+                BotEvent::Callback {
+                    from,
+                    query_id,
+                    lang,
+                    ..
+                } => {
+                    bot.stats.presses.fetch_add(1, Ordering::Relaxed);
+                    (*from, Some(*query_id), lang.clone())
+                }
+            };
+            let lang = bot.note_lang(user, lang.as_deref());
+            let verdict = {
+                let mut limiter = bot.limiter.lock().unwrap_or_else(|e| e.into_inner());
+                if pruned.elapsed() > Duration::from_secs(60) {
+                    limiter.prune(received);
+                    bot.pacer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .prune(received);
+                    pruned = received;
+                }
+                limiter.check(user, received)
+            };
+            if verdict != Verdict::Allow {
+                bot.stats.limited.fetch_add(1, Ordering::Relaxed);
+                let bot = Arc::clone(&bot);
+                tracker.spawn(async move {
+                    let slow = (verdict == Verdict::SlowDown)
+                        .then(|| i18n::tr(lang, i18n::Key::SlowDown, &[]));
+                    match query {
+                        // A press over the limit still stops its spinner.
+                        Some(q) => bot.answer(q, slow).await,
+                        None => {
+                            if let Some(text) = slow
+                                && let Err(e) = bot.send(user, &View::text(text)).await
+                            {
+                                tracing::debug!(user, error = %e, "slow-down answer not sent");
+                            }
+                        }
+                    }
+                });
+                continue;
+            }
+            let bot = Arc::clone(&bot);
+            tracker.spawn(async move {
+                handler::handle(&bot, event, lang).await;
+                bot.health
+                    .latency
+                    .bot_reply
+                    .observe(received.elapsed().as_secs_f64());
+            });
+        }
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("bot tasks did not stop in time");
+        }
+        bot.api.disconnect();
+    }
+}

@@ -1,0 +1,811 @@
+//! What the bot shows: plain values in, text and inline buttons out. Pure: no IO, no clock, no
+//! store; every word comes from the catalogues ([`super::i18n`]).
+
+use super::i18n::{Arg, Key, Lang, tr};
+use super::intent::Action;
+use crate::gift::{ItemKey, UserId};
+use crate::withdraw::machine::{RequestState, WaitReason};
+
+/// Items per page of `/inventory` and `/withdraw`.
+pub const PAGE_SIZE: usize = 10;
+
+/// A message: its text and its inline keyboard (rows of buttons).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub text: String,
+    pub buttons: Vec<Vec<Button>>,
+}
+
+impl View {
+    pub fn text(text: String) -> View {
+        View {
+            text,
+            buttons: Vec::new(),
+        }
+    }
+}
+
+/// An inline button.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    pub text: String,
+    pub action: Action,
+}
+
+/// One item as the player sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemView {
+    pub key: ItemKey,
+    pub title: String,
+    /// Collectible number.
+    pub number: Option<i32>,
+    pub stars: i64,
+    /// A withdrawal is requested or in progress.
+    pub withdrawing: bool,
+}
+
+/// What confirming a withdrawal would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// A collectible moves: free or for a fee the desk pays; maybe not before `locked_until`.
+    Transfer {
+        fee: Option<i64>,
+        locked_until: Option<i64>,
+    },
+    /// A regular gift: the same one is bought again for the player.
+    Resend,
+    /// A regular gift, and the operator set `withdraw.regular = "refuse"`.
+    Refuse,
+    /// A withdrawal of it is already open.
+    Busy,
+    /// Not (or no longer) the presser's held item.
+    Gone,
+}
+
+fn s(lang: Lang, key: Key) -> String {
+    tr(lang, key, &[])
+}
+
+fn number_arg(n: Option<i32>) -> Arg {
+    n.map_or(Arg::from("none"), |n| Arg::from(n.to_string()))
+}
+
+/// `/start`: who the bot is, how to deposit, the commands.
+pub fn start(lang: Lang, accounts: &str, admin: bool) -> View {
+    let intro = tr(lang, Key::Start, &[("accounts", accounts.into())]);
+    View::text(format!("{intro}\n\n{}", help(lang, admin).text))
+}
+
+/// `/help`.
+pub fn help(lang: Lang, admin: bool) -> View {
+    let mut text = s(lang, Key::Help);
+    if admin {
+        text.push('\n');
+        text.push_str(&s(lang, Key::HelpAdmin));
+    }
+    View::text(text)
+}
+
+/// A one-line answer.
+pub fn say(lang: Lang, key: Key) -> View {
+    View::text(s(lang, key))
+}
+
+fn item_line(lang: Lang, n: usize, item: &ItemView) -> String {
+    tr(
+        lang,
+        Key::ItemLine,
+        &[
+            ("n", n.into()),
+            ("title", item.title.as_str().into()),
+            ("number", number_arg(item.number)),
+            ("stars", item.stars.into()),
+            (
+                "state",
+                if item.withdrawing {
+                    "withdrawing"
+                } else {
+                    "held"
+                }
+                .into(),
+            ),
+        ],
+    )
+}
+
+/// The page count and the page actually shown (a page past the end shows the last one).
+fn paging(len: usize, page: u32) -> (usize, usize) {
+    let pages = len.div_ceil(PAGE_SIZE).max(1);
+    (pages, (page as usize).min(pages - 1))
+}
+
+fn nav_row(lang: Lang, page: usize, pages: usize, to: fn(u32) -> Action) -> Vec<Button> {
+    let mut row = Vec::new();
+    if page > 0 {
+        row.push(Button {
+            text: s(lang, Key::BtnPrev),
+            action: to((page - 1) as u32),
+        });
+    }
+    if page + 1 < pages {
+        row.push(Button {
+            text: s(lang, Key::BtnNext),
+            action: to((page + 1) as u32),
+        });
+    }
+    row
+}
+
+/// A list page with a Withdraw button per withdrawable item (five to a row) and the paging row.
+fn list(
+    lang: Lang,
+    header: String,
+    items: &[ItemView],
+    page: usize,
+    nav: fn(u32) -> Action,
+    pages: usize,
+) -> View {
+    let start = page * PAGE_SIZE;
+    let mut text = header;
+    let mut withdraw = Vec::new();
+    for (i, item) in items.iter().enumerate().skip(start).take(PAGE_SIZE) {
+        text.push('\n');
+        text.push_str(&item_line(lang, i + 1, item));
+        if !item.withdrawing {
+            withdraw.push(Button {
+                text: tr(lang, Key::BtnWithdraw, &[("n", (i + 1).into())]),
+                action: Action::WithdrawAsk(item.key),
+            });
+        }
+    }
+    let mut buttons: Vec<Vec<Button>> = withdraw.chunks(5).map(<[Button]>::to_vec).collect();
+    let row = nav_row(lang, page, pages, nav);
+    if !row.is_empty() {
+        buttons.push(row);
+    }
+    View { text, buttons }
+}
+
+/// `/inventory`: `items` newest first; withdrawing items shown as such, without a button.
+pub fn inventory(lang: Lang, items: &[ItemView], page: u32, accounts: &str) -> View {
+    if items.is_empty() {
+        return View::text(tr(lang, Key::InvEmpty, &[("accounts", accounts.into())]));
+    }
+    let (pages, page) = paging(items.len(), page);
+    let stars: i64 = items.iter().map(|i| i.stars).sum();
+    let header = tr(
+        lang,
+        Key::InvHeader,
+        &[
+            ("count", items.len().into()),
+            ("stars", stars.into()),
+            ("page", (page + 1).into()),
+            ("pages", pages.into()),
+        ],
+    );
+    list(lang, header, items, page, Action::InventoryPage, pages)
+}
+
+/// `/withdraw`: the withdrawable items (held, no open request), newest first.
+pub fn withdraw_list(lang: Lang, items: &[ItemView], page: u32) -> View {
+    if items.is_empty() {
+        return say(lang, Key::WdEmpty);
+    }
+    let (pages, page) = paging(items.len(), page);
+    let header = tr(
+        lang,
+        Key::WdHeader,
+        &[("page", (page + 1).into()), ("pages", pages.into())],
+    );
+    list(lang, header, items, page, Action::WithdrawPage, pages)
+}
+
+/// The confirmation of a withdrawal: what would happen, and Confirm / Cancel when it can.
+pub fn confirm(lang: Lang, item: &ItemView, plan: Plan) -> View {
+    let title = tr(
+        lang,
+        Key::ConfirmTitle,
+        &[
+            ("title", item.title.as_str().into()),
+            ("number", number_arg(item.number)),
+            ("stars", item.stars.into()),
+        ],
+    );
+    let mut lines = vec![title];
+    let can = match plan {
+        Plan::Transfer { fee, locked_until } => {
+            lines.push(match fee {
+                None => s(lang, Key::PlanFree),
+                Some(fee) => tr(lang, Key::PlanFee, &[("fee", fee.into())]),
+            });
+            if let Some(until) = locked_until {
+                lines.push(tr(
+                    lang,
+                    Key::PlanWait,
+                    &[("until", crate::cli::utc(until).into())],
+                ));
+            }
+            true
+        }
+        Plan::Resend => {
+            lines.push(s(lang, Key::PlanResend));
+            true
+        }
+        Plan::Refuse => {
+            lines.push(s(lang, Key::PlanRefuse));
+            false
+        }
+        Plan::Busy => {
+            lines.push(s(lang, Key::PlanBusy));
+            false
+        }
+        Plan::Gone => return say(lang, Key::PlanGone),
+    };
+    let buttons = if can {
+        vec![vec![
+            Button {
+                text: s(lang, Key::BtnConfirm),
+                action: Action::WithdrawConfirm(item.key),
+            },
+            Button {
+                text: s(lang, Key::BtnCancel),
+                action: Action::Dismiss,
+            },
+        ]]
+    } else {
+        Vec::new()
+    };
+    View {
+        text: lines.join("\n"),
+        buttons,
+    }
+}
+
+/// A request was created: its id, and a Cancel button while nothing is being sent.
+pub fn requested(lang: Lang, id: i64, item: &ItemView) -> View {
+    View {
+        text: tr(
+            lang,
+            Key::WdRequested,
+            &[("id", id.into()), ("title", item.title.as_str().into())],
+        ),
+        buttons: vec![vec![Button {
+            text: s(lang, Key::BtnCancelRequest),
+            action: Action::WithdrawCancel(id),
+        }]],
+    }
+}
+
+/// `/stats` figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsView {
+    pub held: u64,
+    pub stars: i64,
+    pub deposited: u64,
+    pub withdrawn: u64,
+    pub pending: u64,
+}
+
+pub fn stats(lang: Lang, st: StatsView) -> View {
+    View::text(tr(
+        lang,
+        Key::Stats,
+        &[
+            ("held", st.held.into()),
+            ("stars", st.stars.into()),
+            ("deposited", st.deposited.into()),
+            ("withdrawn", st.withdrawn.into()),
+            ("pending", st.pending.into()),
+        ],
+    ))
+}
+
+/// One deposit account on the operator's desk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    pub account: UserId,
+    pub items: u64,
+    pub stars: i64,
+    /// The Stars balance the worker last read.
+    pub balance: Option<i64>,
+}
+
+/// One request on the operator's desk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestView {
+    pub id: i64,
+    pub title: String,
+    pub owner: UserId,
+    pub state: RequestState,
+    pub wait: Option<WaitReason>,
+}
+
+/// `/admin`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AdminView {
+    pub accounts: Vec<AccountView>,
+    /// Requests that need an operator or are stuck: approval, waiting on Stars, unknown.
+    pub requests: Vec<RequestView>,
+    pub unattributed: Vec<ItemView>,
+}
+
+/// How many requests and unattributed items the desk lists (buttons fit one message).
+pub const ADMIN_LIST: usize = 8;
+
+pub fn admin(lang: Lang, a: &AdminView) -> View {
+    let mut lines = vec![s(lang, Key::AdminHeader)];
+    for acc in &a.accounts {
+        lines.push(tr(
+            lang,
+            Key::AdminAccount,
+            &[
+                ("account", acc.account.into()),
+                ("items", acc.items.into()),
+                ("stars", acc.stars.into()),
+                (
+                    "balance",
+                    acc.balance
+                        .map_or_else(|| s(lang, Key::AdminBalanceUnknown), |b| b.to_string())
+                        .into(),
+                ),
+            ],
+        ));
+    }
+    let count = |st: RequestState, reason: Option<WaitReason>| {
+        a.requests
+            .iter()
+            .filter(|r| r.state == st && (reason.is_none() || r.wait == reason))
+            .count()
+    };
+    lines.push(tr(
+        lang,
+        Key::AdminQueue,
+        &[
+            ("approval", count(RequestState::Approval, None).into()),
+            (
+                "stars",
+                count(RequestState::Waiting, Some(WaitReason::Stars)).into(),
+            ),
+            ("unknown", count(RequestState::Unknown, None).into()),
+        ],
+    ));
+    let mut buttons = Vec::new();
+    for r in a.requests.iter().take(ADMIN_LIST) {
+        lines.push(tr(
+            lang,
+            Key::AdminRequest,
+            &[
+                ("id", r.id.into()),
+                ("title", r.title.as_str().into()),
+                ("owner", r.owner.into()),
+                ("state", r.state.as_str().into()),
+            ],
+        ));
+        let mut row = Vec::new();
+        if r.state == RequestState::Approval {
+            row.push(Button {
+                text: tr(lang, Key::BtnApprove, &[("id", r.id.into())]),
+                action: Action::AdminApprove(r.id),
+            });
+        }
+        if matches!(
+            r.state,
+            RequestState::Requested | RequestState::Approval | RequestState::Waiting
+        ) {
+            row.push(Button {
+                text: tr(lang, Key::BtnAdminCancel, &[("id", r.id.into())]),
+                action: Action::AdminCancel(r.id),
+            });
+        }
+        if !row.is_empty() {
+            buttons.push(row);
+        }
+    }
+    lines.push(tr(
+        lang,
+        Key::AdminUnattributed,
+        &[("count", a.unattributed.len().into())],
+    ));
+    let mut assign = Vec::new();
+    for (i, item) in a.unattributed.iter().take(ADMIN_LIST).enumerate() {
+        lines.push(tr(
+            lang,
+            Key::AdminUnattributedLine,
+            &[
+                ("n", (i + 1).into()),
+                ("title", item.title.as_str().into()),
+                ("stars", item.stars.into()),
+                ("key", item.key.to_string().into()),
+            ],
+        ));
+        assign.push(Button {
+            text: tr(lang, Key::BtnAssign, &[("n", (i + 1).into())]),
+            action: Action::AdminAssign(item.key),
+        });
+    }
+    buttons.extend(assign.chunks(4).map(<[Button]>::to_vec));
+    buttons.push(vec![Button {
+        text: s(lang, Key::BtnRefresh),
+        action: Action::AdminRefresh,
+    }]);
+    View {
+        text: lines.join("\n"),
+        buttons,
+    }
+}
+
+/// What a player is told without asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// A gift was credited to them.
+    Deposit {
+        title: String,
+        stars: i64,
+        count: u64,
+        total: i64,
+    },
+    Queued {
+        id: i64,
+        title: String,
+    },
+    Sent {
+        title: String,
+    },
+    Waiting {
+        title: String,
+        reason: WaitReason,
+        until: Option<i64>,
+    },
+    Failed {
+        title: String,
+        reason: String,
+    },
+    Cancelled {
+        id: i64,
+        title: String,
+    },
+}
+
+pub fn notification(lang: Lang, n: &Notification) -> String {
+    match n {
+        Notification::Deposit {
+            title,
+            stars,
+            count,
+            total,
+        } => tr(
+            lang,
+            Key::NDeposit,
+            &[
+                ("title", title.as_str().into()),
+                ("stars", (*stars).into()),
+                ("count", (*count).into()),
+                ("total", (*total).into()),
+            ],
+        ),
+        Notification::Queued { id, title } => tr(
+            lang,
+            Key::NQueued,
+            &[("id", (*id).into()), ("title", title.as_str().into())],
+        ),
+        Notification::Sent { title } => tr(lang, Key::NSent, &[("title", title.as_str().into())]),
+        Notification::Waiting {
+            title,
+            reason,
+            until,
+        } => {
+            let reason = s(
+                lang,
+                match reason {
+                    WaitReason::TooEarly => Key::ReasonTooEarly,
+                    WaitReason::Stars => Key::ReasonStars,
+                    WaitReason::FeeCap | WaitReason::DailyBudget | WaitReason::Operator => {
+                        Key::ReasonApproval
+                    }
+                    WaitReason::Retry => Key::ReasonRetry,
+                },
+            );
+            tr(
+                lang,
+                Key::NWaiting,
+                &[
+                    ("title", title.as_str().into()),
+                    (
+                        "until",
+                        until.map_or(Arg::from("none"), |u| crate::cli::utc(u).into()),
+                    ),
+                    ("reason", reason.into()),
+                ],
+            )
+        }
+        Notification::Failed { title, reason } => tr(
+            lang,
+            Key::NFailed,
+            &[
+                ("title", title.as_str().into()),
+                ("reason", reason.as_str().into()),
+            ],
+        ),
+        Notification::Cancelled { id, title } => tr(
+            lang,
+            Key::NCancelled,
+            &[("id", (*id).into()), ("title", title.as_str().into())],
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(msg: i32, number: Option<i32>, withdrawing: bool) -> ItemView {
+        ItemView {
+            key: ItemKey::new(100, msg),
+            title: format!("Gift{msg}"),
+            number,
+            stars: 10 * i64::from(msg),
+            withdrawing,
+        }
+    }
+
+    /// The view as one string: text, then each row of buttons as `[label](data)`.
+    fn show(v: &View) -> String {
+        let mut out = v.text.clone();
+        for row in &v.buttons {
+            out.push('\n');
+            let cells: Vec<String> = row
+                .iter()
+                .map(|b| format!("[{}]({})", b.text, b.action.encode()))
+                .collect();
+            out.push_str(&cells.join(" "));
+        }
+        out
+    }
+
+    fn check(v: View, expected: &str) {
+        assert_eq!(show(&v), expected);
+    }
+
+    #[test]
+    fn start_and_help() {
+        check(
+            start(Lang::En, "@desk", false),
+            "Hello! I am the gift desk: I keep the Star Gifts you deposit and send them back when you ask.\n\
+             To deposit, send a Star Gift to @desk: it is credited to you within seconds and I tell you.\n\n\
+             /inventory - your gifts, newest first\n\
+             /withdraw - get a gift back\n\
+             /stats - what you hold, deposited and withdrew\n\
+             /help - this list",
+        );
+        assert!(
+            help(Lang::Fr, true)
+                .text
+                .ends_with("/admin - le guichet de l'opérateur")
+        );
+        assert!(!help(Lang::Fr, false).text.contains("/admin"));
+    }
+
+    #[test]
+    fn inventory_pages() {
+        let items: Vec<ItemView> = (1..=12).rev().map(|m| item(m, None, m == 11)).collect();
+        check(
+            inventory(Lang::En, &[], 0, "@desk"),
+            "You hold no gifts yet. Send a Star Gift to @desk to deposit one.",
+        );
+        let first = inventory(Lang::En, &items, 0, "@desk");
+        assert_eq!(
+            first.text.lines().next().unwrap(),
+            "Your gifts: 12 worth 780 ⭐ (page 1 of 2)"
+        );
+        assert_eq!(first.text.lines().nth(1).unwrap(), "1. Gift12 · 120 ⭐");
+        assert_eq!(
+            first.text.lines().nth(2).unwrap(),
+            "2. Gift11 · 110 ⭐ (being withdrawn)"
+        );
+        assert_eq!(
+            first.buttons.len(),
+            3,
+            "9 withdraw buttons in two rows, then the pager"
+        );
+        assert_eq!(
+            first.buttons[0][0].action,
+            Action::WithdrawAsk(ItemKey::new(100, 12))
+        );
+        assert_eq!(
+            first.buttons[0][1].text, "Withdraw 3",
+            "item 2 is being withdrawn"
+        );
+        check(
+            View {
+                text: String::new(),
+                buttons: vec![first.buttons[2].clone()],
+            },
+            "\n[Next ▶](1:ip:1)",
+        );
+        check(
+            inventory(Lang::Fr, &items, 1, "@desk"),
+            "Vos cadeaux : 12 pour 780 ⭐ (page 2 sur 2)\n\
+             11. Gift2 · 20 ⭐\n\
+             12. Gift1 · 10 ⭐\n\
+             [Retirer 11](1:wa:100:2) [Retirer 12](1:wa:100:1)\n\
+             [◀ Précédent](1:ip:0)",
+        );
+        // A page past the end (an old button after items left) shows the last page.
+        assert_eq!(
+            inventory(Lang::En, &items, 7, "@desk"),
+            inventory(Lang::En, &items, 1, "@desk")
+        );
+    }
+
+    #[test]
+    fn confirmations() {
+        let it = item(5, Some(77), false);
+        check(
+            confirm(
+                Lang::En,
+                &it,
+                Plan::Transfer {
+                    fee: None,
+                    locked_until: None,
+                },
+            ),
+            "Withdraw Gift5 #77 (50 ⭐)?\nIt is transferred to your account for free.\n\
+             [✅ Confirm](1:wc:100:5) [Cancel](1:no)",
+        );
+        check(
+            confirm(
+                Lang::En,
+                &it,
+                Plan::Transfer {
+                    fee: Some(25),
+                    locked_until: Some(1_700_000_000),
+                },
+            ),
+            "Withdraw Gift5 #77 (50 ⭐)?\nTelegram charges 25 ⭐ to transfer it; the desk pays.\n\
+             Telegram locks this gift until 2023-11-14 22:13 UTC: it is sent then.\n\
+             [✅ Confirm](1:wc:100:5) [Cancel](1:no)",
+        );
+        check(
+            confirm(Lang::Fr, &item(5, None, false), Plan::Refuse),
+            "Retirer Gift5 (50 ⭐) ?\nLes cadeaux ordinaires ne peuvent pas être retirés ici, seulement les objets de collection.",
+        );
+        check(
+            confirm(Lang::En, &item(5, None, false), Plan::Resend),
+            "Withdraw Gift5 (50 ⭐)?\nA regular gift cannot be moved: the same gift is bought again and sent to you.\n\
+             [✅ Confirm](1:wc:100:5) [Cancel](1:no)",
+        );
+        check(
+            confirm(Lang::En, &it, Plan::Busy),
+            "Withdraw Gift5 #77 (50 ⭐)?\nThis gift is already being withdrawn.",
+        );
+        check(
+            confirm(Lang::Fr, &it, Plan::Gone),
+            "Ce cadeau n'est plus dans votre inventaire.",
+        );
+        check(
+            requested(Lang::En, 42, &it),
+            "Withdrawal 42 queued: Gift5. I will tell you when it is sent.\n[Cancel the withdrawal](1:wx:42)",
+        );
+    }
+
+    #[test]
+    fn stats_and_notifications() {
+        check(
+            stats(
+                Lang::En,
+                StatsView {
+                    held: 3,
+                    stars: 300,
+                    deposited: 5,
+                    withdrawn: 1,
+                    pending: 1,
+                },
+            ),
+            "You hold 3 gifts worth 300 ⭐.\nDeposited so far: 5. Withdrawn so far: 1.\nWithdrawals pending: 1.",
+        );
+        let n = |n: Notification, lang| notification(lang, &n);
+        assert_eq!(
+            n(
+                Notification::Deposit {
+                    title: "Cake".into(),
+                    stars: 50,
+                    count: 2,
+                    total: 75
+                },
+                Lang::En
+            ),
+            "Received Cake (50 ⭐). You now hold 2 gifts worth 75 ⭐."
+        );
+        assert_eq!(
+            n(
+                Notification::Waiting {
+                    title: "Cake".into(),
+                    reason: WaitReason::TooEarly,
+                    until: Some(0)
+                },
+                Lang::Fr
+            ),
+            "Cake attend jusqu'au 1970-01-01 00:00 UTC : Telegram bloque le cadeau jusque-là"
+        );
+        assert_eq!(
+            n(
+                Notification::Waiting {
+                    title: "Cake".into(),
+                    reason: WaitReason::FeeCap,
+                    until: None
+                },
+                Lang::En
+            ),
+            "Cake waits for an operator: an operator must approve the fee"
+        );
+        assert_eq!(
+            n(
+                Notification::Failed {
+                    title: "Cake".into(),
+                    reason: "STARGIFT_USAGE_LIMITED".into()
+                },
+                Lang::En
+            ),
+            "Cake could not be sent (STARGIFT_USAGE_LIMITED); it is in your inventory again."
+        );
+    }
+
+    #[test]
+    fn admin_desk() {
+        let a = AdminView {
+            accounts: vec![AccountView {
+                account: 100,
+                items: 4,
+                stars: 400,
+                balance: None,
+            }],
+            requests: vec![
+                RequestView {
+                    id: 7,
+                    title: "Cake".into(),
+                    owner: 5,
+                    state: RequestState::Approval,
+                    wait: Some(WaitReason::FeeCap),
+                },
+                RequestView {
+                    id: 8,
+                    title: "Pepe".into(),
+                    owner: 6,
+                    state: RequestState::Unknown,
+                    wait: None,
+                },
+            ],
+            unattributed: vec![item(9, None, false)],
+        };
+        check(
+            admin(Lang::En, &a),
+            "Operator's desk\n\
+             Account 100: 4 gifts worth 400 ⭐, Stars balance not read yet\n\
+             Queue: 1 awaiting approval, 0 blocked on Stars, 1 unknown.\n\
+             #7 Cake for 5: approval\n\
+             #8 Pepe for 6: unknown\n\
+             Unattributed gifts: 1\n\
+             1. Gift9 · 90 ⭐ (100/9)\n\
+             [Approve #7](1:aa:7) [Cancel #7](1:ac:7)\n\
+             [Assign 1](1:as:100:9)\n\
+             [Refresh](1:ar)",
+        );
+    }
+
+    #[test]
+    fn every_button_fits_telegram() {
+        let items: Vec<ItemView> = (1..=30)
+            .map(|m| item(i32::MAX - m, Some(m), false))
+            .collect();
+        for lang in Lang::ALL {
+            for v in [
+                inventory(lang, &items, 1, "@d"),
+                withdraw_list(lang, &items, 2),
+            ] {
+                for b in v.buttons.iter().flatten() {
+                    assert!(b.action.encode().len() <= super::super::intent::MAX_CALLBACK_DATA);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,805 @@
+//! The companion bot end to end: giftd's `Daemon` with a bot configured, tgsim's bot side
+//! (players type to the bot and press its buttons over real MTProto), the real stores. Each
+//! flow in English and French.
+
+use std::time::{Duration, Instant};
+
+use giftd::gift::{ItemKey, Owner, Status};
+use giftd::store::{RequestState, WithdrawalFilter};
+use tgsim::{BotMessage, CallbackAnswer, SendUniqueGift, SessionFor};
+
+use crate::daemon::{Running, World};
+use crate::support::Backend;
+
+/// A world with a bot: its token and session in the configuration, one operator.
+struct BotWorld {
+    w: World,
+    bot: i64,
+    admin: i64,
+}
+
+impl BotWorld {
+    async fn new(backend: Backend, players: usize, withdraw: &str) -> BotWorld {
+        let mut w = World::new(backend, players + 1).await;
+        let tag = rand::random::<u32>();
+        let bot = w
+            .sim
+            .create_bot(&format!("desk{tag}bot"))
+            .expect("bot created");
+        let admin = w.players[players].id;
+        let session = w.dir.path().join("bot.session");
+        // A key not yet signed in: giftd signs in with the token, as on a first start.
+        let key = w.sim.new_auth_key(None);
+        w.sim
+            .write_session(SessionFor::Key(Box::new(key)), &session)
+            .await
+            .expect("bot session written");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600)).unwrap();
+        w.extra_sections = format!(
+            "[bot]\ntoken = \"{}\"\nsession_file = \"{}\"\nadmins = \"{admin}\"\n\
+             [withdraw]\nregular = \"resend\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
+             lease = \"4s\"\npoll_interval = \"100ms\"\n{withdraw}",
+            bot.token,
+            session.display()
+        );
+        BotWorld {
+            w,
+            bot: bot.account.id,
+            admin,
+        }
+    }
+
+    /// Starts giftd and waits until the bot registered its commands (it is answering).
+    async fn start(&self) -> Running {
+        let running = self.w.start().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.w.sim.bot_commands(self.bot).unwrap().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the bot never registered its commands"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running
+    }
+
+    fn messages(&self, player: i64) -> Vec<BotMessage> {
+        self.w.sim.bot_messages_to(self.bot, player).unwrap()
+    }
+
+    /// The bot's messages to `player` until `pred` holds for them (10 s).
+    async fn wait_messages(
+        &self,
+        player: i64,
+        what: &str,
+        pred: impl Fn(&[BotMessage]) -> bool,
+    ) -> Vec<BotMessage> {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let m = self.messages(player);
+            if pred(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the bot's messages to {player} are {:#?}",
+                m.iter().map(|m| &m.text).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `text` and returns the bot's reply (the first message after it that contains
+    /// `expect`; notifications may come between).
+    async fn ask(&self, player: i64, text: &str, expect: &str) -> BotMessage {
+        let before = self.messages(player).len();
+        self.w
+            .sim
+            .send_text_to_bot(player, self.bot, text)
+            .expect("text sent");
+        let m = self
+            .wait_messages(player, &format!("reply to {text:?} with {expect:?}"), |m| {
+                m[before.min(m.len())..]
+                    .iter()
+                    .any(|m| m.text.contains(expect))
+            })
+            .await;
+        m[before..]
+            .iter()
+            .find(|m| m.text.contains(expect))
+            .unwrap()
+            .clone()
+    }
+
+    async fn answer(&self, query: i64) -> CallbackAnswer {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(a) = self.w.sim.callback_answer(query) {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "press {query} never answered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Presses the button labelled `label` under `msg` and returns the answer and the message
+    /// as it now reads.
+    async fn press(
+        &self,
+        player: i64,
+        msg: &BotMessage,
+        label: &str,
+    ) -> (CallbackAnswer, BotMessage) {
+        let data = button(msg, label);
+        let q = self
+            .w
+            .sim
+            .press_button(player, self.bot, msg.msg_id, &data)
+            .expect("pressed");
+        let a = self.answer(q).await;
+        (a, self.message(player, msg.msg_id))
+    }
+
+    async fn forge(&self, player: i64, msg_id: i32, data: &str) -> CallbackAnswer {
+        let q = self
+            .w
+            .sim
+            .press_forged(player, self.bot, msg_id, data.as_bytes())
+            .expect("forged press delivered");
+        self.answer(q).await
+    }
+
+    fn message(&self, player: i64, msg_id: i32) -> BotMessage {
+        self.messages(player)
+            .into_iter()
+            .find(|m| m.msg_id == msg_id)
+            .expect("the message exists")
+    }
+
+    fn lang(&self, player: i64, lang: &str) {
+        self.w.sim.set_lang_code(player, Some(lang)).unwrap();
+    }
+}
+
+/// The data of the first button whose label starts with `label`.
+fn button(msg: &BotMessage, label: &str) -> Vec<u8> {
+    msg.buttons
+        .iter()
+        .flatten()
+        .find(|b| b.text.starts_with(label))
+        .and_then(|b| b.data.clone())
+        .unwrap_or_else(|| {
+            panic!(
+                "no button {label:?} under {:?}: {:?}",
+                msg.text, msg.buttons
+            )
+        })
+}
+
+fn collectible(w: &mut World, from: i64, lock: Option<i64>) -> i32 {
+    let gift_id = w.regular_gift();
+    let sent = w
+        .sim
+        .send_unique_gift(SendUniqueGift {
+            from,
+            to: w.deposit.id,
+            gift_id,
+            transfer_lock_secs: lock,
+            ..SendUniqueGift::default()
+        })
+        .expect("collectible sent");
+    w.expected.insert(sent.msg_id, Some(from));
+    sent.msg_id
+}
+
+#[tokio::test]
+async fn start_help_and_commands_in_english_and_french() {
+    let bw = BotWorld::new(Backend::sqlite(), 2, "").await;
+    let (en, fr) = (bw.w.player(0), bw.w.player(1));
+    bw.lang(en, "en-GB");
+    bw.lang(fr, "fr");
+    let running = bw.start().await;
+    let deposit = format!("@{}", bw.w.deposit.username);
+
+    let m = bw.ask(en, "/start", "Hello").await;
+    assert!(
+        m.text.contains(&format!("send a Star Gift to {deposit}")),
+        "{}",
+        m.text
+    );
+    assert!(m.text.contains("/inventory") && !m.text.contains("/admin"));
+    let m = bw.ask(fr, "/start", "Bonjour").await;
+    assert!(
+        m.text
+            .contains(&format!("envoyez un Star Gift à {deposit}")),
+        "{}",
+        m.text
+    );
+    bw.ask(fr, "/help", "/withdraw - récupérer un cadeau").await;
+    bw.ask(en, "/help", "/withdraw - get a gift back").await;
+    bw.ask(en, "hello there", "I only understand commands")
+        .await;
+    bw.ask(fr, "/nope", "Je ne comprends que les commandes")
+        .await;
+    // /admin is for operators only.
+    bw.ask(en, "/admin", "I only understand commands").await;
+    bw.ask(bw.admin, "/help", "/admin - the operator's desk")
+        .await;
+
+    let fr_cmds = bw.w.sim.bot_commands_for(bw.bot, "fr").unwrap();
+    assert!(
+        fr_cmds.contains(&("inventory".into(), "Vos cadeaux".into())),
+        "{fr_cmds:?}"
+    );
+    let en_cmds = bw.w.sim.bot_commands_for(bw.bot, "de").unwrap();
+    assert!(
+        en_cmds.contains(&("inventory".into(), "Your gifts".into())),
+        "{en_cmds:?}"
+    );
+    running.stop().await;
+}
+
+async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
+    let mut bw = BotWorld::new(backend, 1, "").await;
+    let p = bw.w.player(0);
+    bw.lang(p, lang);
+    let fr = lang == "fr";
+    let t = |en: &'static str, f: &'static str| if fr { f } else { en };
+    let running = bw.start().await;
+    bw.ask(p, "/start", t("Hello", "Bonjour")).await;
+    let locked = collectible(&mut bw.w, p, Some(3600));
+    let mut free = Vec::new();
+    for _ in 0..11 {
+        free.push(collectible(&mut bw.w, p, None));
+    }
+    bw.w.assert_exactly_once(Duration::from_secs(20)).await;
+
+    // Newest first, ten to a page; paging edits the same message.
+    let inv = bw
+        .ask(p, "/inventory", t("page 1 of 2", "page 1 sur 2"))
+        .await;
+    let (_, page2) = bw.press(p, &inv, t("Next", "Suivant")).await;
+    assert_eq!(page2.msg_id, inv.msg_id);
+    assert!(
+        page2.edited && page2.text.contains(t("page 2 of 2", "page 2 sur 2")),
+        "{}",
+        page2.text
+    );
+    assert!(
+        page2.text.contains("12. "),
+        "the oldest, 12th: {}",
+        page2.text
+    );
+    let (_, back) = bw.press(p, &page2, t("◀", "◀")).await;
+    assert_eq!(back.text, inv.text);
+
+    // The locked collectible: the confirmation says it waits; confirm, then cancel it.
+    let list = bw.ask(p, "/withdraw", t("Which gift", "Quel cadeau")).await;
+    let last_page = if list
+        .buttons
+        .iter()
+        .flatten()
+        .any(|b| b.text.starts_with(t("Next", "Suivant")))
+    {
+        bw.press(p, &list, t("Next", "Suivant")).await.1
+    } else {
+        list
+    };
+    let key = |m: i32| ItemKey::new(bw.w.deposit.id, m);
+    let data = format!("1:wa:{}:{locked}", bw.w.deposit.id);
+    let label = last_page
+        .buttons
+        .iter()
+        .flatten()
+        .find(|b| b.data.as_deref() == Some(data.as_bytes()))
+        .expect("a Withdraw button for the locked gift")
+        .text
+        .clone();
+    let (_, confirm) = bw.press(p, &last_page, &label).await;
+    assert!(
+        confirm
+            .text
+            .contains(t("locks this gift until", "bloque ce cadeau jusqu'au")),
+        "{}",
+        confirm.text
+    );
+    let (answer, queued) = bw.press(p, &confirm, "✅").await;
+    assert_eq!(answer.message.as_deref(), Some(t("Done.", "C'est fait.")));
+    assert!(
+        queued.text.contains(t("queued", "en file")),
+        "{}",
+        queued.text
+    );
+    let store = bw.w.store().await;
+    let open = store
+        .list_withdrawals(&WithdrawalFilter {
+            owner: Some(p),
+            ..WithdrawalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].key, key(locked));
+    let id = open[0].id;
+    // The worker finds it too early: it waits (a Cancel is still allowed).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.withdrawal(id).await.unwrap().unwrap().state != RequestState::Waiting {
+        assert!(Instant::now() < deadline, "the locked request never waited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, cancelled) = bw.press(p, &queued, t("Cancel", "Annuler")).await;
+    assert!(
+        cancelled.text.contains(t("cancelled", "annulé")),
+        "{}",
+        cancelled.text
+    );
+    assert_eq!(
+        store.withdrawal(id).await.unwrap().unwrap().state,
+        RequestState::Cancelled
+    );
+    assert_eq!(
+        running.daemon.inventory().get(key(locked)).unwrap().status,
+        Status::Held
+    );
+
+    // A free collectible leaves for good; the player hears each step.
+    let list = bw.ask(p, "/withdraw", t("Which gift", "Quel cadeau")).await;
+    let (_, confirm) = bw.press(p, &list, t("Withdraw 1", "Retirer 1")).await;
+    assert!(
+        confirm.text.contains(t("for free", "gratuitement")),
+        "{}",
+        confirm.text
+    );
+    let (_, queued) = bw.press(p, &confirm, "✅").await;
+    assert!(queued.text.contains(t("queued", "en file")));
+    let newest = *free.last().unwrap();
+    bw.wait_messages(p, "the sent notification", |m| {
+        m.iter().any(|m| {
+            m.text
+                .contains(t("has been sent to you", "vous a été envoyé"))
+        })
+    })
+    .await;
+    let held_by_player = bw.w.sim.saved_gifts(p).unwrap();
+    assert_eq!(
+        held_by_player.len(),
+        1,
+        "the player holds the withdrawn collectible"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running
+        .daemon
+        .inventory()
+        .get(key(newest))
+        .map(|i| i.status)
+        == Some(Status::Held)
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = bw
+        .ask(
+            p,
+            "/stats",
+            t("Withdrawn so far: 1.", "Retirés jusqu'ici : 1."),
+        )
+        .await;
+    assert!(
+        stats
+            .text
+            .contains(t("You hold 11 gifts", "Vous détenez 11 cadeaux"))
+            && stats
+                .text
+                .contains(t("Deposited so far: 12.", "Déposés jusqu'ici : 12.")),
+        "{}",
+        stats.text
+    );
+    // Deposits were announced, once each (12 lines over however many messages).
+    let deposits = bw
+        .wait_messages(p, "12 deposit notices", |m| {
+            m.iter()
+                .flat_map(|m| m.text.lines())
+                .filter(|l| l.starts_with(t("Received", "Reçu")))
+                .count()
+                >= 12
+        })
+        .await;
+    let lines = deposits
+        .iter()
+        .flat_map(|m| m.text.lines())
+        .filter(|l| l.starts_with(t("Received", "Reçu")))
+        .count();
+    assert_eq!(lines, 12);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn inventory_pages_and_a_withdrawal_through_the_bot_sqlite_english() {
+    inventory_and_withdrawal(Backend::sqlite(), "en").await;
+}
+
+#[tokio::test]
+async fn inventory_pages_and_a_withdrawal_through_the_bot_supabase_french() {
+    inventory_and_withdrawal(Backend::supabase(), "fr").await;
+}
+
+#[tokio::test]
+async fn forged_presses_change_nothing() {
+    let mut bw = BotWorld::new(Backend::sqlite(), 2, "").await;
+    let (owner, thief) = (bw.w.player(0), bw.w.player(1));
+    bw.lang(thief, "fr");
+    let running = bw.start().await;
+    let item = collectible(&mut bw.w, owner, Some(3600));
+    bw.w.assert_exactly_once(Duration::from_secs(20)).await;
+    let dep = bw.w.deposit.id;
+    let key = ItemKey::new(dep, item);
+    // The owner asks for it (it waits: locked), so there is a request to forge against.
+    let list = bw.ask(owner, "/withdraw", "Which gift").await;
+    let (_, confirm) = bw.press(owner, &list, "Withdraw 1").await;
+    let (_, queued) = bw.press(owner, &confirm, "✅").await;
+    assert!(queued.text.contains("queued"));
+    let store = bw.w.store().await;
+    let requests = || async {
+        store
+            .list_withdrawals(&WithdrawalFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|w| w.key.account_id == dep)
+            .collect::<Vec<_>>()
+    };
+    let before = requests().await;
+    assert_eq!(before.len(), 1);
+    let id = before[0].id;
+
+    let own = bw.ask(thief, "/inventory", "aucun cadeau").await;
+    for (data, toast) in [
+        (
+            format!("1:wc:{dep}:{item}"),
+            Some("Ceci ne vous appartient pas."),
+        ),
+        (
+            format!("1:wa:{dep}:{item}"),
+            Some("Ceci ne vous appartient pas."),
+        ),
+        (format!("1:wx:{id}"), Some("Ceci ne vous appartient pas.")),
+        (format!("1:aa:{id}"), Some("Ceci ne vous appartient pas.")),
+        (format!("1:ac:{id}"), Some("Ceci ne vous appartient pas.")),
+        (
+            format!("1:as:{dep}:{item}"),
+            Some("Ceci ne vous appartient pas."),
+        ),
+        ("1:wc:1:1".to_owned(), Some("Ceci ne vous appartient pas.")),
+        (
+            "garbage".to_owned(),
+            Some("Ce bouton est périmé : renvoyez la commande."),
+        ),
+        (
+            format!("1:wc:{dep}:{item}:0"),
+            Some("Ce bouton est périmé : renvoyez la commande."),
+        ),
+    ] {
+        let answer = bw.forge(thief, own.msg_id, &data).await;
+        assert_eq!(answer.message.as_deref(), toast, "{data}");
+    }
+    let after = requests().await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].owner, owner);
+    assert!(
+        !after[0].state.is_final(),
+        "the owner's request is untouched: {}",
+        after[0].state
+    );
+    let now = running.daemon.inventory().get(key).unwrap();
+    assert_eq!(now.owner, Owner::User(owner));
+    assert_eq!(
+        bw.message(thief, own.msg_id).text,
+        own.text,
+        "the thief's message unchanged"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn link_tokens_each_get_their_answer() {
+    let bw = BotWorld::new(Backend::sqlite(), 2, "").await;
+    let (en, fr) = (bw.w.player(0), bw.w.player(1));
+    bw.lang(fr, "fr");
+    let running = bw.start().await;
+    let store = bw.w.store().await;
+    let web = giftd::store::WebUserId::new(uuid::Uuid::from_u128(rand::random()));
+    let token = store
+        .create_link_token(web, Duration::from_secs(600))
+        .await
+        .unwrap();
+    bw.ask(
+        en,
+        &format!("/start {}", token.token.expose()),
+        "linked to your web account",
+    )
+    .await;
+    assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(en));
+    bw.ask(
+        fr,
+        &format!("/start {}", token.token.expose()),
+        "Ce lien a déjà servi",
+    )
+    .await;
+    // Spending one's own token again is a replay: still linked, nothing new written.
+    bw.ask(
+        en,
+        &format!("/start {}", token.token.expose()),
+        "linked to your web account",
+    )
+    .await;
+    let web2 = giftd::store::WebUserId::new(uuid::Uuid::from_u128(rand::random()));
+    let other = store
+        .create_link_token(web2, Duration::from_secs(600))
+        .await
+        .unwrap();
+    bw.ask(
+        fr,
+        &format!("/start {}", other.token.expose()),
+        "C'est fait",
+    )
+    .await;
+    bw.ask(
+        en,
+        &format!("/start {}", other.token.expose()),
+        "already used",
+    )
+    .await;
+    assert_eq!(store.linked_telegram_user(web2).await.unwrap(), Some(fr));
+    let short = store
+        .create_link_token(web, Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bw.ask(
+        fr,
+        &format!("/start {}", short.token.expose()),
+        "Ce lien a expiré",
+    )
+    .await;
+    bw.ask(en, "/start NoSuchToken123", "This link is not valid")
+        .await;
+    bw.ask(fr, "/start bad$token", "Ce lien n'est pas valide")
+        .await;
+    assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(en));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_commands_gets_one_slow_down() {
+    let bw = BotWorld::new(Backend::sqlite(), 1, "").await;
+    let p = bw.w.player(0);
+    let running = bw.start().await;
+    for _ in 0..80 {
+        bw.w.sim.send_text_to_bot(p, bw.bot, "/help").unwrap();
+    }
+    let stats = running.daemon.bot_stats();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats.messages.load(std::sync::atomic::Ordering::Relaxed) < 80 {
+        assert!(Instant::now() < deadline, "the bot did not read the flood");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let limited = stats.limited.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(limited >= 40, "only {limited} limited");
+    let answered = 80 - limited as usize;
+    let msgs = bw
+        .wait_messages(p, "every allowed answer and one slow-down", |m| {
+            m.len() > answered
+        })
+        .await;
+    // Paced at one a second in the chat; give the last ones time to arrive, then count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let msgs = bw.messages(p).len().max(msgs.len());
+    let slow: Vec<BotMessage> = bw
+        .messages(p)
+        .into_iter()
+        .filter(|m| m.text.starts_with("Slow down"))
+        .collect();
+    assert_eq!(slow.len(), 1, "one slow-down for the whole flood");
+    assert!(
+        msgs <= answered + 1,
+        "{msgs} messages for {answered} allowed"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn notifications_after_a_burst_arrive_once_each_across_a_restart() {
+    let bw = BotWorld::new(Backend::sqlite(), 20, "").await;
+    let players: Vec<i64> = (0..20).map(|i| bw.w.player(i)).collect();
+    for (i, p) in players.iter().enumerate() {
+        bw.lang(*p, if i % 2 == 0 { "fr" } else { "en" });
+    }
+    let running = bw.start().await;
+    for p in &players {
+        bw.w.sim.send_text_to_bot(*p, bw.bot, "/start").unwrap();
+    }
+    for p in &players {
+        bw.wait_messages(*p, "the /start answer", |m| !m.is_empty())
+            .await;
+    }
+    bw.w.sim.burst(200, &players, bw.w.deposit.id).unwrap();
+    let count = |bw: &BotWorld, p: i64| {
+        bw.messages(p)
+            .iter()
+            .flat_map(|m| m.text.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| l.starts_with("Received") || l.starts_with("Reçu"))
+            .count()
+    };
+    // Stop in the middle: some announced, not all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while players.iter().map(|p| count(&bw, *p)).sum::<usize>() == 0 {
+        assert!(Instant::now() < deadline, "no notification within a minute");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first_floods = running
+        .daemon
+        .bot_stats()
+        .flood_waits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    running.stop().await;
+    let midway: usize = players.iter().map(|p| count(&bw, *p)).sum();
+    let running = bw.start().await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while players.iter().map(|p| count(&bw, *p)).sum::<usize>() < 200 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 200 announced ({midway} before the restart)",
+            players.iter().map(|p| count(&bw, *p)).sum::<usize>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for p in &players {
+        assert_eq!(
+            count(&bw, *p),
+            10,
+            "player {p}: each deposit announced once"
+        );
+    }
+    let floods = first_floods
+        + running
+            .daemon
+            .bot_stats()
+            .flood_waits
+            .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        floods, 0,
+        "giftd kept Telegram's pace (tgsim refuses faster sends)"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_player_with_250_items_pages_through() {
+    let bw = BotWorld::new(Backend::sqlite(), 1, "").await;
+    let p = bw.w.player(0);
+    let running = bw.start().await;
+    bw.w.sim.burst(250, &[p], bw.w.deposit.id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running.daemon.inventory().owner_stats(Owner::User(p)).items < 250 {
+        assert!(Instant::now() < deadline, "250 gifts not credited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut page = bw.ask(p, "/inventory", "page 1 of 25").await;
+    assert!(page.text.contains("\n1. "));
+    for n in 2..=25 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (_, next) = bw.press(p, &page, "Next").await;
+        assert_eq!(next.msg_id, page.msg_id, "paging edits the same message");
+        assert!(
+            next.text.contains(&format!("page {n} of 25")),
+            "{}",
+            next.text
+        );
+        page = next;
+    }
+    assert!(
+        page.text.contains("\n241. ") && page.text.contains("\n250. "),
+        "{}",
+        page.text
+    );
+    assert!(
+        !page
+            .buttons
+            .iter()
+            .flatten()
+            .any(|b| b.text.starts_with("Next")),
+        "no Next on the last page"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn operators_assign_unattributed_gifts_and_approve_fees() {
+    let mut bw = BotWorld::new(Backend::sqlite(), 1, "max_fee_stars = 10\n").await;
+    let p = bw.w.player(0);
+    let admin = bw.admin;
+    bw.lang(admin, "fr");
+    let running = bw.start().await;
+    bw.ask(p, "/start", "Hello").await;
+    let nameless = bw.w.send_nameless();
+    let gift_id = bw.w.regular_gift();
+    let paid =
+        bw.w.sim
+            .send_unique_gift(SendUniqueGift {
+                from: p,
+                to: bw.w.deposit.id,
+                gift_id,
+                transfer_stars: Some(25),
+                ..SendUniqueGift::default()
+            })
+            .unwrap()
+            .msg_id;
+    bw.w.expected.insert(paid, Some(p));
+    bw.w.assert_exactly_once(Duration::from_secs(20)).await;
+
+    let desk = bw.ask(admin, "/admin", "Guichet de l'opérateur").await;
+    assert!(
+        desk.text.contains("Cadeaux sans expéditeur : 1"),
+        "{}",
+        desk.text
+    );
+    let (prompt, _) = bw.press(admin, &desk, "Attribuer 1").await;
+    assert!(prompt.message.unwrap().starts_with("Répondez avec"));
+    let username = format!("@{}", bw.w.players[0].username);
+    bw.ask(admin, &username, "est maintenant crédité").await;
+    let key = ItemKey::new(bw.w.deposit.id, nameless);
+    assert_eq!(
+        running.daemon.inventory().get(key).unwrap().owner,
+        Owner::User(p)
+    );
+    let store = bw.w.store().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let owned = store.list_owner(Owner::User(p)).await.unwrap();
+        if owned.iter().any(|i| i.key == key) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store never credited the assignment"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A fee above the cap waits for an operator; approving it from the desk sends it.
+    let id = store
+        .create_withdrawal(p, ItemKey::new(bw.w.deposit.id, paid))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.withdrawal(id).await.unwrap().unwrap().state != RequestState::Approval {
+        assert!(
+            Instant::now() < deadline,
+            "the request never waited for approval"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let desk = bw.ask(admin, "/admin", "1 à approuver").await;
+    let (answer, _) = bw.press(admin, &desk, &format!("Approuver n° {id}")).await;
+    assert!(
+        answer
+            .message
+            .unwrap()
+            .contains(&format!("La demande {id}"))
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.withdrawal(id).await.unwrap().unwrap().state != RequestState::Sent {
+        assert!(
+            Instant::now() < deadline,
+            "the approved request was not sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bw.wait_messages(p, "the sent notice", |m| {
+        m.iter().any(|m| m.text.contains("has been sent to you"))
+    })
+    .await;
+    running.stop().await;
+}
