@@ -240,6 +240,12 @@ impl BotApi {
                     .to_owned(),
             )));
         }
+        // grammers asks for the update state lazily, at the stream's first `next()`: a message
+        // sent between now and then would fall before that state and be dropped as already
+        // seen. A session without state gets it here, before anyone is told the bot answers.
+        pin_update_state(&client, &session)
+            .await
+            .map_err(|e| quit(session_err(format!("cannot read the update state: {e}"))))?;
         let stream = client
             .stream_updates(pool.updates, UpdatesConfiguration { catch_up: true })
             .await
@@ -594,4 +600,28 @@ async fn pump(
     if let Err(e) = stream.sync_update_state().await {
         tracing::warn!(error = %e, "could not save the bot's update state");
     }
+}
+
+/// Stores Telegram's current update state in a session that has none (a bot signed in for the
+/// first time), so the update stream starts from a known point instead of fetching it later.
+async fn pin_update_state(
+    client: &Client,
+    session: &SqliteSession,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use grammers_client::session::types::{UpdateState, UpdatesState};
+    if session.updates_state().await?.pts != 0 {
+        return Ok(());
+    }
+    let tl::enums::updates::State::State(state) =
+        client.invoke(&tl::functions::updates::GetState {}).await?;
+    session
+        .set_update_state(UpdateState::All(UpdatesState {
+            pts: state.pts,
+            qts: state.qts,
+            date: state.date,
+            seq: state.seq,
+            channels: Vec::new(),
+        }))
+        .await?;
+    Ok(())
 }
