@@ -256,6 +256,13 @@ pub(super) async fn account_id(
     };
     let conn = Telegram::connect(&opts, cancel.child_token()).await?;
     let id = conn.telegram.self_id();
+    shared.deposit_accounts.record(
+        &account.name,
+        crate::bot::DepositAccount {
+            id,
+            username: conn.telegram.username().map(str::to_owned),
+        },
+    );
     conn.telegram.disconnect();
     let mut runner = conn.runner;
     if tokio::time::timeout(Duration::from_secs(2), &mut runner)

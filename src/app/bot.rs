@@ -12,6 +12,7 @@ impl Daemon {
         config: &Config,
         bot: crate::config::BotConfig,
         store: &Arc<dyn store::Store>,
+        epochs: Epochs,
         cancel: CancellationToken,
     ) -> impl std::future::Future<Output = ()> + Send + 'static + use<> {
         let opts = crate::telegram::bot::BotOptions {
@@ -28,6 +29,7 @@ impl Daemon {
             regular: config.withdraw.regular,
             admins: bot.admins.clone(),
             accounts: Arc::clone(&self.deposit_accounts),
+            epochs,
             wake: Arc::clone(&self.withdrawals_wake),
             stats: Arc::clone(&self.bot_stats),
             commits: self.commits.clone(),
@@ -71,6 +73,7 @@ struct BotWiring {
     regular: crate::config::RegularPolicy,
     admins: Vec<UserId>,
     accounts: Arc<DepositAccounts>,
+    epochs: Epochs,
     wake: Arc<Notify>,
     stats: Arc<crate::bot::BotStats>,
     commits: broadcast::Sender<mirror::Committed>,
@@ -113,6 +116,7 @@ async fn run_bot_term(
         regular: parts.regular,
         admins: parts.admins.clone(),
         accounts: Arc::clone(&parts.accounts),
+        epochs: parts.epochs.clone(),
         withdrawals_wake: Arc::clone(&parts.wake),
         stats: Arc::clone(&parts.stats),
     }));

@@ -265,7 +265,13 @@ impl Daemon {
         tracker.spawn(watchdog(intake.child_token()));
         tracker.spawn(self_check(Arc::clone(&shared), intake.child_token()));
         if let Some(bot) = &config.bot {
-            tracker.spawn(self.run_bot(config, bot.clone(), &store, intake.child_token()));
+            tracker.spawn(self.run_bot(
+                config,
+                bot.clone(),
+                &store,
+                shared.epochs.clone(),
+                intake.child_token(),
+            ));
         }
 
         let result = self.supervise(config, &mut events, &intake).await;

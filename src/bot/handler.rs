@@ -71,10 +71,13 @@ pub async fn message(bot: &Bot, from: UserId, text: &str, lang: Lang) -> View {
         Intent::Link(token) => link(bot, from, &token, lang).await,
         Intent::BadLink => view::say(lang, Key::LinkUnknown),
         Intent::Help => view::help(lang, admin),
-        Intent::Inventory => {
-            view::inventory(lang, &items(bot, from, false), 0, &bot.accounts_text())
-        }
-        Intent::Withdraw => view::withdraw_list(lang, &items(bot, from, true), 0),
+        Intent::Inventory => view::inventory(
+            lang,
+            &items(bot, from, false).await,
+            0,
+            &bot.accounts_text(),
+        ),
+        Intent::Withdraw => view::withdraw_list(lang, &items(bot, from, true).await, 0),
         Intent::Stats => stats(bot, from, lang).await,
         Intent::Admin if admin => admin_view(bot, lang).await,
         Intent::Admin | Intent::UnknownCommand | Intent::Text(_) => view::say(lang, Key::ShortHelp),
@@ -126,9 +129,9 @@ fn item_view(bot: &Bot, item: &Item, lang: Lang) -> ItemView {
 }
 
 /// The user's items from the live inventory, newest first; only withdrawable ones when asked.
-pub fn items(bot: &Bot, user: UserId, withdrawable: bool) -> Vec<ItemView> {
+pub async fn items(bot: &Bot, user: UserId, withdrawable: bool) -> Vec<ItemView> {
     let lang = bot.lang(user);
-    let mut list = bot.inventory.owner_items(Owner::User(user));
+    let mut list = player_items(bot, user).await;
     if withdrawable {
         list.retain(|i| i.status == Status::Held);
     }
@@ -190,17 +193,17 @@ pub async fn press(
         Action::InventoryPage(p) => (
             Some(view::inventory(
                 lang,
-                &items(bot, from, false),
+                &items(bot, from, false).await,
                 p,
                 &bot.accounts_text(),
             )),
             None,
         ),
         Action::WithdrawPage(p) => (
-            Some(view::withdraw_list(lang, &items(bot, from, true), p)),
+            Some(view::withdraw_list(lang, &items(bot, from, true).await, p)),
             None,
         ),
-        Action::WithdrawAsk(key) => match own_item(bot, from, key) {
+        Action::WithdrawAsk(key) => match own_item(bot, from, key).await {
             Some(item) => {
                 let v = item_view(bot, &item, lang);
                 (Some(view::confirm(lang, &v, plan(bot, &item))), None)
@@ -240,11 +243,55 @@ pub async fn press(
     }
 }
 
-/// The item if it is in the live inventory, credited to `user` and still in the account.
-fn own_item(bot: &Bot, user: UserId, key: ItemKey) -> Option<Item> {
-    bot.inventory
-        .get(key)
-        .filter(|i| i.owner == Owner::User(user) && i.status.is_held())
+/// The item if it is credited to `user` and still in the account: from the live inventory
+/// when this instance serves the item's account, else from the store (another instance serves
+/// it; see [`player_items`]).
+async fn own_item(bot: &Bot, user: UserId, key: ItemKey) -> Option<Item> {
+    let mine = |i: &Item| i.owner == Owner::User(user) && i.status.is_held();
+    if !bot.served_elsewhere(key.account_id) {
+        return bot.inventory.get(key).filter(mine);
+    }
+    stored_items(bot, user)
+        .await
+        .into_iter()
+        .find(|i| i.key == key && mine(i))
+}
+
+/// The player's items in the deposit accounts: the live inventory's for the accounts this
+/// instance serves, the store's for the accounts other instances serve (leases on, accounts
+/// spread over instances: the live inventory holds only this instance's accounts).
+async fn player_items(bot: &Bot, user: UserId) -> Vec<Item> {
+    let mut list: Vec<Item> = bot
+        .inventory
+        .owner_items(Owner::User(user))
+        .into_iter()
+        .filter(|i| !bot.served_elsewhere(i.key.account_id))
+        .collect();
+    if bot.epochs.is_leased() {
+        list.extend(
+            stored_items(bot, user)
+                .await
+                .into_iter()
+                .filter(|i| bot.served_elsewhere(i.key.account_id) && i.status.is_held()),
+        );
+    }
+    list
+}
+
+/// The player's items as the store holds them; empty (logged) when the store does not answer in
+/// time, so the answer shows what this instance knows.
+async fn stored_items(bot: &Bot, user: UserId) -> Vec<Item> {
+    match tokio::time::timeout(STORE_TIMEOUT, bot.store.list_owner(Owner::User(user))).await {
+        Ok(Ok(items)) => items,
+        Ok(Err(e)) => {
+            tracing::warn!(user, error = %e, "items of accounts served elsewhere not read");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!(user, "items of accounts served elsewhere not read in time");
+            Vec::new()
+        }
+    }
 }
 
 fn plan(bot: &Bot, item: &Item) -> Plan {
@@ -270,7 +317,7 @@ async fn confirm(
     key: ItemKey,
     lang: Lang,
 ) -> (Option<View>, Option<String>) {
-    let Some(item) = own_item(bot, from, key) else {
+    let Some(item) = own_item(bot, from, key).await else {
         return (None, Some(tr(lang, Key::ToastNotYours, &[])));
     };
     let v = item_view(bot, &item, lang);
@@ -283,7 +330,9 @@ async fn confirm(
     // The store checks again, in its transaction, that the item is held and the presser's.
     match tokio::time::timeout(STORE_TIMEOUT, bot.store.create_withdrawal(from, key)).await {
         Ok(Ok(id)) => {
-            if let Err(e) = bot.inventory.apply(key, Status::WithdrawRequested, now_s()) {
+            if !bot.served_elsewhere(key.account_id)
+                && let Err(e) = bot.inventory.apply(key, Status::WithdrawRequested, now_s())
+            {
                 tracing::debug!(%key, error = %e, "live inventory already follows the request");
             }
             bot.withdrawals_wake.notify_one();

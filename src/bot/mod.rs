@@ -125,6 +125,9 @@ pub struct BotParts {
     pub regular: RegularPolicy,
     pub admins: Vec<UserId>,
     pub accounts: Arc<DepositAccounts>,
+    /// Which deposit accounts this instance serves (with leases on, the others are read from
+    /// the store).
+    pub epochs: crate::lease::Epochs,
     /// Wakes the withdrawal worker when the bot creates or approves a request.
     pub withdrawals_wake: Arc<Notify>,
     pub stats: Arc<BotStats>,
@@ -141,6 +144,7 @@ pub struct Bot {
     pub(crate) regular: RegularPolicy,
     pub(crate) admins: HashSet<UserId>,
     pub(crate) accounts: Arc<DepositAccounts>,
+    pub(crate) epochs: crate::lease::Epochs,
     pub(crate) withdrawals_wake: Arc<Notify>,
     pub(crate) stats: Arc<BotStats>,
     limiter: std::sync::Mutex<Limiter>,
@@ -167,6 +171,7 @@ impl Bot {
             regular: parts.regular,
             admins: parts.admins.into_iter().collect(),
             accounts: parts.accounts,
+            epochs: parts.epochs,
             withdrawals_wake: parts.withdrawals_wake,
             stats: parts.stats,
             limiter: std::sync::Mutex::new(Limiter::new(BucketConfig::default())),
@@ -199,6 +204,12 @@ impl Bot {
             return lang;
         }
         self.lang(user)
+    }
+
+    /// Whether another instance serves `account` (leases on and this one does not hold it): its
+    /// items are then read from the store, not from this instance's live inventory.
+    pub fn served_elsewhere(&self, account: UserId) -> bool {
+        matches!(self.epochs.fence(account), crate::lease::Fence::NotHeld)
     }
 
     /// `@deposit` (or several, comma-separated), as players are told to send gifts to.
