@@ -15,27 +15,6 @@ use giftd::store::{
 
 use crate::support::{Backend, psql_session, unique_id};
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::sqlite()).await
-                }
-            )*
-        }
-        mod supabase {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::supabase()).await
-                }
-            )*
-        }
-    };
-}
-
 contract!(
     leases_are_taken_renewed_and_released,
     an_expired_lease_goes_to_the_next_taker_with_a_new_epoch,

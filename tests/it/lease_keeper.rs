@@ -11,27 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{Backend, psql_session, unique_id};
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::sqlite()).await
-                }
-            )*
-        }
-        mod supabase {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::supabase()).await
-                }
-            )*
-        }
-    };
-}
-
 contract!(
     a_keeper_holds_renews_and_hands_over_on_release,
     a_keeper_the_store_stops_answering_steps_down_by_its_own_clock,

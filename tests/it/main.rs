@@ -1,3 +1,7 @@
+// First: its `contract!` macro is used by the modules below.
+#[macro_use]
+mod support;
+
 mod accounts;
 mod bot;
 mod cli;
@@ -10,5 +14,4 @@ mod login;
 mod sqlite_lock;
 mod store_bot;
 mod store_contract;
-mod support;
 mod withdrawals;

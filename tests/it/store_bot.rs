@@ -21,27 +21,6 @@ use giftd::store::{
 use crate::store_contract::{attribution, claim, collectible, departures, deposit, regular};
 use crate::support::{Backend, NoteRow, unique_id};
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::sqlite()).await
-                }
-            )*
-        }
-        mod supabase {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::supabase()).await
-                }
-            )*
-        }
-    };
-}
-
 contract!(
     link_tokens_link_once_and_say_why_not,
     relinking_replaces_the_earlier_link_on_both_sides,

@@ -18,27 +18,6 @@ use giftd::store::{
 
 use crate::support::{Backend, unique_id};
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::sqlite()).await
-                }
-            )*
-        }
-        mod supabase {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::supabase()).await
-                }
-            )*
-        }
-    };
-}
-
 contract!(
     replaying_a_batch_changes_nothing,
     departures_are_checked_against_the_state_machine,

@@ -391,3 +391,26 @@ pub struct NoteRow {
     pub reason: Option<String>,
     pub msg_id: i32,
 }
+
+/// Runs each named `async fn name(backend: Backend)` of the calling module once per store, as
+/// the tests `sqlite::name` and `supabase::name` (the caller imports `Backend`).
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::sqlite()).await
+                }
+            )*
+        }
+        mod supabase {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::supabase()).await
+                }
+            )*
+        }
+    };
+}
