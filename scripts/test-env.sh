@@ -56,6 +56,7 @@ fi
 
 # Starts postrust for the instance in directory $1 (settings in $1/postrust.env), replacing the
 # one running there, and waits until it answers.
+# Returns 2 when the port was taken (the caller may pick another), dies on other failures.
 start_postrust() {
   local dir="$1" pid
   # shellcheck disable=SC1091
@@ -63,12 +64,24 @@ start_postrust() {
   if [[ -f "$dir/postrust.pid" ]]; then
     kill "$(cat "$dir/postrust.pid")" 2>/dev/null || true
   fi
+  local log_start=0
+  [[ -f "$dir/postrust.log" ]] && log_start=$(wc -c <"$dir/postrust.log")
   ( set -a; source "$dir/postrust.env"; exec "$POSTRUST_BIN" ) >>"$dir/postrust.log" 2>&1 &
   pid=$!
   echo "$pid" >"$dir/postrust.pid"
   for _ in $(seq 1 150); do
-    if curl -s -o /dev/null "http://127.0.0.1:$PGRST_SERVER_PORT/"; then return 0; fi
-    kill -0 "$pid" 2>/dev/null || { cat "$dir/postrust.log" >&2; die "postrust exited ($dir)"; }
+    if ! kill -0 "$pid" 2>/dev/null; then
+      if tail -c +"$((log_start + 1))" "$dir/postrust.log" | grep -q 'Address already in use'; then
+        return 2
+      fi
+      cat "$dir/postrust.log" >&2; die "postrust exited ($dir)"
+    fi
+    if curl -s -o /dev/null "http://127.0.0.1:$PGRST_SERVER_PORT/"; then
+      # Answered, but maybe by another process that holds the port: ours must still be alive.
+      sleep 0.05
+      kill -0 "$pid" 2>/dev/null && return 0
+      continue
+    fi
     sleep 0.1
   done
   die "postrust did not answer on port $PGRST_SERVER_PORT ($dir)"
@@ -93,7 +106,10 @@ pg_ctl_instance() {
 if [[ "${1:-}" == "--ctl" ]]; then
   [[ $# -eq 3 ]] || die "usage: test-env.sh --ctl <instance dir> stop|start"
   pg_ctl_instance "$2" "$3"
-  if [[ "$3" == start ]]; then start_postrust "$2"; fi
+  if [[ "$3" == start ]]; then
+    # The tests know postrust by its port: it must come back on the same one.
+    start_postrust "$2" || die "postrust could not bind its port again ($2/postrust.log)"
+  fi
   exit 0
 fi
 
@@ -152,13 +168,21 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Ports are picked below Linux's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
+# default), which every outgoing connection of the tests takes its local port from: a port picked
+# there can be taken by a test's own client between the pick and the server's bind. What is left
+# is a race with another test environment picking the same port, so every server started here is
+# retried on a new port when its bind fails.
+PORT_LOW=10000
+PORT_HIGH=$(( $(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768) - 1 ))
+(( PORT_HIGH > PORT_LOW + 1000 )) || die "the ephemeral port range starts at $((PORT_HIGH + 1)): no room below it for test servers (see /proc/sys/net/ipv4/ip_local_port_range)"
 free_port() {
   local port
   for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((PORT_LOW + (RANDOM * 32768 + RANDOM) % (PORT_HIGH - PORT_LOW)))
     if ! port_in_use "$port"; then echo "$port"; return; fi
   done
-  die "no free loopback port found"
+  die "no free loopback port found in $PORT_LOW-$PORT_HIGH"
 }
 
 # --- keys -----------------------------------------------------------------------------------
@@ -217,7 +241,7 @@ start_instance() {
   CLUSTERS+=("$dir/data")
   # Another process may take the free port before postgres binds it: try a few.
   local attempt
-  for attempt in 1 2 3; do
+  for attempt in 1 2 3 4 5; do
     port="$(free_port)"
     # The shared instance trades durability for speed. The chaos instance is crashed on
     # purpose (immediate stop), so it keeps PostgreSQL's durability: a commit giftd was told
@@ -229,7 +253,7 @@ start_instance() {
       -o "$(cat "$dir/postgres.opts")" start >/dev/null; then
       break
     fi
-    [[ $attempt == 3 ]] && { tail -n 20 "$dir/postgres.log" >&2; die "postgres did not start for $name"; }
+    [[ $attempt == 5 ]] && { tail -n 20 "$dir/postgres.log" >&2; die "postgres did not start for $name"; }
     log "postgres did not start on port $port, trying another"
   done
   local url="postgresql://postgres@127.0.0.1:$port/postgres"
@@ -246,23 +270,30 @@ start_instance() {
       || die "migration $(basename "$migration") failed for $name"
   done
 
-  rest_port="$(free_port)"
-  {
-    printf 'POSTRUST_BIN=%q\n' "$POSTRUST"
-    printf 'PGRST_COMPAT_MODE=true\n'
-    printf 'PGRST_DB_ERRORS_VERBATIM=%q\n' '*'
-    printf 'PGRST_DB_CHANNEL_ENABLED=true\n'
-    printf 'PGRST_DB_URI=%q\n' "postgresql://authenticator:$AUTHENTICATOR_PASSWORD@127.0.0.1:$port/postgres"
-    printf 'PGRST_DB_ANON_ROLE=anon\n'
-    printf 'PGRST_DB_SCHEMAS=public\n'
-    printf 'PGRST_JWT_SECRET=%q\n' "$JWT_SECRET"
-    printf 'PGRST_SERVER_HOST=127.0.0.1\n'
-    printf 'PGRST_SERVER_PORT=%q\n' "$rest_port"
-    printf 'RUST_LOG=%q\n' "${GIFTD_TEST_POSTRUST_LOG:-warn}"
-  } >"$dir/postrust.env"
-  chmod 600 "$dir/postrust.env"
   PIDFILES+=("$dir/postrust.pid")
-  start_postrust "$dir"
+  local status
+  for attempt in 1 2 3 4 5; do
+    rest_port="$(free_port)"
+    {
+      printf 'POSTRUST_BIN=%q\n' "$POSTRUST"
+      printf 'PGRST_COMPAT_MODE=true\n'
+      printf 'PGRST_DB_ERRORS_VERBATIM=%q\n' '*'
+      printf 'PGRST_DB_CHANNEL_ENABLED=true\n'
+      printf 'PGRST_DB_URI=%q\n' "postgresql://authenticator:$AUTHENTICATOR_PASSWORD@127.0.0.1:$port/postgres"
+      printf 'PGRST_DB_ANON_ROLE=anon\n'
+      printf 'PGRST_DB_SCHEMAS=public\n'
+      printf 'PGRST_JWT_SECRET=%q\n' "$JWT_SECRET"
+      printf 'PGRST_SERVER_HOST=127.0.0.1\n'
+      printf 'PGRST_SERVER_PORT=%q\n' "$rest_port"
+      printf 'RUST_LOG=%q\n' "${GIFTD_TEST_POSTRUST_LOG:-warn}"
+    } >"$dir/postrust.env"
+    chmod 600 "$dir/postrust.env"
+    status=0
+    start_postrust "$dir" || status=$?
+    [[ $status == 0 ]] && break
+    [[ $attempt == 5 ]] && die "postrust found its port taken five times ($dir/postrust.log)"
+    log "postrust found port $rest_port taken, trying another"
+  done
 
   printf -v "${name^^}_PG_URL" '%s' "$url"
   printf -v "${name^^}_REST_URL" '%s' "http://127.0.0.1:$rest_port"

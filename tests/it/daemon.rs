@@ -483,10 +483,18 @@ async fn senders_credited_on_both_paths(backend: Backend) {
     };
     let (alice, bob) = (w.player(0), w.player(1));
 
-    // The update path sees them first.
+    // Only the update path can see them: every getSavedStarGifts fails meanwhile, so the poll
+    // (every second here) cannot get there first however the machine schedules it.
+    w.sim.inject(Fault::RpcError {
+        method: "payments.getSavedStarGifts".into(),
+        code: 500,
+        message: "INTERNAL".into(),
+        count: u32::MAX,
+    });
     let by_update = [w.send(alice, false), w.send(bob, true)];
     w.assert_exactly_once(Duration::from_secs(15)).await;
-    // The poll sees them first: Telegram withholds the updates and getDifference says nothing.
+    w.sim.clear_faults();
+    // Only the poll can see them: Telegram withholds the updates and getDifference says nothing.
     w.sim.inject(Fault::WithholdUpdates {
         honest_difference: false,
     });
