@@ -1461,8 +1461,106 @@ mod supabase_access {
         (status, body)
     }
 
+    async fn post(path: &str, bearer: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/{path}", env("GIFTD_TEST_REST_URL")))
+            .header("apikey", env("GIFTD_TEST_ANON_KEY"))
+            .bearer_auth(bearer)
+            .json(&body)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// A player's JWT as the web app gets it from Supabase Auth once it set the verified
+    /// Telegram id in the user's `app_metadata` (server-written).
     fn player(id: UserId) -> String {
-        mint_jwt(serde_json::json!({ "role": "authenticated", "telegram_id": id.to_string() }))
+        mint_jwt(serde_json::json!({
+            "role": "authenticated", "app_metadata": { "telegram_id": id.to_string() }
+        }))
+    }
+
+    /// `user_metadata` is the user's to write (`supabase.auth.updateUser`), and a top-level
+    /// claim is whatever an access-token hook copies there: neither names a player, for
+    /// reading or for asking a withdrawal.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn user_metadata_telegram_id_grants_nothing() {
+        let store = Backend::supabase().open().await;
+        let account = unique_id();
+        let victim = unique_id();
+        store
+            .apply_batch(&deposit(vec![regular(account, 1, Owner::User(victim))]))
+            .await
+            .unwrap();
+        let path = format!("inventory?account_id=eq.{account}");
+        for forged in [
+            serde_json::json!({
+                "role": "authenticated", "sub": uuid::Uuid::from_u128(rand::random()).to_string(),
+                "user_metadata": { "telegram_id": victim.to_string() }
+            }),
+            serde_json::json!({ "role": "authenticated", "telegram_id": victim.to_string() }),
+            serde_json::json!({ "role": "authenticated", "telegram_id": victim }),
+        ] {
+            let jwt = mint_jwt(forged.clone());
+            let (_, rows) = get(&path, &jwt).await;
+            assert_eq!(rows.as_array().map(Vec::len), Some(0), "{forged}: {rows}");
+            let (_, answer) = post(
+                "rpc/request_withdrawal",
+                &jwt,
+                serde_json::json!({ "p_account_id": account, "p_msg_id": 1 }),
+            )
+            .await;
+            assert_eq!(answer["error"], "not_signed_in", "{forged}: {answer}");
+        }
+        // The server-written claim does.
+        let (_, rows) = get(&path, &player(victim)).await;
+        assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    }
+
+    /// PostgreSQL lets PUBLIC execute every new function: anon may execute no giftd function,
+    /// and a player (authenticated) only `request_withdrawal`, `request_link_token` and the
+    /// JWT helpers row level security calls.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn roles_execute_only_the_functions_meant_for_them() {
+        let _store = Backend::supabase().open().await;
+        let rows = crate::support::psql(
+            &env("GIFTD_TEST_PG_URL"),
+            "select n.nspname || '.' || p.proname || ':' \
+               || has_function_privilege('anon', p.oid, 'execute') || ':' \
+               || has_function_privilege('authenticated', p.oid, 'execute') \
+             from pg_proc p join pg_namespace n on n.oid = p.pronamespace \
+             where n.nspname = 'giftd_private' \
+               or (n.nspname = 'public' and (p.proname like 'giftd%' or p.proname like 'request%')) \
+             order by 1",
+        );
+        let player_may = [
+            "public.request_withdrawal",
+            "public.request_link_token",
+            "giftd_private.jwt_telegram_id",
+            "giftd_private.jwt_web_user",
+            "giftd_private.jwt_player_id",
+        ];
+        let mut seen = 0;
+        for line in rows.lines() {
+            let mut parts = line.rsplitn(3, ':');
+            let (authenticated, anon, name) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            seen += 1;
+            assert_eq!(anon, "f", "anon may execute {name}");
+            assert_eq!(
+                authenticated == "t",
+                player_may.contains(&name),
+                "authenticated on {name}: {authenticated}"
+            );
+        }
+        assert!(seen > 20, "{rows}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
