@@ -788,9 +788,11 @@ mod tests {
         assert!(text.contains("giftd_ready 1\n"), "{text}");
         // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family, the
         // withdrawal queue's gauges created per account (the Stars balance appears once the
-        // worker has read it), the fenced-changes counter of issue 10, and the deposit accounts' states.
-        assert_eq!(text.matches("# TYPE").count(), 30, "{text}");
+        // worker has read it), the fenced-changes counter of issue 10, the deposit accounts' states
+        // and the refunds after resends.
+        assert_eq!(text.matches("# TYPE").count(), 31, "{text}");
         for name in [
+            "giftd_refunds_after_resend_total counter",
             "giftd_detection_seconds histogram",
             "giftd_mirror_commit_seconds histogram",
             "giftd_bot_reply_seconds histogram",

@@ -352,6 +352,8 @@ mod tests {
             "name",
             "total",
             "reason",
+            "label",
+            "old",
         ]
         .into_iter()
         .map(|name| (name, Arg::from("1")))

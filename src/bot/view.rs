@@ -833,7 +833,7 @@ mod tests {
              #8 Pepe for 6: unknown\n\
              Unattributed gifts: 1\n\
              1. Gift9 · 90 ⭐ (100/9)\n\
-             [Approve #7](1:aa:7) [Cancel #7](1:ac:7)\n\
+             [Approve #7 · 120 ⭐](1:aa:7:120) [Cancel #7](1:ac:7)\n\
              [Assign 1](1:as:100:9)\n\
              [Refresh](1:ar)",
         );

@@ -464,7 +464,7 @@ async fn forged_presses_change_nothing() {
             Some("Ceci ne vous appartient pas."),
         ),
         (format!("1:wx:{id}"), Some("Ceci ne vous appartient pas.")),
-        (format!("1:aa:{id}"), Some("Ceci ne vous appartient pas.")),
+        (format!("1:aa:{id}:0"), Some("Ceci ne vous appartient pas.")),
         (format!("1:ac:{id}"), Some("Ceci ne vous appartient pas.")),
         (
             format!("1:as:{dep}:{item}"),
@@ -538,13 +538,8 @@ async fn link_tokens_are_spent_only_by_their_players_confirmation() {
 
     // Another user presses the same Link (forged into their own chat): refused.
     let own = bw.ask(thief, "/start", "/inventory").await;
-    let answer = bw
-        .forge(
-            thief,
-            own.msg_id,
-            &String::from_utf8(button(&ask, "✅ Link")).unwrap(),
-        )
-        .await;
+    let link_data = String::from_utf8(button(&ask, "✅ Link")).unwrap();
+    let answer = bw.forge(thief, own.msg_id, &link_data).await;
     assert_eq!(
         answer.message.as_deref(),
         Some("This question has expired. Open the link from the website again.")
@@ -562,8 +557,8 @@ async fn link_tokens_are_spent_only_by_their_players_confirmation() {
     );
     assert!(after.buttons.iter().flatten().next().is_none());
     assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(en));
-    // The same button again: the question is gone.
-    let (answer, _) = bw.press(en, &ask, "✅ Link").await;
+    // The same data again (the message lost its buttons): the question is gone.
+    let answer = bw.forge(en, ask.msg_id, &link_data).await;
     assert_eq!(
         answer.message.as_deref(),
         Some("This question has expired. Open the link from the website again.")
@@ -876,12 +871,45 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let desk = bw.ask(admin, "/admin", "1 à approuver").await;
+    // The button carries the fee the desk shows; a press for another fee (a desk drawn before
+    // the fee changed) approves nothing.
+    let fee = store
+        .withdrawal(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .fee_stars
+        .unwrap();
+    let data = String::from_utf8(button(&desk, &format!("Approuver n° {id}"))).unwrap();
+    assert_eq!(data, format!("1:aa:{id}:{fee}"));
+    let stale = bw
+        .forge(admin, desk.msg_id, &format!("1:aa:{id}:{}", fee - 1))
+        .await;
+    assert_eq!(
+        stale.message.as_deref(),
+        Some(
+            format!(
+                "La demande n° {id} n'a pas été approuvée : ses frais sont de {fee} ⭐ \
+                 maintenant, pas ceux affichés. Regardez à nouveau."
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        store.withdrawal(id).await.unwrap().unwrap().state,
+        RequestState::Approval
+    );
     let (answer, _) = bw.press(admin, &desk, &format!("Approuver n° {id}")).await;
     assert!(
         answer
             .message
             .unwrap()
             .contains(&format!("La demande {id}"))
+    );
+    assert_eq!(
+        store.withdrawal(id).await.unwrap().unwrap().approved_stars,
+        Some(fee),
+        "approved at the fee shown"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while store.withdrawal(id).await.unwrap().unwrap().state != RequestState::Sent {

@@ -1476,6 +1476,71 @@ mod supabase_access {
         (status, body)
     }
 
+    /// Two moves that check the daily budget at once, for two requests of one deposit account,
+    /// each fitting alone and not together: the sums are serialized (an advisory lock per
+    /// account), so exactly one gets through. A trigger holds each update for a second after
+    /// its sum, so without the lock both would sum before either commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_sends_at_once_cannot_both_fit_under_the_daily_budget() {
+        let (a, b) = (
+            Backend::supabase().open().await,
+            Backend::supabase().open().await,
+        );
+        let account = unique_id();
+        let alice = unique_id();
+        let items: Vec<Item> = (1..=2)
+            .map(|m| collectible(account, m, Owner::User(alice), unique_id()))
+            .collect();
+        a.apply_batch(&deposit(items.clone())).await.unwrap();
+        let first = a.create_withdrawal(alice, items[0].key).await.unwrap();
+        let second = a.create_withdrawal(alice, items[1].key).await.unwrap();
+        let w1 = claim(&a, account, first).await;
+        let w2 = claim(&a, account, second).await;
+        let pg = env("GIFTD_TEST_PG_URL");
+        crate::support::psql(
+            &pg,
+            &format!(
+                "create schema if not exists giftd_test; \
+                 create or replace function giftd_test.slow_send() returns trigger \
+                   language plpgsql as $$ begin perform pg_sleep(1); return new; end $$; \
+                 create trigger slow_send_{account} before update on public.withdrawals \
+                   for each row when (new.account_id = {account} and new.status = 'sending') \
+                   execute function giftd_test.slow_send();"
+            ),
+        );
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let send = |store: Arc<dyn Store>, w: Withdrawal| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .move_withdrawal(&WithdrawalMove::begin_send(
+                        &w,
+                        60,
+                        Some(1),
+                        60_000,
+                        Some(100),
+                    ))
+                    .await
+            })
+        };
+        let (r1, r2) = tokio::join!(send(a.clone(), w1), send(b.clone(), w2));
+        crate::support::psql(
+            &pg,
+            &format!("drop trigger slow_send_{account} on public.withdrawals"),
+        );
+        let results = [r1.unwrap(), r2.unwrap()];
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::OverDailyBudget { total: 120, .. })))
+            .count();
+        let sending = results
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|w| w.state == RequestState::Sending))
+            .count();
+        assert_eq!((sending, refused), (1, 1), "{results:?}");
+    }
+
     /// A player's JWT as the web app gets it from Supabase Auth once it set the verified
     /// Telegram id in the user's `app_metadata` (server-written).
     fn player(id: UserId) -> String {
@@ -1553,9 +1618,9 @@ mod supabase_access {
                 parts.next().unwrap(),
             );
             seen += 1;
-            assert_eq!(anon, "f", "anon may execute {name}");
+            assert_eq!(anon, "false", "anon may execute {name}");
             assert_eq!(
-                authenticated == "t",
+                authenticated == "true",
                 player_may.contains(&name),
                 "authenticated on {name}: {authenticated}"
             );

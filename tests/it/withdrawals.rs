@@ -716,9 +716,8 @@ async fn a_refund_after_a_resend_is_recorded_and_counted() {
         .refunds_after_resend
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(counted, 1);
-    let loaded = store.load_items(w.deposit.id).await.unwrap();
     assert_eq!(
-        loaded.iter().find(|i| i.key == key).map(|i| i.status),
+        running.daemon.inventory().get(key).map(|i| i.status),
         Some(Status::Refunded)
     );
     running.stop().await;
