@@ -1034,6 +1034,15 @@ mod tests {
                 .map_err(|e| e.kind())
         };
         use clap::error::ErrorKind;
+        // Secrets never on the command line (`ps`, shell history): the login code and the 2FA
+        // password come from the environment or the terminal only.
+        for secret in ["--code", "--password"] {
+            assert_eq!(
+                parse(&["login", "--phone", "+15550123", secret, "12345"]),
+                Err(ErrorKind::UnknownArgument),
+                "{secret}"
+            );
+        }
         assert_eq!(
             parse(&["check"]),
             Ok("\"/etc/giftd/config.toml\" Check".to_owned())

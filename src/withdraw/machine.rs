@@ -630,6 +630,38 @@ mod tests {
     }
 
     #[test]
+    fn an_unresolved_resend_goes_to_an_operator_and_only_the_operator_cancels_it() {
+        let w = request(RequestState::Unknown, WithdrawalKind::Resend);
+        let m = WithdrawalMove::to_operator(&w, "no evidence");
+        assert_eq!(
+            (m.from.as_slice(), m.to, m.wait_reason),
+            (
+                &[RequestState::Unknown][..],
+                RequestState::Approval,
+                Some(Some(WaitReason::Operator))
+            )
+        );
+        let mut waiting = request(RequestState::Approval, WithdrawalKind::Resend);
+        waiting.wait_reason = Some(WaitReason::Operator);
+        assert!(
+            !WithdrawalMove::cancel(&waiting, Canceller::Player(5))
+                .from
+                .contains(&RequestState::Approval)
+        );
+        assert!(
+            WithdrawalMove::cancel(&waiting, Canceller::Operator)
+                .from
+                .contains(&RequestState::Approval)
+        );
+        waiting.wait_reason = Some(WaitReason::FeeCap);
+        assert!(
+            WithdrawalMove::cancel(&waiting, Canceller::Player(5))
+                .from
+                .contains(&RequestState::Approval)
+        );
+    }
+
+    #[test]
     fn unknown_outcomes_retry_a_bounded_number_of_times() {
         let mut w = request(RequestState::Unknown, WithdrawalKind::Transfer);
         w.attempt = 1;
