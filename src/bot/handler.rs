@@ -97,6 +97,9 @@ async fn link(bot: &Bot, from: UserId, token: &str, lang: Lang) -> View {
             replaces,
         })) => {
             let nonce = rand::random::<u32>();
+            // Questions nobody answered in time are forgotten (the map stays small).
+            bot.linking
+                .retain(|_, p| p.asked_at.elapsed() <= LINK_CONFIRM_TTL);
             bot.linking.insert(
                 from,
                 PendingLink {

@@ -913,6 +913,33 @@ mod supabase_web {
         assert_eq!(count(&rows), Some(1), "{rows}");
     }
 
+    /// The web account whose link a player replaced reads the replacement (and only its own).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replaced_web_account_sees_its_replacement() {
+        let store = Backend::supabase().open().await;
+        let (old, new, stranger) = (web_user(), web_user(), web_user());
+        let player = unique_id();
+        for (web, replace) in [(old, false), (new, true)] {
+            let token = store
+                .create_link_token(web, &label("x"), Duration::from_secs(600))
+                .await
+                .unwrap();
+            store
+                .consume_link_token(token.token.expose(), player, replace)
+                .await
+                .unwrap();
+        }
+        let (status, rows) = get("web_link_replacements", &web_jwt(old)).await;
+        assert_eq!(status, 200, "{rows}");
+        assert_eq!(count(&rows), Some(1), "{rows}");
+        assert_eq!(rows[0]["replaced_by"], new.to_string(), "{rows}");
+        assert_eq!(rows[0]["telegram_user_id"], player, "{rows}");
+        for other in [new, stranger] {
+            let (_, rows) = get("web_link_replacements", &web_jwt(other)).await;
+            assert_eq!(count(&rows), Some(0), "{rows}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn request_link_token_mints_for_the_signed_in_web_user_only() {
         let store = Backend::supabase().open().await;

@@ -1840,7 +1840,7 @@ mod supabase_access {
                 "select count(*) from pg_class \
                  where relnamespace = 'public'::regnamespace and relkind = 'r'",
             );
-            assert_eq!(tables, "11");
+            assert_eq!(tables, "12");
             let published = crate::support::psql(
                 &url,
                 "select string_agg(tablename, ',') from pg_publication_tables \
