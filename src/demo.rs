@@ -61,6 +61,7 @@ session_file = "bot.session"
 
 [withdraw]
 regular = "resend"
+resend_hold = "0s"
 poll_interval = "200ms"
 
 [telegram]

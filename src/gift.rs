@@ -189,7 +189,8 @@ impl Status {
     /// transfer in progress ends withdrawn, back to held when it failed, or back in the queue
     /// (withdraw requested) when Telegram said not yet or it was definitely not sent. An item under
     /// withdrawal can still be found converted, refunded, upgraded or gone by reconciliation,
-    /// because Telegram is the truth. Terminal states never move.
+    /// because Telegram is the truth. Terminal states never move, except that a gift the house
+    /// kept after a resend (withdrawn, still in the account) can be refunded.
     pub fn transition(self, to: Status) -> Result<Status, IllegalTransition> {
         use Status::*;
         let legal = matches!(
@@ -201,6 +202,9 @@ impl Status {
                     Held | WithdrawRequested | Withdrawing,
                     Converted | Refunded | Upgraded { .. } | Gone
                 )
+                // A resent regular gift stays in the account, withdrawn (kept by the house);
+                // Telegram may still refund it.
+                | (Withdrawn, Refunded)
         );
         if legal {
             Ok(to)
@@ -309,6 +313,10 @@ pub enum LedgerKind {
     Withdrawn,
     Converted,
     Refunded,
+    /// A regular gift the house kept after buying one for its player (a resend) was then
+    /// refunded by Telegram: the house paid for the resend and lost the original. Operators
+    /// are alerted.
+    RefundedAfterResend,
     Upgraded,
     Gone,
     /// An operator credited an unattributed item to a user.
@@ -333,6 +341,7 @@ impl LedgerKind {
             LedgerKind::Withdrawn => "withdrawn",
             LedgerKind::Converted => "converted",
             LedgerKind::Refunded => "refunded",
+            LedgerKind::RefundedAfterResend => "refunded_after_resend",
             LedgerKind::Upgraded => "upgraded",
             LedgerKind::Gone => "gone",
             LedgerKind::Assigned => "assigned",
@@ -355,6 +364,7 @@ impl LedgerKind {
             Withdrawn,
             Converted,
             Refunded,
+            RefundedAfterResend,
             Upgraded,
             Gone,
             Assigned,
@@ -392,6 +402,7 @@ impl LedgerEntry {
             (Withdrawing, Held) => LedgerKind::WithdrawFailed,
             (_, Withdrawn) => LedgerKind::Withdrawn,
             (_, Converted) => LedgerKind::Converted,
+            (Withdrawn, Refunded) => LedgerKind::RefundedAfterResend,
             (_, Refunded) => LedgerKind::Refunded,
             (_, Upgraded { .. }) => LedgerKind::Upgraded,
             (_, Gone) => LedgerKind::Gone,
@@ -470,6 +481,7 @@ mod tests {
         check(Withdrawing, Held, Some(L::WithdrawFailed));
         check(Withdrawing, WithdrawRequested, Some(L::WithdrawDeferred));
         check(Withdrawing, Refunded, Some(L::Refunded));
+        check(Withdrawn, Refunded, Some(L::RefundedAfterResend));
         for terminal in [Withdrawn, Converted, Refunded, up, Gone] {
             for to in [
                 Held,

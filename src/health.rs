@@ -33,6 +33,9 @@ pub struct Metrics {
     pub deposits_reconcile: AtomicU64,
     /// Items that left the account (converted, refunded, upgraded, gone).
     pub departures: AtomicU64,
+    /// Regular gifts the house kept after buying one for their player, then refunded by
+    /// Telegram: Stars lost, an operator must look.
+    pub refunds_after_resend: AtomicU64,
     pub polls: AtomicU64,
     pub reconciliations: AtomicU64,
     /// Changes waiting for the store.
@@ -488,7 +491,7 @@ impl Collector for Scalars {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         // Counter names get `_total` from the encoder: `deposits_update` is exposed as
         // `giftd_deposits_update_total`, as it always was.
-        let counters: [(&str, &str, u64); 13] = [
+        let counters: [(&str, &str, u64); 14] = [
             (
                 "deposits_update",
                 "items credited from real-time updates",
@@ -508,6 +511,11 @@ impl Collector for Scalars {
                 "departures",
                 "items that left the deposit account",
                 get(&m.departures),
+            ),
+            (
+                "refunds_after_resend",
+                "regular gifts kept by the house after a resend, then refunded by telegram",
+                get(&m.refunds_after_resend),
             ),
             (
                 "polls",
@@ -780,9 +788,11 @@ mod tests {
         assert!(text.contains("giftd_ready 1\n"), "{text}");
         // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family, the
         // withdrawal queue's gauges created per account (the Stars balance appears once the
-        // worker has read it), the fenced-changes counter of issue 10, and the deposit accounts' states.
-        assert_eq!(text.matches("# TYPE").count(), 30, "{text}");
+        // worker has read it), the fenced-changes counter of issue 10, the deposit accounts' states
+        // and the refunds after resends.
+        assert_eq!(text.matches("# TYPE").count(), 31, "{text}");
         for name in [
+            "giftd_refunds_after_resend_total counter",
             "giftd_detection_seconds histogram",
             "giftd_mirror_commit_seconds histogram",
             "giftd_bot_reply_seconds histogram",

@@ -83,7 +83,11 @@ impl Applier {
                         .metrics
                         .departures
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%key, %to, "gift left the deposit account");
+                    if entry.kind == crate::gift::LedgerKind::RefundedAfterResend {
+                        self.count_refund_after_resend(key, entry.stars);
+                    } else {
+                        tracing::info!(%key, %to, "gift left the deposit account");
+                    }
                     self.retired
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -162,6 +166,22 @@ impl Applier {
     }
 
     /// Drops items that reached a terminal status from the live view. Call after a flush.
+    /// A regular gift the house kept after buying one for its player was refunded: the house
+    /// paid twice for one deposit. Counted (`giftd_refunds_after_resend_total`, alerted on) and
+    /// logged for the operator; the ledger entry goes to the store with the change.
+    fn count_refund_after_resend(&self, key: crate::gift::ItemKey, stars: i64) {
+        self.health
+            .metrics
+            .refunds_after_resend
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            %key,
+            stars,
+            "a regular gift kept after a resend was refunded by Telegram: the resend was paid \
+             for a gift the house no longer has"
+        );
+    }
+
     pub(super) fn evict_retired(&self) {
         let keys = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
         for key in keys {

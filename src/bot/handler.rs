@@ -7,16 +7,18 @@
 //! presser is an operator. Every press is answered.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::i18n::{Arg, Key, Lang, tr};
 use super::intent::{Action, Intent, parse_text};
 use super::view::{self, ItemView, Plan, View};
-use super::{Bot, STORE_TIMEOUT};
+use super::{Bot, LINK_CONFIRM_TTL, PendingLink, STORE_TIMEOUT};
 use crate::config::RegularPolicy;
 use crate::gift::{Item, ItemKey, Owner, Status, UserId};
 use crate::health::AccountLabel;
+use crate::secret::Secret;
 use crate::store::{
-    Canceller, LinkOutcome, RequestState, StoreError, WithdrawalFilter, WithdrawalMove,
+    Canceller, LinkOutcome, RequestState, StoreError, WebUserId, WithdrawalFilter, WithdrawalMove,
 };
 use crate::telegram::bot::BotEvent;
 
@@ -84,23 +86,140 @@ pub async fn message(bot: &Bot, from: UserId, text: &str, lang: Lang) -> View {
     }
 }
 
+/// `/start <token>`: only asks. Nothing is written until the same player presses Link (and,
+/// to replace their link to another web account, Replace) within [`LINK_CONFIRM_TTL`].
 async fn link(bot: &Bot, from: UserId, token: &str, lang: Lang) -> View {
-    let outcome =
-        tokio::time::timeout(STORE_TIMEOUT, bot.store.consume_link_token(token, from)).await;
-    view::say(
-        lang,
-        match outcome {
-            Ok(Ok(LinkOutcome::Linked { .. })) => Key::LinkLinked,
-            Ok(Ok(LinkOutcome::Expired)) => Key::LinkExpired,
-            Ok(Ok(LinkOutcome::Used)) => Key::LinkUsed,
-            Ok(Ok(LinkOutcome::Unknown)) => Key::LinkUnknown,
-            Ok(Err(e)) => {
-                tracing::warn!(user = from, error = %e, "link token not spent");
-                Key::LinkUnavailable
-            }
-            Err(_) => Key::LinkUnavailable,
-        },
+    let outcome = tokio::time::timeout(STORE_TIMEOUT, bot.store.peek_link_token(token, from)).await;
+    match outcome {
+        Ok(Ok(LinkOutcome::Ask {
+            web_user,
+            label,
+            replaces,
+        })) => {
+            let nonce = rand::random::<u32>();
+            // Questions nobody answered in time are forgotten (the map stays small).
+            bot.linking
+                .retain(|_, p| p.asked_at.elapsed() <= LINK_CONFIRM_TTL);
+            bot.linking.insert(
+                from,
+                PendingLink {
+                    token: Secret::new(token.to_owned()),
+                    nonce,
+                    asked_at: Instant::now(),
+                },
+            );
+            tracing::info!(user = from, %web_user, replaces = replaces.is_some(), "link asked");
+            let old = replaces.map(|r| shown_label(&r.label, r.web_user));
+            view::link_ask(lang, &shown_label(&label, web_user), old.as_deref(), nonce)
+        }
+        Ok(Ok(other)) => link_answer(lang, other),
+        Ok(Err(e)) => {
+            tracing::warn!(user = from, error = %e, "link token not read");
+            view::say(lang, Key::LinkUnavailable)
+        }
+        Err(_) => view::say(lang, Key::LinkUnavailable),
+    }
+}
+
+/// The presser's Link, Replace or Cancel: only for their own pending link, the prompt the button
+/// belongs to, within [`LINK_CONFIRM_TTL`].
+async fn link_press(
+    bot: &Bot,
+    from: UserId,
+    nonce: u32,
+    choice: Option<bool>,
+    lang: Lang,
+) -> (Option<View>, Option<String>) {
+    let pending = bot
+        .linking
+        .remove_if(&from, |_, p| p.nonce == nonce)
+        .map(|(_, p)| p);
+    let Some(pending) = pending else {
+        tracing::warn!(
+            user = from,
+            "link button without a pending link of the presser"
+        );
+        return (None, Some(tr(lang, Key::LinkStale, &[])));
+    };
+    if pending.asked_at.elapsed() > LINK_CONFIRM_TTL {
+        return (Some(view::say(lang, Key::LinkStale)), None);
+    }
+    let Some(replace) = choice else {
+        tracing::info!(user = from, "link cancelled by the player");
+        return (Some(view::say(lang, Key::LinkCancelled)), None);
+    };
+    let token = pending.token.expose();
+    match tokio::time::timeout(
+        STORE_TIMEOUT,
+        bot.store.consume_link_token(token, from, replace),
     )
+    .await
+    {
+        Ok(Ok(LinkOutcome::NeedsReplace {
+            web_user,
+            label,
+            replaces,
+        })) => {
+            // Linked meanwhile to another web account: ask again, about the replacement.
+            let nonce = rand::random::<u32>();
+            bot.linking.insert(
+                from,
+                PendingLink {
+                    token: pending.token,
+                    nonce,
+                    asked_at: Instant::now(),
+                },
+            );
+            let old = shown_label(&replaces.label, replaces.web_user);
+            (
+                Some(view::link_ask(
+                    lang,
+                    &shown_label(&label, web_user),
+                    Some(&old),
+                    nonce,
+                )),
+                None,
+            )
+        }
+        Ok(Ok(outcome)) => {
+            if let LinkOutcome::Linked { web_user, .. } = &outcome {
+                tracing::info!(user = from, %web_user, replace, "linked by the player's confirmation");
+            }
+            (Some(link_answer(lang, outcome)), None)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(user = from, error = %e, "link token not spent");
+            (Some(view::say(lang, Key::LinkUnavailable)), None)
+        }
+        Err(_) => (Some(view::say(lang, Key::LinkUnavailable)), None),
+    }
+}
+
+/// What the player reads for a link token that is not (or no longer) a question.
+fn link_answer(lang: Lang, outcome: LinkOutcome) -> View {
+    match outcome {
+        LinkOutcome::Linked { web_user, label } => View::text(tr(
+            lang,
+            Key::LinkLinked,
+            &[("label", shown_label(&label, web_user).into())],
+        )),
+        LinkOutcome::Expired => view::say(lang, Key::LinkExpired),
+        LinkOutcome::Used => view::say(lang, Key::LinkUsed),
+        LinkOutcome::Unknown => view::say(lang, Key::LinkUnknown),
+        LinkOutcome::Ask { .. } | LinkOutcome::NeedsReplace { .. } => {
+            view::say(lang, Key::LinkUnavailable)
+        }
+    }
+}
+
+/// A web account as the player is shown it: its label, or its id when it has none (tokens
+/// minted before labels existed).
+fn shown_label(label: &str, web_user: WebUserId) -> String {
+    if label.is_empty() {
+        web_user.to_string()
+    } else {
+        label.to_owned()
+    }
 }
 
 /// How an item is named: its catalogue title, a collectible's slug without its number, or
@@ -213,7 +332,7 @@ pub async fn press(
         Action::WithdrawConfirm(key) => confirm(bot, from, key, lang).await,
         Action::WithdrawCancel(id) => cancel(bot, from, id, lang).await,
         Action::Dismiss => (Some(view::say(lang, Key::WdDismissed)), None),
-        Action::AdminApprove(id) | Action::AdminCancel(id) => {
+        Action::AdminApprove { id, .. } | Action::AdminCancel(id) => {
             let toast = admin_move(bot, action, id, lang).await;
             (Some(admin_view(bot, lang).await), Some(toast))
         }
@@ -240,6 +359,9 @@ pub async fn press(
             ),
         },
         Action::AdminRefresh => (Some(admin_view(bot, lang).await), None),
+        Action::LinkConfirm(n) => link_press(bot, from, n, Some(false), lang).await,
+        Action::LinkReplace(n) => link_press(bot, from, n, Some(true), lang).await,
+        Action::LinkCancel(n) => link_press(bot, from, n, None, lang).await,
     }
 }
 
@@ -396,7 +518,17 @@ async fn admin_move(bot: &Bot, action: Action, id: i64, lang: Lang) -> String {
         _ => return tr(lang, Key::AdminError, &[]),
     };
     let mv = match action {
-        Action::AdminApprove(_) => WithdrawalMove::approve(&w, None),
+        // The fee the desk showed is the fee approved; a request whose fee changed since is
+        // refused (the operator redraws the desk and decides again).
+        Action::AdminApprove { fee, .. } if w.fee_stars.unwrap_or(0) != fee => {
+            tracing::warn!(id, shown = fee, now = ?w.fee_stars, "stale approve refused");
+            return tr(
+                lang,
+                Key::AdminFeeChanged,
+                &[("id", id.into()), ("fee", w.fee_stars.unwrap_or(0).into())],
+            );
+        }
+        Action::AdminApprove { fee, .. } => WithdrawalMove::approve(&w, Some(fee)),
         _ => WithdrawalMove::cancel(&w, Canceller::Operator),
     };
     match tokio::time::timeout(STORE_TIMEOUT, bot.store.move_withdrawal(&mv)).await {
@@ -536,6 +668,7 @@ pub async fn admin_view(bot: &Bot, lang: Lang) -> View {
             owner: w.owner,
             state: w.state,
             wait: w.wait_reason,
+            fee: w.fee_stars.unwrap_or(0),
         })
         .collect();
     let unattributed = bot

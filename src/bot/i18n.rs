@@ -85,6 +85,13 @@ keys! {
     LinkUsed = "link-used",
     LinkUnknown = "link-unknown",
     LinkUnavailable = "link-unavailable",
+    AdminFeeChanged = "admin-fee-changed",
+    LinkAsk = "link-ask",
+    LinkAskReplace = "link-ask-replace",
+    LinkCancelled = "link-cancelled",
+    LinkStale = "link-stale",
+    BtnLink = "btn-link",
+    BtnReplace = "btn-replace",
     GiftUntitled = "gift-untitled",
     ItemLine = "item-line",
     BtnPrev = "btn-prev",
@@ -345,6 +352,8 @@ mod tests {
             "name",
             "total",
             "reason",
+            "label",
+            "old",
         ]
         .into_iter()
         .map(|name| (name, Arg::from("1")))

@@ -86,14 +86,22 @@ pub enum Action {
     WithdrawCancel(i64),
     /// Leave the confirmation without doing anything.
     Dismiss,
-    /// Operator: approve request `id`.
-    AdminApprove(i64),
+    /// Operator: approve request `id` at the fee the desk showed (Stars): refused when the
+    /// request's fee is another by the time of the press.
+    AdminApprove { id: i64, fee: i64 },
     /// Operator: cancel request `id`.
     AdminCancel(i64),
     /// Operator: credit this unattributed item (asks for the user next).
     AdminAssign(ItemKey),
     /// Operator: redraw the desk.
     AdminRefresh,
+    /// Link the web account `/start <token>` named (the presser's own pending link, `nonce`
+    /// naming which prompt).
+    LinkConfirm(u32),
+    /// Link it although the presser is linked to another web account (replacing that link).
+    LinkReplace(u32),
+    /// Do not link.
+    LinkCancel(u32),
 }
 
 /// Why button data was refused.
@@ -118,7 +126,7 @@ const VERSION: &str = "1";
 const MAX_PAGE: u32 = 100_000;
 
 impl Action {
-    /// `1:<op>[:<field>...]`, ASCII, at most 37 bytes for the largest ids.
+    /// `1:<op>[:<field>...]`, ASCII, at most 45 bytes for the largest ids.
     pub fn encode(&self) -> String {
         match self {
             Action::InventoryPage(n) => format!("{VERSION}:ip:{n}"),
@@ -127,10 +135,13 @@ impl Action {
             Action::WithdrawConfirm(k) => format!("{VERSION}:wc:{}:{}", k.account_id, k.msg_id),
             Action::WithdrawCancel(id) => format!("{VERSION}:wx:{id}"),
             Action::Dismiss => format!("{VERSION}:no"),
-            Action::AdminApprove(id) => format!("{VERSION}:aa:{id}"),
+            Action::AdminApprove { id, fee } => format!("{VERSION}:aa:{id}:{fee}"),
             Action::AdminCancel(id) => format!("{VERSION}:ac:{id}"),
             Action::AdminAssign(k) => format!("{VERSION}:as:{}:{}", k.account_id, k.msg_id),
             Action::AdminRefresh => format!("{VERSION}:ar"),
+            Action::LinkConfirm(n) => format!("{VERSION}:lc:{n}"),
+            Action::LinkReplace(n) => format!("{VERSION}:lr:{n}"),
+            Action::LinkCancel(n) => format!("{VERSION}:lx:{n}"),
         }
     }
 
@@ -153,11 +164,21 @@ impl Action {
             ("wc", [a, m]) => Action::WithdrawConfirm(key(a, m)?),
             ("wx", [id]) => Action::WithdrawCancel(request_id(id)?),
             ("no", []) => Action::Dismiss,
-            ("aa", [id]) => Action::AdminApprove(request_id(id)?),
+            ("aa", [id, fee]) => Action::AdminApprove {
+                id: request_id(id)?,
+                fee: stars(fee)?,
+            },
             ("ac", [id]) => Action::AdminCancel(request_id(id)?),
             ("as", [a, m]) => Action::AdminAssign(key(a, m)?),
             ("ar", []) => Action::AdminRefresh,
-            ("ip" | "wp" | "wa" | "wc" | "wx" | "no" | "aa" | "ac" | "as" | "ar", _) => {
+            ("lc", [n]) => Action::LinkConfirm(nonce(n)?),
+            ("lr", [n]) => Action::LinkReplace(nonce(n)?),
+            ("lx", [n]) => Action::LinkCancel(nonce(n)?),
+            (
+                "ip" | "wp" | "wa" | "wc" | "wx" | "no" | "aa" | "ac" | "as" | "ar" | "lc" | "lr"
+                | "lx",
+                _,
+            ) => {
                 return Err(DataError::Fields);
             }
             _ => return Err(DataError::UnknownAction),
@@ -174,7 +195,7 @@ impl Action {
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
-            Action::AdminApprove(_)
+            Action::AdminApprove { .. }
                 | Action::AdminCancel(_)
                 | Action::AdminAssign(_)
                 | Action::AdminRefresh
@@ -187,6 +208,17 @@ fn page(s: &str) -> Result<u32, DataError> {
         .ok()
         .filter(|n| *n <= MAX_PAGE)
         .ok_or(DataError::Fields)
+}
+
+fn stars(s: &str) -> Result<i64, DataError> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or(DataError::Fields)
+}
+
+fn nonce(s: &str) -> Result<u32, DataError> {
+    s.parse::<u32>().map_err(|_| DataError::Fields)
 }
 
 fn request_id(s: &str) -> Result<i64, DataError> {
@@ -259,7 +291,14 @@ mod tests {
         check_data(b"1:wc:777:42", Ok(Action::WithdrawConfirm(k)));
         check_data(b"1:wx:9", Ok(Action::WithdrawCancel(9)));
         check_data(b"1:no", Ok(Action::Dismiss));
-        check_data(b"1:aa:5", Ok(Action::AdminApprove(5)));
+        check_data(b"1:aa:5:120", Ok(Action::AdminApprove { id: 5, fee: 120 }));
+        check_data(b"1:aa:5", Err(DataError::Fields));
+        check_data(b"1:aa:5:-1", Err(DataError::Fields));
+        check_data(b"1:lc:7", Ok(Action::LinkConfirm(7)));
+        check_data(b"1:lr:7", Ok(Action::LinkReplace(7)));
+        check_data(b"1:lx:4294967295", Ok(Action::LinkCancel(u32::MAX)));
+        check_data(b"1:lc:4294967296", Err(DataError::Fields));
+        check_data(b"1:lc", Err(DataError::Fields));
         check_data(b"1:ac:5", Ok(Action::AdminCancel(5)));
         check_data(b"1:as:777:42", Ok(Action::AdminAssign(k)));
         check_data(b"1:ar", Ok(Action::AdminRefresh));
@@ -293,7 +332,13 @@ mod tests {
             Action::WithdrawConfirm(big),
             Action::WithdrawCancel(i64::MAX),
             Action::Dismiss,
-            Action::AdminApprove(i64::MAX),
+            Action::AdminApprove {
+                id: i64::MAX,
+                fee: i64::MAX,
+            },
+            Action::LinkConfirm(u32::MAX),
+            Action::LinkReplace(0),
+            Action::LinkCancel(1),
             Action::AdminCancel(1),
             Action::AdminAssign(big),
             Action::AdminRefresh,
@@ -322,7 +367,7 @@ mod tests {
 
         #[test]
         fn random_data_shaped_like_ours_never_panics(
-            data in "[0-9]:(ip|wp|wa|wc|wx|no|aa|ac|as|ar|zz)(:-?[0-9+]{0,22}){0,3}"
+            data in "[0-9]:(ip|wp|wa|wc|wx|no|aa|ac|as|ar|lc|lr|lx|zz)(:-?[0-9+]{0,22}){0,3}"
         ) {
             if let Ok(a) = Action::decode(data.as_bytes()) {
                 proptest::prop_assert_eq!(a.encode(), data);

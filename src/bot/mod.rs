@@ -155,7 +155,22 @@ pub struct Bot {
     langs: DashMap<UserId, Lang>,
     /// Operators who pressed Assign and whose next text names the user.
     pub(crate) assigning: DashMap<UserId, crate::gift::ItemKey>,
+    /// Link tokens players opened and were asked about (`/start <token>`), by player: only
+    /// that player's Confirm, within [`LINK_CONFIRM_TTL`], spends it.
+    pub(crate) linking: DashMap<UserId, PendingLink>,
 }
+
+/// A `/start <token>` the bot asked its player about.
+#[derive(Debug)]
+pub(crate) struct PendingLink {
+    pub token: crate::secret::Secret,
+    /// Names the prompt: a button of an older prompt does nothing.
+    pub nonce: u32,
+    pub asked_at: std::time::Instant,
+}
+
+/// How long a player has to confirm a link.
+pub const LINK_CONFIRM_TTL: Duration = Duration::from_secs(120);
 
 /// How long a store call made while answering may take before the player is told to retry.
 pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -185,6 +200,7 @@ impl Bot {
             replies_waiting: AtomicU64::new(0),
             langs: DashMap::new(),
             assigning: DashMap::new(),
+            linking: DashMap::new(),
         }
     }
 

@@ -86,6 +86,42 @@ pub fn help(lang: Lang, admin: bool) -> View {
     View::text(text)
 }
 
+/// `/start <token>`: which web account the token links, with Link / Cancel. `replaces`: the
+/// web account the player is linked to now (then the question says it will be replaced and
+/// the button is Replace).
+pub fn link_ask(lang: Lang, label: &str, replaces: Option<&str>, nonce: u32) -> View {
+    let (text, confirm) = match replaces {
+        None => (
+            tr(lang, Key::LinkAsk, &[("label", label.into())]),
+            Button {
+                text: s(lang, Key::BtnLink),
+                action: Action::LinkConfirm(nonce),
+            },
+        ),
+        Some(old) => (
+            tr(
+                lang,
+                Key::LinkAskReplace,
+                &[("label", label.into()), ("old", old.into())],
+            ),
+            Button {
+                text: s(lang, Key::BtnReplace),
+                action: Action::LinkReplace(nonce),
+            },
+        ),
+    };
+    View {
+        text,
+        buttons: vec![vec![
+            confirm,
+            Button {
+                text: s(lang, Key::BtnCancel),
+                action: Action::LinkCancel(nonce),
+            },
+        ]],
+    }
+}
+
 /// A one-line answer.
 pub fn say(lang: Lang, key: Key) -> View {
     View::text(s(lang, key))
@@ -318,6 +354,8 @@ pub struct RequestView {
     pub owner: UserId,
     pub state: RequestState,
     pub wait: Option<WaitReason>,
+    /// The fee or price Telegram last asked (Stars): the Approve button approves this much.
+    pub fee: i64,
 }
 
 /// `/admin`.
@@ -384,8 +422,15 @@ pub fn admin(lang: Lang, a: &AdminView) -> View {
         let mut row = Vec::new();
         if r.state == RequestState::Approval {
             row.push(Button {
-                text: tr(lang, Key::BtnApprove, &[("id", r.id.into())]),
-                action: Action::AdminApprove(r.id),
+                text: tr(
+                    lang,
+                    Key::BtnApprove,
+                    &[("id", r.id.into()), ("fee", r.fee.into())],
+                ),
+                action: Action::AdminApprove {
+                    id: r.id,
+                    fee: r.fee,
+                },
             });
         }
         if matches!(
@@ -766,6 +811,7 @@ mod tests {
                     owner: 5,
                     state: RequestState::Approval,
                     wait: Some(WaitReason::FeeCap),
+                    fee: 120,
                 },
                 RequestView {
                     id: 8,
@@ -773,6 +819,7 @@ mod tests {
                     owner: 6,
                     state: RequestState::Unknown,
                     wait: None,
+                    fee: 0,
                 },
             ],
             unattributed: vec![item(9, None, false)],
@@ -786,7 +833,7 @@ mod tests {
              #8 Pepe for 6: unknown\n\
              Unattributed gifts: 1\n\
              1. Gift9 · 90 ⭐ (100/9)\n\
-             [Approve #7](1:aa:7) [Cancel #7](1:ac:7)\n\
+             [Approve #7 · 120 ⭐](1:aa:7:120) [Cancel #7](1:ac:7)\n\
              [Assign 1](1:as:100:9)\n\
              [Refresh](1:ar)",
         );

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::{Env, open_store, utc};
-use crate::store::{MAX_LINK_TOKEN_TTL, WebUserId};
+use crate::store::{LinkLabel, MAX_LINK_TOKEN_TTL, WebUserId};
 
 /// The shortest lifetime worth minting: the player needs time to open the link.
 const MIN_TTL: Duration = Duration::from_secs(60);
@@ -28,6 +28,11 @@ pub(super) fn parse_ttl(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(ttl)
+}
+
+/// `--label`: what the player is shown.
+pub(super) fn parse_label(s: &str) -> Result<LinkLabel, String> {
+    LinkLabel::new(s).map_err(|e| e.to_string())
 }
 
 /// `--bot`: the bot's username, with or without `@` (Telegram bot usernames are 5 to 32
@@ -51,13 +56,14 @@ pub(super) async fn run(
     path: &Path,
     env: Env<'_>,
     web_user: WebUserId,
+    label: &LinkLabel,
     ttl: Duration,
     bot: Option<String>,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(path, env).await?;
     let token = store
-        .create_link_token(web_user, ttl)
+        .create_link_token(web_user, label, ttl)
         .await
         .context("cannot create the link token")?;
     let secret = token.token.expose();
@@ -72,6 +78,7 @@ pub(super) async fn run(
         )?,
     }
     writeln!(out, "web user: {web_user}")?;
+    writeln!(out, "label:    {}", label.as_str())?;
     writeln!(
         out,
         "expires:  {} UTC, in {}; single use",
@@ -80,8 +87,8 @@ pub(super) async fn run(
     )?;
     writeln!(
         out,
-        "The player opens the link in Telegram and presses Start: the bot links their Telegram \
-         account to this web account."
+        "The player opens the link in Telegram and presses Start: the bot shows the label and \
+         links their Telegram account to this web account when they press Link."
     )?;
     Ok(ExitCode::SUCCESS)
 }

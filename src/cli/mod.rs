@@ -71,14 +71,15 @@ pub enum Command {
     /// Sign the deposit account in and write its session file.
     ///
     /// Asks Telegram for a login code, then for the 2FA password when the account has one.
-    /// Interactive on a terminal; give `--phone`, `--code` and `--password` (or the
-    /// GIFTD_LOGIN_* variables) to run it without one: without a terminal and without `--code`
-    /// it asks Telegram for a code and stops, and the next `giftd login --phone ... --code ...`
-    /// signs in with that code (within its lifetime); a login that needs the 2FA password and
-    /// was given none stops too, and the next one needs only `--phone` and `--password`. The
-    /// session file is written only when the sign-in succeeds, with mode 0600. An existing
-    /// unauthorised session file (for example one from `tgsim provision`) is used as the
-    /// starting point.
+    /// Interactive on a terminal; give `--phone` and the GIFTD_LOGIN_CODE and
+    /// GIFTD_LOGIN_PASSWORD variables to run it without one (secrets never on the command line,
+    /// where `ps` and shell history keep them): without a terminal and without a code it asks
+    /// Telegram for a code and stops, and the next `giftd login --phone ...` with
+    /// GIFTD_LOGIN_CODE signs in with that code (within its lifetime); a login that needs the
+    /// 2FA password and was given none stops too, and the next one needs only `--phone` and
+    /// GIFTD_LOGIN_PASSWORD. The session file is written only when the sign-in succeeds, with
+    /// mode 0600. An existing unauthorised session file (for example one from `tgsim
+    /// provision`) is used as the starting point.
     Login {
         /// Which deposit account to sign in (its `[account.NAME]` section); needed when the
         /// configuration lists several.
@@ -87,12 +88,6 @@ pub enum Command {
         /// The account's phone number, with country code (+44...).
         #[arg(long, env = "GIFTD_LOGIN_PHONE")]
         phone: Option<String>,
-        /// The login code Telegram sent (prompted for when absent).
-        #[arg(long, env = "GIFTD_LOGIN_CODE", hide_env_values = true)]
-        code: Option<String>,
-        /// The 2FA password (prompted for, without echo, when needed and absent).
-        #[arg(long, env = "GIFTD_LOGIN_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
     },
 
     /// Watch giftd work, with nothing to set up: a newcomer's first command.
@@ -149,15 +144,20 @@ pub enum Command {
     ///
     /// The web account is the Supabase auth user id (a uuid: `auth.uid()`, the JWT's `sub`).
     /// Prints the token once (only its SHA-256 is stored) and the deep link
-    /// `https://t.me/<bot>?start=<token>`: the player opens it and presses Start, and the
-    /// companion bot links the two; from then on the web app's session for that account reads
-    /// the player's gifts. giftd does not know the bot's username offline: pass `--bot`, or put
-    /// it in the link yourself. Single use; a newer link replaces an older one on both sides.
+    /// `https://t.me/<bot>?start=<token>`: the player opens it, the companion bot shows the
+    /// label and asks, and the player's Link links the two; from then on the web app's session
+    /// for that account reads the player's gifts. giftd does not know the bot's username
+    /// offline: pass `--bot`, or put it in the link yourself. Single use; replacing the
+    /// player's link to another web account needs their second confirmation.
     /// The web app mints its own tokens with the `request_link_token` RPC.
     LinkToken {
         /// The web account (Supabase auth user id, a uuid).
         #[arg(long, value_name = "UUID")]
         web_user: crate::store::WebUserId,
+        /// What the player is shown before confirming the link: the web account's masked
+        /// e-mail or phone (1 to 64 characters), e.g. `a•••@example.com`.
+        #[arg(long, value_name = "TEXT", value_parser = link::parse_label)]
+        label: crate::store::LinkLabel,
         /// How long the token stays valid (1m to 24h).
         #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = link::parse_ttl)]
         ttl: std::time::Duration,
@@ -201,18 +201,21 @@ pub async fn run_with_env(cli: Cli, out: &mut dyn Write, env: Env<'_>) -> anyhow
     match cli.command {
         Command::Check => check(&cli.config, env, out).await,
         Command::Run => run_daemon(&cli.config, env).await,
-        Command::Login {
-            account,
-            phone,
-            code,
-            password,
-        } => login(&cli.config, env, account, phone, code, password, out).await,
+        Command::Login { account, phone } => {
+            // Secrets from the environment only: a flag would show in `ps` and shell history.
+            let code = (env.lookup)("GIFTD_LOGIN_CODE").filter(|c| !c.is_empty());
+            let password = (env.lookup)("GIFTD_LOGIN_PASSWORD").filter(|p| !p.is_empty());
+            login(&cli.config, env, account, phone, code, password, out).await
+        }
         Command::Demo { state_dir, burst } => demo(state_dir, burst, out).await,
         Command::Schema => schema(out),
         Command::Withdrawals { action } => withdrawals::run(&cli.config, env, action, out).await,
-        Command::LinkToken { web_user, ttl, bot } => {
-            link::run(&cli.config, env, web_user, ttl, bot, out).await
-        }
+        Command::LinkToken {
+            web_user,
+            label,
+            ttl,
+            bot,
+        } => link::run(&cli.config, env, web_user, &label, ttl, bot, out).await,
         Command::Inventory {
             account,
             owner,
@@ -610,8 +613,8 @@ impl crate::telegram::login::Prompt for TerminalPrompt {
         if !self.interactive {
             return Err(crate::telegram::login::LoginError::NoInput {
                 what: "the login code",
-                hint: "pass it to the next `giftd login` with --code (or GIFTD_LOGIN_CODE), or \
-                       run giftd login on a terminal",
+                hint: "give it to the next `giftd login` in GIFTD_LOGIN_CODE, or run giftd \
+                       login on a terminal",
             });
         }
         eprint!("login code Telegram sent: ");
@@ -638,8 +641,8 @@ impl crate::telegram::login::Prompt for TerminalPrompt {
         if !self.interactive {
             return Err(crate::telegram::login::LoginError::NoInput {
                 what: "the 2FA password",
-                hint: "pass it to the next `giftd login` with --password (or \
-                       GIFTD_LOGIN_PASSWORD), or run giftd login on a terminal",
+                hint: "give it to the next `giftd login` in GIFTD_LOGIN_PASSWORD, or run giftd \
+                       login on a terminal",
             });
         }
         let prompt = match hint {
@@ -1031,6 +1034,15 @@ mod tests {
                 .map_err(|e| e.kind())
         };
         use clap::error::ErrorKind;
+        // Secrets never on the command line (`ps`, shell history): the login code and the 2FA
+        // password come from the environment or the terminal only.
+        for secret in ["--code", "--password"] {
+            assert_eq!(
+                parse(&["login", "--phone", "+15550123", secret, "12345"]),
+                Err(ErrorKind::UnknownArgument),
+                "{secret}"
+            );
+        }
         assert_eq!(
             parse(&["check"]),
             Ok("\"/etc/giftd/config.toml\" Check".to_owned())

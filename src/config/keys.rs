@@ -130,6 +130,12 @@ pub const KEYS: &[KeySpec] = {
         ),
         key(
             "withdraw",
+            "resend_hold",
+            String,
+            "GIFTD_WITHDRAW_RESEND_HOLD",
+        ),
+        key(
+            "withdraw",
             "max_attempts",
             Integer,
             "GIFTD_WITHDRAW_MAX_ATTEMPTS",

@@ -189,6 +189,10 @@ pub struct WithdrawConfig {
     pub max_resend_stars: i64,
     /// Resends one deposit account may buy per UTC day. Default 1,000 Stars.
     pub daily_resend_stars: i64,
+    /// How old a regular gift must be before it is bought again for its player: Telegram may
+    /// still refund the sender's payment (the gift is then taken back, and a resend would have
+    /// paid for nothing). Default 24 h.
+    pub resend_hold: Duration,
     /// Attempts at Telegram for one request before an operator decides. Default 3.
     pub max_attempts: i32,
     /// Longest wait for Telegram's answer to a call that moves a gift or spends Stars; past it
@@ -212,6 +216,7 @@ impl Default for WithdrawConfig {
             daily_fee_stars: 1_000,
             max_resend_stars: 100,
             daily_resend_stars: 1_000,
+            resend_hold: Duration::from_secs(24 * 3600),
             max_attempts: 3,
             call_timeout: Duration::from_secs(20),
             settle_delay: Duration::from_secs(60),

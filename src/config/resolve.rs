@@ -288,6 +288,8 @@ impl Resolver<'_> {
                 i32::try_from(n).unwrap_or(d.max_attempts)
             });
         let second = Duration::from_secs(1);
+        let resend_hold =
+            self.duration_at_least("withdraw.resend_hold", d.resend_hold, Duration::ZERO);
         let call_timeout = self.duration_at_least("withdraw.call_timeout", d.call_timeout, second);
         let settle_delay = self.duration_at_least("withdraw.settle_delay", d.settle_delay, second);
         let lease = self.duration_at_least("withdraw.lease", d.lease, second);
@@ -318,6 +320,7 @@ impl Resolver<'_> {
             daily_fee_stars,
             max_resend_stars,
             daily_resend_stars,
+            resend_hold,
             max_attempts,
             call_timeout,
             settle_delay,
@@ -467,8 +470,8 @@ impl Resolver<'_> {
                 "is set but [supabase] selects the Supabase store: remove one of them".to_owned(),
             );
         }
-        let project_url = self.parsed("supabase.url", "an http(s) URL", http_url);
-        let rest_url = self.parsed("supabase.rest_url", "an http(s) URL", http_url);
+        let project_url = self.parsed("supabase.url", KEY_URL, key_url);
+        let rest_url = self.parsed("supabase.rest_url", KEY_URL, key_url);
         let rest_url = match (project_url, rest_url) {
             (Some(_), Some(_)) => {
                 self.problem(
@@ -527,10 +530,25 @@ impl Resolver<'_> {
     }
 }
 
-/// An http or https URL with a host, without a trailing slash.
-fn http_url(s: &str) -> Option<String> {
+/// What [`key_url`] accepts, as the error says it.
+const KEY_URL: &str = "an https URL (plain http only to a loopback address such as 127.0.0.1: \
+                       the service-role key travels with every request)";
+
+/// An https URL with a host, or an http one to a loopback address (the service-role key is
+/// sent with every request: in clear only where it does not leave the host), without a
+/// trailing slash.
+fn key_url(s: &str) -> Option<String> {
     let url = url::Url::parse(s).ok()?;
-    let ok = matches!(url.scheme(), "http" | "https") && url.host().is_some();
+    let loopback = match url.host()? {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+    };
+    let ok = match url.scheme() {
+        "https" => true,
+        "http" => loopback,
+        _ => false,
+    };
     ok.then(|| s.trim_end_matches('/').to_owned())
 }
 

@@ -429,16 +429,37 @@ fn supabase_urls() {
     check(
         &with("url = \"p.supabase.co\""),
         &[],
-        "error: supabase.url (config.toml line 6): expected an http(s) URL, found \"p.supabase.co\"",
+        "error: supabase.url (config.toml line 6): expected an https URL (plain http only to a loopback address such as 127.0.0.1: the service-role key travels with every request), found \"p.supabase.co\"",
     );
     check(
         &with("url = \"ftp://p.supabase.co\""),
         &[],
-        "error: supabase.url (config.toml line 6): expected an http(s) URL, found \"ftp://p.supabase.co\"",
+        "error: supabase.url (config.toml line 6): expected an https URL (plain http only to a loopback address such as 127.0.0.1: the service-role key travels with every request), found \"ftp://p.supabase.co\"",
+    );
+    // The service-role key in clear over the network: refused; to this host: allowed.
+    check(
+        &with("rest_url = \"http://db.example.com:3000\""),
+        &[],
+        "error: supabase.rest_url (config.toml line 6): expected an https URL (plain http only to a loopback address such as 127.0.0.1: the service-role key travels with every request), found \"http://db.example.com:3000\"",
+    );
+    check(
+        &with("url = \"http://10.0.0.5:54321\""),
+        &[],
+        "error: supabase.url (config.toml line 6): expected an https URL (plain http only to a loopback address such as 127.0.0.1: the service-role key travels with every request), found \"http://10.0.0.5:54321\"",
+    );
+    check(
+        &with("rest_url = \"http://localhost:3000\""),
+        &[],
+        "store = supabase http://localhost:3000 key [redacted] timeout 10s",
+    );
+    check(
+        &with("rest_url = \"http://[::1]:3000\""),
+        &[],
+        "store = supabase http://[::1]:3000 key [redacted] timeout 10s",
     );
     check(
         &format!(
-            "{MINIMAL}[store]\nsqlite_path = \"x.db\"\n[supabase]\nrest_url = \"http://h\"\nservice_role_key = \"k\"\n"
+            "{MINIMAL}[store]\nsqlite_path = \"x.db\"\n[supabase]\nrest_url = \"https://h\"\nservice_role_key = \"k\"\n"
         ),
         &[],
         "error: store.sqlite_path (config.toml line 5): is set but [supabase] selects the Supabase store: remove one of them",

@@ -7,10 +7,11 @@
 //! spends it with [`Store::consume_link_token`](super::Store::consume_link_token), which links
 //! the two in one transaction. Only the SHA-256 of a token is stored.
 //!
-//! A link is one to one, and the newest wins on both sides: linking web account W to Telegram
-//! user T removes any earlier link of W (to another Telegram user) and any earlier link of T (to
-//! another web account). Both sides took part in the new link (W minted the token while signed
-//! in, T sent it from their Telegram account), so it supersedes what either did before.
+//! A link is one to one and made only with the player's consent: `/start <token>` shows which
+//! web account the token links (its [`LinkLabel`]) and only the player's Confirm spends it. A
+//! web account linking another Telegram user replaces its own earlier link (its owner minted
+//! the token); a player linked to another web account must confirm the replacement as well,
+//! and the replaced web account can read that it was replaced ([`ReplacedLink`]).
 //!
 //! Must never: keep a token in clear, or print one in `Debug` ([`LinkToken`] holds a
 //! [`Secret`]).
@@ -85,15 +86,59 @@ pub struct LinkToken {
     pub token: Secret,
     /// The web account it links.
     pub web_user: WebUserId,
+    /// What the player is shown.
+    pub label: LinkLabel,
     /// Unix milliseconds after which the token is refused.
     pub expires_at_ms: i64,
 }
 
-/// What spending a link token came to. The bot answers each differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the web account is called when the player is asked to link it: a masked e-mail or
+/// phone (the web app's `request_link_token` makes it from the JWT), or what an operator typed
+/// (`giftd link-token --label`). 1 to 64 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkLabel(String);
+
+/// A label that is empty, too long or holds control characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a link label is 1 to 64 characters without control characters (e.g. a masked e-mail such as a•••@example.com)"
+)]
+pub struct InvalidLinkLabel;
+
+impl LinkLabel {
+    pub fn new(label: &str) -> Result<Self, InvalidLinkLabel> {
+        let label = label.trim();
+        let chars = label.chars().count();
+        if chars == 0 || chars > 64 || label.chars().any(char::is_control) {
+            return Err(InvalidLinkLabel);
+        }
+        Ok(LinkLabel(label.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What spending (or looking at) a link token came to. The bot answers each differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkOutcome {
-    /// The Telegram user is now linked to `web_user` (any earlier link of either side is gone).
-    Linked { web_user: WebUserId },
+    /// The token can be spent: ask the player whether to link `web_user` (called `label`).
+    /// `replaces`: the web account the player is linked to now, when it is another.
+    Ask {
+        web_user: WebUserId,
+        label: String,
+        replaces: Option<Replaced>,
+    },
+    /// The player is linked to another web account: linking this one needs their confirmation
+    /// of the replacement. Nothing was written.
+    NeedsReplace {
+        web_user: WebUserId,
+        label: String,
+        replaces: Replaced,
+    },
+    /// The Telegram user is now linked to `web_user`.
+    Linked { web_user: WebUserId, label: String },
     /// The token is right but its time ran out: mint a new one.
     Expired,
     /// The token was already spent (by this user or another).
@@ -102,12 +147,40 @@ pub enum LinkOutcome {
     Unknown,
 }
 
+/// The web account a new link would replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    pub web_user: WebUserId,
+    pub label: String,
+}
+
+/// A web account's link that its Telegram user replaced by a link to another web account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacedLink {
+    pub telegram_user: crate::gift::UserId,
+    /// The web account linked instead.
+    pub replaced_by: WebUserId,
+    pub replaced_at_ms: i64,
+}
+
 /// The longest a link token may live: a token is a bearer credential for a web account.
 pub const MAX_LINK_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_labels_are_short_printable_text() {
+        assert_eq!(
+            LinkLabel::new(" a•••@example.com ").unwrap().as_str(),
+            "a•••@example.com"
+        );
+        assert!(LinkLabel::new(&"x".repeat(64)).is_ok());
+        for bad in ["", "   ", "a\nb", "\u{7}", &"x".repeat(65)] {
+            assert_eq!(LinkLabel::new(bad), Err(InvalidLinkLabel), "{bad:?}");
+        }
+    }
 
     #[test]
     fn web_user_ids_parse_only_as_hyphenated_uuids() {

@@ -28,7 +28,10 @@ use serde::{Deserialize, Serialize};
 
 pub use self::error::StoreError;
 pub use self::lease::{BOT_LEASE, Epoch, Lease, LeaseAnswer, account_lease};
-pub use self::link::{InvalidWebUserId, LinkOutcome, LinkToken, MAX_LINK_TOKEN_TTL, WebUserId};
+pub use self::link::{
+    InvalidLinkLabel, InvalidWebUserId, LinkLabel, LinkOutcome, LinkToken, MAX_LINK_TOKEN_TTL,
+    Replaced, ReplacedLink, WebUserId,
+};
 pub use self::notify::{
     Notification, NotificationId, NotificationKind, NotificationOutcome, NotificationState,
 };
@@ -39,7 +42,7 @@ use crate::gift::{
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
 static MIGRATIONS: &[(&str, &str)] = &[
@@ -63,11 +66,15 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "20261202010000_giftd_leases.sql",
         include_str!("../../supabase/migrations/20261202010000_giftd_leases.sql"),
     ),
+    (
+        "20261204120000_giftd_consent.sql",
+        include_str!("../../supabase/migrations/20261204120000_giftd_consent.sql"),
+    ),
 ];
 
 /// The schema version each entry of [`MIGRATIONS`] sets, increasing but not necessarily
 /// contiguous (branches add versions side by side).
-const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5];
+const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5, 6];
 
 /// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
 /// they apply. `giftd schema` prints them.
@@ -411,22 +418,40 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Vec<Withdrawal>, StoreError>;
 
     /// A new single-use token that links `web_user` to the Telegram user who spends it, valid
-    /// for `ttl` (at most [`MAX_LINK_TOKEN_TTL`]). The plaintext is returned once; only its
-    /// SHA-256 is stored.
+    /// for `ttl` (at most [`MAX_LINK_TOKEN_TTL`]). `label` names the web account to the player
+    /// (see [`LinkLabel`]). The plaintext is returned once; only its SHA-256 is stored.
     async fn create_link_token(
         &self,
         web_user: WebUserId,
+        label: &LinkLabel,
         ttl: Duration,
     ) -> Result<LinkToken, StoreError>;
 
-    /// Spends a token for `telegram_user` (the bot's `/start <token>`): marks it used and links
-    /// the two in one transaction, replacing any earlier link of either (see [`link`]).
-    /// Expired, used and unknown tokens are outcomes, not errors: nothing is written for them.
-    async fn consume_link_token(
+    /// What spending a token would do for `telegram_user`, writing nothing (the bot's
+    /// `/start <token>` asks the player before anything happens): [`LinkOutcome::Ask`] for a
+    /// token that can be spent.
+    async fn peek_link_token(
         &self,
         token: &str,
         telegram_user: UserId,
     ) -> Result<LinkOutcome, StoreError>;
+
+    /// Spends a token for `telegram_user` (the player's Confirm): marks it used and links the
+    /// two in one transaction. When the player is linked to another web account, only with
+    /// `replace` (their second confirmation; else [`LinkOutcome::NeedsReplace`] and nothing is
+    /// written), and the replaced web account can read that it was replaced
+    /// ([`Store::replaced_links`]). Expired, used and unknown tokens are outcomes, not errors:
+    /// nothing is written for them.
+    async fn consume_link_token(
+        &self,
+        token: &str,
+        telegram_user: UserId,
+        replace: bool,
+    ) -> Result<LinkOutcome, StoreError>;
+
+    /// The times `web_user`'s link was replaced by its Telegram user's link to another web
+    /// account, newest first.
+    async fn replaced_links(&self, web_user: WebUserId) -> Result<Vec<ReplacedLink>, StoreError>;
 
     /// The Telegram user `web_user` is linked to, if any.
     async fn linked_telegram_user(&self, web_user: WebUserId)

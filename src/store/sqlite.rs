@@ -32,11 +32,11 @@ use libsql::{Connection, params};
 
 use super::lease::{check_lease_args, millis};
 use super::{
-    BatchOutcome, ChangeBatch, Epoch, ItemRow, Lease, LeaseAnswer, LinkOutcome, LinkToken,
-    Notification, NotificationId, NotificationKind, NotificationOutcome, OwnerStats, RefusedChange,
-    RequestState, SCHEMA_VERSION, Store, StoreError, SyncLog, WaitReason, WebUserId, Withdrawal,
-    WithdrawalFilter, WithdrawalId, WithdrawalKind, WithdrawalMove, account_lease, link_token_hash,
-    link_token_ttl, new_link_token, now_ms,
+    BatchOutcome, ChangeBatch, Epoch, ItemRow, Lease, LeaseAnswer, LinkLabel, LinkOutcome,
+    LinkToken, Notification, NotificationId, NotificationKind, NotificationOutcome, OwnerStats,
+    RefusedChange, ReplacedLink, RequestState, SCHEMA_VERSION, Store, StoreError, SyncLog,
+    WaitReason, WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId, WithdrawalKind,
+    WithdrawalMove, account_lease, link_token_hash, link_token_ttl, new_link_token, now_ms,
 };
 use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
 use crate::secret::Secret;
@@ -70,6 +70,15 @@ const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
     // runs in `migrate`.
     (4, &[], ""),
     (5, &[("withdrawals", "epoch", "INTEGER")], SCHEMA_V5),
+    // Version 6 (Supabase: `20261204120000_giftd_consent.sql`): link labels and replaced links.
+    (
+        6,
+        &[
+            ("link_tokens", "label", "TEXT NOT NULL DEFAULT ''"),
+            ("web_links", "label", "TEXT NOT NULL DEFAULT ''"),
+        ],
+        link::SCHEMA_V6_CONSENT,
+    ),
 ];
 
 const SCHEMA_V1: &str = "
@@ -1696,6 +1705,7 @@ impl Store for SqliteStore {
     async fn create_link_token(
         &self,
         web_user: WebUserId,
+        label: &LinkLabel,
         ttl: Duration,
     ) -> Result<LinkToken, StoreError> {
         let ttl_ms = link_token_ttl(ttl)?;
@@ -1703,27 +1713,47 @@ impl Store for SqliteStore {
         let hash = link_token_hash(&token);
         let now = now_ms();
         let expires_at_ms = now.saturating_add(ttl_ms);
+        let stored = label.clone();
         self.run(move |conn| async move {
-            link::create(&conn, &hash, web_user, now, expires_at_ms).await
+            link::create(&conn, &hash, web_user, &stored, now, expires_at_ms).await
         })
         .await?;
         Ok(LinkToken {
             token: Secret::new(token),
             web_user,
+            label: label.clone(),
             expires_at_ms,
         })
     }
 
-    async fn consume_link_token(
+    async fn peek_link_token(
         &self,
         token: &str,
         telegram_user: UserId,
     ) -> Result<LinkOutcome, StoreError> {
         let token = token.to_owned();
         self.run(
-            move |conn| async move { link::consume(&conn, &token, telegram_user, now_ms()).await },
+            move |conn| async move { link::peek(&conn, &token, telegram_user, now_ms()).await },
         )
         .await
+    }
+
+    async fn consume_link_token(
+        &self,
+        token: &str,
+        telegram_user: UserId,
+        replace: bool,
+    ) -> Result<LinkOutcome, StoreError> {
+        let token = token.to_owned();
+        self.run(move |conn| async move {
+            link::consume(&conn, &token, telegram_user, replace, now_ms()).await
+        })
+        .await
+    }
+
+    async fn replaced_links(&self, web_user: WebUserId) -> Result<Vec<ReplacedLink>, StoreError> {
+        self.run(move |conn| async move { link::replaced(&conn, web_user).await })
+            .await
     }
 
     async fn linked_telegram_user(

@@ -24,11 +24,11 @@ use serde_json::{Value, json};
 
 use super::lease::{check_lease_args, millis};
 use super::{
-    BatchOutcome, ChangeBatch, Epoch, ItemRow, Lease, LeaseAnswer, LinkOutcome, LinkToken,
-    Notification, NotificationId, NotificationKind, NotificationOutcome, OwnerStats, RefusedChange,
-    RequestState, Store, StoreError, SyncLog, WaitReason, WebUserId, Withdrawal, WithdrawalFilter,
-    WithdrawalId, WithdrawalKind, WithdrawalMove, link_token_hash, link_token_ttl, migration_for,
-    new_link_token,
+    BatchOutcome, ChangeBatch, Epoch, ItemRow, Lease, LeaseAnswer, LinkLabel, LinkOutcome,
+    LinkToken, Notification, NotificationId, NotificationKind, NotificationOutcome, OwnerStats,
+    RefusedChange, Replaced, ReplacedLink, RequestState, Store, StoreError, SyncLog, WaitReason,
+    WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId, WithdrawalKind, WithdrawalMove,
+    link_token_hash, link_token_ttl, migration_for, new_link_token,
 };
 use crate::config::SupabaseConfig;
 use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
@@ -863,6 +863,7 @@ impl Store for SupabaseStore {
     async fn create_link_token(
         &self,
         web_user: WebUserId,
+        label: &LinkLabel,
         ttl: Duration,
     ) -> Result<LinkToken, StoreError> {
         let ttl_ms = link_token_ttl(ttl)?;
@@ -873,6 +874,7 @@ impl Store for SupabaseStore {
                 json!({
                     "p_token_hash": link_token_hash(&token),
                     "p_web_user_id": web_user.to_string(),
+                    "p_label": label.as_str(),
                     "p_ttl_ms": ttl_ms,
                 }),
             )
@@ -880,40 +882,68 @@ impl Store for SupabaseStore {
         Ok(LinkToken {
             token: Secret::new(token),
             web_user,
+            label: label.clone(),
             expires_at_ms,
         })
     }
 
-    async fn consume_link_token(
+    async fn peek_link_token(
         &self,
         token: &str,
         telegram_user: UserId,
     ) -> Result<LinkOutcome, StoreError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(default)]
-            error: Option<String>,
-            #[serde(default)]
-            web_user_id: Option<WebUserId>,
-        }
-        let a: Answer = self
+        let a: LinkAnswer = self
             .rpc(
-                "giftd_consume_link_token",
+                "giftd_peek_link_token",
                 json!({
                     "p_token_hash": link_token_hash(token),
                     "p_telegram_user_id": telegram_user,
                 }),
             )
             .await?;
-        match (a.error.as_deref(), a.web_user_id) {
-            (None, Some(web_user)) => Ok(LinkOutcome::Linked { web_user }),
-            (Some("unknown"), _) => Ok(LinkOutcome::Unknown),
-            (Some("expired"), _) => Ok(LinkOutcome::Expired),
-            (Some("used"), _) => Ok(LinkOutcome::Used),
-            (other, _) => Err(StoreError::Protocol(format!(
-                "giftd_consume_link_token: {other:?}"
-            ))),
+        a.outcome("giftd_peek_link_token")
+    }
+
+    async fn consume_link_token(
+        &self,
+        token: &str,
+        telegram_user: UserId,
+        replace: bool,
+    ) -> Result<LinkOutcome, StoreError> {
+        let a: LinkAnswer = self
+            .rpc(
+                "giftd_consume_link_token",
+                json!({
+                    "p_token_hash": link_token_hash(token),
+                    "p_telegram_user_id": telegram_user,
+                    "p_replace": replace,
+                }),
+            )
+            .await?;
+        a.outcome("giftd_consume_link_token")
+    }
+
+    async fn replaced_links(&self, web_user: WebUserId) -> Result<Vec<ReplacedLink>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            telegram_user_id: UserId,
+            replaced_by: WebUserId,
+            replaced_at_ms: i64,
         }
+        let rows: Vec<Row> = self
+            .rpc(
+                "giftd_replaced_links",
+                json!({ "p_web_user_id": web_user.to_string() }),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ReplacedLink {
+                telegram_user: r.telegram_user_id,
+                replaced_by: r.replaced_by,
+                replaced_at_ms: r.replaced_at_ms,
+            })
+            .collect())
     }
 
     async fn linked_telegram_user(
@@ -1082,6 +1112,47 @@ fn fenced(answer: &Value) -> Result<(), StoreError> {
         epoch: answer["epoch"].as_i64(),
         current: answer["current"].as_i64(),
     })
+}
+
+/// What `giftd_peek_link_token` and `giftd_consume_link_token` answer.
+#[derive(Deserialize)]
+struct LinkAnswer {
+    state: String,
+    #[serde(default)]
+    web_user_id: Option<WebUserId>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    replaces: Option<WebUserId>,
+    #[serde(default)]
+    replaces_label: Option<String>,
+}
+
+impl LinkAnswer {
+    fn outcome(self, function: &str) -> Result<LinkOutcome, StoreError> {
+        let label = self.label.unwrap_or_default();
+        let replaces = self.replaces.map(|web_user| Replaced {
+            web_user,
+            label: self.replaces_label.unwrap_or_default(),
+        });
+        match (self.state.as_str(), self.web_user_id, replaces) {
+            ("ask", Some(web_user), replaces) => Ok(LinkOutcome::Ask {
+                web_user,
+                label,
+                replaces,
+            }),
+            ("needs_replace", Some(web_user), Some(replaces)) => Ok(LinkOutcome::NeedsReplace {
+                web_user,
+                label,
+                replaces,
+            }),
+            ("linked", Some(web_user), _) => Ok(LinkOutcome::Linked { web_user, label }),
+            ("unknown", _, _) => Ok(LinkOutcome::Unknown),
+            ("expired", _, _) => Ok(LinkOutcome::Expired),
+            ("used", _, _) => Ok(LinkOutcome::Used),
+            (other, _, _) => Err(StoreError::Protocol(format!("{function}: {other:?}"))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod bot;
 pub mod clock;
 pub mod convert;
 pub mod login;
+pub mod stars;
 pub mod transfer;
 
 use std::collections::HashMap;

@@ -290,6 +290,24 @@ impl Telegram {
         }
     }
 
+    /// Whether the deposit account still holds the gift its message `msg_id` delivered and
+    /// Telegram has not refunded it (a refunded gift stays listed, marked `refunded`).
+    pub async fn holds_unrefunded(&self, msg_id: MsgId) -> Result<bool, TelegramError> {
+        let request = tl::functions::payments::GetSavedStarGift {
+            stargift: vec![saved(msg_id)],
+        };
+        match self.call("payments.getSavedStarGift", &request).await {
+            Ok(tl::enums::payments::SavedStarGifts::Gifts(page)) => {
+                Ok(page.gifts.iter().any(|g| {
+                    matches!(g, tl::enums::SavedStarGift::Gift(s)
+                        if s.msg_id == Some(msg_id) && !s.refunded)
+                }))
+            }
+            Err(e) if e.rpc_name() == Some("STARGIFT_NOT_FOUND") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether the newest messages of the chat with `to` hold the deposit account's own
     /// service message of a gift going to them since `since` (unix seconds): the collectible
     /// `collectible_id` transferred, or a catalogue gift `gift_id` bought for them.

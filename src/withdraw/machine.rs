@@ -427,16 +427,42 @@ impl WithdrawalMove {
         m
     }
 
-    /// The player (their own request only) or an operator cancels a request nothing was sent
-    /// for yet.
-    pub fn cancel(w: &Withdrawal, by: Canceller) -> Self {
+    /// Looked at Telegram after an unknown outcome and found no evidence either way that the
+    /// player cannot forge: an operator decides (`approval`, waiting for the operator). Never
+    /// back to the queue by itself, and the player cannot cancel it (the gift may have left).
+    pub fn to_operator(w: &Withdrawal, note: &str) -> Self {
         let mut m = Self::new(
             w,
-            &[
+            &[RequestState::Unknown],
+            RequestState::Approval,
+            LedgerKind::WithdrawDeferred,
+        )
+        .fenced(w);
+        m.set_worker = Some(None);
+        m.reason = Some(Some(note.to_owned()));
+        m.form_id = Some(None);
+        m.not_before_ms = Some(None);
+        m.wait_reason = Some(Some(WaitReason::Operator));
+        m
+    }
+
+    /// The player (their own request only) or an operator cancels a request nothing was sent
+    /// for yet. A request waiting for an operator after an unknown outcome (something may have
+    /// been sent) is the operator's to cancel, not the player's.
+    pub fn cancel(w: &Withdrawal, by: Canceller) -> Self {
+        let from: &[RequestState] = match by {
+            Canceller::Player(_) if w.wait_reason == Some(WaitReason::Operator) => {
+                &[RequestState::Requested, RequestState::Waiting]
+            }
+            _ => &[
                 RequestState::Requested,
                 RequestState::Approval,
                 RequestState::Waiting,
             ],
+        };
+        let mut m = Self::new(
+            w,
+            from,
             RequestState::Cancelled,
             LedgerKind::WithdrawCancelled,
         );
@@ -601,6 +627,38 @@ mod tests {
         assert_eq!(d.to, Waiting);
         let d = WithdrawalMove::defer_quoted(&claimed, WaitReason::FeeCap, 500, "fee");
         assert_eq!((d.to, d.fee_stars), (Approval, Some(500)));
+    }
+
+    #[test]
+    fn an_unresolved_resend_goes_to_an_operator_and_only_the_operator_cancels_it() {
+        let w = request(RequestState::Unknown, WithdrawalKind::Resend);
+        let m = WithdrawalMove::to_operator(&w, "no evidence");
+        assert_eq!(
+            (m.from.as_slice(), m.to, m.wait_reason),
+            (
+                &[RequestState::Unknown][..],
+                RequestState::Approval,
+                Some(Some(WaitReason::Operator))
+            )
+        );
+        let mut waiting = request(RequestState::Approval, WithdrawalKind::Resend);
+        waiting.wait_reason = Some(WaitReason::Operator);
+        assert!(
+            !WithdrawalMove::cancel(&waiting, Canceller::Player(5))
+                .from
+                .contains(&RequestState::Approval)
+        );
+        assert!(
+            WithdrawalMove::cancel(&waiting, Canceller::Operator)
+                .from
+                .contains(&RequestState::Approval)
+        );
+        waiting.wait_reason = Some(WaitReason::FeeCap);
+        assert!(
+            WithdrawalMove::cancel(&waiting, Canceller::Player(5))
+                .from
+                .contains(&RequestState::Approval)
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn now_ms() -> i64 {
 
 /// What processing one request came to (for logs and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
+pub(super) enum Step {
     Moved(RequestState),
     /// Someone else moved the request first; nothing to do.
     Lost,
@@ -300,7 +300,7 @@ impl Worker {
 
     /// Applies a move and follows it in the inventory. `Lost` when another worker, an operator
     /// or the player moved the request first.
-    async fn apply(
+    pub(super) async fn apply(
         &self,
         mv: WithdrawalMove,
         epoch: Option<crate::store::Epoch>,
@@ -397,6 +397,11 @@ impl Worker {
                     epoch,
                 )
                 .await;
+        }
+        if w.kind == WithdrawalKind::Resend
+            && let Some(wait) = self.resend_too_young(w, &item, epoch).await
+        {
+            return wait;
         }
         let purchase = self.purchase(w, item.gift_id);
 
@@ -495,6 +500,14 @@ impl Worker {
                     epoch,
                 )
                 .await;
+        }
+
+        // A resend pays for a gift the house keeps: only while the original is still the
+        // house's, claimed for this request and not refunded.
+        if sending.kind == WithdrawalKind::Resend
+            && let Some(refused) = self.resend_original_gone(&sending, epoch).await
+        {
+            return refused;
         }
 
         // 3. The one call.
@@ -672,6 +685,10 @@ impl Worker {
         let mv = match verdict {
             Verdict::Sent(how) => WithdrawalMove::sent(w, &how),
             Verdict::NotSent(why) => WithdrawalMove::not_sent(w, self.config.max_attempts, &why),
+            Verdict::Operator(why) => {
+                tracing::warn!(id = w.id, key = %w.key, "{why}");
+                WithdrawalMove::to_operator(w, &why)
+            }
             Verdict::Unresolved(why) => {
                 tracing::error!(id = w.id, key = %w.key, "{why}");
                 return Ok(());
@@ -688,8 +705,11 @@ impl Worker {
         Ok(())
     }
 
-    /// A purchase's outcome: paying the same form again is safe (Telegram answers
-    /// `FORM_SUBMIT_DUPLICATE` for a paid one); once the form expired, the chat tells.
+    /// A purchase's outcome, from evidence only Telegram and the deposit account write: paying
+    /// the same form again (`FORM_SUBMIT_DUPLICATE`: it was paid; success: it had not been, and
+    /// now is), else the account's own Stars history (an outgoing purchase of this gift for this
+    /// player after `sending`, not already the evidence of another request). Anything else is
+    /// for an operator: never bought again by itself.
     async fn resolve_purchase(
         &self,
         w: &Withdrawal,
@@ -713,30 +733,94 @@ impl Worker {
                 }
                 Err(e) if e.rpc_name() == Some("FORM_EXPIRED") => {}
                 Err(e) if e.outcome_known() => {
-                    return Ok(Verdict::NotSent(format!(
-                        "paying the form again was refused ({}): it had not been paid",
+                    // A refusal of the second payment says nothing about the first.
+                    if self.purchase_in_history(w, gift_id, since).await? {
+                        return Ok(Verdict::Sent(
+                            "the purchase for the player is in the deposit account's Stars history"
+                                .to_owned(),
+                        ));
+                    }
+                    return Ok(Verdict::Operator(format!(
+                        "paying the form again was refused ({}) and the deposit account's Stars \
+                         history shows no purchase for the player: an operator must check, then \
+                         approve (buy again) or cancel",
                         e.rpc_name().unwrap_or("refused")
                     )));
                 }
                 Err(e) => return Err(e),
             }
         }
-        let bought = self
-            .telegram
-            .sent_to(w.owner, w.key.msg_id, since, None, gift_id)
-            .await?;
-        Ok(if bought {
-            Verdict::Sent("the gift bought for the player is in their chat".to_owned())
+        Ok(if self.purchase_in_history(w, gift_id, since).await? {
+            Verdict::Sent(
+                "the purchase for the player is in the deposit account's Stars history".to_owned(),
+            )
         } else {
-            Verdict::NotSent("no gift bought for the player is in their chat".to_owned())
+            Verdict::Operator(
+                "the payment form expired and the deposit account's Stars history shows no \
+                 purchase for the player: an operator must check, then approve (buy again) or \
+                 cancel"
+                    .to_owned(),
+            )
         })
+    }
+
+    /// Whether the account's Stars history holds a purchase of `gift_id` for the player at the
+    /// request's price since `since` that no other request already counts as its own: the
+    /// purchases found must outnumber the other resends to the same player sent since then.
+    async fn purchase_in_history(
+        &self,
+        w: &Withdrawal,
+        gift_id: i64,
+        since: i64,
+    ) -> Result<bool, TelegramError> {
+        let matching = self
+            .telegram
+            .gift_purchases_since(since)
+            .await?
+            .into_iter()
+            .filter(|p| {
+                p.to == w.owner
+                    && p.gift_id == gift_id
+                    && w.fee_stars.is_none_or(|fee| fee == p.stars)
+            })
+            .count();
+        if matching == 0 {
+            return Ok(false);
+        }
+        let others = self
+            .store
+            .list_withdrawals(&WithdrawalFilter {
+                account_id: Some(w.key.account_id),
+                owner: Some(w.owner),
+                states: vec![RequestState::Sent],
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| TelegramError::Unexpected {
+                method: "payments.getStarsTransactions",
+                detail: format!("the store could not list the other sent requests: {e}"),
+            })?
+            .into_iter()
+            .filter(|o| {
+                o.id != w.id
+                    && o.kind == WithdrawalKind::Resend
+                    && o.sending_at_ms.unwrap_or(i64::MAX) / 1000 >= since
+                    // An item the inventory no longer knows counts as the same gift: fewer
+                    // purchases are claimed, never more.
+                    && self.inventory.get(o.key).is_none_or(|i| i.gift_id == gift_id)
+            })
+            .count();
+        Ok(matching > others)
     }
 }
 
 enum Verdict {
     Sent(String),
     NotSent(String),
+    /// Stays unknown (logged): nothing the player could be given back.
     Unresolved(String),
+    /// No evidence either way: an operator decides.
+    Operator(String),
 }
 
 /// What a player and an operator read for a definite refusal.

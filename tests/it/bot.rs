@@ -38,7 +38,7 @@ impl BotWorld {
         std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600)).unwrap();
         w.extra_sections = format!(
             "[bot]\ntoken = \"{}\"\nsession_file = \"{}\"\nadmins = \"{admin}\"\n\
-             [withdraw]\nregular = \"resend\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
+             [withdraw]\nregular = \"resend\"\nresend_hold = \"0s\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
              lease = \"4s\"\npoll_interval = \"100ms\"\n{withdraw}",
             bot.token,
             session.display()
@@ -464,7 +464,7 @@ async fn forged_presses_change_nothing() {
             Some("Ceci ne vous appartient pas."),
         ),
         (format!("1:wx:{id}"), Some("Ceci ne vous appartient pas.")),
-        (format!("1:aa:{id}"), Some("Ceci ne vous appartient pas.")),
+        (format!("1:aa:{id}:0"), Some("Ceci ne vous appartient pas.")),
         (format!("1:ac:{id}"), Some("Ceci ne vous appartient pas.")),
         (
             format!("1:as:{dep}:{item}"),
@@ -501,58 +501,75 @@ async fn forged_presses_change_nothing() {
     running.stop().await;
 }
 
+fn link_label(text: &str) -> giftd::store::LinkLabel {
+    giftd::store::LinkLabel::new(text).unwrap()
+}
+
+fn new_web_user() -> giftd::store::WebUserId {
+    giftd::store::WebUserId::new(uuid::Uuid::from_u128(rand::random()))
+}
+
+/// `/start <token>` only asks, naming the web account; only the same player's Link spends the
+/// token: another user pressing (forging) the button gets nothing linked. Expired, used and
+/// unknown tokens each get their answer.
 #[tokio::test]
-async fn link_tokens_each_get_their_answer() {
-    let bw = BotWorld::new(Backend::sqlite(), 2, "").await;
-    let (en, fr) = (bw.w.player(0), bw.w.player(1));
+async fn link_tokens_are_spent_only_by_their_players_confirmation() {
+    let bw = BotWorld::new(Backend::sqlite(), 3, "").await;
+    let (en, fr, thief) = (bw.w.player(0), bw.w.player(1), bw.w.player(2));
     bw.lang(fr, "fr");
     let running = bw.start().await;
     let store = bw.w.store().await;
-    let web = giftd::store::WebUserId::new(uuid::Uuid::from_u128(rand::random()));
+    let web = new_web_user();
     let token = store
-        .create_link_token(web, Duration::from_secs(600))
+        .create_link_token(
+            web,
+            &link_label("e•••@example.com"),
+            Duration::from_secs(600),
+        )
         .await
         .unwrap();
-    bw.ask(
-        en,
-        &format!("/start {}", token.token.expose()),
-        "linked to your web account",
-    )
-    .await;
+    let start = format!("/start {}", token.token.expose());
+    let ask = bw.ask(en, &start, "web account e•••@example.com?").await;
+    assert_eq!(
+        store.linked_telegram_user(web).await.unwrap(),
+        None,
+        "asking links nothing"
+    );
+
+    // Another user presses the same Link (forged into their own chat): refused.
+    let own = bw.ask(thief, "/start", "/inventory").await;
+    let link_data = String::from_utf8(button(&ask, "✅ Link")).unwrap();
+    let answer = bw.forge(thief, own.msg_id, &link_data).await;
+    assert_eq!(
+        answer.message.as_deref(),
+        Some("This question has expired. Open the link from the website again.")
+    );
+    assert_eq!(store.linked_telegram_user(web).await.unwrap(), None);
+
+    // The player's own Link.
+    let (_, after) = bw.press(en, &ask, "✅ Link").await;
+    assert!(
+        after
+            .text
+            .contains("linked to the web account e•••@example.com"),
+        "{}",
+        after.text
+    );
+    assert!(after.buttons.iter().flatten().next().is_none());
     assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(en));
-    bw.ask(
-        fr,
-        &format!("/start {}", token.token.expose()),
-        "Ce lien a déjà servi",
-    )
-    .await;
-    // Spending one's own token again is a replay: still linked, nothing new written.
-    bw.ask(
-        en,
-        &format!("/start {}", token.token.expose()),
-        "linked to your web account",
-    )
-    .await;
-    let web2 = giftd::store::WebUserId::new(uuid::Uuid::from_u128(rand::random()));
-    let other = store
-        .create_link_token(web2, Duration::from_secs(600))
-        .await
-        .unwrap();
-    bw.ask(
-        fr,
-        &format!("/start {}", other.token.expose()),
-        "C'est fait",
-    )
-    .await;
-    bw.ask(
-        en,
-        &format!("/start {}", other.token.expose()),
-        "already used",
-    )
-    .await;
-    assert_eq!(store.linked_telegram_user(web2).await.unwrap(), Some(fr));
+    // The same data again (the message lost its buttons): the question is gone.
+    let answer = bw.forge(en, ask.msg_id, &link_data).await;
+    assert_eq!(
+        answer.message.as_deref(),
+        Some("This question has expired. Open the link from the website again.")
+    );
+    // Used by someone else; opened again by its player.
+    bw.ask(fr, &start, "Ce lien a déjà servi").await;
+    bw.ask(en, &start, "linked to the web account e•••@example.com")
+        .await;
+
     let short = store
-        .create_link_token(web, Duration::from_secs(1))
+        .create_link_token(new_web_user(), &link_label("s"), Duration::from_secs(1))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -567,6 +584,78 @@ async fn link_tokens_each_get_their_answer() {
     bw.ask(fr, "/start bad$token", "Ce lien n'est pas valide")
         .await;
     assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(en));
+    running.stop().await;
+}
+
+/// A player linked to one web account who opens another's link is asked about the
+/// replacement; Cancel keeps the old link (and the token unspent); Replace links the new one
+/// and the replaced web account can read that it was replaced.
+#[tokio::test]
+async fn replacing_a_link_needs_its_own_confirmation_and_cancel_keeps_the_old_one() {
+    let bw = BotWorld::new(Backend::sqlite(), 1, "").await;
+    let player = bw.w.player(0);
+    let running = bw.start().await;
+    let store = bw.w.store().await;
+    let (old, new) = (new_web_user(), new_web_user());
+    let first = store
+        .create_link_token(
+            old,
+            &link_label("old•••@example.com"),
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let ask = bw
+        .ask(
+            player,
+            &format!("/start {}", first.token.expose()),
+            "old•••@example.com?",
+        )
+        .await;
+    bw.press(player, &ask, "✅ Link").await;
+    assert_eq!(store.linked_telegram_user(old).await.unwrap(), Some(player));
+
+    let second = store
+        .create_link_token(
+            new,
+            &link_label("new•••@example.com"),
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let start = format!("/start {}", second.token.expose());
+    let ask = bw
+        .ask(
+            player,
+            &start,
+            "linked to the web account old•••@example.com",
+        )
+        .await;
+    assert!(ask.text.contains("new•••@example.com"), "{}", ask.text);
+    let (_, after) = bw.press(player, &ask, "Cancel").await;
+    assert_eq!(after.text, "Nothing was linked.");
+    assert_eq!(store.linked_telegram_user(old).await.unwrap(), Some(player));
+    assert_eq!(store.linked_telegram_user(new).await.unwrap(), None);
+    assert!(store.replaced_links(old).await.unwrap().is_empty());
+
+    // Asked again, and this time the player replaces the link.
+    let ask = bw
+        .ask(
+            player,
+            &start,
+            "linked to the web account old•••@example.com",
+        )
+        .await;
+    let (_, after) = bw.press(player, &ask, "Replace the link").await;
+    assert!(after.text.contains("new•••@example.com"), "{}", after.text);
+    assert_eq!(store.linked_telegram_user(new).await.unwrap(), Some(player));
+    assert_eq!(store.linked_telegram_user(old).await.unwrap(), None);
+    let replaced = store.replaced_links(old).await.unwrap();
+    assert_eq!(replaced.len(), 1);
+    assert_eq!(
+        (replaced[0].telegram_user, replaced[0].replaced_by),
+        (player, new)
+    );
     running.stop().await;
 }
 
@@ -782,12 +871,45 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let desk = bw.ask(admin, "/admin", "1 à approuver").await;
+    // The button carries the fee the desk shows; a press for another fee (a desk drawn before
+    // the fee changed) approves nothing.
+    let fee = store
+        .withdrawal(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .fee_stars
+        .unwrap();
+    let data = String::from_utf8(button(&desk, &format!("Approuver n° {id}"))).unwrap();
+    assert_eq!(data, format!("1:aa:{id}:{fee}"));
+    let stale = bw
+        .forge(admin, desk.msg_id, &format!("1:aa:{id}:{}", fee - 1))
+        .await;
+    assert_eq!(
+        stale.message.as_deref(),
+        Some(
+            format!(
+                "La demande n° {id} n'a pas été approuvée : ses frais sont de {fee} ⭐ \
+                 maintenant, pas ceux affichés. Regardez à nouveau."
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        store.withdrawal(id).await.unwrap().unwrap().state,
+        RequestState::Approval
+    );
     let (answer, _) = bw.press(admin, &desk, &format!("Approuver n° {id}")).await;
     assert!(
         answer
             .message
             .unwrap()
             .contains(&format!("La demande {id}"))
+    );
+    assert_eq!(
+        store.withdrawal(id).await.unwrap().unwrap().approved_stars,
+        Some(fee),
+        "approved at the fee shown"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while store.withdrawal(id).await.unwrap().unwrap().state != RequestState::Sent {

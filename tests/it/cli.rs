@@ -316,6 +316,8 @@ async fn link_token_prints_a_token_the_bot_can_spend() {
                 "link-token",
                 "--web-user",
                 web,
+                "--label",
+                "o•••@example.com",
                 "--ttl",
                 "10m",
                 "--bot",
@@ -336,12 +338,17 @@ async fn link_token_prints_a_token_the_bot_can_spend() {
             "{out}"
         );
         assert!(out.contains(&format!("web user: {web}\n")), "{out}");
+        assert!(out.contains("label:    o•••@example.com\n"), "{out}");
         assert!(out.contains("in 10m; single use"), "{out}");
         let player = support::unique_id();
         assert_eq!(
-            store.consume_link_token(&token, player).await.unwrap(),
+            store
+                .consume_link_token(&token, player, false)
+                .await
+                .unwrap(),
             giftd::store::LinkOutcome::Linked {
-                web_user: web.parse().unwrap()
+                web_user: web.parse().unwrap(),
+                label: "o•••@example.com".to_owned(),
             }
         );
 
@@ -350,7 +357,7 @@ async fn link_token_prints_a_token_the_bot_can_spend() {
             dir.path(),
             Some(&config),
             &env,
-            &["link-token", "--web-user", web],
+            &["link-token", "--web-user", web, "--label", "Operator"],
         );
         assert!(ok, "{err}");
         assert!(out.contains("https://t.me/<bot>?start="), "{out}");
@@ -359,16 +366,21 @@ async fn link_token_prints_a_token_the_bot_can_spend() {
 
         // Bad input: a clear error, nothing minted.
         for (args, says) in [
-            (vec!["--web-user", "42"], "expected a uuid"),
-            (vec!["--web-user", web, "--ttl", "2d"], "between 1m and 24h"),
+            (vec!["--web-user", "42", "--label", "x"], "expected a uuid"),
             (
-                vec!["--web-user", web, "--ttl", "soon"],
+                vec!["--web-user", web, "--label", "x", "--ttl", "2d"],
+                "between 1m and 24h",
+            ),
+            (
+                vec!["--web-user", web, "--label", "x", "--ttl", "soon"],
                 "is not a duration",
             ),
             (
-                vec!["--web-user", web, "--bot", "t.me/x"],
+                vec!["--web-user", web, "--label", "x", "--bot", "t.me/x"],
                 "is not a bot username",
             ),
+            (vec!["--web-user", web, "--label", ""], "1 to 64 characters"),
+            (vec!["--web-user", web], "--label"),
         ] {
             let mut argv = vec!["link-token"];
             argv.extend(args.iter().copied());

@@ -36,11 +36,17 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) async fn new(backend: Backend, players: usize) -> World {
+        Self::with_ttls(backend, players, tgsim::Ttls::default()).await
+    }
+
+    /// A world whose simulator expires payment forms and login codes after `ttls`.
+    pub(crate) async fn with_ttls(backend: Backend, players: usize, ttls: tgsim::Ttls) -> World {
         crate::support::init_tracing();
         // Every world has its own id range: tests share one database, keyed by account id.
         let sim = Sim::start(SimConfig {
             // Telegram user ids stay below 2^40 (grammers checks).
             first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
+            ttls,
             ..SimConfig::default()
         })
         .await

@@ -487,7 +487,9 @@ async fn supabase_players_and_anon_cannot_touch_leases() {
     let store = Backend::supabase().open().await;
     let name = fresh_name();
     let lease = held(store.take_lease(&name, "giftd", TTL).await.unwrap());
-    let player = mint_jwt(serde_json::json!({ "role": "authenticated", "telegram_id": "42" }));
+    let player = mint_jwt(serde_json::json!({
+        "role": "authenticated", "app_metadata": { "telegram_id": "42" }
+    }));
     let anon = env("GIFTD_TEST_ANON_KEY");
     let client = reqwest::Client::new();
     let base = env("GIFTD_TEST_REST_URL");

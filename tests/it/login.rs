@@ -564,15 +564,15 @@ async fn giftd_login_without_a_terminal_takes_the_code_in_a_second_run() {
     let s = Setup::new(None, Ttls::default()).await;
     let before = s.write_unsigned_session().await;
 
-    // No --code and no terminal: Telegram sends the code, giftd says how to pass it.
+    // No code and no terminal: Telegram sends the code, giftd says how to pass it.
     let (ok, out, err) = s.giftd(&["login", "--phone", PHONE]).await;
     assert!(!ok, "stdout: {out}\nstderr: {err}");
     assert_eq!(
         err.lines().last(),
         Some(
             "error: login failed: telegram sent a login code to +15550123 but none was given: \
-             pass it to the next `giftd login` with --code (or GIFTD_LOGIN_CODE), or run \
-             giftd login on a terminal"
+             give it to the next `giftd login` in GIFTD_LOGIN_CODE, or run giftd login on a \
+             terminal"
         ),
         "stderr: {err}"
     );
@@ -597,7 +597,9 @@ async fn giftd_login_without_a_terminal_takes_the_code_in_a_second_run() {
 
     // The second run signs in with the code sent for the first, without asking for another.
     let code = s.code();
-    let (ok, out, err) = s.giftd(&["login", "--phone", PHONE, "--code", &code]).await;
+    let (ok, out, err) = s
+        .giftd_with_env(&["login", "--phone", PHONE], &[("GIFTD_LOGIN_CODE", &code)])
+        .await;
     assert!(ok, "stdout: {out}\nstderr: {err}");
     assert_eq!(
         out,
@@ -633,8 +635,8 @@ async fn giftd_login_without_a_terminal_asks_for_the_password_in_a_third_run() {
         err.lines().last(),
         Some(
             "error: login failed: the account has a 2FA password (hint: tgsim) but none was \
-             given: pass it to the next `giftd login` with --password (or GIFTD_LOGIN_PASSWORD), \
-             or run giftd login on a terminal"
+             given: give it to the next `giftd login` in GIFTD_LOGIN_PASSWORD, or run giftd \
+             login on a terminal"
         ),
         "stderr: {err}"
     );
@@ -675,7 +677,9 @@ async fn giftd_login_with_a_wrong_code_fails_and_writes_no_session() {
     } else {
         "00000"
     };
-    let (ok, out, err) = s.giftd(&["login", "--phone", PHONE, "--code", wrong]).await;
+    let (ok, out, err) = s
+        .giftd_with_env(&["login", "--phone", PHONE], &[("GIFTD_LOGIN_CODE", wrong)])
+        .await;
     assert!(!ok, "stdout: {out}\nstderr: {err}");
     assert_eq!(out, "");
     assert_eq!(

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use giftd::gift::{ItemKey, Owner, Status, UserId};
 use giftd::store::{
-    Canceller, LinkOutcome, Notification, NotificationKind, NotificationOutcome, RequestState,
-    Store, StoreError, WaitReason, WebUserId, WithdrawalMove,
+    Canceller, LinkLabel, LinkOutcome, Notification, NotificationKind, NotificationOutcome,
+    Replaced, RequestState, Store, StoreError, WaitReason, WebUserId, WithdrawalMove,
 };
 
 use crate::store_contract::{attribution, claim, collectible, departures, deposit, regular};
@@ -23,7 +23,7 @@ use crate::support::{Backend, NoteRow, unique_id};
 
 contract!(
     link_tokens_link_once_and_say_why_not,
-    relinking_replaces_the_earlier_link_on_both_sides,
+    relinking_needs_the_players_consent_and_tells_the_replaced_account,
     links_made_at_once_for_one_player_leave_one_link,
     credits_are_announced_once_even_when_replayed,
     each_withdrawal_step_is_announced_once,
@@ -46,38 +46,76 @@ fn kinds(rows: &[NoteRow]) -> Vec<&str> {
 // Link tokens
 // ---------------------------------------------------------------------------------------------
 
+fn label(text: &str) -> LinkLabel {
+    LinkLabel::new(text).unwrap()
+}
+
 async fn link_tokens_link_once_and_say_why_not(backend: Backend) {
     let store = backend.open().await;
     let (web, player, other) = (web_user(), unique_id(), unique_id());
     let token = store
-        .create_link_token(web, Duration::from_secs(600))
+        .create_link_token(web, &label("a•••@example.com"), Duration::from_secs(600))
         .await
         .unwrap();
     assert_eq!(format!("{:?}", token.token), "[redacted]");
     assert_eq!(token.web_user, web);
     assert_eq!(token.token.expose().len(), 64);
     assert_eq!(store.linked_telegram_user(web).await.unwrap(), None);
+    let linked = LinkOutcome::Linked {
+        web_user: web,
+        label: "a•••@example.com".into(),
+    };
+
+    // Looking writes nothing: the player is asked first.
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .peek_link_token(token.token.expose(), player)
+                .await
+                .unwrap(),
+            LinkOutcome::Ask {
+                web_user: web,
+                label: "a•••@example.com".into(),
+                replaces: None
+            }
+        );
+    }
+    assert_eq!(store.linked_telegram_user(web).await.unwrap(), None);
 
     assert_eq!(
         store
-            .consume_link_token(token.token.expose(), player)
+            .consume_link_token(token.token.expose(), player, false)
             .await
             .unwrap(),
-        LinkOutcome::Linked { web_user: web }
+        linked
     );
     assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(player));
     // The same player opening the same link again: the same answer, nothing changes.
     assert_eq!(
         store
-            .consume_link_token(token.token.expose(), player)
+            .consume_link_token(token.token.expose(), player, false)
             .await
             .unwrap(),
-        LinkOutcome::Linked { web_user: web }
+        linked
+    );
+    assert_eq!(
+        store
+            .peek_link_token(token.token.expose(), player)
+            .await
+            .unwrap(),
+        linked
     );
     // Anyone else: used, and the link stays.
     assert_eq!(
         store
-            .consume_link_token(token.token.expose(), other)
+            .consume_link_token(token.token.expose(), other, true)
+            .await
+            .unwrap(),
+        LinkOutcome::Used
+    );
+    assert_eq!(
+        store
+            .peek_link_token(token.token.expose(), other)
             .await
             .unwrap(),
         LinkOutcome::Used
@@ -85,16 +123,17 @@ async fn link_tokens_link_once_and_say_why_not(backend: Backend) {
     assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(player));
 
     let expired = store
-        .create_link_token(web_user(), Duration::ZERO)
+        .create_link_token(web_user(), &label("x"), Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(
+    for outcome in [
+        store.peek_link_token(expired.token.expose(), other).await,
         store
-            .consume_link_token(expired.token.expose(), other)
-            .await
-            .unwrap(),
-        LinkOutcome::Expired
-    );
+            .consume_link_token(expired.token.expose(), other, false)
+            .await,
+    ] {
+        assert_eq!(outcome.unwrap(), LinkOutcome::Expired);
+    }
     assert_eq!(
         store.linked_telegram_user(expired.web_user).await.unwrap(),
         None,
@@ -102,7 +141,7 @@ async fn link_tokens_link_once_and_say_why_not(backend: Backend) {
     );
     assert_eq!(
         store
-            .consume_link_token("no-such-token", other)
+            .consume_link_token("no-such-token", other, false)
             .await
             .unwrap(),
         LinkOutcome::Unknown
@@ -113,57 +152,134 @@ async fn link_tokens_link_once_and_say_why_not(backend: Backend) {
         hex::encode(sha2::Sha256::digest(token.token.expose().as_bytes()))
     };
     assert_eq!(
-        store.consume_link_token(&hash, other).await.unwrap(),
+        store.consume_link_token(&hash, other, false).await.unwrap(),
         LinkOutcome::Unknown
     );
 
     let err = store
-        .create_link_token(web, Duration::from_secs(25 * 3600))
+        .create_link_token(web, &label("x"), Duration::from_secs(25 * 3600))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::LinkTokenTtl { .. }), "{err}");
     assert!(!err.is_retryable());
 }
 
-async fn relinking_replaces_the_earlier_link_on_both_sides(backend: Backend) {
+/// A web account linking another Telegram user replaces its own earlier link (its owner minted
+/// the token). A player linked to one web account is linked to another only with their second
+/// confirmation (`replace`); without it nothing is written, and the replaced web account can
+/// read that it was replaced.
+async fn relinking_needs_the_players_consent_and_tells_the_replaced_account(backend: Backend) {
     let store = backend.open().await;
     let (w1, w2) = (web_user(), web_user());
     let (t1, t2) = (unique_id(), unique_id());
-    let link = |web: WebUserId, tg: UserId| {
+    let mint = |web: WebUserId, name: &'static str| {
         let store = store.clone();
         async move {
-            let token = store
-                .create_link_token(web, Duration::from_secs(600))
-                .await
-                .unwrap();
             store
-                .consume_link_token(token.token.expose(), tg)
+                .create_link_token(web, &label(name), Duration::from_secs(600))
                 .await
                 .unwrap()
         }
     };
-    assert_eq!(link(w1, t1).await, LinkOutcome::Linked { web_user: w1 });
-    // The web account links another Telegram user: the newest link wins.
-    assert_eq!(link(w1, t2).await, LinkOutcome::Linked { web_user: w1 });
+    let linked = |web: WebUserId, name: &str| LinkOutcome::Linked {
+        web_user: web,
+        label: name.into(),
+    };
+    let first = mint(w1, "one").await;
+    assert_eq!(
+        store
+            .consume_link_token(first.token.expose(), t1, false)
+            .await
+            .unwrap(),
+        linked(w1, "one")
+    );
+    // The web account links another Telegram user: its own link moves, no question.
+    let again = mint(w1, "one").await;
+    assert_eq!(
+        store
+            .consume_link_token(again.token.expose(), t2, false)
+            .await
+            .unwrap(),
+        linked(w1, "one")
+    );
     assert_eq!(store.linked_telegram_user(w1).await.unwrap(), Some(t2));
-    // That Telegram user links another web account: it leaves the first.
-    assert_eq!(link(w2, t2).await, LinkOutcome::Linked { web_user: w2 });
+
+    // That Telegram user opens another web account's token: asked, and a plain Confirm is not
+    // enough.
+    let other = mint(w2, "two").await;
+    let replaces = Some(Replaced {
+        web_user: w1,
+        label: "one".into(),
+    });
+    assert_eq!(
+        store
+            .peek_link_token(other.token.expose(), t2)
+            .await
+            .unwrap(),
+        LinkOutcome::Ask {
+            web_user: w2,
+            label: "two".into(),
+            replaces: replaces.clone()
+        }
+    );
+    assert_eq!(
+        store
+            .consume_link_token(other.token.expose(), t2, false)
+            .await
+            .unwrap(),
+        LinkOutcome::NeedsReplace {
+            web_user: w2,
+            label: "two".into(),
+            replaces: replaces.clone().unwrap()
+        }
+    );
+    assert_eq!(store.linked_telegram_user(w1).await.unwrap(), Some(t2));
+    assert_eq!(store.linked_telegram_user(w2).await.unwrap(), None);
+    assert!(store.replaced_links(w1).await.unwrap().is_empty());
+
+    // Confirmed: replaced, and w1 can see it.
+    assert_eq!(
+        store
+            .consume_link_token(other.token.expose(), t2, true)
+            .await
+            .unwrap(),
+        linked(w2, "two")
+    );
     assert_eq!(store.linked_telegram_user(w2).await.unwrap(), Some(t2));
     assert_eq!(store.linked_telegram_user(w1).await.unwrap(), None);
+    let replaced = store.replaced_links(w1).await.unwrap();
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    assert_eq!(
+        (replaced[0].telegram_user, replaced[0].replaced_by),
+        (t2, w2)
+    );
+    assert!(store.replaced_links(w2).await.unwrap().is_empty());
 }
 
 async fn links_made_at_once_for_one_player_leave_one_link(backend: Backend) {
     let (a, b) = (backend.open().await, backend.open().await);
     for _ in 0..5 {
         let (w1, w2, player) = (web_user(), web_user(), unique_id());
-        let t1 = a.create_link_token(w1, LEASE).await.unwrap();
-        let t2 = a.create_link_token(w2, LEASE).await.unwrap();
+        let t1 = a.create_link_token(w1, &label("1"), LEASE).await.unwrap();
+        let t2 = a.create_link_token(w2, &label("2"), LEASE).await.unwrap();
         let (r1, r2) = tokio::join!(
-            a.consume_link_token(t1.token.expose(), player),
-            b.consume_link_token(t2.token.expose(), player),
+            a.consume_link_token(t1.token.expose(), player, true),
+            b.consume_link_token(t2.token.expose(), player, true),
         );
-        assert_eq!(r1.unwrap(), LinkOutcome::Linked { web_user: w1 });
-        assert_eq!(r2.unwrap(), LinkOutcome::Linked { web_user: w2 });
+        assert_eq!(
+            r1.unwrap(),
+            LinkOutcome::Linked {
+                web_user: w1,
+                label: "1".into()
+            }
+        );
+        assert_eq!(
+            r2.unwrap(),
+            LinkOutcome::Linked {
+                web_user: w2,
+                label: "2".into()
+            }
+        );
         let linked = (
             a.linked_telegram_user(w1).await.unwrap(),
             a.linked_telegram_user(w2).await.unwrap(),
@@ -648,8 +764,12 @@ mod supabase_web {
         call(reqwest::Method::GET, path, bearer, None).await
     }
 
+    /// A signed-in (not anonymous) web user's JWT, as Supabase Auth issues it.
     fn web_jwt(web: WebUserId) -> String {
-        mint_jwt(serde_json::json!({ "role": "authenticated", "sub": web.to_string() }))
+        mint_jwt(serde_json::json!({
+            "role": "authenticated", "sub": web.to_string(), "email": "owner@example.com",
+            "is_anonymous": false
+        }))
     }
 
     fn count(rows: &serde_json::Value) -> Option<usize> {
@@ -676,15 +796,18 @@ mod supabase_web {
             .unwrap();
         let (linked, unlinked) = (web_user(), web_user());
         let token = store
-            .create_link_token(linked, Duration::from_secs(600))
+            .create_link_token(linked, &label("l"), Duration::from_secs(600))
             .await
             .unwrap();
         assert_eq!(
             store
-                .consume_link_token(token.token.expose(), player)
+                .consume_link_token(token.token.expose(), player, false)
                 .await
                 .unwrap(),
-            LinkOutcome::Linked { web_user: linked }
+            LinkOutcome::Linked {
+                web_user: linked,
+                label: "l".into()
+            }
         );
 
         let path = format!("inventory?account_id=eq.{account}&order=msg_id");
@@ -772,7 +895,8 @@ mod supabase_web {
             Some(serde_json::json!({ "p_account_id": account, "p_msg_id": 3 })),
         )
         .await;
-        assert_eq!(answer["error"], "not_owner", "{answer}");
+        // Someone else's item: the same answer as no item.
+        assert_eq!(answer["error"], "not_found", "{answer}");
         let (_, answer) = call(
             reqwest::Method::POST,
             "rpc/request_withdrawal",
@@ -789,6 +913,33 @@ mod supabase_web {
         assert_eq!(count(&rows), Some(1), "{rows}");
     }
 
+    /// The web account whose link a player replaced reads the replacement (and only its own).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replaced_web_account_sees_its_replacement() {
+        let store = Backend::supabase().open().await;
+        let (old, new, stranger) = (web_user(), web_user(), web_user());
+        let player = unique_id();
+        for (web, replace) in [(old, false), (new, true)] {
+            let token = store
+                .create_link_token(web, &label("x"), Duration::from_secs(600))
+                .await
+                .unwrap();
+            store
+                .consume_link_token(token.token.expose(), player, replace)
+                .await
+                .unwrap();
+        }
+        let (status, rows) = get("web_link_replacements", &web_jwt(old)).await;
+        assert_eq!(status, 200, "{rows}");
+        assert_eq!(count(&rows), Some(1), "{rows}");
+        assert_eq!(rows[0]["replaced_by"], new.to_string(), "{rows}");
+        assert_eq!(rows[0]["telegram_user_id"], player, "{rows}");
+        for other in [new, stranger] {
+            let (_, rows) = get("web_link_replacements", &web_jwt(other)).await;
+            assert_eq!(count(&rows), Some(0), "{rows}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn request_link_token_mints_for_the_signed_in_web_user_only() {
         let store = Backend::supabase().open().await;
@@ -802,6 +953,8 @@ mod supabase_web {
         .await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["web_user_id"], web.to_string(), "{answer}");
+        // The label is made from the JWT's e-mail, masked: never from an argument.
+        assert_eq!(answer["label"], "o•••@example.com", "{answer}");
         let token = answer["token"].as_str().expect("a token").to_owned();
         // Without an argument: 15 minutes.
         let (_, default) = call(
@@ -827,8 +980,22 @@ mod supabase_web {
 
         let player = unique_id();
         assert_eq!(
-            store.consume_link_token(&token, player).await.unwrap(),
-            LinkOutcome::Linked { web_user: web }
+            store.peek_link_token(&token, player).await.unwrap(),
+            LinkOutcome::Ask {
+                web_user: web,
+                label: "o•••@example.com".into(),
+                replaces: None
+            }
+        );
+        assert_eq!(
+            store
+                .consume_link_token(&token, player, false)
+                .await
+                .unwrap(),
+            LinkOutcome::Linked {
+                web_user: web,
+                label: "o•••@example.com".into()
+            }
         );
         assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(player));
 
@@ -846,6 +1013,22 @@ mod supabase_web {
             ),
             (web_jwt(web), 10, "bad_ttl"),
             (web_jwt(web), 100_000, "bad_ttl"),
+            // An anonymous Supabase session (signInAnonymously) is anyone: no token.
+            (
+                mint_jwt(serde_json::json!({
+                    "role": "authenticated", "sub": web_user().to_string(), "is_anonymous": true
+                })),
+                600,
+                "anonymous",
+            ),
+            // No e-mail and no phone: nothing to show the player.
+            (
+                mint_jwt(serde_json::json!({
+                    "role": "authenticated", "sub": web_user().to_string()
+                })),
+                600,
+                "no_identity",
+            ),
         ] {
             let (status, answer) = call(
                 reqwest::Method::POST,
@@ -948,18 +1131,24 @@ async fn an_embedded_version_3_file_is_upgraded() {
     );
     let web = web_user();
     let token = store
-        .create_link_token(web, Duration::from_secs(60))
+        .create_link_token(web, &label("w"), Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(
         store
-            .consume_link_token(token.token.expose(), player)
+            .consume_link_token(token.token.expose(), player, false)
             .await
             .unwrap(),
-        LinkOutcome::Linked { web_user: web }
+        LinkOutcome::Linked {
+            web_user: web,
+            label: "w".into()
+        }
     );
     assert_eq!(
-        store.consume_link_token("abc", player).await.unwrap(),
+        store
+            .consume_link_token("abc", player, false)
+            .await
+            .unwrap(),
         LinkOutcome::Unknown,
         "version 3's tokens are gone"
     );

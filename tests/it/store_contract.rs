@@ -1461,8 +1461,171 @@ mod supabase_access {
         (status, body)
     }
 
+    async fn post(path: &str, bearer: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/{path}", env("GIFTD_TEST_REST_URL")))
+            .header("apikey", env("GIFTD_TEST_ANON_KEY"))
+            .bearer_auth(bearer)
+            .json(&body)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Two moves that check the daily budget at once, for two requests of one deposit account,
+    /// each fitting alone and not together: the sums are serialized (an advisory lock per
+    /// account), so exactly one gets through. A trigger holds each update for a second after
+    /// its sum, so without the lock both would sum before either commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_sends_at_once_cannot_both_fit_under_the_daily_budget() {
+        let (a, b) = (
+            Backend::supabase().open().await,
+            Backend::supabase().open().await,
+        );
+        let account = unique_id();
+        let alice = unique_id();
+        let items: Vec<Item> = (1..=2)
+            .map(|m| collectible(account, m, Owner::User(alice), unique_id()))
+            .collect();
+        a.apply_batch(&deposit(items.clone())).await.unwrap();
+        let first = a.create_withdrawal(alice, items[0].key).await.unwrap();
+        let second = a.create_withdrawal(alice, items[1].key).await.unwrap();
+        let w1 = claim(&a, account, first).await;
+        let w2 = claim(&a, account, second).await;
+        let pg = env("GIFTD_TEST_PG_URL");
+        crate::support::psql(
+            &pg,
+            &format!(
+                "create schema if not exists giftd_test; \
+                 create or replace function giftd_test.slow_send() returns trigger \
+                   language plpgsql as $$ begin perform pg_sleep(1); return new; end $$; \
+                 create trigger slow_send_{account} before update on public.withdrawals \
+                   for each row when (new.account_id = {account} and new.status = 'sending') \
+                   execute function giftd_test.slow_send();"
+            ),
+        );
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let send = |store: Arc<dyn Store>, w: Withdrawal| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .move_withdrawal(&WithdrawalMove::begin_send(
+                        &w,
+                        60,
+                        Some(1),
+                        60_000,
+                        Some(100),
+                    ))
+                    .await
+            })
+        };
+        let (r1, r2) = tokio::join!(send(a.clone(), w1), send(b.clone(), w2));
+        crate::support::psql(
+            &pg,
+            &format!("drop trigger slow_send_{account} on public.withdrawals"),
+        );
+        let results = [r1.unwrap(), r2.unwrap()];
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::OverDailyBudget { total: 120, .. })))
+            .count();
+        let sending = results
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|w| w.state == RequestState::Sending))
+            .count();
+        assert_eq!((sending, refused), (1, 1), "{results:?}");
+    }
+
+    /// A player's JWT as the web app gets it from Supabase Auth once it set the verified
+    /// Telegram id in the user's `app_metadata` (server-written).
     fn player(id: UserId) -> String {
-        mint_jwt(serde_json::json!({ "role": "authenticated", "telegram_id": id.to_string() }))
+        mint_jwt(serde_json::json!({
+            "role": "authenticated", "app_metadata": { "telegram_id": id.to_string() }
+        }))
+    }
+
+    /// `user_metadata` is the user's to write (`supabase.auth.updateUser`), and a top-level
+    /// claim is whatever an access-token hook copies there: neither names a player, for
+    /// reading or for asking a withdrawal.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn user_metadata_telegram_id_grants_nothing() {
+        let store = Backend::supabase().open().await;
+        let account = unique_id();
+        let victim = unique_id();
+        store
+            .apply_batch(&deposit(vec![regular(account, 1, Owner::User(victim))]))
+            .await
+            .unwrap();
+        let path = format!("inventory?account_id=eq.{account}");
+        for forged in [
+            serde_json::json!({
+                "role": "authenticated", "sub": uuid::Uuid::from_u128(rand::random()).to_string(),
+                "user_metadata": { "telegram_id": victim.to_string() }
+            }),
+            serde_json::json!({ "role": "authenticated", "telegram_id": victim.to_string() }),
+            serde_json::json!({ "role": "authenticated", "telegram_id": victim }),
+        ] {
+            let jwt = mint_jwt(forged.clone());
+            let (_, rows) = get(&path, &jwt).await;
+            assert_eq!(rows.as_array().map(Vec::len), Some(0), "{forged}: {rows}");
+            let (_, answer) = post(
+                "rpc/request_withdrawal",
+                &jwt,
+                serde_json::json!({ "p_account_id": account, "p_msg_id": 1 }),
+            )
+            .await;
+            assert_eq!(answer["error"], "not_signed_in", "{forged}: {answer}");
+        }
+        // The server-written claim does.
+        let (_, rows) = get(&path, &player(victim)).await;
+        assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    }
+
+    /// PostgreSQL lets PUBLIC execute every new function: anon may execute no giftd function,
+    /// and a player (authenticated) only `request_withdrawal`, `request_link_token` and the
+    /// JWT helpers row level security calls.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn roles_execute_only_the_functions_meant_for_them() {
+        let _store = Backend::supabase().open().await;
+        let rows = crate::support::psql(
+            &env("GIFTD_TEST_PG_URL"),
+            "select n.nspname || '.' || p.proname || ':' \
+               || has_function_privilege('anon', p.oid, 'execute') || ':' \
+               || has_function_privilege('authenticated', p.oid, 'execute') \
+             from pg_proc p join pg_namespace n on n.oid = p.pronamespace \
+             where n.nspname = 'giftd_private' \
+               or (n.nspname = 'public' and (p.proname like 'giftd%' or p.proname like 'request%')) \
+             order by 1",
+        );
+        let player_may = [
+            "public.request_withdrawal",
+            "public.request_link_token",
+            "giftd_private.jwt_telegram_id",
+            "giftd_private.jwt_web_user",
+            "giftd_private.jwt_player_id",
+        ];
+        let mut seen = 0;
+        for line in rows.lines() {
+            let mut parts = line.rsplitn(3, ':');
+            let (authenticated, anon, name) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            seen += 1;
+            assert_eq!(anon, "false", "anon may execute {name}");
+            assert_eq!(
+                authenticated == "true",
+                player_may.contains(&name),
+                "authenticated on {name}: {authenticated}"
+            );
+        }
+        assert!(seen > 20, "{rows}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1677,7 +1840,7 @@ mod supabase_access {
                 "select count(*) from pg_class \
                  where relnamespace = 'public'::regnamespace and relkind = 'r'",
             );
-            assert_eq!(tables, "11");
+            assert_eq!(tables, "12");
             let published = crate::support::psql(
                 &url,
                 "select string_agg(tablename, ',') from pg_publication_tables \

@@ -33,7 +33,7 @@ pub fn unique_id() -> i64 {
 }
 
 /// An HS256 JWT signed with the environment's secret, e.g. a player's token
-/// `{"role": "authenticated", "telegram_id": "42"}`.
+/// `{"role": "authenticated", "app_metadata": {"telegram_id": "42"}}`.
 pub fn mint_jwt(claims: serde_json::Value) -> String {
     use base64::Engine;
     use hmac::{KeyInit, Mac};

@@ -15,7 +15,7 @@ use crate::support::Backend;
 /// Short timings so unknown outcomes resolve within a test; caps the tests change.
 fn withdraw_section(extra: &str) -> String {
     format!(
-        "[withdraw]\nregular = \"resend\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
+        "[withdraw]\nregular = \"resend\"\nresend_hold = \"0s\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
          lease = \"4s\"\npoll_interval = \"100ms\"\n{extra}"
     )
 }
@@ -420,6 +420,309 @@ async fn lost_answers_are_resolved_by_looking_supabase() {
     lost_answers_are_resolved_by_looking(Backend::supabase()).await;
 }
 
+/// Settings for resolving purchases: forms expire (2 s in tgsim) before the settle delay (4 s)
+/// ends, so the resolution cannot lean on paying the same form again.
+fn resolve_section() -> String {
+    "[withdraw]\nregular = \"resend\"\nresend_hold = \"0s\"\ncall_timeout = \"2s\"\nsettle_delay = \"4s\"\n\
+     lease = \"5s\"\npoll_interval = \"100ms\"\n"
+        .to_owned()
+}
+
+fn short_forms() -> tgsim::Ttls {
+    tgsim::Ttls {
+        payment_form: Duration::from_secs(2),
+        ..tgsim::Ttls::default()
+    }
+}
+
+/// Regular gifts of `gift_id` the deposit account bought for `player`.
+fn bought_for(w: &World, player: i64, gift_id: i64) -> usize {
+    w.sim
+        .saved_gifts(player)
+        .unwrap()
+        .iter()
+        .filter(|g| g.gift_id == gift_id && g.from == Some(w.deposit.id))
+        .count()
+}
+
+/// A resend whose purchase went through and whose answer was lost, while the player floods
+/// the chat with the deposit account (60 messages) before the settle delay ends and the form
+/// expires: the account's own Stars history shows the purchase, the request is `sent`, one
+/// gift is bought.
+async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat(backend: Backend) {
+    let mut w = World::with_ttls(backend, 1, short_forms()).await;
+    w.extra_sections = resolve_section();
+    let player = w.player(0);
+    let running = w.start().await;
+    let msg = w.send(player, false);
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    let store = w.store().await;
+    let gift_id = w.regular_gift();
+    w.sim.inject(Fault::DropAnswer {
+        method: "payments.sendStarsForm".into(),
+        count: 1,
+    });
+    let id = store
+        .create_withdrawal(player, ItemKey::new(w.deposit.id, msg))
+        .await
+        .unwrap();
+    let unknown = wait_for(
+        &store,
+        id,
+        &[RequestState::Unknown, RequestState::Sent],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(unknown.state, RequestState::Unknown, "{unknown:?}");
+    for i in 0..60 {
+        w.sim
+            .send_text_to_bot(player, w.deposit.id, &format!("flood {i}"))
+            .expect("the player writes to the deposit account");
+    }
+    let done = wait_for(
+        &store,
+        id,
+        &[
+            RequestState::Sent,
+            RequestState::Approval,
+            RequestState::Requested,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done.state, RequestState::Sent, "{done:?}");
+    assert!(
+        done.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("Stars history"),
+        "{:?}",
+        done.reason
+    );
+    assert_eq!(done.attempt, 1, "resolved, not bought again");
+    assert_eq!(
+        bought_for(&w, player, gift_id),
+        1,
+        "exactly one gift bought"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat_embedded() {
+    a_lost_purchase_is_found_in_the_stars_history_not_the_chat(Backend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat_supabase() {
+    a_lost_purchase_is_found_in_the_stars_history_not_the_chat(Backend::supabase()).await;
+}
+
+/// The payment fails inside Telegram (500: whether it was made is not known; tgsim made
+/// none) and its form expires before the settle delay ends: no evidence either way, so the
+/// request goes to an operator (`approval`) and nothing is bought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_without_evidence_after_its_form_expired_goes_to_an_operator() {
+    let mut w = World::with_ttls(Backend::sqlite(), 1, short_forms()).await;
+    w.extra_sections = resolve_section();
+    let player = w.player(0);
+    let running = w.start().await;
+    let msg = w.send(player, false);
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    let store = w.store().await;
+    let gift_id = w.regular_gift();
+    let stars = w.sim.stars(w.deposit.id).unwrap();
+    w.sim.inject(Fault::RpcError {
+        method: "payments.sendStarsForm".into(),
+        code: 500,
+        message: "RPC_CALL_FAIL".into(),
+        count: 1,
+    });
+    let id = store
+        .create_withdrawal(player, ItemKey::new(w.deposit.id, msg))
+        .await
+        .unwrap();
+    let done = wait_for(
+        &store,
+        id,
+        &[
+            RequestState::Sent,
+            RequestState::Approval,
+            RequestState::Failed,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done.state, RequestState::Approval, "{done:?}");
+    assert_eq!(done.wait_reason, Some(WaitReason::Operator));
+    // Approval is not claimable: nothing can be bought after it without an operator.
+    assert_eq!(bought_for(&w, player, gift_id), 0, "nothing bought");
+    assert_eq!(w.sim.stars(w.deposit.id).unwrap(), stars);
+    // The player cannot take it back while nobody knows whether it left.
+    let refused = store
+        .move_withdrawal(&WithdrawalMove::cancel(
+            &done,
+            giftd::store::Canceller::Player(player),
+        ))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    running.stop().await;
+}
+
+/// The payment fails inside Telegram (500) and paying the same form again is refused
+/// (`USER_DISALLOWED_STARGIFTS`): a refusal of the second payment says nothing about the
+/// first, so the request goes to an operator, and at most one gift is bought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_second_payment_is_no_proof_the_first_was_not_made() {
+    let mut w = World::new(Backend::sqlite(), 1).await;
+    w.extra_sections = resolve_section();
+    let player = w.player(0);
+    let running = w.start().await;
+    let msg = w.send(player, false);
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    let store = w.store().await;
+    let gift_id = w.regular_gift();
+    w.sim.inject(Fault::RpcError {
+        method: "payments.sendStarsForm".into(),
+        code: 500,
+        message: "RPC_CALL_FAIL".into(),
+        count: 1,
+    });
+    let id = store
+        .create_withdrawal(player, ItemKey::new(w.deposit.id, msg))
+        .await
+        .unwrap();
+    let unknown = wait_for(
+        &store,
+        id,
+        &[RequestState::Unknown, RequestState::Sent],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(unknown.state, RequestState::Unknown, "{unknown:?}");
+    w.sim.inject(Fault::RpcError {
+        method: "payments.sendStarsForm".into(),
+        code: 403,
+        message: "USER_DISALLOWED_STARGIFTS".into(),
+        count: 1,
+    });
+    let done = wait_for(
+        &store,
+        id,
+        &[
+            RequestState::Sent,
+            RequestState::Approval,
+            RequestState::Failed,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done.state, RequestState::Approval, "{done:?}");
+    assert!(
+        bought_for(&w, player, gift_id) <= 1,
+        "one gift bought at most"
+    );
+    running.stop().await;
+}
+
+/// A regular gift refunded by Telegram after its player asked for it (while the worker is
+/// asking the price): the resend checks, just before paying, that the original is still
+/// claimed and still in the account unrefunded, so nothing is bought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gift_refunded_after_the_claim_is_not_bought_again() {
+    let mut w = World::new(Backend::sqlite(), 1).await;
+    w.extra_sections = "[withdraw]\nregular = \"resend\"\nresend_hold = \"0s\"\n\
+                        call_timeout = \"10s\"\nsettle_delay = \"11s\"\nlease = \"12s\"\n\
+                        poll_interval = \"100ms\"\n"
+        .to_owned();
+    let player = w.player(0);
+    let running = w.start().await;
+    let msg = w.send(player, false);
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    let store = w.store().await;
+    let gift_id = w.regular_gift();
+    let key = ItemKey::new(w.deposit.id, msg);
+    // The price answer waits 4 s: the refund lands while the request is claimed.
+    w.sim.inject(Fault::Delay {
+        method: Some("payments.getPaymentForm".into()),
+        millis: 4_000,
+    });
+    let id = store.create_withdrawal(player, key).await.unwrap();
+    wait_for(
+        &store,
+        id,
+        &[
+            RequestState::Claimed,
+            RequestState::Sending,
+            RequestState::Sent,
+        ],
+        Duration::from_secs(10),
+    )
+    .await;
+    w.sim.refund_gift(w.deposit.id, msg).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.daemon.inventory().get(key).map(|i| i.status) != Some(Status::Refunded) {
+        assert!(Instant::now() < deadline, "the refund was never seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = wait_for(
+        &store,
+        id,
+        &[RequestState::Sent, RequestState::Failed],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done.state, RequestState::Failed, "{done:?}");
+    assert_eq!(bought_for(&w, player, gift_id), 0, "nothing bought");
+    w.sim.clear_faults();
+    running.stop().await;
+}
+
+/// A regular gift is resent (the house keeps the original), then Telegram refunds the
+/// original: the house paid for nothing. The refund is in the item's ledger
+/// (`refunded_after_resend`) and counted for the alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_after_a_resend_is_recorded_and_counted() {
+    let mut w = World::new(Backend::sqlite(), 1).await;
+    w.extra_sections = withdraw_section("");
+    let player = w.player(0);
+    let running = w.start().await;
+    let msg = w.send(player, false);
+    w.assert_exactly_once(Duration::from_secs(15)).await;
+    let store = w.store().await;
+    let key = ItemKey::new(w.deposit.id, msg);
+    let id = store.create_withdrawal(player, key).await.unwrap();
+    wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
+    w.sim.refund_gift(w.deposit.id, msg).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let history = store.item_history(key).await.unwrap();
+        if history
+            .iter()
+            .any(|e| e.kind == LedgerKind::RefundedAfterResend)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refunded_after_resend entry: {history:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let counted = running
+        .daemon
+        .health()
+        .metrics
+        .refunds_after_resend
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted, 1);
+    assert_eq!(
+        running.daemon.inventory().get(key).map(|i| i.status),
+        Some(Status::Refunded)
+    );
+    running.stop().await;
+}
+
 /// The operator's web app: a player's own JWT asks for their own held item through PostgREST;
 /// someone else's JWT and the anon key are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,15 +749,16 @@ async fn the_web_app_asks_with_the_players_own_jwt() {
     };
     let jwt = |user: i64| {
         crate::support::mint_jwt(serde_json::json!({
-            "role": "authenticated", "telegram_id": user.to_string()
+            "role": "authenticated", "app_metadata": { "telegram_id": user.to_string() }
         }))
     };
     let (status, body) = call(None).await;
     assert!(status >= 400, "anon may not ask: {status} {body}");
     let (status, body) = call(Some(jwt(bob))).await;
+    // Someone else's item is no item to the caller: the same answer as a missing one.
     assert_eq!(
         (status, body["error"].as_str()),
-        (200, Some("not_owner")),
+        (200, Some("not_found")),
         "{body}"
     );
     let (status, body) = call(Some(jwt(alice))).await;

@@ -360,6 +360,13 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
                 },
             ))
         }
+        f::payments::GetStarsTransactions::CONSTRUCTOR_ID => {
+            let r: f::payments::GetStarsTransactions = parse(query)?;
+            if w.resolve_input_peer(me, &r.peer)? != me {
+                return Err(RpcErr::bad("PEER_ID_INVALID"));
+            }
+            ok(w.stars_transactions(me, &r)?)
+        }
         f::payments::ConvertStarGift::CONSTRUCTOR_ID => {
             let r: f::payments::ConvertStarGift = parse(query)?;
             w.convert_gift(me, saved_ref(&r.stargift)?)?;

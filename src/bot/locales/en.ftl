@@ -24,11 +24,19 @@ slow-down = Slow down a little: wait a few seconds before the next command.
 
 ## /start <token>
 
-link-linked = Done: your Telegram account is now linked to your web account.
+link-linked = Done: your Telegram account is now linked to the web account { $label }.
 link-expired = This link has expired. Ask the website for a new one.
 link-used = This link was already used. If it was not you, ask the website for a new one.
 link-unknown = This link is not valid. Open the link from the website again.
 link-unavailable = Linking is not possible right now; try again in a minute.
+link-ask = Link your Telegram account to the web account { $label }?
+    That account will see your gifts, your history and your withdrawals, and can ask for withdrawals. Confirm only if you opened this link yourself from your own account on the website.
+link-ask-replace = Your Telegram account is linked to the web account { $old }. Replace that link with { $label }?
+    { $old } loses access to your gifts and sees that its link was replaced.
+link-cancelled = Nothing was linked.
+link-stale = This question has expired. Open the link from the website again.
+btn-link = ✅ Link
+btn-replace = Replace the link
 
 ## Items
 
@@ -96,7 +104,7 @@ admin-queue = Queue: { $approval } awaiting approval, { $stars } blocked on Star
 admin-request = #{ $id } { $title } for { $owner }: { $state }
 admin-unattributed = Unattributed gifts: { $count }
 admin-unattributed-line = { $n }. { $title } · { $stars } ⭐ ({ $key })
-btn-approve = Approve #{ $id }
+btn-approve = Approve #{ $id } · { $fee } ⭐
 btn-admin-cancel = Cancel #{ $id }
 btn-assign = Assign { $n }
 btn-refresh = Refresh
@@ -107,6 +115,7 @@ assign-unknown-user = No user { $name } could be found; send the numeric user id
 assign-refused = Not assigned: { $key } is no longer unattributed.
 admin-moved = Request { $id } is now { $state }.
 admin-refused = Request { $id } was not changed: it is { $state } now.
+admin-fee-changed = Request { $id } was not approved: its fee is { $fee } ⭐ now, not what the desk showed. Look again.
 admin-error = The store did not answer; try again in a minute.
 
 ## Notifications

@@ -24,11 +24,19 @@ slow-down = Doucement : attendez quelques secondes avant la prochaine commande.
 
 ## /start <jeton>
 
-link-linked = C'est fait : votre compte Telegram est lié à votre compte web.
+link-linked = C'est fait : votre compte Telegram est lié au compte web { $label }.
 link-expired = Ce lien a expiré. Demandez-en un nouveau sur le site.
 link-used = Ce lien a déjà servi. Si ce n'était pas vous, demandez-en un nouveau sur le site.
 link-unknown = Ce lien n'est pas valide. Ouvrez à nouveau le lien depuis le site.
 link-unavailable = La liaison est impossible pour le moment ; réessayez dans une minute.
+link-ask = Lier votre compte Telegram au compte web { $label } ?
+    Ce compte verra vos cadeaux, votre historique et vos retraits, et pourra demander des retraits. Ne confirmez que si vous avez ouvert ce lien vous-même depuis votre propre compte sur le site.
+link-ask-replace = Votre compte Telegram est lié au compte web { $old }. Remplacer ce lien par { $label } ?
+    { $old } perd l'accès à vos cadeaux et voit que son lien a été remplacé.
+link-cancelled = Rien n'a été lié.
+link-stale = Cette question a expiré. Ouvrez à nouveau le lien depuis le site.
+btn-link = ✅ Lier
+btn-replace = Remplacer le lien
 
 ## Objets
 
@@ -96,7 +104,7 @@ admin-queue = File : { $approval } à approuver, { $stars } bloqués faute de St
 admin-request = n° { $id } { $title } pour { $owner } : { $state }
 admin-unattributed = Cadeaux sans expéditeur : { $count }
 admin-unattributed-line = { $n }. { $title } · { $stars } ⭐ ({ $key })
-btn-approve = Approuver n° { $id }
+btn-approve = Approuver n° { $id } · { $fee } ⭐
 btn-admin-cancel = Annuler n° { $id }
 btn-assign = Attribuer { $n }
 btn-refresh = Actualiser
@@ -107,6 +115,7 @@ assign-unknown-user = Aucun utilisateur { $name } n'a été trouvé ; envoyez so
 assign-refused = Non attribué : { $key } a déjà un propriétaire.
 admin-moved = La demande { $id } est maintenant { $state }.
 admin-refused = La demande { $id } n'a pas été modifiée : elle est { $state }.
+admin-fee-changed = La demande n° { $id } n'a pas été approuvée : ses frais sont de { $fee } ⭐ maintenant, pas ceux affichés. Regardez à nouveau.
 admin-error = La base n'a pas répondu ; réessayez dans une minute.
 
 ## Notifications

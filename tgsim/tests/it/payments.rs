@@ -637,3 +637,100 @@ async fn get_stars_status_answers_the_balance() {
     };
     assert_eq!((a.amount, a.nanos), (1234, 0));
 }
+
+fn stars_transactions(
+    outbound: bool,
+    offset: &str,
+) -> tl::functions::payments::GetStarsTransactions {
+    tl::functions::payments::GetStarsTransactions {
+        inbound: false,
+        outbound,
+        ascending: false,
+        ton: false,
+        subscription_id: None,
+        peer: tl::enums::InputPeer::PeerSelf,
+        offset: offset.to_owned(),
+        limit: 1,
+    }
+}
+
+/// A catalogue gift bought for a user is in the payer's Stars history (and only there):
+/// negative amount, the receiver as peer, the gift; newest first, paged by `next_offset`. A paid
+/// form past its lifetime answers `FORM_EXPIRED`.
+#[tokio::test]
+async fn a_gift_purchase_is_in_the_payers_stars_history() {
+    let cfg = tgsim::SimConfig {
+        ttls: tgsim::Ttls {
+            payment_form: Duration::from_secs(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let s = setup(cfg).await;
+    let (cheap, dear) = (s.gift(0), s.gift(2));
+    let dep = TestClient::connect(&s.sim, s.deposit.id).await;
+    let player = TestClient::connect(&s.sim, s.player.id).await;
+    for gift in [&cheap, &dear] {
+        let invoice = gift_invoice(&s.player, gift.id);
+        let (f, _) = form(&dep, &invoice).await.expect("form");
+        pay(&dep, f, &invoice).await.expect("paid");
+    }
+    let page = |r: tl::enums::payments::StarsStatus| {
+        let tl::enums::payments::StarsStatus::Status(r) = r;
+        let history: Vec<(i64, i64, Option<i64>)> = r
+            .history
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let tl::enums::StarsTransaction::Transaction(t) = t;
+                let tl::enums::StarsTransactionPeer::Peer(p) = t.peer else {
+                    panic!("a user peer expected");
+                };
+                let tl::enums::Peer::User(u) = p.peer else {
+                    panic!("a user peer expected");
+                };
+                let gift = t.stargift.map(|g| match g {
+                    tl::enums::StarGift::Gift(g) => g.id,
+                    other => panic!("a catalogue gift expected, got {other:?}"),
+                });
+                (t.amount.amount(), u.user_id, gift)
+            })
+            .collect();
+        (history, r.next_offset)
+    };
+    let first = page(
+        dep.invoke(&stars_transactions(true, ""))
+            .await
+            .expect("history"),
+    );
+    assert_eq!(
+        first.0,
+        vec![(-dear.stars, s.player.id, Some(dear.id))],
+        "newest first"
+    );
+    let next = first.1.expect("a second page");
+    let second = page(
+        dep.invoke(&stars_transactions(true, &next))
+            .await
+            .expect("history"),
+    );
+    assert_eq!(
+        second,
+        (vec![(-cheap.stars, s.player.id, Some(cheap.id))], None)
+    );
+    let theirs = page(
+        player
+            .invoke(&stars_transactions(false, ""))
+            .await
+            .expect("history"),
+    );
+    assert!(theirs.0.is_empty(), "the receiver's history is untouched");
+
+    // A paid form past its lifetime: FORM_EXPIRED, like an unpaid one.
+    let invoice = gift_invoice(&s.player, cheap.id);
+    let (f, _) = form(&dep, &invoice).await.expect("form");
+    pay(&dep, f, &invoice).await.expect("paid");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let e = pay(&dep, f, &invoice).await.expect_err("expired");
+    assert_eq!(rpc(e).1, "FORM_EXPIRED");
+}
