@@ -172,6 +172,15 @@ pub enum AccountState {
     /// Another giftd instance holds the account's lease; this one takes over if that one
     /// stops. Healthy: only one instance serves an account at a time.
     Standby,
+    /// Another instance holds the account's lease but has not renewed it past its renewal
+    /// period: it may be dead, and nobody serves the account until the lease runs out and
+    /// this instance takes over. Not ready.
+    HolderSilent {
+        /// The holder as the lease row names it.
+        holder: String,
+        /// Unix ms (the database's clock) of its last renewal.
+        since_ms: i64,
+    },
     /// Not served, with why and what to do (retried in the background).
     Down(String),
 }
@@ -182,7 +191,7 @@ impl AccountState {
         match self {
             AccountState::Starting => "starting",
             AccountState::Serving => "serving",
-            AccountState::Standby => "standby",
+            AccountState::Standby | AccountState::HolderSilent { .. } => "standby",
             AccountState::Down(_) => "down",
         }
     }
@@ -199,9 +208,13 @@ pub struct AccountView {
 }
 
 impl AccountView {
-    /// Down, counting a serving account whose polls went stale as down too.
+    /// Down, counting a serving account whose polls went stale as down too, and a standby
+    /// account whose holder stopped renewing (nobody serves it).
     pub fn is_down(&self) -> bool {
-        matches!(self.state, AccountState::Down(_))
+        matches!(
+            self.state,
+            AccountState::Down(_) | AccountState::HolderSilent { .. }
+        )
     }
 }
 
@@ -217,12 +230,34 @@ impl std::fmt::Display for AccountView {
             AccountState::Standby => {
                 write!(f, ": standby (another instance serves it; healthy)")
             }
+            AccountState::HolderSilent { holder, since_ms } => {
+                let ago = (unix_now() * 1000 - since_ms).max(0) / 1000;
+                write!(
+                    f,
+                    ": standby, but its holder {holder} has not renewed the lease since unix \
+                     {} ({ago} s ago, past its renewal period): nobody serves it until the lease \
+                     runs out and this instance takes over",
+                    since_ms / 1000
+                )
+            }
             AccountState::Down(why) => write!(f, ": down: {why}"),
         }
     }
 }
 
 type Accounts = Mutex<Vec<AccountView>>;
+
+/// Whether the companion bot is connected in this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotLink {
+    /// Signing in or reconnecting to Telegram; retried in the background.
+    Connecting,
+    /// Signed in and answering.
+    Connected,
+    /// Cannot start until an operator acts (a refused token, an unusable session): why and
+    /// what to do. Not ready.
+    Failed(String),
+}
 
 /// What the daemon tells its supervisors.
 #[derive(Debug)]
@@ -238,6 +273,8 @@ pub struct Health {
     accounts: Arc<Accounts>,
     /// With leases and a bot configured: whether this instance holds the `bot` lease.
     bot_lease: Mutex<Option<bool>>,
+    /// The companion bot's connection in this process; `None` while it does not run here.
+    bot_link: Arc<Mutex<Option<BotLink>>>,
     /// Everything `/metrics` shows: the histograms, and [`Scalars`] reading the atomics.
     registry: Registry,
 }
@@ -255,6 +292,7 @@ impl Health {
         metrics.start_unix.store(unix_now(), Ordering::Relaxed);
         let flood_gates = Arc::new(FloodGates::default());
         let accounts = Arc::new(Accounts::default());
+        let bot_link = Arc::new(Mutex::new(None));
         let latency = Latency::default();
         let withdrawals = WithdrawalGauges::default();
         let mut registry = Registry::with_prefix("giftd");
@@ -263,6 +301,7 @@ impl Health {
             metrics: Arc::clone(&metrics),
             flood_gates: Arc::clone(&flood_gates),
             accounts: Arc::clone(&accounts),
+            bot_link: Arc::clone(&bot_link),
         }));
         registry.register(
             "detection_seconds",
@@ -308,14 +347,45 @@ impl Health {
             flood_gates,
             accounts,
             bot_lease: Mutex::new(None),
+            bot_link,
             registry,
         }
     }
 
-    /// Ready: the daemon finished starting and no deposit account is down. A standby account
-    /// (served by another instance) is healthy.
+    /// Ready: the daemon finished starting, no deposit account is down and the companion bot
+    /// (when it runs here) has not failed. A standby account (served by another instance that
+    /// renews its lease) is healthy.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !self.accounts().iter().any(AccountView::is_down)
+        self.ready.load(Ordering::Relaxed)
+            && !self.accounts().iter().any(AccountView::is_down)
+            && !self.bot_failed()
+    }
+
+    fn bot_failed(&self) -> bool {
+        matches!(self.bot_link(), Some(BotLink::Failed(_)))
+    }
+
+    /// The companion bot's connection here (`None`: it does not run in this process).
+    pub fn bot_link(&self) -> Option<BotLink> {
+        self.bot_link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the companion bot's connection (`None`: it stopped running here).
+    pub fn set_bot_link(&self, link: Option<BotLink>) {
+        let mut now = self.bot_link.lock().unwrap_or_else(|e| e.into_inner());
+        if *now != link {
+            match &link {
+                Some(BotLink::Failed(why)) => {
+                    tracing::error!(reason = %why, "the companion bot is not connected")
+                }
+                Some(BotLink::Connected) => tracing::info!("the companion bot is connected"),
+                _ => {}
+            }
+            *now = link;
+        }
     }
 
     /// Whether the daemon finished starting (whatever its accounts are doing).
@@ -381,18 +451,34 @@ impl Health {
                 .filter(|a| a.is_down())
                 .map(|a| a.name.as_str())
                 .collect();
-            format!("not ready: deposit account down: {}\n", down.join(", "))
+            if down.is_empty() {
+                "not ready: the companion bot is not connected\n".to_owned()
+            } else {
+                format!("not ready: deposit account down: {}\n", down.join(", "))
+            }
         };
         for a in &accounts {
             out.push_str(&a.to_string());
             out.push('\n');
         }
-        match *self.bot_lease.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(true) => out.push_str("bot: runs here (this instance holds the bot lease)\n"),
-            Some(false) => {
+        let lease = *self.bot_lease.lock().unwrap_or_else(|e| e.into_inner());
+        let holds = if lease == Some(true) {
+            " (this instance holds the bot lease)"
+        } else {
+            ""
+        };
+        match (lease, self.bot_link()) {
+            (Some(false), _) => {
                 out.push_str("bot: standby (another instance runs it; healthy)\n");
             }
-            None => {}
+            (_, Some(BotLink::Failed(why))) => {
+                out.push_str(&format!("bot: not connected: {why}\n"));
+            }
+            (_, Some(BotLink::Connected)) => out.push_str(&format!("bot: runs here{holds}\n")),
+            (Some(true), None) | (_, Some(BotLink::Connecting)) => out.push_str(&format!(
+                "bot: not connected yet: signing in to telegram (retried){holds}\n"
+            )),
+            (None, None) => {}
         }
         out
     }
@@ -480,6 +566,7 @@ struct Scalars {
     metrics: Arc<Metrics>,
     flood_gates: Arc<FloodGates>,
     accounts: Arc<Accounts>,
+    bot_link: Arc<Mutex<Option<BotLink>>>,
 }
 
 impl Collector for Scalars {
@@ -596,9 +683,22 @@ impl Collector for Scalars {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let ready =
-            self.ready.load(Ordering::Relaxed) && !accounts.iter().any(AccountView::is_down);
-        let gauges: [(&str, &str, i64); 6] = [
+        let ready = self.ready.load(Ordering::Relaxed)
+            && !accounts.iter().any(AccountView::is_down)
+            && !matches!(
+                *self.bot_link.lock().unwrap_or_else(|e| e.into_inner()),
+                Some(BotLink::Failed(_))
+            );
+        let bot_connected = matches!(
+            *self.bot_link.lock().unwrap_or_else(|e| e.into_inner()),
+            Some(BotLink::Connected)
+        );
+        let gauges: [(&str, &str, i64); 7] = [
+            (
+                "bot_connected",
+                "1 while the companion bot is signed in and answering in this instance",
+                i64::from(bot_connected),
+            ),
             (
                 "ready",
                 "1 when the daemon is ready (no deposit account down)",
@@ -780,8 +880,10 @@ mod tests {
         assert!(text.contains("giftd_ready 1\n"), "{text}");
         // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family, the
         // withdrawal queue's gauges created per account (the Stars balance appears once the
-        // worker has read it), the fenced-changes counter of issue 10, and the deposit accounts' states.
-        assert_eq!(text.matches("# TYPE").count(), 30, "{text}");
+        // worker has read it), the fenced-changes counter of issue 10, the deposit accounts' states
+        // and whether the bot is connected.
+        assert_eq!(text.matches("# TYPE").count(), 31, "{text}");
+        assert!(text.contains("giftd_bot_connected 0\n"), "{text}");
         for name in [
             "giftd_detection_seconds histogram",
             "giftd_mirror_commit_seconds histogram",

@@ -549,7 +549,7 @@ async fn pump(
             () = cancel.cancelled() => break,
             next = stream.next_raw() => next,
         };
-        let (update, _state, peers) = match next {
+        let (update, state, peers) = match next {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, "bot update stream failed; reading on");
@@ -591,14 +591,38 @@ async fn pump(
             }),
             _ => None,
         };
+        // The position after this update is saved before the bot sees the update: a restart,
+        // clean or not, reads on after it, so no command is answered twice. (A command being
+        // answered at the moment of a crash may go unanswered; at a clean stop the bot answers
+        // every event handed to it before it exits.)
+        save_position(&api.inner.session, &state).await;
         if let Some(event) = event
             && tx.send(event).await.is_err()
         {
             break;
         }
     }
-    if let Err(e) = stream.sync_update_state().await {
-        tracing::warn!(error = %e, "could not save the bot's update state");
+}
+
+/// Saves the bot's position in the account-wide update sequence (`pts`, with the date and seq
+/// of that point) to its session, so the next connection's `updates.getDifference` starts
+/// after it. Updates outside that sequence (button presses) are never replayed and leave the
+/// position as it is.
+async fn save_position(session: &SqliteSession, state: &grammers_client::session::updates::State) {
+    use grammers_client::session::types::UpdateState;
+    use grammers_client::session::updates::MessageBox;
+    let Some(MessageBox::Common { pts }) = state.message_box else {
+        return;
+    };
+    let saved = session
+        .set_update_state(UpdateState::Primary {
+            pts,
+            date: state.date,
+            seq: state.seq,
+        })
+        .await;
+    if let Err(e) = saved {
+        tracing::warn!(error = %e, pts, "could not save the bot's update position");
     }
 }
 

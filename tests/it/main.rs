@@ -4,6 +4,7 @@ mod support;
 
 mod accounts;
 mod bot;
+mod bot_restart;
 mod cli;
 mod daemon;
 mod failover;
@@ -11,6 +12,7 @@ mod lease_contract;
 mod lease_keeper;
 mod lease_worker;
 mod login;
+mod restart;
 mod sqlite_lock;
 mod store_bot;
 mod store_contract;
