@@ -870,6 +870,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_silent_holder_and_a_failed_bot_are_not_ready() {
+        let h = Health::new();
+        h.add_account("alpha");
+        h.set_ready(true, "watching");
+        h.set_account("alpha", Some(7), AccountState::Standby);
+        assert!(h.is_ready(), "{}", h.readiness());
+        let since_ms = (unix_now() - 20) * 1000;
+        h.set_account(
+            "alpha",
+            None,
+            AccountState::HolderSilent {
+                holder: "edge-1/host:12:ab".into(),
+                since_ms,
+            },
+        );
+        assert!(!h.is_ready());
+        let body = h.readiness();
+        assert!(
+            body.contains(&format!(
+                "account alpha (7): standby, but its holder edge-1/host:12:ab has not renewed \
+                 the lease since unix {} (20 s ago",
+                since_ms / 1000
+            )),
+            "{body}"
+        );
+        assert!(
+            h.render_metrics()
+                .contains("giftd_account{name=\"alpha\",state=\"standby\"} 1\n")
+        );
+        h.set_account("alpha", None, AccountState::Serving);
+        h.set_bot_link(Some(BotLink::Connecting));
+        assert!(h.is_ready());
+        assert!(h.readiness().contains("bot: not connected yet: signing in"));
+        h.set_bot_link(Some(BotLink::Failed(
+            "bot token refused: check bot.token".into(),
+        )));
+        assert!(!h.is_ready());
+        let body = h.readiness();
+        assert!(
+            body.starts_with("not ready: the companion bot is not connected\n")
+                && body.contains("bot: not connected: bot token refused: check bot.token\n"),
+            "{body}"
+        );
+        assert!(h.render_metrics().contains("giftd_ready 0\n"));
+        h.set_bot_link(Some(BotLink::Connected));
+        assert!(h.is_ready());
+        assert!(h.readiness().contains("bot: runs here\n"));
+        assert!(h.render_metrics().contains("giftd_bot_connected 1\n"));
+    }
+
+    #[test]
     fn metrics_render_every_counter() {
         let h = Health::new();
         h.watch_account(42);

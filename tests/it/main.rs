@@ -7,6 +7,7 @@ mod bot;
 mod bot_restart;
 mod cli;
 mod daemon;
+mod dashboard;
 mod failover;
 mod lease_contract;
 mod lease_keeper;
