@@ -110,8 +110,6 @@ async fn kill_9_then_restart_is_ready_only_with_every_gift_stored(backend: Backe
     w.assert_one_deposit_entry_each().await;
 }
 
-contract!(kill_9_then_restart_is_ready_only_with_every_gift_stored);
-
 /// A second process with the same state directory (so the same instance identity) while the
 /// first is alive and renewing: refused with a clear error; the first keeps serving, in the
 /// same term.
@@ -223,3 +221,61 @@ async fn standby_is_not_ready_while_the_holder_is_silent() {
     let status = standby.terminate().await;
     assert!(status.success(), "{status}");
 }
+
+/// The store side of telling a dead predecessor from a live twin, on both stores: a holder of
+/// the same identity on another host is watched for one renewal period; silent, its term is
+/// ended (the next take starts a new epoch); renewing, the start is refused.
+async fn a_predecessor_elsewhere_is_watched_for_one_renewal_period(backend: Backend) {
+    use giftd::lease::{LeaseTimes, take_over_predecessor};
+    let store = backend.open().await;
+    let times = LeaseTimes::new(Duration::from_secs(6), Duration::from_millis(300)).unwrap();
+    let name = format!("restart-test:{}", crate::support::unique_id());
+    let me = giftd::lease::holder_for("edge-7");
+    let dead = "edge-7/another-host:4242:0000beef";
+    let first = store.take_lease(&name, dead, times.ttl).await.unwrap();
+    let epoch = first.held().expect("taken").epoch;
+    // Another identity's term is left alone.
+    assert_eq!(
+        take_over_predecessor(store.as_ref(), &name, "edge-8", "edge-8/h:1:1", times).await,
+        Ok(None)
+    );
+    // Silent for a renewal period: its term ends, and this process takes a new one.
+    let ended = take_over_predecessor(store.as_ref(), &name, "edge-7", &me, times).await;
+    assert_eq!(ended, Ok(Some(dead.to_owned())));
+    let taken = store.take_lease(&name, &me, times.ttl).await.unwrap();
+    assert_eq!(taken.held().expect("taken at once").epoch, epoch + 1);
+
+    // A twin elsewhere that renews is not displaced: this start is refused.
+    let twin = "edge-7/third-host:77:0000cafe";
+    store.release_lease(&name, &me, epoch + 1).await.unwrap();
+    let held = store.take_lease(&name, twin, times.ttl).await.unwrap();
+    let twin_epoch = held.held().expect("taken").epoch;
+    let renewer = {
+        let store = std::sync::Arc::clone(&store);
+        let name = name.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(times.renew_every).await;
+                let _ = store.renew_lease(&name, twin, twin_epoch, times.ttl).await;
+            }
+        })
+    };
+    let refused = take_over_predecessor(store.as_ref(), &name, "edge-7", &me, times).await;
+    renewer.abort();
+    let err = refused.expect_err("a live twin");
+    assert_eq!(
+        (err.identity.as_str(), err.holder.as_str()),
+        ("edge-7", twin)
+    );
+    assert!(
+        err.to_string()
+            .contains("another live giftd process claims instance identity")
+    );
+    let now = store.lease(&name).await.unwrap().unwrap();
+    assert_eq!((now.holder.as_str(), now.epoch), (twin, twin_epoch));
+}
+
+contract!(
+    kill_9_then_restart_is_ready_only_with_every_gift_stored,
+    a_predecessor_elsewhere_is_watched_for_one_renewal_period
+);
