@@ -419,6 +419,12 @@ impl Health {
                 AccountState::Down(why) => {
                     tracing::error!(account = name, reason = %why, "deposit account down")
                 }
+                AccountState::HolderSilent { holder, since_ms } => tracing::warn!(
+                    account = name,
+                    holder,
+                    last_renewal_unix_ms = since_ms,
+                    "deposit account unserved: the instance holding its lease stopped renewing;                      taking over when the lease runs out"
+                ),
                 s => tracing::info!(account = name, state = s.label(), "deposit account"),
             }
             a.state = state;
@@ -701,7 +707,7 @@ impl Collector for Scalars {
             ),
             (
                 "ready",
-                "1 when the daemon is ready (no deposit account down)",
+                "1 when the daemon is ready (no deposit account down or left unserved by a silent lease holder, the bot not failed)",
                 i64::from(ready),
             ),
             (

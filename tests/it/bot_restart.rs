@@ -111,6 +111,7 @@ async fn restarts_between_commands_answer_each_once(backend: Backend, stop: &str
         // While giftd is down: one more gift, and a command that waits in Telegram.
         w.send(p, false);
         w.sim.send_text_to_bot(p, bot, "/stats").expect("sent");
+        w.sim.send_text_to_bot(p, bot, "/inventory").expect("sent");
         inst = start(&mut w, round + 1);
         // Answered after the restart, from the inventory with the gift sent meanwhile (giftd
         // credits it at start, before the bot answers anything).
@@ -118,6 +119,11 @@ async fn restarts_between_commands_answer_each_once(backend: Backend, stop: &str
         let got = wait_replies(&w, bot, p, "You hold", held, &inst).await;
         assert!(
             got[held - 1].contains(&format!("You hold {held} gifts")),
+            "{got:?}"
+        );
+        let got = wait_replies(&w, bot, p, "Your gifts:", round + 1, &inst).await;
+        assert!(
+            got[round].contains(&format!("Your gifts: {held} worth")),
             "{got:?}"
         );
     }
@@ -141,6 +147,12 @@ async fn restarts_between_commands_answer_each_once(backend: Backend, stop: &str
         replies(&w, bot, p, "/withdraw - get a gift back").len(),
         1,
         "/help answered once"
+    );
+    let inventories = replies(&w, bot, p, "Your gifts:");
+    assert_eq!(
+        inventories.len(),
+        2,
+        "each /inventory answered once: {inventories:?}"
     );
     let status = inst.terminate().await;
     assert!(status.success(), "{status}");
