@@ -175,6 +175,15 @@ pub enum AccountState {
     /// Another giftd instance holds the account's lease; this one takes over if that one
     /// stops. Healthy: only one instance serves an account at a time.
     Standby,
+    /// Another instance holds the account's lease but has not renewed it past its renewal
+    /// period: it may be dead, and nobody serves the account until the lease runs out and
+    /// this instance takes over. Not ready.
+    HolderSilent {
+        /// The holder as the lease row names it.
+        holder: String,
+        /// Unix ms (the database's clock) of its last renewal.
+        since_ms: i64,
+    },
     /// Not served, with why and what to do (retried in the background).
     Down(String),
 }
@@ -185,7 +194,7 @@ impl AccountState {
         match self {
             AccountState::Starting => "starting",
             AccountState::Serving => "serving",
-            AccountState::Standby => "standby",
+            AccountState::Standby | AccountState::HolderSilent { .. } => "standby",
             AccountState::Down(_) => "down",
         }
     }
@@ -202,9 +211,13 @@ pub struct AccountView {
 }
 
 impl AccountView {
-    /// Down, counting a serving account whose polls went stale as down too.
+    /// Down, counting a serving account whose polls went stale as down too, and a standby
+    /// account whose holder stopped renewing (nobody serves it).
     pub fn is_down(&self) -> bool {
-        matches!(self.state, AccountState::Down(_))
+        matches!(
+            self.state,
+            AccountState::Down(_) | AccountState::HolderSilent { .. }
+        )
     }
 }
 
@@ -220,12 +233,34 @@ impl std::fmt::Display for AccountView {
             AccountState::Standby => {
                 write!(f, ": standby (another instance serves it; healthy)")
             }
+            AccountState::HolderSilent { holder, since_ms } => {
+                let ago = (unix_now() * 1000 - since_ms).max(0) / 1000;
+                write!(
+                    f,
+                    ": standby, but its holder {holder} has not renewed the lease since unix \
+                     {} ({ago} s ago, past its renewal period): nobody serves it until the lease \
+                     runs out and this instance takes over",
+                    since_ms / 1000
+                )
+            }
             AccountState::Down(why) => write!(f, ": down: {why}"),
         }
     }
 }
 
 type Accounts = Mutex<Vec<AccountView>>;
+
+/// Whether the companion bot is connected in this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotLink {
+    /// Signing in or reconnecting to Telegram; retried in the background.
+    Connecting,
+    /// Signed in and answering.
+    Connected,
+    /// Cannot start until an operator acts (a refused token, an unusable session): why and
+    /// what to do. Not ready.
+    Failed(String),
+}
 
 /// What the daemon tells its supervisors.
 #[derive(Debug)]
@@ -241,6 +276,8 @@ pub struct Health {
     accounts: Arc<Accounts>,
     /// With leases and a bot configured: whether this instance holds the `bot` lease.
     bot_lease: Mutex<Option<bool>>,
+    /// The companion bot's connection in this process; `None` while it does not run here.
+    bot_link: Arc<Mutex<Option<BotLink>>>,
     /// Everything `/metrics` shows: the histograms, and [`Scalars`] reading the atomics.
     registry: Registry,
 }
@@ -258,6 +295,7 @@ impl Health {
         metrics.start_unix.store(unix_now(), Ordering::Relaxed);
         let flood_gates = Arc::new(FloodGates::default());
         let accounts = Arc::new(Accounts::default());
+        let bot_link = Arc::new(Mutex::new(None));
         let latency = Latency::default();
         let withdrawals = WithdrawalGauges::default();
         let mut registry = Registry::with_prefix("giftd");
@@ -266,6 +304,7 @@ impl Health {
             metrics: Arc::clone(&metrics),
             flood_gates: Arc::clone(&flood_gates),
             accounts: Arc::clone(&accounts),
+            bot_link: Arc::clone(&bot_link),
         }));
         registry.register(
             "detection_seconds",
@@ -311,14 +350,45 @@ impl Health {
             flood_gates,
             accounts,
             bot_lease: Mutex::new(None),
+            bot_link,
             registry,
         }
     }
 
-    /// Ready: the daemon finished starting and no deposit account is down. A standby account
-    /// (served by another instance) is healthy.
+    /// Ready: the daemon finished starting, no deposit account is down and the companion bot
+    /// (when it runs here) has not failed. A standby account (served by another instance that
+    /// renews its lease) is healthy.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !self.accounts().iter().any(AccountView::is_down)
+        self.ready.load(Ordering::Relaxed)
+            && !self.accounts().iter().any(AccountView::is_down)
+            && !self.bot_failed()
+    }
+
+    fn bot_failed(&self) -> bool {
+        matches!(self.bot_link(), Some(BotLink::Failed(_)))
+    }
+
+    /// The companion bot's connection here (`None`: it does not run in this process).
+    pub fn bot_link(&self) -> Option<BotLink> {
+        self.bot_link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the companion bot's connection (`None`: it stopped running here).
+    pub fn set_bot_link(&self, link: Option<BotLink>) {
+        let mut now = self.bot_link.lock().unwrap_or_else(|e| e.into_inner());
+        if *now != link {
+            match &link {
+                Some(BotLink::Failed(why)) => {
+                    tracing::error!(reason = %why, "the companion bot is not connected")
+                }
+                Some(BotLink::Connected) => tracing::info!("the companion bot is connected"),
+                _ => {}
+            }
+            *now = link;
+        }
     }
 
     /// Whether the daemon finished starting (whatever its accounts are doing).
@@ -352,6 +422,12 @@ impl Health {
                 AccountState::Down(why) => {
                     tracing::error!(account = name, reason = %why, "deposit account down")
                 }
+                AccountState::HolderSilent { holder, since_ms } => tracing::warn!(
+                    account = name,
+                    holder,
+                    last_renewal_unix_ms = since_ms,
+                    "deposit account unserved: the instance holding its lease stopped renewing;                      taking over when the lease runs out"
+                ),
                 s => tracing::info!(account = name, state = s.label(), "deposit account"),
             }
             a.state = state;
@@ -384,18 +460,34 @@ impl Health {
                 .filter(|a| a.is_down())
                 .map(|a| a.name.as_str())
                 .collect();
-            format!("not ready: deposit account down: {}\n", down.join(", "))
+            if down.is_empty() {
+                "not ready: the companion bot is not connected\n".to_owned()
+            } else {
+                format!("not ready: deposit account down: {}\n", down.join(", "))
+            }
         };
         for a in &accounts {
             out.push_str(&a.to_string());
             out.push('\n');
         }
-        match *self.bot_lease.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(true) => out.push_str("bot: runs here (this instance holds the bot lease)\n"),
-            Some(false) => {
+        let lease = *self.bot_lease.lock().unwrap_or_else(|e| e.into_inner());
+        let holds = if lease == Some(true) {
+            " (this instance holds the bot lease)"
+        } else {
+            ""
+        };
+        match (lease, self.bot_link()) {
+            (Some(false), _) => {
                 out.push_str("bot: standby (another instance runs it; healthy)\n");
             }
-            None => {}
+            (_, Some(BotLink::Failed(why))) => {
+                out.push_str(&format!("bot: not connected: {why}\n"));
+            }
+            (_, Some(BotLink::Connected)) => out.push_str(&format!("bot: runs here{holds}\n")),
+            (Some(true), None) | (_, Some(BotLink::Connecting)) => out.push_str(&format!(
+                "bot: not connected yet: signing in to telegram (retried){holds}\n"
+            )),
+            (None, None) => {}
         }
         out
     }
@@ -483,6 +575,7 @@ struct Scalars {
     metrics: Arc<Metrics>,
     flood_gates: Arc<FloodGates>,
     accounts: Arc<Accounts>,
+    bot_link: Arc<Mutex<Option<BotLink>>>,
 }
 
 impl Collector for Scalars {
@@ -604,12 +697,25 @@ impl Collector for Scalars {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let ready =
-            self.ready.load(Ordering::Relaxed) && !accounts.iter().any(AccountView::is_down);
-        let gauges: [(&str, &str, i64); 6] = [
+        let ready = self.ready.load(Ordering::Relaxed)
+            && !accounts.iter().any(AccountView::is_down)
+            && !matches!(
+                *self.bot_link.lock().unwrap_or_else(|e| e.into_inner()),
+                Some(BotLink::Failed(_))
+            );
+        let bot_connected = matches!(
+            *self.bot_link.lock().unwrap_or_else(|e| e.into_inner()),
+            Some(BotLink::Connected)
+        );
+        let gauges: [(&str, &str, i64); 7] = [
+            (
+                "bot_connected",
+                "1 while the companion bot is signed in and answering in this instance",
+                i64::from(bot_connected),
+            ),
             (
                 "ready",
-                "1 when the daemon is ready (no deposit account down)",
+                "1 when the daemon is ready (no deposit account down or left unserved by a silent lease holder, the bot not failed)",
                 i64::from(ready),
             ),
             (
@@ -778,6 +884,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_silent_holder_and_a_failed_bot_are_not_ready() {
+        let h = Health::new();
+        h.add_account("alpha");
+        h.set_ready(true, "watching");
+        h.set_account("alpha", Some(7), AccountState::Standby);
+        assert!(h.is_ready(), "{}", h.readiness());
+        let since_ms = (unix_now() - 20) * 1000;
+        h.set_account(
+            "alpha",
+            None,
+            AccountState::HolderSilent {
+                holder: "edge-1/host:12:ab".into(),
+                since_ms,
+            },
+        );
+        assert!(!h.is_ready());
+        let body = h.readiness();
+        assert!(
+            body.contains(&format!(
+                "account alpha (7): standby, but its holder edge-1/host:12:ab has not renewed \
+                 the lease since unix {} (20 s ago",
+                since_ms / 1000
+            )),
+            "{body}"
+        );
+        assert!(
+            h.render_metrics()
+                .contains("giftd_account{name=\"alpha\",state=\"standby\"} 1\n")
+        );
+        h.set_account("alpha", None, AccountState::Serving);
+        h.set_bot_link(Some(BotLink::Connecting));
+        assert!(h.is_ready());
+        assert!(h.readiness().contains("bot: not connected yet: signing in"));
+        h.set_bot_link(Some(BotLink::Failed(
+            "bot token refused: check bot.token".into(),
+        )));
+        assert!(!h.is_ready());
+        let body = h.readiness();
+        assert!(
+            body.starts_with("not ready: the companion bot is not connected\n")
+                && body.contains("bot: not connected: bot token refused: check bot.token\n"),
+            "{body}"
+        );
+        assert!(h.render_metrics().contains("giftd_ready 0\n"));
+        h.set_bot_link(Some(BotLink::Connected));
+        assert!(h.is_ready());
+        assert!(h.readiness().contains("bot: runs here\n"));
+        assert!(h.render_metrics().contains("giftd_bot_connected 1\n"));
+    }
+
+    #[test]
     fn metrics_render_every_counter() {
         let h = Health::new();
         h.watch_account(42);
@@ -788,9 +945,10 @@ mod tests {
         assert!(text.contains("giftd_ready 1\n"), "{text}");
         // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family, the
         // withdrawal queue's gauges created per account (the Stars balance appears once the
-        // worker has read it), the fenced-changes counter of issue 10, the deposit accounts' states
-        // and the refunds after resends.
-        assert_eq!(text.matches("# TYPE").count(), 31, "{text}");
+        // worker has read it), the fenced-changes counter of issue 10, the deposit accounts'
+        // states, the refunds after resends and whether the bot is connected.
+        assert_eq!(text.matches("# TYPE").count(), 32, "{text}");
+        assert!(text.contains("giftd_bot_connected 0\n"), "{text}");
         for name in [
             "giftd_refunds_after_resend_total counter",
             "giftd_detection_seconds histogram",

@@ -28,7 +28,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::gift::UserId;
-use crate::store::{Epoch, LeaseAnswer, Store, StoreError, account_lease};
+use crate::store::{Epoch, Lease, LeaseAnswer, Store, StoreError, account_lease};
+
+mod identity;
+pub use self::identity::*;
 
 /// How long a lease lasts and how often it is renewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,9 +342,20 @@ impl Epochs {
 }
 
 /// A fresh instance id to hold leases with: the process id and a random part, so two
-/// processes (on one host or two) never share one.
+/// processes (on one host or two) never share one. Without a stable identity (tests, tools).
 pub fn instance_id() -> String {
     format!("{}:{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+/// When another holder's term `lease` was last renewed (unix ms, the database's clock), if it is
+/// silent past its renewal period: a holder renews every [`LeaseTimes::renew_every`] (plus
+/// [`LeaseTimes::take_every`] of room for a slow call), so a lease renewed longer ago than that
+/// has a holder that stopped (killed, paused, cut off). Instances sharing a store share lease
+/// times, so the last renewal is the expiry minus the TTL.
+pub fn silent_since(lease: &Lease, times: LeaseTimes) -> Option<i64> {
+    let last = lease.expires_at_ms - crate::store::lease::millis_of(times.ttl);
+    let period = crate::store::lease::millis_of(times.renew_every + times.take_every);
+    (lease.db_now_ms - last > period).then_some(last)
 }
 
 /// Takes and keeps one lease; [`Keeper::spawn`] starts its task.
@@ -359,6 +373,9 @@ pub struct Keeper {
 #[derive(Debug)]
 pub struct LeaseHandle {
     state: watch::Receiver<LeaseState>,
+    /// The lease as the last refused take or renewal saw it (another holder's term), `None`
+    /// while held or before any answer.
+    other: watch::Receiver<Option<Lease>>,
     commands: mpsc::Sender<oneshot::Sender<Result<bool, StoreError>>>,
     name: String,
 }
@@ -423,13 +440,15 @@ impl Keeper {
         cancel: CancellationToken,
     ) -> (LeaseHandle, impl std::future::Future<Output = ()> + Send) {
         let (state_tx, state_rx) = watch::channel(LeaseState::Standby);
+        let (other_tx, other_rx) = watch::channel(None);
         let (commands_tx, commands_rx) = mpsc::channel(1);
         let handle = LeaseHandle {
             state: state_rx,
+            other: other_rx,
             commands: commands_tx,
             name: self.name.clone(),
         };
-        (handle, self.run(state_tx, commands_rx, cancel))
+        (handle, self.run(state_tx, other_tx, commands_rx, cancel))
     }
 
     fn publish(&self, tx: &watch::Sender<LeaseState>, state: LeaseState) {
@@ -473,6 +492,7 @@ impl Keeper {
     async fn run(
         self,
         tx: watch::Sender<LeaseState>,
+        other: watch::Sender<Option<Lease>>,
         mut commands: mpsc::Receiver<oneshot::Sender<Result<bool, StoreError>>>,
         cancel: CancellationToken,
     ) {
@@ -523,9 +543,15 @@ impl Keeper {
                     };
                     let state = match answer {
                         Some(answer) => {
-                            if let Err(e) = &answer {
-                                tracing::warn!(lease = %self.name, error = %e, ?call,
-                                    "lease call failed; trying again");
+                            match &answer {
+                                Err(e) => tracing::warn!(lease = %self.name, error = %e, ?call,
+                                    "lease call failed; trying again"),
+                                Ok(LeaseAnswer::Refused(current)) => {
+                                    other.send_replace(current.clone());
+                                }
+                                Ok(LeaseAnswer::Held(_)) => {
+                                    other.send_replace(None);
+                                }
                             }
                             m.on_answer(started, Instant::now(), &answer)
                         }
@@ -546,6 +572,12 @@ impl LeaseHandle {
     /// term that was acted on is over.
     pub fn watch(&self) -> watch::Receiver<LeaseState> {
         self.state.clone()
+    }
+
+    /// The lease as the last refused call saw it: another holder's term, to watch whether
+    /// that holder still renews. `None` while held.
+    pub fn other(&self) -> watch::Receiver<Option<Lease>> {
+        self.other.clone()
     }
 
     /// The state now.
@@ -715,6 +747,23 @@ mod tests {
         assert_eq!(s.on_answer(t0, t0, &refused(15_000)), LeaseState::Standby);
         assert_eq!(s.on_answer(t0, t0, &down()), LeaseState::Standby);
         assert_eq!(s.next_call(), (t0 + S, Call::Take));
+    }
+
+    #[test]
+    fn a_holder_is_silent_past_its_renewal_period() {
+        let t = LeaseTimes::default();
+        // Renewed 4 s ago (11 s left of 15): renewing.
+        assert_eq!(silent_since(&lease(1, 11_000), t), None);
+        // Renewed 7 s ago: past 5 s + 1 s.
+        assert_eq!(
+            silent_since(&lease(1, 8_000), t),
+            Some(1_000 + 8_000 - 15_000)
+        );
+        let expired = Lease {
+            expires_at_ms: 900,
+            ..lease(1, 0)
+        };
+        assert_eq!(silent_since(&expired, t), Some(900 - 15_000));
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub(super) struct Shared {
     pub(super) leases: Option<crate::lease::LeaseTimes>,
     /// Each account's epoch while this instance holds it; the mirror and the workers read it.
     pub(super) epochs: Epochs,
-    /// This instance's id in the lease rows.
+    /// This instance's stable identity (with leases): a restart takes over its own leases.
+    pub(super) identity: Option<String>,
+    /// This process's name in the lease rows.
     pub(super) holder: String,
     /// Every keeper this instance runs, released at shutdown after the mirror's flush.
     pub(super) keepers: Arc<AsyncMutex<Vec<LeaseHandle>>>,
@@ -81,7 +83,11 @@ async fn account_loop(
     let mut id: Option<UserId> = None;
     let mut verified = false;
     loop {
-        let mut lease: Option<watch::Receiver<LeaseState>> = None;
+        let mut lease: Option<(
+            watch::Receiver<LeaseState>,
+            watch::Receiver<Option<store::Lease>>,
+            crate::lease::LeaseTimes,
+        )> = None;
         if let Some(times) = shared.leases {
             // Learned once, and checked again after a failure: an instance that cannot sign
             // in as the account does not compete for its lease (it stays down, not standby).
@@ -103,6 +109,20 @@ async fn account_loop(
             }
             id = Some(known);
             verified = true;
+            if keeper.is_none()
+                && let Some(identity) = &shared.identity
+                && let Err(twin) = crate::lease::take_over_predecessor(
+                    shared.store.as_ref(),
+                    &store::account_lease(known),
+                    identity,
+                    &shared.holder,
+                    times,
+                )
+                .await
+            {
+                let _ = shared.events.send(AccountEvent::Fatal(twin.into())).await;
+                return;
+            }
             let handle = keeper.get_or_insert_with(|| {
                 Keeper::for_account(
                     Arc::clone(&shared.store),
@@ -119,22 +139,45 @@ async fn account_loop(
             if watch.borrow().epoch().is_none() {
                 let _ = tokio::time::timeout(times.ttl, watch.changed()).await;
             }
-            lease = Some(watch);
+            lease = Some((watch, handle.other(), times));
         }
-        // Standby until this instance holds the account's lease.
-        if let Some(watch) = lease.as_mut()
+        // Standby until this instance holds the account's lease: healthy while the holder
+        // renews, not ready once it is silent past its renewal period (nobody serves then).
+        if let Some((watch, other, times)) = lease.as_mut()
             && watch.borrow().epoch().is_none()
         {
-            shared.health.set_account(&name, id, AccountState::Standby);
-            let _ = shared
-                .events
-                .send(AccountEvent::Standby { name: name.clone() })
-                .await;
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                held = watch.wait_for(|s| s.epoch().is_some()) => {
-                    if held.is_err() {
-                        return; // the keeper ended: shutting down
+            let mut told = false;
+            loop {
+                let state = match other.borrow_and_update().as_ref() {
+                    Some(l) => match crate::lease::silent_since(l, *times) {
+                        Some(since_ms) => AccountState::HolderSilent {
+                            holder: l.holder.clone(),
+                            since_ms,
+                        },
+                        None => AccountState::Standby,
+                    },
+                    None => AccountState::Standby,
+                };
+                shared.health.set_account(&name, id, state);
+                if !told {
+                    told = true;
+                    let _ = shared
+                        .events
+                        .send(AccountEvent::Standby { name: name.clone() })
+                        .await;
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    held = watch.wait_for(|s| s.epoch().is_some()) => {
+                        if held.is_err() {
+                            return; // the keeper ended: shutting down
+                        }
+                        break;
+                    }
+                    changed = other.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
                     }
                 }
             }
@@ -144,7 +187,7 @@ async fn account_loop(
         let session = cancel.child_token();
         // The term this session serves: any other state (lost, standby, or already a later
         // term, which another instance may have held in between) ends the session.
-        let lost = lease.clone().map(|mut watch| {
+        let lost = lease.clone().map(|(mut watch, _, _)| {
             let session = session.clone();
             let term = watch.borrow_and_update().epoch();
             tokio::spawn(async move {

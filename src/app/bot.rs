@@ -1,7 +1,8 @@
 //! The companion bot's life inside the daemon: it runs only while this instance may run it
 //! ([`Daemon::bot_active`]: it holds the `bot` lease, or leases are off), connects its own
-//! session with backoff, and stops when the lease goes. A bot that cannot start never stops
-//! detection. The bot itself is [`crate::bot`].
+//! session with backoff once the inventory and gift titles are loaded (never answering from a
+//! half-loaded inventory), tells `/readyz` whether it is connected, and stops when the lease
+//! goes. A bot that cannot start never stops detection. The bot itself is [`crate::bot`].
 
 use super::*;
 
@@ -33,6 +34,7 @@ impl Daemon {
             wake: Arc::clone(&self.withdrawals_wake),
             stats: Arc::clone(&self.bot_stats),
             commits: self.commits.clone(),
+            loaded: self.loaded.subscribe(),
         };
         let mut active = self.bot_active();
         async move {
@@ -77,6 +79,8 @@ struct BotWiring {
     wake: Arc<Notify>,
     stats: Arc<crate::bot::BotStats>,
     commits: broadcast::Sender<mirror::Committed>,
+    /// Turns true once the inventory and gift titles are loaded: the bot connects only then.
+    loaded: watch::Receiver<bool>,
 }
 
 /// One term of the bot: connects (retrying while Telegram cannot be reached) and answers until
@@ -87,25 +91,45 @@ async fn run_bot_term(
     parts: &BotWiring,
     term: &CancellationToken,
 ) -> bool {
+    use crate::health::BotLink;
     use crate::telegram::bot::{BotApi, BotError};
+    parts.health.set_bot_link(Some(BotLink::Connecting));
+    // Not before the inventory and the gift titles are loaded: players' messages wait in
+    // Telegram meanwhile (the session's saved position), and none is answered from a
+    // half-loaded inventory.
+    let mut loaded = parts.loaded.clone();
+    tokio::select! {
+        () = term.cancelled() => {
+            parts.health.set_bot_link(None);
+            return false;
+        }
+        l = loaded.wait_for(|l| *l) => if l.is_err() { return false },
+    }
     let mut delay = Duration::from_secs(1);
     let conn = loop {
         match BotApi::connect(opts, term.child_token()).await {
             Ok(conn) => break conn,
             Err(e @ (BotError::BadToken { .. } | BotError::Session { .. })) => {
                 tracing::error!(error = %e, "the companion bot cannot start; deposits are still detected");
+                parts
+                    .health
+                    .set_bot_link(Some(BotLink::Failed(e.to_string())));
                 return true;
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "the companion bot cannot connect yet");
                 tokio::select! {
-                    () = term.cancelled() => return false,
+                    () = term.cancelled() => {
+                        parts.health.set_bot_link(None);
+                        return false;
+                    }
                     () = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(60));
             }
         }
     };
+    parts.health.set_bot_link(Some(BotLink::Connected));
     let runner = conn.runner;
     let bot = Arc::new(crate::bot::Bot::new(crate::bot::BotParts {
         api: conn.api,
@@ -128,6 +152,7 @@ async fn run_bot_term(
     }
     .run(term.clone())
     .await;
+    parts.health.set_bot_link(None);
     if tokio::time::timeout(Duration::from_secs(2), runner)
         .await
         .is_err()

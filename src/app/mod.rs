@@ -58,6 +58,10 @@ pub enum AppError {
     Telegram(#[from] TelegramError),
     #[error("{0}")]
     Health(#[from] std::io::Error),
+    #[error(transparent)]
+    Identity(#[from] crate::lease::IdentityError),
+    #[error(transparent)]
+    Twin(#[from] crate::lease::TwinError),
     #[error(
         "shutdown deadline passed with {backlog} changes not yet in the store; they will be found \
          again by the reconciliation at the next start"
@@ -121,6 +125,9 @@ pub struct Daemon {
     bot_stats: Arc<crate::bot::BotStats>,
     /// The deposit accounts this instance knows the Telegram identity of, for the bot's texts.
     deposit_accounts: Arc<DepositAccounts>,
+    /// True once every account has loaded its items and gift titles (or stood by, or failed):
+    /// the bot connects and answers only then, so no answer reads a half-loaded inventory.
+    loaded: watch::Sender<bool>,
 }
 
 impl Default for Daemon {
@@ -141,6 +148,7 @@ impl Daemon {
             titles: Arc::new(crate::bot::Titles::new()),
             bot_stats: Arc::new(crate::bot::BotStats::default()),
             deposit_accounts: Arc::default(),
+            loaded: watch::channel(false).0,
         }
     }
 
@@ -213,18 +221,37 @@ impl Daemon {
         } else {
             Epochs::unfenced()
         };
-        let holder = crate::lease::instance_id();
+        // With leases, this instance's identity is stable across restarts, so a restart takes
+        // over its own leases at once; each process still holds them under its own name.
+        let identity = match leases {
+            Some(_) => Some(crate::lease::identity(
+                config.instance.as_deref(),
+                &config.state_dir,
+            )?),
+            None => None,
+        };
+        let holder = identity
+            .as_deref()
+            .map_or_else(crate::lease::instance_id, crate::lease::holder_for);
         let keepers: Arc<AsyncMutex<Vec<LeaseHandle>>> = Arc::default();
         if let Some(times) = leases {
             tracing::info!(
-                instance = holder,
+                instance = identity.as_deref().unwrap_or_default(),
+                holder,
                 ttl_ms = times.ttl.as_millis() as u64,
                 renew_ms = times.renew_every.as_millis() as u64,
                 "leases on: each deposit account is served by the instance holding its lease"
             );
         }
-        self.start_bot_lease(config, &store, leases, &holder, &keepers, &intake)
-            .await;
+        self.start_bot_lease(
+            config,
+            &store,
+            leases,
+            (identity.as_deref(), &holder),
+            &keepers,
+            &intake,
+        )
+        .await?;
 
         let (mirror, mirror_task) = mirror::channel(
             Arc::clone(&store),
@@ -249,6 +276,7 @@ impl Daemon {
             events: events_tx,
             leases,
             epochs,
+            identity,
             holder,
             keepers: Arc::clone(&keepers),
         });
@@ -375,6 +403,7 @@ impl Daemon {
                 return Err(error);
             }
             if reported.len() == names.len() && !self.health.is_ready_flag() {
+                self.loaded.send_replace(true);
                 self.health.set_ready(true, "watching the deposit accounts");
                 let _ = self.notices.send(Notice::Ready {
                     items: self.inventory.len(),
@@ -387,22 +416,33 @@ impl Daemon {
 
 impl Daemon {
     /// Starts the `bot` lease's keeper when a bot is configured and leases are on, and keeps
-    /// [`Daemon::bot_active`] following it; without leases the bot may always run.
+    /// [`Daemon::bot_active`] following it; without leases the bot may always run. A live
+    /// process of the same instance identity holding the lease refuses this start.
     async fn start_bot_lease(
         &self,
         config: &Config,
         store: &Arc<dyn store::Store>,
         leases: Option<crate::lease::LeaseTimes>,
-        holder: &str,
+        (identity, holder): (Option<&str>, &str),
         keepers: &Arc<AsyncMutex<Vec<LeaseHandle>>>,
         intake: &CancellationToken,
-    ) {
+    ) -> Result<(), AppError> {
         let Some(times) = leases else {
             self.bot_active.send_replace(config.bot.is_some());
-            return;
+            return Ok(());
         };
         if config.bot.is_none() {
-            return;
+            return Ok(());
+        }
+        if let Some(identity) = identity {
+            crate::lease::take_over_predecessor(
+                store.as_ref(),
+                crate::store::BOT_LEASE,
+                identity,
+                holder,
+                times,
+            )
+            .await?;
         }
         let keeper = Keeper::new(
             Arc::clone(store),
@@ -431,6 +471,7 @@ impl Daemon {
                 }
             }
         });
+        Ok(())
     }
 }
 

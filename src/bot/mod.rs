@@ -396,13 +396,26 @@ impl BotTask {
             cancel.child_token(),
         ));
         let mut pruned = Instant::now();
+        // At `cancel` the update reader stops and closes the channel; every event it handed
+        // over (its position already saved) is still answered before the bot exits.
+        let mut draining = false;
         loop {
-            let event = tokio::select! {
-                () = cancel.cancelled() => break,
-                e = self.events.recv() => match e {
+            let event = if draining {
+                match self.events.recv().await {
                     Some(e) => e,
                     None => break,
-                },
+                }
+            } else {
+                tokio::select! {
+                    () = cancel.cancelled() => {
+                        draining = true;
+                        continue;
+                    }
+                    e = self.events.recv() => match e {
+                        Some(e) => e,
+                        None => break,
+                    },
+                }
             };
             let received = Instant::now();
             let (user, query, lang) = match &event {

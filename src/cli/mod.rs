@@ -380,11 +380,84 @@ async fn check(path: &Path, env: Env<'_>, out: &mut dyn Write) -> anyhow::Result
             report(out, "FAIL", "write", &chain(&e))?;
         }
     }
+    if let Some(bot) = &config.bot {
+        let (status, detail) = check_bot(bot, config.health.listen).await;
+        ok &= status != "FAIL";
+        report(out, status, "bot", &detail)?;
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The companion bot: what the running daemon's `/readyz` says of it (connected, or not and
+/// why), or without a daemon answering on the health port, whether its session file is usable.
+async fn check_bot(
+    bot: &crate::config::BotConfig,
+    health: std::net::SocketAddr,
+) -> (&'static str, String) {
+    if let Some(body) = get_readyz(health).await {
+        let line = body.lines().find_map(|l| l.strip_prefix("bot: "));
+        return match line {
+            Some(l) if l.starts_with("not connected") => (
+                "FAIL",
+                format!("{l} (the running giftd's /readyz on {health})"),
+            ),
+            Some(l) => (
+                "ok",
+                format!("{l} (the running giftd's /readyz on {health})"),
+            ),
+            None => (
+                "FAIL",
+                format!(
+                    "the giftd answering on {health} runs no bot: is it this configuration's \
+                     daemon? restart it after setting bot.token"
+                ),
+            ),
+        };
+    }
+    let path = &bot.session_file;
+    if !path.exists() {
+        return (
+            "warn",
+            format!(
+                "{}: no session yet; `giftd run` signs in with bot.token and creates it (no giftd \
+                 answers on {health} to say whether the bot is connected)",
+                path.display()
+            ),
+        );
+    }
+    match crate::telegram::check_session_permissions(path) {
+        Ok(()) => (
+            "ok",
+            format!(
+                "{} (no giftd answers on {health}: start it, then /readyz says whether the bot \
+                 is connected)",
+                path.display()
+            ),
+        ),
+        Err(e) => ("FAIL", format!("bot session: {e}")),
+    }
+}
+
+/// The body of `/readyz` of a daemon listening on `addr`, if one answers within a second.
+async fn get_readyz(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(1), fetch)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The state directory exists and giftd may create files in it (sessions, the SQLite file).

@@ -161,6 +161,7 @@ pub const KEYS: &[KeySpec] = {
         ),
         key("lease", "ttl", String, "GIFTD_LEASE_TTL"),
         key("lease", "renew_every", String, "GIFTD_LEASE_RENEW_EVERY"),
+        key("lease", "instance", String, "GIFTD_LEASE_INSTANCE"),
         key("health", "listen", String, "GIFTD_HEALTH_LISTEN"),
         key("log", "format", String, "GIFTD_LOG_FORMAT"),
         key("log", "level", String, "GIFTD_LOG_LEVEL"),

@@ -66,6 +66,9 @@ pub struct Config {
     pub withdraw: WithdrawConfig,
     /// Account and bot leases, used with the Supabase store (several instances may share it).
     pub lease: crate::lease::LeaseTimes,
+    /// `lease.instance`: this instance's identity in lease rows, stable across restarts. `None`:
+    /// the one kept in `<state_dir>/instance-id` (see [`crate::lease::identity`]).
+    pub instance: Option<String>,
     pub health: HealthConfig,
     pub log: LogConfig,
     /// Things that are allowed but probably not what the operator meant (a Supabase key in the

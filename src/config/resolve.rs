@@ -164,6 +164,16 @@ impl Config {
             }
         };
 
+        let instance = r.string("lease.instance");
+        if let Some(id) = &instance
+            && crate::lease::identity(Some(id), &state_dir).is_err()
+        {
+            r.problem(
+                "lease.instance",
+                format!("{id:?}: use 1 to 64 letters, digits, '.', '_' or '-'"),
+            );
+        }
+
         let Resolver { problems, .. } = r;
         match (api_id, api_hash, store) {
             (Some(api_id), Some(api_hash), Some(store)) if problems.is_empty() => Ok(Config {
@@ -185,6 +195,7 @@ impl Config {
                 mirror,
                 withdraw,
                 lease,
+                instance,
                 health: HealthConfig { listen },
                 log: LogConfig { format, level },
                 warnings,

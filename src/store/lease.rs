@@ -111,6 +111,11 @@ pub(super) fn check_lease_args(
 
 /// A duration in whole milliseconds for the stores (saturating).
 pub(super) fn millis(d: Duration) -> i64 {
+    millis_of(d)
+}
+
+/// A duration in whole milliseconds (saturating).
+pub fn millis_of(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 

@@ -538,18 +538,31 @@ async fn self_user(client: &Client) -> Result<Me, InvocationError> {
 
 /// Reads the update stream and hands the bot its events; the access hashes of the users in
 /// each update are kept for addressing them.
+///
+/// Never twice after a restart: each player's message is handed to the bot only after its id
+/// (the bot's message ids only grow) is recorded in [`Handed`], and one at or below the record
+/// (replayed by `updates.getDifference` after a restart) is skipped. The position in the update
+/// sequence (`pts`) is saved to the session once every update at it has been handed over: the
+/// updates of one `getDifference` answer all carry its final `pts`, so saving it with the first
+/// would lose the rest at a stop; saved when the next position arrives, a restart replays at
+/// most the last one, and the record skips what was already handed. At a clean stop the bot
+/// answers everything handed to it; a command being answered at the moment of a crash may go
+/// unanswered, never doubled.
 async fn pump(
     mut stream: grammers_client::client::UpdateStream,
     api: BotApi,
     tx: mpsc::Sender<BotEvent>,
     cancel: CancellationToken,
 ) {
+    let mut handed = Handed::load(&api.inner.session_file, api.inner.self_id);
+    // The position of the updates handed over last, not yet saved.
+    let mut unsaved: Option<grammers_client::session::updates::State> = None;
     loop {
         let next = tokio::select! {
             () = cancel.cancelled() => break,
             next = stream.next_raw() => next,
         };
-        let (update, _state, peers) = match next {
+        let (update, state, peers) = match next {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, "bot update stream failed; reading on");
@@ -557,6 +570,12 @@ async fn pump(
                 continue;
             }
         };
+        if let Some(done) = unsaved.take_if(|u| position(u) != position(&state)) {
+            save_position(&api.inner.session, &done).await;
+        }
+        if position(&state).is_some() {
+            unsaved = Some(state);
+        }
         let user_info = |id: UserId| -> Option<String> {
             let peer = peers.get(PeerId::user(id)?)?;
             if let Some(PeerInfo::User {
@@ -573,11 +592,22 @@ async fn pump(
         let event = match update {
             tl::enums::Update::NewMessage(u) => match u.message {
                 tl::enums::Message::Message(m) if !m.out => match m.peer_id {
-                    tl::enums::Peer::User(p) => Some(BotEvent::Message {
-                        from: p.user_id,
-                        lang: user_info(p.user_id),
-                        text: m.message,
-                    }),
+                    tl::enums::Peer::User(p) if handed.is_new(m.id) => {
+                        handed.record(m.id);
+                        Some(BotEvent::Message {
+                            from: p.user_id,
+                            lang: user_info(p.user_id),
+                            text: m.message,
+                        })
+                    }
+                    tl::enums::Peer::User(p) => {
+                        tracing::info!(
+                            msg_id = m.id,
+                            user = p.user_id,
+                            "a message handed to the bot before a restart came again; not answered twice"
+                        );
+                        None
+                    }
                     _ => None,
                 },
                 _ => None,
@@ -597,8 +627,92 @@ async fn pump(
             break;
         }
     }
-    if let Err(e) = stream.sync_update_state().await {
-        tracing::warn!(error = %e, "could not save the bot's update state");
+}
+
+/// The account-wide `pts` an update's state is at, when it is in that sequence.
+fn position(state: &grammers_client::session::updates::State) -> Option<i32> {
+    match state.message_box {
+        Some(grammers_client::session::updates::MessageBox::Common { pts }) => Some(pts),
+        _ => None,
+    }
+}
+
+/// The highest id of the players' messages handed to the bot, kept in `<session file>.handed`
+/// as `<bot id> <message id>` (written before each message is handed over, replaced
+/// atomically), so a message Telegram delivers again after a restart is not answered twice. A
+/// record of another bot (the token changed) counts as none: message ids are per account.
+#[derive(Debug)]
+struct Handed {
+    path: PathBuf,
+    bot: UserId,
+    last: i32,
+}
+
+impl Handed {
+    fn load(session_file: &std::path::Path, bot: UserId) -> Handed {
+        let mut path = session_file.as_os_str().to_owned();
+        path.push(".handed");
+        let path = PathBuf::from(path);
+        let parse = |s: &str| -> Option<(UserId, i32)> {
+            let (b, m) = s.trim().split_once(' ')?;
+            Some((b.parse().ok()?, m.parse().ok()?))
+        };
+        let last = match std::fs::read_to_string(&path) {
+            Ok(s) => match parse(&s) {
+                Some((b, m)) if b == bot => m,
+                Some(_) => 0,
+                None => {
+                    tracing::warn!(path = %path.display(), "unreadable record of the bot's handled messages; starting afresh");
+                    0
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the record of the bot's handled messages");
+                0
+            }
+        };
+        Handed { path, bot, last }
+    }
+
+    fn is_new(&self, msg_id: i32) -> bool {
+        msg_id > self.last
+    }
+
+    /// Records `msg_id` as handed over. A record that cannot be written is logged: answering
+    /// the message beats dropping it.
+    fn record(&mut self, msg_id: i32) {
+        self.last = msg_id;
+        let mut tmp = self.path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let written = std::fs::write(&tmp, format!("{} {msg_id}\n", self.bot))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            tracing::warn!(path = %self.path.display(), error = %e, msg_id,
+                "cannot record a handled message; after a restart it could be answered again");
+        }
+    }
+}
+
+/// Saves the bot's position in the account-wide update sequence (`pts`, with the date and seq
+/// of that point) to its session, so the next connection's `updates.getDifference` starts
+/// after it. Updates outside that sequence (button presses) are never replayed and leave the
+/// position as it is.
+async fn save_position(session: &SqliteSession, state: &grammers_client::session::updates::State) {
+    use grammers_client::session::types::UpdateState;
+    use grammers_client::session::updates::MessageBox;
+    let Some(MessageBox::Common { pts }) = state.message_box else {
+        return;
+    };
+    let saved = session
+        .set_update_state(UpdateState::Primary {
+            pts,
+            date: state.date,
+            seq: state.seq,
+        })
+        .await;
+    if let Err(e) = saved {
+        tracing::warn!(error = %e, pts, "could not save the bot's update position");
     }
 }
 
@@ -624,4 +738,25 @@ async fn pin_update_state(
         }))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handed_messages_are_remembered_per_bot() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = dir.path().join("bot.session");
+        let mut h = Handed::load(&session, 7);
+        assert!(h.is_new(1));
+        h.record(5);
+        assert!(!h.is_new(5) && !h.is_new(3) && h.is_new(6));
+        let again = Handed::load(&session, 7);
+        assert!(!again.is_new(5) && again.is_new(6), "kept across a restart");
+        let other = Handed::load(&session, 8);
+        assert!(other.is_new(1), "another bot's record counts as none");
+        std::fs::write(dir.path().join("bot.session.handed"), "garbage").unwrap();
+        assert!(Handed::load(&session, 7).is_new(1));
+    }
 }

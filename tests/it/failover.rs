@@ -30,7 +30,9 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    /// Starts `giftd run` with `config` (written to `dir/instance-<n>.toml`).
+    /// Starts `giftd run` with `config` (written to `dir/instance-<n>.toml`) as instance
+    /// identity `instance-<n>` (the instances of a cluster share one state directory, where
+    /// the identity would otherwise be derived from).
     pub(crate) fn start(
         dir: &Path,
         n: usize,
@@ -38,12 +40,35 @@ impl Instance {
         port: u16,
         failpoints: Option<&str>,
     ) -> Instance {
+        Self::spawn(
+            dir,
+            n,
+            config,
+            port,
+            failpoints,
+            Some(&format!("instance-{n}")),
+        )
+    }
+
+    /// [`Instance::start`] with the identity `identity`, or with none given: the one derived
+    /// from the state directory.
+    pub(crate) fn spawn(
+        dir: &Path,
+        n: usize,
+        config: &str,
+        port: u16,
+        failpoints: Option<&str>,
+        identity: Option<&str>,
+    ) -> Instance {
         let path = dir.join(format!("instance-{n}.toml"));
         std::fs::write(&path, config).unwrap();
         let log = dir.join(format!("instance-{n}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_giftd"));
         if let Some(f) = failpoints {
             cmd.env("FAILPOINTS", f);
+        }
+        if let Some(identity) = identity {
+            cmd.env("GIFTD_LEASE_INSTANCE", identity);
         }
         let child = cmd
             .arg("--config")
@@ -75,7 +100,7 @@ impl Instance {
             .collect()
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -119,7 +144,7 @@ impl Drop for Instance {
 }
 
 /// `http_get` that answers (0, "") when nothing listens (an instance killed or stopped).
-async fn http_get_lenient(port: u16, path: &'static str) -> (u16, String) {
+pub(crate) async fn http_get_lenient(port: u16, path: &'static str) -> (u16, String) {
     if tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_err()
@@ -404,7 +429,7 @@ async fn sigterm_releases_the_leases_after_the_flush() {
         {
             let (_, first) = http_get_lenient(c.instances[0].port, "/readyz").await;
             assert!(
-                first.contains("bot: runs here (this instance holds the bot lease)"),
+                first.contains("(this instance holds the bot lease)"),
                 "{first}"
             );
             break;
@@ -436,7 +461,7 @@ async fn sigterm_releases_the_leases_after_the_flush() {
     while !http_get_lenient(c.instances[0].port, "/readyz")
         .await
         .1
-        .contains("bot: runs here")
+        .contains("(this instance holds the bot lease)")
     {
         assert!(Instant::now() < deadline, "the bot lease did not move");
         tokio::time::sleep(Duration::from_millis(50)).await;

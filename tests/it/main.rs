@@ -4,13 +4,16 @@ mod support;
 
 mod accounts;
 mod bot;
+mod bot_restart;
 mod cli;
 mod daemon;
+mod dashboard;
 mod failover;
 mod lease_contract;
 mod lease_keeper;
 mod lease_worker;
 mod login;
+mod restart;
 mod sqlite_lock;
 mod store_bot;
 mod store_contract;
