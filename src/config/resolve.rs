@@ -519,12 +519,33 @@ impl Resolver<'_> {
             Duration::from_secs(10),
             Duration::from_millis(1),
         );
+        let listen_url = self.secret("supabase.listen_url");
+        if let Some(url) = &listen_url
+            && !is_postgres_url(url.expose())
+        {
+            // The value is a secret (it holds a password): the problem does not quote it.
+            self.problem(
+                "supabase.listen_url",
+                "expected a PostgreSQL connection URL (postgres://user:password@host:port/db), \
+                 e.g. the project's direct or session pooler connection string"
+                    .to_owned(),
+            );
+        }
         Some(StoreConfig::Supabase(SupabaseConfig {
             rest_url: rest_url?,
             service_role_key: key?,
             request_timeout,
+            listen_url,
         }))
     }
+}
+
+/// A `postgres://` or `postgresql://` URL with a host (the form `supabase.listen_url` takes).
+fn is_postgres_url(s: &str) -> bool {
+    url::Url::parse(s.trim()).is_ok_and(|u| {
+        matches!(u.scheme(), "postgres" | "postgresql")
+            && u.host_str().is_some_and(|h| !h.is_empty())
+    })
 }
 
 /// An http or https URL with a host, without a trailing slash.

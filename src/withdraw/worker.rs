@@ -94,6 +94,10 @@ impl Worker {
                                 account: account.to_string(),
                             })
                             .set(b.stars);
+                        // For the desks of every instance (`/admin`).
+                        if let Err(e) = self.store.record_balance(account, b.stars).await {
+                            tracing::debug!(account, error = %e, "could not record the balance");
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(account, error = %e, "could not read the Stars balance")

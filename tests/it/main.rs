@@ -4,14 +4,18 @@ mod support;
 
 mod accounts;
 mod bot;
+mod catalogue;
 mod cli;
 mod daemon;
+mod desk;
 mod failover;
 mod lease_contract;
 mod lease_keeper;
 mod lease_worker;
 mod login;
+mod realtime;
 mod sqlite_lock;
 mod store_bot;
 mod store_contract;
+mod wake;
 mod withdrawals;

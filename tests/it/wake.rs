@@ -1,0 +1,141 @@
+//! A withdrawal request made by another process wakes the worker: with the queue poll ten
+//! minutes away, the request is sent within seconds only because the store told the daemon
+//! (the wake-up socket of the embedded store; LISTEN/NOTIFY with `supabase.listen_url`).
+
+use std::time::{Duration, Instant};
+
+use giftd::app::{Daemon, Notice};
+use giftd::config::Config;
+use giftd::gift::ItemKey;
+use giftd::health::WithdrawalLabels;
+use giftd::store::RequestState;
+use tgsim::SendUniqueGift;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::{Running, World};
+use crate::support::Backend;
+
+contract!(a_request_made_elsewhere_wakes_the_worker_before_its_poll);
+
+/// The queue poll: far longer than the test may take, so only a wake-up can start a pass.
+const POLL: &str = "10m";
+
+async fn a_request_made_elsewhere_wakes_the_worker_before_its_poll(backend: Backend) {
+    let mut w = World::new(backend, 1).await;
+    w.extra_sections = format!(
+        "[withdraw]\npoll_interval = \"{POLL}\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
+         lease = \"4s\"\n"
+    );
+    let player = w.player(0);
+    let sent = w
+        .sim
+        .send_unique_gift(SendUniqueGift {
+            from: player,
+            to: w.deposit.id,
+            gift_id: w.regular_gift(),
+            ..SendUniqueGift::default()
+        })
+        .expect("collectible sent");
+    w.expected.insert(sent.msg_id, Some(player));
+    let mut text = w.config_text();
+    if let Backend::Supabase { pg_url, .. } = &w.backend {
+        text = text.replace(
+            "[supabase]\n",
+            &format!("[supabase]\nlisten_url = \"{pg_url}\"\n"),
+        );
+    }
+    let config = Config::parse_str(&text, "test config", &|_| None).expect("valid config");
+    let running = start(&w, config.clone()).await;
+    w.assert_exactly_once(Duration::from_secs(30)).await;
+
+    // The worker's first pass is over once it published the queue's gauges; from then on it
+    // looks at the queue again only when woken (or at its poll, ten minutes away).
+    let account = w.deposit.id;
+    let labels = WithdrawalLabels {
+        account: account.to_string(),
+        state: "requested".into(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running
+        .daemon
+        .health()
+        .withdrawals
+        .open
+        .get(&labels)
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never finished its first pass"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Another process (the CLI's way: its own handle on the store) asks for the gift.
+    let other = giftd::store::open_shared(&config.store)
+        .await
+        .expect("store opens");
+    let key = ItemKey::new(account, sent.msg_id);
+    let id = other
+        .create_withdrawal(player, key)
+        .await
+        .expect("request created");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = other
+            .withdrawal(id)
+            .await
+            .unwrap()
+            .expect("the request")
+            .state;
+        if state == RequestState::Sent {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request {id} is {state:?} 30 s later: the worker was not woken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrived = w
+        .sim
+        .saved_gifts(player)
+        .unwrap()
+        .iter()
+        .filter(|g| g.unique.is_some())
+        .count();
+    assert_eq!(arrived, 1, "the collectible reached the player once");
+    running.stop().await;
+}
+
+/// `World::start` with a configuration of the test's own (the listen URL).
+async fn start(w: &World, config: Config) -> Running {
+    w.provision_session().await;
+    let daemon = Daemon::new();
+    let mut notices = daemon.subscribe();
+    let shutdown = CancellationToken::new();
+    let join = {
+        let daemon = daemon.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { daemon.run(&config, shutdown).await })
+    };
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match notices.recv().await {
+                Ok(Notice::Ready { .. }) => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("daemon notices closed before ready: {e}"),
+            }
+        }
+    })
+    .await;
+    if ready.is_err() {
+        shutdown.cancel();
+        panic!("giftd not ready within 30 s: {:?}", join.await);
+    }
+    Running {
+        daemon,
+        shutdown,
+        join,
+    }
+}
