@@ -348,6 +348,9 @@ mod tests {
             "name",
             "total",
             "reason",
+            "holder",
+            "queued",
+            "waiting",
         ]
         .into_iter()
         .map(|name| (name, Arg::from("1")))

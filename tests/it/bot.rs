@@ -825,7 +825,20 @@ async fn titles_survive_a_restart_without_a_catalogue_fetch() {
         message: "INTERNAL".into(),
         count: 1_000_000,
     });
-    let running = bw.start().await;
+    // Not `start`: the daemon is not ready while its reconciliation cannot list the gifts,
+    // and the bot answers meanwhile from the items loaded from the store.
+    bw.w.provision_session().await;
+    let daemon = giftd::app::Daemon::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let join = {
+        let (daemon, shutdown, config) = (daemon.clone(), shutdown.clone(), bw.w.config());
+        tokio::spawn(async move { daemon.run(&config, shutdown).await })
+    };
+    let running = crate::daemon::Running {
+        daemon,
+        shutdown,
+        join,
+    };
     let after = bw.ask(p, "/inventory", "page 1 of 1").await;
     assert!(
         after.text.contains(&kind.title) && !after.text.contains("Gift "),
