@@ -209,14 +209,42 @@ async fn realtime_publication_carries_each_inventory_change_of_a_burst_once() {
     }
     // Then 20 of them leave (converted), twice.
     let converted = departures(&items[..20], Status::Converted, 1_760_100_000);
-    store.apply_batch(&converted).await.unwrap();
-    store.apply_batch(&converted).await.unwrap();
+    let first = store.apply_batch(&converted).await.unwrap();
+    assert_eq!(first.changes_applied, 20, "{first:?}");
+    let again = store.apply_batch(&converted).await.unwrap();
+    assert_eq!(
+        again.changes_applied, 0,
+        "a replay applies nothing: {again:?}"
+    );
 
+    // Logical decoding reads WAL as far as it is flushed, and the test cluster commits
+    // asynchronously (synchronous_commit off): read until the 220 changes arrived, then once
+    // more after a synchronous commit has flushed everything, to see no change twice.
     let mut relations = HashMap::new();
-    let changes: Vec<Change> = decode(&slot.take(), &mut relations)
-        .into_iter()
-        .filter(|c| c.row.get("account_id") == Some(&Some(account.to_string())))
-        .collect();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut read = |changes: &mut Vec<Change>| {
+        changes.extend(
+            decode(&slot.take(), &mut relations)
+                .into_iter()
+                .filter(|c| c.row.get("account_id") == Some(&Some(account.to_string()))),
+        );
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while changes.len() < 220 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 220 changes published",
+            changes.len()
+        );
+        read(&mut changes);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    psql(
+        pg_url,
+        "set synchronous_commit = on; create temporary table flush (x int); \
+         insert into flush values (1)",
+    );
+    read(&mut changes);
     assert!(
         changes.iter().all(|c| c.table == "public.inventory"),
         "only the inventory is published"
