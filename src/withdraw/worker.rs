@@ -110,6 +110,13 @@ impl Worker {
             if let Err(e) = self.measure(account).await {
                 tracing::debug!(account, error = %e, "could not measure the withdrawal queue");
             }
+            self.health
+                .withdrawals
+                .passes
+                .get_or_create(&AccountLabel {
+                    account: account.to_string(),
+                })
+                .inc();
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = self.wake.notified() => {}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use giftd::app::{Daemon, Notice};
 use giftd::config::Config;
 use giftd::gift::ItemKey;
-use giftd::health::WithdrawalLabels;
+use giftd::health::AccountLabel;
 use giftd::store::RequestState;
 use tgsim::SendUniqueGift;
 use tokio_util::sync::CancellationToken;
@@ -48,22 +48,24 @@ async fn a_request_made_elsewhere_wakes_the_worker_before_its_poll(backend: Back
     let running = start(&w, config.clone()).await;
     w.assert_exactly_once(Duration::from_secs(30)).await;
 
-    // The worker's first pass is over once it published the queue's gauges; from then on it
-    // looks at the queue again only when woken (or at its poll, ten minutes away).
+    // From the end of the worker's first pass on, it looks at the queue again only when woken
+    // (or at its poll, ten minutes away): nothing is awaited between counting a pass and
+    // waiting for the next wake-up.
     let account = w.deposit.id;
-    let labels = WithdrawalLabels {
+    let label = AccountLabel {
         account: account.to_string(),
-        state: "requested".into(),
+    };
+    let passes = || {
+        running
+            .daemon
+            .health()
+            .withdrawals
+            .passes
+            .get(&label)
+            .map_or(0, |c| c.get())
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while running
-        .daemon
-        .health()
-        .withdrawals
-        .open
-        .get(&labels)
-        .is_none()
-    {
+    while passes() == 0 {
         assert!(
             Instant::now() < deadline,
             "the worker never finished its first pass"
