@@ -29,8 +29,7 @@ end
 $$;
 revoke all on function giftd_private.announce_withdrawal() from public, anon, authenticated;
 
-drop trigger if exists withdrawals_announce on public.withdrawals;
-create trigger withdrawals_announce after insert or update of status on public.withdrawals
+create or replace trigger withdrawals_announce after insert or update of status on public.withdrawals
   for each row execute function giftd_private.announce_withdrawal();
 
 create table if not exists public.account_balances (
