@@ -13,7 +13,7 @@ use tgsim::SendUniqueGift;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{Running, World};
-use crate::support::Backend;
+use crate::support::{Backend, psql};
 
 contract!(a_request_made_elsewhere_wakes_the_worker_before_its_poll);
 
@@ -82,23 +82,7 @@ async fn a_request_made_elsewhere_wakes_the_worker_before_its_poll(backend: Back
         .create_withdrawal(player, key)
         .await
         .expect("request created");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = other
-            .withdrawal(id)
-            .await
-            .unwrap()
-            .expect("the request")
-            .state;
-        if state == RequestState::Sent {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "request {id} is {state:?} 30 s later: the worker was not woken"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_sent(&*other, id).await;
     let arrived = w
         .sim
         .saved_gifts(player)
@@ -107,7 +91,62 @@ async fn a_request_made_elsewhere_wakes_the_worker_before_its_poll(backend: Back
         .filter(|g| g.unique.is_some())
         .count();
     assert_eq!(arrived, 1, "the collectible reached the player once");
+
+    // Supabase: the listen connection is cut (its backend terminated). A request made while
+    // it is down is found by the wake-up that follows the next LISTEN.
+    if let Backend::Supabase { pg_url, .. } = &w.backend {
+        let second = w
+            .sim
+            .send_unique_gift(SendUniqueGift {
+                from: player,
+                to: account,
+                gift_id: w.regular_gift(),
+                ..SendUniqueGift::default()
+            })
+            .expect("collectible sent");
+        w.expected.insert(second.msg_id, Some(player));
+        w.assert_exactly_once(Duration::from_secs(30)).await;
+        let listeners = "select count(*) from pg_stat_activity \
+                         where application_name = 'giftd listen' and backend_type = 'client backend'";
+        assert_eq!(psql(pg_url, listeners), "1", "one listen connection");
+        psql(
+            pg_url,
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where application_name = 'giftd listen'",
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while psql(pg_url, listeners) != "0" {
+            assert!(Instant::now() < deadline, "the backend never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let id = other
+            .create_withdrawal(player, ItemKey::new(account, second.msg_id))
+            .await
+            .expect("request created");
+        wait_sent(&*other, id).await;
+        assert_eq!(psql(pg_url, listeners), "1", "listening again");
+    }
     running.stop().await;
+}
+
+async fn wait_sent(store: &dyn giftd::store::Store, id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = store
+            .withdrawal(id)
+            .await
+            .unwrap()
+            .expect("the request")
+            .state;
+        if state == RequestState::Sent {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request {id} is {state:?} 30 s later: the worker was not woken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `World::start` with a configuration of the test's own (the listen URL).
