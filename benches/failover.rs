@@ -131,6 +131,7 @@ impl Setup {
                 rest_url: rest_url.clone(),
                 service_role_key: Secret::new(key.clone()),
                 request_timeout: Duration::from_secs(20),
+                listen_url: None,
             })
             .expect("store"),
         );

@@ -171,6 +171,7 @@ async fn supabase(args: &Args, rest: &str, pg: &str, key: &str) -> (Vec<Duration
         rest_url: rest.to_owned(),
         service_role_key: giftd::secret::Secret::new(key),
         request_timeout: Duration::from_secs(60),
+        listen_url: None,
     })
     .expect("store");
     let started = Instant::now();

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
@@ -97,6 +97,9 @@ pub struct WithdrawalGauges {
     pub stars_balance: Family<AccountLabel, Gauge>,
     /// `giftd_withdrawal_stars_needed{account}`: Stars the requests waiting for Stars need.
     pub stars_needed: Family<AccountLabel, Gauge>,
+    /// `giftd_withdrawal_passes_total{account}`: passes over the queue the worker finished
+    /// (each poll, each wake-up).
+    pub passes: Family<AccountLabel, Counter>,
 }
 
 /// The open states of a withdrawal request, as `giftd_withdrawals` labels them.
@@ -335,6 +338,11 @@ impl Health {
             "stars_balance",
             "the deposit account's Stars, read every minute by its withdrawal worker",
             withdrawals.stars_balance.clone(),
+        );
+        registry.register(
+            "withdrawal_passes",
+            "passes over the withdrawal queue the worker finished (each poll, each wake-up), by deposit account",
+            withdrawals.passes.clone(),
         );
         registry.register(
             "withdrawal_stars_needed",

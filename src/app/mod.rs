@@ -186,6 +186,28 @@ impl Daemon {
         self.commits.subscribe()
     }
 
+    /// Names every gift kind the store has seen, before any account connects: a restarted
+    /// daemon shows "Bear", not a placeholder, whatever Telegram answers. A store that cannot
+    /// say only delays the names until Telegram lists the gifts again.
+    async fn load_titles(&self, store: &dyn store::Store) {
+        match store.gift_types().await {
+            Ok(kinds) => {
+                for kind in &kinds {
+                    self.titles.record(kind);
+                }
+                tracing::info!(
+                    gift_kinds = kinds.len(),
+                    "gift catalogue read from the store"
+                );
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot read the gift catalogue from the store: gifts are named once telegram \
+                 lists them again"
+            ),
+        }
+    }
+
     /// Runs until `shutdown` is cancelled (Ok) or something fatal happens (Err): the host
     /// clock far ahead of Telegram's, or no deposit account left that a restart could serve
     /// (every one down with a session error such as a revoked or missing session).
@@ -193,6 +215,7 @@ impl Daemon {
         let store = store::open(&config.store).await?;
         store.check_schema().await?;
         tracing::info!(store = store.backend(), "store ready");
+        self.load_titles(store.as_ref()).await;
 
         let intake = shutdown.child_token();
         // Whatever way `run` returns, the tasks it started stop.
@@ -289,6 +312,12 @@ impl Daemon {
                 intake.child_token(),
             ));
         }
+        // Requests made by other processes wake the workers at once (the poll stays).
+        tracker.spawn(store::wake::listen(
+            config.store.clone(),
+            Arc::clone(&self.withdrawals_wake),
+            intake.child_token(),
+        ));
         tracker.spawn(clock_watch(Arc::clone(&shared), intake.child_token()));
         tracker.spawn(watchdog(intake.child_token()));
         tracker.spawn(self_check(Arc::clone(&shared), intake.child_token()));

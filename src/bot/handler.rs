@@ -608,38 +608,70 @@ async fn assign(bot: &Bot, key: ItemKey, answer: &str, lang: Lang) -> View {
     }
 }
 
-/// The operator's desk: totals per deposit account (live inventory), the Stars balance the
-/// worker last read, the requests that need an operator, the unattributed gifts.
+/// Who serves `account`, as the desk says it: this instance (with its lease's holder id when
+/// leases are on), another instance by its id, or none.
+fn served_by(bot: &Bot, account: UserId, holder: Option<&str>, lang: Lang) -> Option<String> {
+    if bot.served_elsewhere(account) {
+        return holder.map(str::to_owned);
+    }
+    let here = tr(lang, Key::AdminHolderHere, &[]);
+    Some(match holder {
+        Some(h) => format!("{here} ({h})"),
+        None => here,
+    })
+}
+
+/// The operator's desk: every deposit account in the store whichever instance serves it (its
+/// items, lease holder, Stars balance and queue, from the store; an account this instance
+/// knows that the store has nothing of yet is listed too), the requests that need an
+/// operator, the unattributed gifts.
 pub async fn admin_view(bot: &Bot, lang: Lang) -> View {
-    let held: Vec<Item> = bot
-        .inventory
-        .held_keys()
-        .into_iter()
-        .filter_map(|k| bot.inventory.get(k))
-        .collect();
-    let accounts = bot
-        .accounts
-        .list()
+    let desk = match tokio::time::timeout(STORE_TIMEOUT, bot.store.desk()).await {
+        Ok(Ok(desk)) => desk,
+        _ => return view::say(lang, Key::AdminError),
+    };
+    let mut accounts: Vec<view::AccountView> = desk
         .iter()
-        .map(|a| {
-            let mine = held.iter().filter(|i| i.key.account_id == a.id);
-            let (items, stars) = mine.fold((0u64, 0i64), |(n, s), i| (n + 1, s + i.stars));
-            let balance = bot
+        .map(|d| {
+            // The balance this instance's worker read, when it serves the account.
+            let local = bot
                 .health
                 .withdrawals
                 .stars_balance
                 .get_or_create(&AccountLabel {
-                    account: a.id.to_string(),
+                    account: d.account_id.to_string(),
                 })
                 .get();
+            let queued = d.queued(RequestState::Requested)
+                + d.queued(RequestState::Claimed)
+                + d.queued(RequestState::Sending);
             view::AccountView {
-                account: a.id,
-                items,
-                stars,
-                balance: (balance != 0).then_some(balance),
+                account: d.account_id,
+                items: d.items,
+                stars: d.stars,
+                balance: (local != 0).then_some(local).or(d.balance.map(|(b, _)| b)),
+                served_by: served_by(bot, d.account_id, d.holder(), lang),
+                queue: [
+                    queued,
+                    d.queued(RequestState::Waiting),
+                    d.queued(RequestState::Approval),
+                    d.queued(RequestState::Unknown),
+                ],
             }
         })
         .collect();
+    for a in bot.accounts.list() {
+        if !accounts.iter().any(|v| v.account == a.id) {
+            accounts.push(view::AccountView {
+                account: a.id,
+                items: 0,
+                stars: 0,
+                balance: None,
+                served_by: served_by(bot, a.id, None, lang),
+                queue: [0; 4],
+            });
+        }
+    }
     let requests = match tokio::time::timeout(
         STORE_TIMEOUT,
         bot.store.list_withdrawals(&WithdrawalFilter {

@@ -141,6 +141,9 @@ keys! {
     AdminMoved = "admin-moved",
     AdminRefused = "admin-refused",
     AdminError = "admin-error",
+    AdminAccountDesk = "admin-account-desk",
+    AdminHolderNone = "admin-holder-none",
+    AdminHolderHere = "admin-holder-here",
     NDeposit = "n-deposit",
     NQueued = "n-queued",
     NSent = "n-sent",
@@ -354,6 +357,9 @@ mod tests {
             "reason",
             "label",
             "old",
+            "holder",
+            "queued",
+            "waiting",
         ]
         .into_iter()
         .map(|name| (name, Arg::from("1")))

@@ -344,6 +344,11 @@ pub struct AccountView {
     pub stars: i64,
     /// The Stars balance the worker last read.
     pub balance: Option<i64>,
+    /// The instance serving it (its lease's holder), `None` when none does now.
+    pub served_by: Option<String>,
+    /// Its open requests: queued (requested, claimed, sending), waiting, awaiting approval,
+    /// unknown.
+    pub queue: [u64; 4],
 }
 
 /// One request on the operator's desk.
@@ -386,6 +391,23 @@ pub fn admin(lang: Lang, a: &AdminView) -> View {
                         .map_or_else(|| s(lang, Key::AdminBalanceUnknown), |b| b.to_string())
                         .into(),
                 ),
+            ],
+        ));
+        lines.push(tr(
+            lang,
+            Key::AdminAccountDesk,
+            &[
+                (
+                    "holder",
+                    acc.served_by
+                        .clone()
+                        .unwrap_or_else(|| s(lang, Key::AdminHolderNone))
+                        .into(),
+                ),
+                ("queued", acc.queue[0].into()),
+                ("waiting", acc.queue[1].into()),
+                ("approval", acc.queue[2].into()),
+                ("unknown", acc.queue[3].into()),
             ],
         ));
     }
@@ -803,6 +825,8 @@ mod tests {
                 items: 4,
                 stars: 400,
                 balance: None,
+                served_by: Some("4242:0badcafe".into()),
+                queue: [2, 0, 1, 1],
             }],
             requests: vec![
                 RequestView {
@@ -828,6 +852,7 @@ mod tests {
             admin(Lang::En, &a),
             "Operator's desk\n\
              Account 100: 4 gifts worth 400 ⭐, Stars balance not read yet\n\
+             · served by 4242:0badcafe; queue: 2 queued, 0 waiting, 1 awaiting approval, 1 unknown\n\
              Queue: 1 awaiting approval, 0 blocked on Stars, 1 unknown.\n\
              #7 Cake for 5: approval\n\
              #8 Pepe for 6: unknown\n\

@@ -90,6 +90,12 @@ pub const KEYS: &[KeySpec] = {
             String,
             "GIFTD_SUPABASE_REQUEST_TIMEOUT",
         ),
+        key(
+            "supabase",
+            "listen_url",
+            Secret,
+            "GIFTD_SUPABASE_LISTEN_URL",
+        ),
         key("mirror", "batch_size", Integer, "GIFTD_MIRROR_BATCH_SIZE"),
         key(
             "mirror",

@@ -149,6 +149,10 @@ pub struct SupabaseConfig {
     pub service_role_key: Secret,
     /// Timeout of each HTTP request.
     pub request_timeout: Duration,
+    /// A direct PostgreSQL connection URL (it holds a password) on which giftd LISTENs for
+    /// new withdrawal requests, so they are picked up at once; without it, at the worker's
+    /// next poll. Optional: PostgREST is giftd's only way to the data either way.
+    pub listen_url: Option<Secret>,
 }
 
 /// Tuning of the queue between the inventory and the store.

@@ -533,12 +533,64 @@ impl Resolver<'_> {
             Duration::from_secs(10),
             Duration::from_millis(1),
         );
+        let listen_url = self.secret("supabase.listen_url");
+        if let Some(url) = &listen_url
+            && !is_postgres_url(url.expose())
+        {
+            // The value is a secret (it holds a password): the problem does not quote it.
+            self.problem(
+                "supabase.listen_url",
+                "expected a PostgreSQL connection URL (postgres://user:password@host:port/db), \
+                 e.g. the project's direct or session pooler connection string"
+                    .to_owned(),
+            );
+        } else if let Some(url) = &listen_url
+            && !plaintext_acceptable(url.expose())
+        {
+            self.problem(
+                "supabase.listen_url",
+                "giftd's listen connection has no TLS: add `sslmode=disable` to the URL's query \
+                 to accept a plaintext connection on a trusted network (it carries only \
+                 wake-ups; SCRAM keeps the password off the wire), or use a loopback address"
+                    .to_owned(),
+            );
+        }
         Some(StoreConfig::Supabase(SupabaseConfig {
             rest_url: rest_url?,
             service_role_key: key?,
             request_timeout,
+            listen_url,
         }))
     }
+}
+
+/// A `postgres://` or `postgresql://` URL with a host (the form `supabase.listen_url` takes).
+fn is_postgres_url(s: &str) -> bool {
+    url::Url::parse(s.trim()).is_ok_and(|u| {
+        matches!(u.scheme(), "postgres" | "postgresql")
+            && u.host_str().is_some_and(|h| !h.is_empty())
+    })
+}
+
+/// Whether a plaintext connection to the listen URL is acceptable: a loopback host, or the
+/// operator said so with `sslmode=disable`.
+fn plaintext_acceptable(s: &str) -> bool {
+    url::Url::parse(s.trim()).is_ok_and(|u| {
+        let loopback = match u.host() {
+            // A postgres:// URL's host is opaque to `url`: an address comes as a domain.
+            Some(url::Host::Domain(d)) => {
+                d == "localhost"
+                    || d.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        loopback
+            || u.query_pairs()
+                .any(|(k, v)| k == "sslmode" && v == "disable")
+    })
 }
 
 /// What [`key_url`] accepts, as the error says it.

@@ -752,3 +752,45 @@ fn bot_admins_are_user_ids() {
         "error: bot.admins (config.toml line 6): expected comma-separated Telegram user ids, found \"7, @boss\"",
     );
 }
+
+#[test]
+fn supabase_listen_url_is_a_secret_postgres_url_and_plaintext_only_when_said() {
+    let with = |body: &str| {
+        format!(
+            "{MINIMAL}[supabase]\nrest_url = \"http://127.0.0.1:3000\"\nservice_role_key = \"k\"\n{body}\n"
+        )
+    };
+    let parse = |text: &str| Config::parse_str(text, "config.toml", &|_| None);
+    let listen = |c: &Config| match &c.store {
+        crate::config::StoreConfig::Supabase(s) => {
+            s.listen_url.as_ref().map(|u| u.expose().to_owned())
+        }
+        _ => panic!("the supabase store"),
+    };
+    let local = "postgres://giftd:hunter2@127.0.0.1:5432/postgres";
+    assert_eq!(
+        listen(&parse(&with(&format!("listen_url = \"{local}\""))).unwrap()).as_deref(),
+        Some(local)
+    );
+    let remote = "postgres://giftd:hunter2@db.p.supabase.co:5432/postgres";
+    let plain = format!("{remote}?sslmode=disable");
+    assert!(parse(&with(&format!("listen_url = \"{plain}\""))).is_ok());
+    for (bad, why) in [
+        (remote.to_owned(), "has no TLS"),
+        (
+            "https://p.supabase.co".to_owned(),
+            "expected a PostgreSQL connection URL",
+        ),
+    ] {
+        let e = parse(&with(&format!("listen_url = \"{bad}\"")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("supabase.listen_url") && e.contains(why), "{e}");
+        assert!(
+            !e.contains("hunter2"),
+            "the password stays out of errors: {e}"
+        );
+    }
+    let c = parse(&with(&format!("listen_url = \"{local}\""))).unwrap();
+    assert!(!format!("{c:?}").contains("hunter2"), "nor in Debug");
+}

@@ -11,12 +11,14 @@
 //! never logs keys or tokens, and it never decides what happened to a gift: callers hand it
 //! values from the pure gift model ([`crate::gift`]) and it checks them against what it holds.
 
+pub mod desk;
 mod error;
 pub mod lease;
 pub mod link;
 pub mod notify;
 pub mod sqlite;
 pub mod supabase;
+pub mod wake;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -42,7 +44,7 @@ use crate::gift::{
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
 static MIGRATIONS: &[(&str, &str)] = &[
@@ -69,6 +71,10 @@ static MIGRATIONS: &[(&str, &str)] = &[
     (
         "20261204120000_giftd_consent.sql",
         include_str!("../../supabase/migrations/20261204120000_giftd_consent.sql"),
+    ),
+    (
+        "20261204130000_giftd_desk.sql",
+        include_str!("../../supabase/migrations/20261204130000_giftd_desk.sql"),
     ),
 ];
 
@@ -511,6 +517,18 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The lease as the database holds it, `None` when it was never taken.
     async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
+
+    /// Every kind of gift the store has seen (the catalogue: title, price, collectible or not),
+    /// read at start so gifts are named before Telegram lists them again.
+    async fn gift_types(&self) -> Result<Vec<GiftType>, StoreError>;
+
+    /// Every deposit account the store knows, whichever instance serves it, for the
+    /// operator's desk ([`desk::AccountDesk`]), by account id.
+    async fn desk(&self) -> Result<Vec<desk::AccountDesk>, StoreError>;
+
+    /// Records the Stars balance the serving instance read from Telegram for `account`, for
+    /// the desks of every instance.
+    async fn record_balance(&self, account: UserId, stars: i64) -> Result<(), StoreError>;
 }
 
 fn check_version(backend: &'static str, found: u32) -> Result<u32, StoreError> {

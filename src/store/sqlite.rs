@@ -38,9 +38,11 @@ use super::{
     WaitReason, WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId, WithdrawalKind,
     WithdrawalMove, account_lease, link_token_hash, link_token_ttl, new_link_token, now_ms,
 };
-use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
+use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
 use crate::secret::Secret;
 
+mod catalogue;
+mod desk;
 mod link;
 mod notify;
 
@@ -79,6 +81,10 @@ const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
         ],
         link::SCHEMA_V6_CONSENT,
     ),
+    // Version 7 (Supabase: `20261204130000_giftd_desk.sql`): the balances the desk shows
+    // (`desk`). Requests are announced through the daemon's wake-up socket (`store::wake`)
+    // instead of a channel.
+    (7, &[], desk::SCHEMA_V7_BALANCES),
 ];
 
 const SCHEMA_V1: &str = "
@@ -1458,36 +1464,38 @@ impl Store for SqliteStore {
         owner: UserId,
         key: ItemKey,
     ) -> Result<WithdrawalId, StoreError> {
-        self.run(move |conn| async move {
-            write_tx(&conn, async |conn| {
-                let Some((stars, item_owner, status)) = item_stars_owner(conn, key).await? else {
-                    return Err(StoreError::ItemNotFound(key));
-                };
-                if item_owner != Some(owner) {
-                    return Err(StoreError::NotOwner {
-                        key,
-                        user_id: owner,
-                    });
-                }
-                if status == Status::WithdrawRequested || status == Status::Withdrawing {
-                    let mut rows = conn
-                        .query(
-                            "SELECT id FROM withdrawals
+        let id = self
+            .run(move |conn| async move {
+                write_tx(&conn, async |conn| {
+                    let Some((stars, item_owner, status)) = item_stars_owner(conn, key).await?
+                    else {
+                        return Err(StoreError::ItemNotFound(key));
+                    };
+                    if item_owner != Some(owner) {
+                        return Err(StoreError::NotOwner {
+                            key,
+                            user_id: owner,
+                        });
+                    }
+                    if status == Status::WithdrawRequested || status == Status::Withdrawing {
+                        let mut rows = conn
+                            .query(
+                                "SELECT id FROM withdrawals
                              WHERE account_id = ?1 AND msg_id = ?2
                                AND status IN ('requested', 'approval', 'waiting', 'claimed',
                                  'sending', 'unknown')",
-                            params![key.account_id, key.msg_id],
-                        )
-                        .await
-                        .map_err(sql_err)?;
-                    if let Some(row) = rows.next().await.map_err(sql_err)? {
-                        return row.get::<i64>(0).map_err(sql_err);
+                                params![key.account_id, key.msg_id],
+                            )
+                            .await
+                            .map_err(sql_err)?;
+                        if let Some(row) = rows.next().await.map_err(sql_err)? {
+                            return row.get::<i64>(0).map_err(sql_err);
+                        }
                     }
-                }
-                if status != Status::Held {
-                    return Err(StoreError::NotHeld { key, status });
-                }
-                let mut rows = conn
+                    if status != Status::Held {
+                        return Err(StoreError::NotHeld { key, status });
+                    }
+                    let mut rows = conn
                     .query(
                         "INSERT INTO withdrawals (account_id, msg_id, owner_id, requested_at, kind)
                          VALUES (?1, ?2, ?3, ?4, (SELECT CASE WHEN collectible_id IS NULL
@@ -1498,42 +1506,45 @@ impl Store for SqliteStore {
                     )
                     .await
                     .map_err(sql_err)?;
-                let id: i64 = rows
-                    .next()
-                    .await
-                    .map_err(sql_err)?
-                    .ok_or_else(|| StoreError::Sqlite("INSERT RETURNING gave no row".into()))?
-                    .get(0)
-                    .map_err(sql_err)?;
-                drop(rows);
-                set_item_status(conn, key, Status::WithdrawRequested).await?;
-                insert_ledger(
-                    conn,
-                    &withdrawal_entry(key, owner, LedgerKind::WithdrawRequested, stars, id),
-                )
-                .await?;
-                let kind = NotificationKind::WithdrawalQueued;
-                let dedupe = crate::store::notify::withdrawal_dedupe_key(id, kind, 0, None);
-                notify::add(
-                    conn,
-                    &Notice {
-                        dedupe_key: &dedupe,
-                        kind,
-                        user_id: owner,
-                        key,
-                        withdrawal_id: Some(id),
-                        wait_reason: None,
-                        until_ms: None,
-                        reason: None,
-                    },
-                    now_ms(),
-                )
-                .await?;
-                Ok(id)
+                    let id: i64 = rows
+                        .next()
+                        .await
+                        .map_err(sql_err)?
+                        .ok_or_else(|| StoreError::Sqlite("INSERT RETURNING gave no row".into()))?
+                        .get(0)
+                        .map_err(sql_err)?;
+                    drop(rows);
+                    set_item_status(conn, key, Status::WithdrawRequested).await?;
+                    insert_ledger(
+                        conn,
+                        &withdrawal_entry(key, owner, LedgerKind::WithdrawRequested, stars, id),
+                    )
+                    .await?;
+                    let kind = NotificationKind::WithdrawalQueued;
+                    let dedupe = crate::store::notify::withdrawal_dedupe_key(id, kind, 0, None);
+                    notify::add(
+                        conn,
+                        &Notice {
+                            dedupe_key: &dedupe,
+                            kind,
+                            user_id: owner,
+                            key,
+                            withdrawal_id: Some(id),
+                            wait_reason: None,
+                            until_ms: None,
+                            reason: None,
+                        },
+                        now_ms(),
+                    )
+                    .await?;
+                    Ok(id)
+                })
+                .await
             })
-            .await
-        })
-        .await
+            .await?;
+        // A request made beside the daemon (a command) wakes its worker (`store::wake`).
+        super::wake::announce(&self.path);
+        Ok(id)
     }
 
     async fn claim_withdrawal(
@@ -1606,10 +1617,16 @@ impl Store for SqliteStore {
 
     async fn move_withdrawal(&self, mv: &WithdrawalMove) -> Result<Withdrawal, StoreError> {
         let mv = mv.clone();
-        self.run(move |conn| async move {
-            write_tx(&conn, async |conn| apply_withdrawal_move(conn, &mv).await).await
-        })
-        .await
+        let moved = self
+            .run(move |conn| async move {
+                write_tx(&conn, async |conn| apply_withdrawal_move(conn, &mv).await).await
+            })
+            .await?;
+        if moved.state == RequestState::Requested {
+            // Approved or retried (by an operator's command, maybe): back in the queue now.
+            super::wake::announce(&self.path);
+        }
+        Ok(moved)
     }
 
     async fn rescue_withdrawals(
@@ -1901,6 +1918,23 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.run(move |conn| async move { read_lease(&conn, &name, now_ms()).await })
             .await
+    }
+
+    async fn gift_types(&self) -> Result<Vec<GiftType>, StoreError> {
+        self.run(|conn| async move { catalogue::gift_types(&conn).await })
+            .await
+    }
+
+    async fn desk(&self) -> Result<Vec<crate::store::desk::AccountDesk>, StoreError> {
+        self.run(|conn| async move { desk::desk(&conn, now_ms()).await })
+            .await
+    }
+
+    async fn record_balance(&self, account: UserId, stars: i64) -> Result<(), StoreError> {
+        self.run(
+            move |conn| async move { desk::record_balance(&conn, account, stars, now_ms()).await },
+        )
+        .await
     }
 }
 

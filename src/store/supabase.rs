@@ -31,7 +31,7 @@ use super::{
     link_token_hash, link_token_ttl, migration_for, new_link_token,
 };
 use crate::config::SupabaseConfig;
-use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
+use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
 use crate::secret::Secret;
 
 /// Rows asked for per page. Pages are read until one comes back empty, so a smaller server cap
@@ -1063,6 +1063,55 @@ impl Store for SupabaseStore {
             .await?;
         Ok(row.map(LeaseRow::into_lease))
     }
+
+    async fn gift_types(&self) -> Result<Vec<GiftType>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            gift_id: i64,
+            title: Option<String>,
+            stars: i64,
+            is_unique: bool,
+        }
+        // The catalogue is Telegram's list of gift kinds: hundreds of rows, one request.
+        let request = self
+            .client
+            .from("gifts")
+            .select("gift_id,title,stars,is_unique")
+            .order("gift_id.asc")
+            .build();
+        let body = self.send(request, "table gifts").await?;
+        let rows: Vec<Row> = serde_json::from_slice(&body.0)
+            .map_err(|e| StoreError::Protocol(format!("gifts: {e}: {}", body.preview())))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| GiftType {
+                gift_id: r.gift_id,
+                title: r.title,
+                stars: r.stars,
+                unique: r.is_unique,
+            })
+            .collect())
+    }
+
+    async fn desk(&self) -> Result<Vec<super::desk::AccountDesk>, StoreError> {
+        let rows: Vec<super::desk::DeskRow> = self.rpc("giftd_desk", json!({})).await?;
+        Ok(rows
+            .into_iter()
+            .map(super::desk::DeskRow::into_desk)
+            .collect())
+    }
+
+    async fn record_balance(&self, account: UserId, stars: i64) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .rpc(
+                "giftd_record_balance",
+                json!({ "p_account_id": account, "p_stars": stars }).to_string(),
+            )
+            .build();
+        self.send(request, "function giftd_record_balance").await?;
+        Ok(())
+    }
 }
 
 /// A lease as the giftd_*_lease functions return it.
@@ -1248,6 +1297,7 @@ mod tests {
             rest_url: "http://127.0.0.1:9/".into(),
             service_role_key: key,
             request_timeout: Duration::from_secs(1),
+            listen_url: None,
         })
         .unwrap();
         let debug = format!("{store:?}");

@@ -94,6 +94,10 @@ impl Worker {
                                 account: account.to_string(),
                             })
                             .set(b.stars);
+                        // For the desks of every instance (`/admin`).
+                        if let Err(e) = self.store.record_balance(account, b.stars).await {
+                            tracing::debug!(account, error = %e, "could not record the balance");
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(account, error = %e, "could not read the Stars balance")
@@ -106,6 +110,13 @@ impl Worker {
             if let Err(e) = self.measure(account).await {
                 tracing::debug!(account, error = %e, "could not measure the withdrawal queue");
             }
+            self.health
+                .withdrawals
+                .passes
+                .get_or_create(&AccountLabel {
+                    account: account.to_string(),
+                })
+                .inc();
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = self.wake.notified() => {}

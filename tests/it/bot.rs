@@ -925,3 +925,55 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
     .await;
     running.stop().await;
 }
+
+/// A restarted giftd names gifts from the catalogue the store kept, before Telegram lists them
+/// again: the saved-gifts listing fails throughout the second run, so no title can come from it.
+#[tokio::test]
+async fn titles_survive_a_restart_without_a_catalogue_fetch() {
+    let mut bw = BotWorld::new(Backend::sqlite(), 1, "").await;
+    let p = bw.w.player(0);
+    let kind = bw.w.sim.gift_catalogue()[0].clone();
+    let running = bw.start().await;
+    bw.ask(p, "/start", "Hello").await;
+    bw.w.send(p, false);
+    bw.w.assert_exactly_once(Duration::from_secs(20)).await;
+    let before = bw.ask(p, "/inventory", "page 1 of 1").await;
+    assert!(before.text.contains(&kind.title), "{}", before.text);
+    running.stop().await;
+
+    bw.w.sim.inject(tgsim::Fault::RpcError {
+        method: "payments.getSavedStarGifts".into(),
+        code: 500,
+        message: "INTERNAL".into(),
+        count: 1_000_000,
+    });
+    // Not `start`: the daemon is not ready while its reconciliation cannot list the gifts,
+    // and the bot answers meanwhile from the items loaded from the store.
+    bw.w.provision_session().await;
+    let daemon = giftd::app::Daemon::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let join = {
+        let (daemon, shutdown, config) = (daemon.clone(), shutdown.clone(), bw.w.config());
+        tokio::spawn(async move { daemon.run(&config, shutdown).await })
+    };
+    let running = crate::daemon::Running {
+        daemon,
+        shutdown,
+        join,
+    };
+    let after = bw.ask(p, "/inventory", "page 1 of 1").await;
+    assert!(
+        after.text.contains(&kind.title) && !after.text.contains("Gift "),
+        "named from the stored catalogue, not a placeholder: {}",
+        after.text
+    );
+    assert!(
+        bw.w.sim
+            .faults()
+            .iter()
+            .any(|f| matches!(f, tgsim::Fault::RpcError { .. })),
+        "the listing stayed unavailable through the second run"
+    );
+    bw.w.sim.clear_faults();
+    running.stop().await;
+}

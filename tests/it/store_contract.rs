@@ -1840,7 +1840,10 @@ mod supabase_access {
                 "select count(*) from pg_class \
                  where relnamespace = 'public'::regnamespace and relkind = 'r'",
             );
-            assert_eq!(tables, "12");
+            assert_eq!(
+                tables, "13",
+                "the 11 tables of schema 5, web_link_replacements and account_balances"
+            );
             let published = crate::support::psql(
                 &url,
                 "select string_agg(tablename, ',') from pg_publication_tables \

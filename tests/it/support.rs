@@ -273,6 +273,7 @@ pub fn supabase_store(rest_url: &str, key: &str, timeout: Duration) -> SupabaseS
         rest_url: rest_url.to_owned(),
         service_role_key: Secret::new(key),
         request_timeout: timeout,
+        listen_url: None,
     })
     .unwrap()
 }

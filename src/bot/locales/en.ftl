@@ -133,3 +133,9 @@ reason-too-early = Telegram locks the gift until then
 reason-stars = the desk is short of Stars
 reason-approval = an operator must approve the fee
 reason-retry = Telegram asked to wait
+
+## /admin: every deposit account in the store, whichever instance serves it
+
+admin-account-desk = · served by { $holder }; queue: { $queued } queued, { $waiting } waiting, { $approval } awaiting approval, { $unknown } unknown
+admin-holder-none = no instance now
+admin-holder-here = this instance

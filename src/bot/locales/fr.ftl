@@ -133,3 +133,9 @@ reason-too-early = Telegram bloque le cadeau jusque-là
 reason-stars = le guichet manque de Stars
 reason-approval = un opérateur doit approuver les frais
 reason-retry = Telegram a demandé d'attendre
+
+## /admin : chaque compte de dépôt de la base, quelle que soit l'instance qui le sert
+
+admin-account-desk = · servi par { $holder } ; file : { $queued } en file, { $waiting } en attente, { $approval } à approuver, { $unknown } à l'issue inconnue
+admin-holder-none = aucune instance pour l'instant
+admin-holder-here = cette instance
