@@ -243,7 +243,7 @@ impl BotApi {
         // grammers asks for the update state lazily, at the stream's first `next()`: a message
         // sent between now and then would fall before that state and be dropped as already
         // seen. A session without state gets it here, before anyone is told the bot answers.
-        pin_update_state(&client, &session)
+        let pinned = pin_update_state(&client, &session)
             .await
             .map_err(|e| quit(session_err(format!("cannot read the update state: {e}"))))?;
         let stream = client
@@ -263,6 +263,9 @@ impl BotApi {
         };
         let (tx, events) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(pump(stream, api.clone(), tx, cancel));
+        if pinned == Pinned::Unpinnable {
+            await_stream_state(&api.inner.session).await;
+        }
         Ok(BotConnection {
             api,
             events,
@@ -716,28 +719,70 @@ async fn save_position(session: &SqliteSession, state: &grammers_client::session
     }
 }
 
+/// What [`pin_update_state`] could do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pinned {
+    /// The session holds a position the update stream starts from.
+    Pinned,
+    /// Telegram's state has no position yet (`pts` 0: the bot never received an update), which
+    /// grammers reads as "no state": the stream fetches its own at its first `next()`. The
+    /// session holds a marker (`date` 0) that stream overwrites when it has its state.
+    Unpinnable,
+}
+
 /// Stores Telegram's current update state in a session that has none (a bot signed in for the
 /// first time), so the update stream starts from a known point instead of fetching it later.
 async fn pin_update_state(
     client: &Client,
     session: &SqliteSession,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Pinned, Box<dyn std::error::Error + Send + Sync>> {
     use grammers_client::session::types::{UpdateState, UpdatesState};
     if session.updates_state().await?.pts != 0 {
-        return Ok(());
+        return Ok(Pinned::Pinned);
     }
     let tl::enums::updates::State::State(state) =
         client.invoke(&tl::functions::updates::GetState {}).await?;
+    let unpinnable = state.pts == 0;
     session
         .set_update_state(UpdateState::All(UpdatesState {
             pts: state.pts,
             qts: state.qts,
-            date: state.date,
+            date: if unpinnable { 0 } else { state.date },
             seq: state.seq,
             channels: Vec::new(),
         }))
         .await?;
-    Ok(())
+    Ok(if unpinnable {
+        Pinned::Unpinnable
+    } else {
+        Pinned::Pinned
+    })
+}
+
+/// Waits until the update stream fetched its own state (it overwrites the `date` 0 marker
+/// [`pin_update_state`] left), so a message sent once the bot says it answers falls after that
+/// state. Gives up after 10 s with a warning: the stream still runs, only a message sent in that
+/// window may be missed.
+async fn await_stream_state(session: &SqliteSession) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match session.updates_state().await {
+            Ok(state) if state.date != 0 => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the bot's update state");
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "the bot's update stream has not fetched its state after 10 s; a message sent \
+                 meanwhile may be missed"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 #[cfg(test)]

@@ -961,6 +961,17 @@ async fn titles_survive_a_restart_without_a_catalogue_fetch() {
         shutdown,
         join,
     };
+    // The bot answers once the start-up reconciliation is done or has failed, which takes the
+    // Telegram client's whole retry budget here: wait for that, then ask.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while running.daemon.health().bot_link() != Some(giftd::health::BotLink::Connected) {
+        assert!(
+            Instant::now() < deadline,
+            "the bot did not connect: {:?}",
+            running.daemon.health().bot_link()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let after = bw.ask(p, "/inventory", "page 1 of 1").await;
     assert!(
         after.text.contains(&kind.title) && !after.text.contains("Gift "),
