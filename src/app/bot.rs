@@ -33,6 +33,8 @@ impl Daemon {
             wake: Arc::clone(&self.withdrawals_wake),
             stats: Arc::clone(&self.bot_stats),
             commits: self.commits.clone(),
+            chat_burst: bot.chat_burst,
+            undelivered_max_age: bot.undelivered_max_age,
         };
         let mut active = self.bot_active();
         async move {
@@ -77,6 +79,8 @@ struct BotWiring {
     wake: Arc<Notify>,
     stats: Arc<crate::bot::BotStats>,
     commits: broadcast::Sender<mirror::Committed>,
+    chat_burst: u32,
+    undelivered_max_age: Duration,
 }
 
 /// One term of the bot: connects (retrying while Telegram cannot be reached) and answers until
@@ -119,6 +123,8 @@ async fn run_bot_term(
         epochs: parts.epochs.clone(),
         withdrawals_wake: Arc::clone(&parts.wake),
         stats: Arc::clone(&parts.stats),
+        chat_burst: parts.chat_burst,
+        undelivered_max_age: parts.undelivered_max_age,
     }));
     crate::bot::BotTask {
         bot,

@@ -6,6 +6,7 @@
 //! a parsed action is a request, never a permission: the bot re-checks every press against who
 //! owns what.
 
+use super::i18n::Lang;
 use crate::gift::ItemKey;
 
 /// Telegram's limit on callback data.
@@ -28,6 +29,8 @@ pub enum Intent {
     Inventory,
     Withdraw,
     Stats,
+    /// `/language`: choose the language the bot speaks.
+    Language,
     Admin,
     /// Anything else that starts with `/`.
     UnknownCommand,
@@ -59,6 +62,7 @@ pub fn parse_text(text: &str, bot_username: &str) -> Intent {
         "inventory" => Intent::Inventory,
         "withdraw" => Intent::Withdraw,
         "stats" => Intent::Stats,
+        "language" => Intent::Language,
         "admin" => Intent::Admin,
         _ => Intent::UnknownCommand,
     }
@@ -94,6 +98,8 @@ pub enum Action {
     AdminAssign(ItemKey),
     /// Operator: redraw the desk.
     AdminRefresh,
+    /// Speak this language to the presser from now on.
+    SetLanguage(Lang),
 }
 
 /// Why button data was refused.
@@ -131,6 +137,7 @@ impl Action {
             Action::AdminCancel(id) => format!("{VERSION}:ac:{id}"),
             Action::AdminAssign(k) => format!("{VERSION}:as:{}:{}", k.account_id, k.msg_id),
             Action::AdminRefresh => format!("{VERSION}:ar"),
+            Action::SetLanguage(l) => format!("{VERSION}:lg:{}", l.code()),
         }
     }
 
@@ -157,7 +164,8 @@ impl Action {
             ("ac", [id]) => Action::AdminCancel(request_id(id)?),
             ("as", [a, m]) => Action::AdminAssign(key(a, m)?),
             ("ar", []) => Action::AdminRefresh,
-            ("ip" | "wp" | "wa" | "wc" | "wx" | "no" | "aa" | "ac" | "as" | "ar", _) => {
+            ("lg", [code]) => Action::SetLanguage(Lang::parse(code).ok_or(DataError::Fields)?),
+            ("ip" | "wp" | "wa" | "wc" | "wx" | "no" | "aa" | "ac" | "as" | "ar" | "lg", _) => {
                 return Err(DataError::Fields);
             }
             _ => return Err(DataError::UnknownAction),
