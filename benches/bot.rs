@@ -35,6 +35,9 @@ const COMMANDS_PER_SECOND: f64 = 25.0;
 const GIFTS_PER_SECOND: f64 = 200.0;
 
 fn main() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let mut secs = 20u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
