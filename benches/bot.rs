@@ -1,5 +1,7 @@
-//! Companion bot figures (issue 9, point 8): command -> reply latency with 100 players sending
-//! commands at 50/s in all, alone and while gifts stream in at 200/s.
+//! Companion bot figures: command or press -> answer latency with 100 players, 25 commands and
+//! 25 presses a second in all, alone and while gifts stream in at 200/s; then 25 commands a
+//! second that each need a new message. Each phase runs twice in one run: with the chat pacing
+//! of one message per 1.05 s per chat (`bot.chat_burst = 1`) and with the default burst of 3.
 //!
 //! ```text
 //! cargo bench --bench bot                    # or: -- --secs 20
@@ -9,12 +11,12 @@
 //! grammers client for the deposit account and for the bot) and the embedded store. Each player
 //! holds 11 gifts and acts every 2 s (within the per-user limit): `/inventory` and `/stats`
 //! (each answered with a new message), and in the mixed phases every other action is a press
-//! of the ◀ / ▶ button of their `/inventory` (answered by an edit). Telegram lets a bot send
-//! about 30 new messages a second in all (giftd keeps to 28): 50 commands a second, each a new
-//! message, cannot be answered at that rate, and the last phase shows that queue. A latency
-//! runs from the player's message or press entering tgsim to the bot's answer being in tgsim. Under the gift stream the players are also the senders, so their deposit
-//! notifications share each chat's one-message-a-second limit with the replies. A benchmark,
-//! not a test: it prints figures.
+//! of the ◀ / ▶ button of their `/inventory` (answered by an edit and a callback answer).
+//! Telegram lets a bot send about 30 new messages a second in all (giftd keeps under it). A
+//! latency runs from the player's message or press entering tgsim to the bot's answer being in
+//! tgsim (a new message for a command, the callback answer for a press). Under the gift stream
+//! the players are also the senders, so their deposit notifications share each chat's limit
+//! with the replies. A benchmark, not a test: it prints figures.
 
 use std::time::{Duration, Instant};
 
@@ -26,10 +28,16 @@ use tokio_util::sync::CancellationToken;
 
 const COMMAND: &str = "cargo bench --bench bot";
 const PLAYERS: usize = 100;
-const COMMANDS_PER_SECOND: f64 = 50.0;
+/// Actions a second in the mixed phases (half commands, half presses).
+const ACTIONS_PER_SECOND: f64 = 50.0;
+/// Commands a second in the phase where every action needs a new message.
+const COMMANDS_PER_SECOND: f64 = 25.0;
 const GIFTS_PER_SECOND: f64 = 200.0;
 
 fn main() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let mut secs = 20u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -46,35 +54,46 @@ fn main() {
         .build()
         .expect("tokio runtime builds");
     let phases = runtime.block_on(async {
-        vec![
-            (
-                "commands + presses",
-                run(secs, false, Mix::CommandsAndPresses).await,
-            ),
-            (
-                "commands + presses, 200 gifts/s",
-                run(secs, true, Mix::CommandsAndPresses).await,
-            ),
-            (
-                "commands only (50 new messages/s)",
-                run(secs, false, Mix::Commands).await,
-            ),
-        ]
+        let mut phases = Vec::new();
+        for burst in [1u32, 3] {
+            let pacing = if burst == 1 {
+                "1 per 1.05 s per chat"
+            } else {
+                "burst 3 per chat"
+            };
+            phases.push((
+                pacing,
+                "25 commands + 25 presses/s",
+                run(secs, false, Mix::CommandsAndPresses, burst).await,
+            ));
+            phases.push((
+                pacing,
+                "25 commands + 25 presses/s, 200 gifts/s",
+                run(secs, true, Mix::CommandsAndPresses, burst).await,
+            ));
+            phases.push((
+                pacing,
+                "25 commands/s (25 new messages/s)",
+                run(secs, false, Mix::Commands, burst).await,
+            ));
+        }
+        phases
     });
+    println!("\ncompanion bot, {PLAYERS} players, {secs} s per phase ({COMMAND})\n");
     println!(
-        "\ncompanion bot, {PLAYERS} players, {COMMANDS_PER_SECOND} commands/s for {secs} s per phase ({COMMAND})\n"
+        "| pacing | phase | answers | p50 | p90 | p99 | max | FLOOD_WAITs | gifts credited/s | notifications sent |"
     );
-    println!("| phase | replies | p50 | p90 | p99 | max | gifts credited/s | notifications sent |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for (name, r) in &phases {
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (pacing, name, r) in &phases {
         println!(
-            "| {name} | {}/{} | {} | {} | {} | {} | {:.0} | {} |",
+            "| {pacing} | {name} | {}/{} | {} | {} | {} | {} | {} | {:.0} | {} |",
             r.latencies.len(),
             r.sent,
             ms(pct(&r.latencies, 0.50)),
             ms(pct(&r.latencies, 0.90)),
             ms(pct(&r.latencies, 0.99)),
             ms(pct(&r.latencies, 1.0)),
+            r.flood_waits,
             r.gift_rate,
             r.notifications
         );
@@ -95,6 +114,7 @@ struct Phase {
     sent: usize,
     gift_rate: f64,
     notifications: u64,
+    flood_waits: u64,
 }
 
 fn pct(sorted: &[Duration], q: f64) -> Duration {
@@ -114,7 +134,7 @@ fn is_notice(text: &str) -> bool {
     text.starts_with("Received") || text.starts_with("Withdrawal")
 }
 
-async fn run(secs: u64, gifts: bool, mix: Mix) -> Phase {
+async fn run(secs: u64, gifts: bool, mix: Mix, chat_burst: u32) -> Phase {
     let sim = Sim::start(SimConfig {
         first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
         ..SimConfig::default()
@@ -147,7 +167,7 @@ async fn run(secs: u64, gifts: bool, mix: Mix) -> Phase {
     }
     let text = format!(
         "[telegram]\napi_id = 1\napi_hash = \"bench-hash\"\nsession_file = \"{}\"\n\
-         [bot]\ntoken = \"{}\"\nsession_file = \"{}\"\n\
+         [bot]\ntoken = \"{}\"\nsession_file = \"{}\"\nchat_burst = {chat_burst}\n\
          [store]\nstate_dir = \"{}\"\n[health]\nlisten = \"127.0.0.1:0\"\n",
         session.display(),
         bot.token,
@@ -244,7 +264,11 @@ async fn run(secs: u64, gifts: bool, mix: Mix) -> Phase {
         })
     });
     let started = Instant::now();
-    let total = (secs as f64 * COMMANDS_PER_SECOND) as usize;
+    let rate = match mix {
+        Mix::Commands => COMMANDS_PER_SECOND,
+        Mix::CommandsAndPresses => ACTIONS_PER_SECOND,
+    };
+    let total = (secs as f64 * rate) as usize;
     // A command waits for a new message that is not a notification; a press for its answer.
     enum Wait {
         Reply { player: i64, before: usize },
@@ -256,9 +280,7 @@ async fn run(secs: u64, gifts: bool, mix: Mix) -> Phase {
     let end = started + Duration::from_secs(secs) + Duration::from_secs(30);
     while (next < total || !pending.is_empty()) && Instant::now() < end {
         let now = Instant::now();
-        while next < total
-            && now >= started + Duration::from_secs_f64(next as f64 / COMMANDS_PER_SECOND)
-        {
+        while next < total && now >= started + Duration::from_secs_f64(next as f64 / rate) {
             let p = players[next % players.len()];
             let round = next / players.len();
             // Players alternate, so commands and presses are spread evenly over time.
@@ -336,6 +358,10 @@ async fn run(secs: u64, gifts: bool, mix: Mix) -> Phase {
         .bot_stats()
         .notifications_sent
         .load(std::sync::atomic::Ordering::Relaxed);
+    let flood_waits = daemon
+        .bot_stats()
+        .flood_waits
+        .load(std::sync::atomic::Ordering::Relaxed);
     latencies.sort();
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), join).await;
@@ -345,5 +371,6 @@ async fn run(secs: u64, gifts: bool, mix: Mix) -> Phase {
         sent: total,
         gift_rate,
         notifications,
+        flood_waits,
     }
 }

@@ -35,6 +35,8 @@ impl Daemon {
             stats: Arc::clone(&self.bot_stats),
             commits: self.commits.clone(),
             loaded: self.loaded.subscribe(),
+            chat_burst: bot.chat_burst,
+            undelivered_max_age: bot.undelivered_max_age,
         };
         let mut active = self.bot_active();
         async move {
@@ -81,6 +83,8 @@ struct BotWiring {
     commits: broadcast::Sender<mirror::Committed>,
     /// Turns true once the inventory and gift titles are loaded: the bot connects only then.
     loaded: watch::Receiver<bool>,
+    chat_burst: u32,
+    undelivered_max_age: Duration,
 }
 
 /// One term of the bot: connects (retrying while Telegram cannot be reached) and answers until
@@ -143,6 +147,8 @@ async fn run_bot_term(
         epochs: parts.epochs.clone(),
         withdrawals_wake: Arc::clone(&parts.wake),
         stats: Arc::clone(&parts.stats),
+        chat_burst: parts.chat_burst,
+        undelivered_max_age: parts.undelivered_max_age,
     }));
     crate::bot::BotTask {
         bot,

@@ -31,6 +31,9 @@ pub async fn handle(bot: &Bot, event: BotEvent, lang: Lang) {
             if let Err(e) = bot.send(from, &reply).await {
                 tracing::warn!(user = from, error = %e, "bot reply not sent");
             }
+            if starts_the_bot(bot, &text) {
+                super::notify::player_started(bot, from).await;
+            }
         }
         BotEvent::Callback {
             query_id,
@@ -40,16 +43,28 @@ pub async fn handle(bot: &Bot, event: BotEvent, lang: Lang) {
             ..
         } => {
             let (edit, toast) = press(bot, from, &data, lang).await;
-            // The edit, then the answer: the spinner stops once the message shows the result.
+            // The answer goes at once, beside the edit: it is not a chat message (no chat
+            // pace), and the player's spinner stops without waiting for the edit's round trip.
             // Both are always attempted.
-            if let Some(view) = edit
-                && let Err(e) = bot.edit(from, msg_id, &view).await
-            {
-                tracing::warn!(user = from, msg_id, error = %e, "bot message not edited");
-            }
-            bot.answer(query_id, toast).await;
+            let edit = async {
+                if let Some(view) = edit
+                    && let Err(e) = bot.edit(from, msg_id, &view).await
+                {
+                    tracing::warn!(user = from, msg_id, error = %e, "bot message not edited");
+                }
+            };
+            tokio::join!(bot.answer(query_id, toast), edit);
         }
     }
+}
+
+/// Whether `text` is the player starting the bot (`/start`, with a link token or not): from
+/// then on Telegram lets the bot write to them.
+fn starts_the_bot(bot: &Bot, text: &str) -> bool {
+    matches!(
+        parse_text(text, bot.api.username()),
+        Intent::Start | Intent::Link(_) | Intent::BadLink
+    )
 }
 
 fn now_s() -> i64 {
@@ -81,6 +96,7 @@ pub async fn message(bot: &Bot, from: UserId, text: &str, lang: Lang) -> View {
         ),
         Intent::Withdraw => view::withdraw_list(lang, &items(bot, from, true).await, 0),
         Intent::Stats => stats(bot, from, lang).await,
+        Intent::Language => view::language(lang),
         Intent::Admin if admin => admin_view(bot, lang).await,
         Intent::Admin | Intent::UnknownCommand | Intent::Text(_) => view::say(lang, Key::ShortHelp),
     }
@@ -362,6 +378,14 @@ pub async fn press(
         Action::LinkConfirm(n) => link_press(bot, from, n, Some(false), lang).await,
         Action::LinkReplace(n) => link_press(bot, from, n, Some(true), lang).await,
         Action::LinkCancel(n) => link_press(bot, from, n, None, lang).await,
+        Action::SetLanguage(chosen) => {
+            let key = if bot.choose_lang(from, chosen).await {
+                Key::LanguageSet
+            } else {
+                Key::LanguageUnsaved
+            };
+            (Some(view::say(chosen, key)), None)
+        }
     }
 }
 

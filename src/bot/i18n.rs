@@ -36,6 +36,19 @@ impl Lang {
         }
     }
 
+    /// The language whose [`Lang::code`] is exactly `code` (a stored choice, a button).
+    pub fn parse(code: &str) -> Option<Lang> {
+        Self::ALL.into_iter().find(|l| l.code() == code)
+    }
+
+    /// The language's own name, for the buttons of `/language`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Fr => "Français",
+        }
+    }
+
     /// The `lang_code` bots.setBotCommands registers this language's commands under.
     pub fn code(self) -> &'static str {
         match self {
@@ -75,6 +88,10 @@ keys! {
     CmdWithdraw = "cmd-withdraw",
     CmdStats = "cmd-stats",
     CmdHelp = "cmd-help",
+    CmdLanguage = "cmd-language",
+    LanguageAsk = "language-ask",
+    LanguageSet = "language-set",
+    LanguageUnsaved = "language-unsaved",
     Start = "start",
     Help = "help",
     HelpAdmin = "help-admin",
@@ -145,6 +162,7 @@ keys! {
     AdminHolderNone = "admin-holder-none",
     AdminHolderHere = "admin-holder-here",
     NDeposit = "n-deposit",
+    NHolding = "n-holding",
     NQueued = "n-queued",
     NSent = "n-sent",
     NWaiting = "n-waiting",
@@ -360,6 +378,7 @@ mod tests {
             "holder",
             "queued",
             "waiting",
+            "plural",
         ]
         .into_iter()
         .map(|name| (name, Arg::from("1")))

@@ -6,6 +6,7 @@
 //! a parsed action is a request, never a permission: the bot re-checks every press against who
 //! owns what.
 
+use super::i18n::Lang;
 use crate::gift::ItemKey;
 
 /// Telegram's limit on callback data.
@@ -28,6 +29,8 @@ pub enum Intent {
     Inventory,
     Withdraw,
     Stats,
+    /// `/language`: choose the language the bot speaks.
+    Language,
     Admin,
     /// Anything else that starts with `/`.
     UnknownCommand,
@@ -59,6 +62,7 @@ pub fn parse_text(text: &str, bot_username: &str) -> Intent {
         "inventory" => Intent::Inventory,
         "withdraw" => Intent::Withdraw,
         "stats" => Intent::Stats,
+        "language" => Intent::Language,
         "admin" => Intent::Admin,
         _ => Intent::UnknownCommand,
     }
@@ -102,6 +106,8 @@ pub enum Action {
     LinkReplace(u32),
     /// Do not link.
     LinkCancel(u32),
+    /// Speak this language to the presser from now on.
+    SetLanguage(Lang),
 }
 
 /// Why button data was refused.
@@ -142,6 +148,7 @@ impl Action {
             Action::LinkConfirm(n) => format!("{VERSION}:lc:{n}"),
             Action::LinkReplace(n) => format!("{VERSION}:lr:{n}"),
             Action::LinkCancel(n) => format!("{VERSION}:lx:{n}"),
+            Action::SetLanguage(l) => format!("{VERSION}:lg:{}", l.code()),
         }
     }
 
@@ -174,9 +181,10 @@ impl Action {
             ("lc", [n]) => Action::LinkConfirm(nonce(n)?),
             ("lr", [n]) => Action::LinkReplace(nonce(n)?),
             ("lx", [n]) => Action::LinkCancel(nonce(n)?),
+            ("lg", [code]) => Action::SetLanguage(Lang::parse(code).ok_or(DataError::Fields)?),
             (
                 "ip" | "wp" | "wa" | "wc" | "wx" | "no" | "aa" | "ac" | "as" | "ar" | "lc" | "lr"
-                | "lx",
+                | "lx" | "lg",
                 _,
             ) => {
                 return Err(DataError::Fields);

@@ -2,7 +2,8 @@
 //! deposit desk from it.
 //!
 //! Pure parts: [`intent`] (text and button data -> what was asked), [`view`] (state -> text and
-//! buttons), [`limit`] (token buckets and the outgoing pace), [`i18n`] (the catalogues). The
+//! buttons), [`limit`] (what players may send), [`pace`] (what the bot may send), [`i18n`] (the
+//! catalogues). The
 //! rest is thin: [`handler`] answers one message or press, [`notify`] sends the store's
 //! notifications outbox, and [`BotTask`] owns the loop over the bot's events. The connection
 //! itself is `telegram::bot` (only `telegram` imports grammers).
@@ -16,6 +17,7 @@ pub mod i18n;
 pub mod intent;
 pub mod limit;
 pub mod notify;
+pub mod pace;
 pub mod view;
 
 use std::collections::HashSet;
@@ -29,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::i18n::Lang;
-use self::limit::{BucketConfig, Class, Limiter, Pacer, Verdict};
+use self::limit::{BucketConfig, Limiter, Verdict};
+use self::pace::{Class, PaceConfig, Pacer};
 use self::view::View;
 use crate::config::RegularPolicy;
 use crate::gift::{GiftType, UserId};
@@ -131,6 +134,19 @@ pub struct BotParts {
     /// Wakes the withdrawal worker when the bot creates or approves a request.
     pub withdrawals_wake: Arc<Notify>,
     pub stats: Arc<BotStats>,
+    /// Messages one chat may get at once (`bot.chat_burst`).
+    pub chat_burst: u32,
+    /// How old an undelivered notification may be and still be sent when the player starts
+    /// the bot (`bot.undelivered_max_age`).
+    pub undelivered_max_age: Duration,
+}
+
+/// The language the bot speaks to a player, as this process knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KnownLang {
+    lang: Lang,
+    /// Chosen with /language: Telegram's code does not replace it.
+    chosen: bool,
 }
 
 /// The bot's shared state: one per process, behind an `Arc` in every handler task.
@@ -151,8 +167,13 @@ pub struct Bot {
     pacer: std::sync::Mutex<Pacer>,
     /// Replies waiting for a slot: notifications wait while there are any.
     replies_waiting: AtomicU64,
-    /// The language each user's app last reported; notifications use it.
-    langs: DashMap<UserId, Lang>,
+    /// The language of each player heard from or notified since the start (the store keeps
+    /// it across restarts).
+    langs: DashMap<UserId, KnownLang>,
+    /// Wakes the notification sender (a player started the bot: their undelivered
+    /// notifications are pending again).
+    pub(crate) notices_wake: Notify,
+    pub(crate) undelivered_max_age: Duration,
     /// Operators who pressed Assign and whose next text names the user.
     pub(crate) assigning: DashMap<UserId, crate::gift::ItemKey>,
     /// Link tokens players opened and were asked about (`/start <token>`), by player: only
@@ -190,15 +211,14 @@ impl Bot {
             withdrawals_wake: parts.withdrawals_wake,
             stats: parts.stats,
             limiter: std::sync::Mutex::new(Limiter::new(BucketConfig::default())),
-            pacer: std::sync::Mutex::new({
-                // What an earlier process sent just before it stopped is unknown: the first
-                // message waits out one chat interval.
-                let mut p = Pacer::telegram();
-                p.hold_until(Instant::now() + Duration::from_millis(1050));
-                p
-            }),
+            pacer: std::sync::Mutex::new(Pacer::new(
+                PaceConfig::telegram(parts.chat_burst),
+                Instant::now(),
+            )),
             replies_waiting: AtomicU64::new(0),
             langs: DashMap::new(),
+            notices_wake: Notify::new(),
+            undelivered_max_age: parts.undelivered_max_age,
             assigning: DashMap::new(),
             linking: DashMap::new(),
         }
@@ -208,18 +228,90 @@ impl Bot {
         self.admins.contains(&user)
     }
 
-    /// The language to speak to `user`: the one their app reported last, else English.
+    /// The language to speak to `user` as this process knows it, else English.
     pub fn lang(&self, user: UserId) -> Lang {
-        self.langs.get(&user).map_or(Lang::En, |l| *l)
+        self.langs.get(&user).map_or(Lang::En, |l| l.lang)
     }
 
-    fn note_lang(&self, user: UserId, code: Option<&str>) -> Lang {
-        let lang = Lang::from_code(code);
-        if code.is_some() {
-            self.langs.insert(user, lang);
-            return lang;
+    /// The language to answer `user` in, whose app reports `code`: the one they chose with
+    /// /language, else their app's. The first time this process hears from them it asks the
+    /// store (a choice made before a restart stands); a change of the app's language is
+    /// recorded without waiting.
+    pub async fn speak(&self, user: UserId, code: Option<&str>) -> Lang {
+        let known = self.langs.get(&user).map(|k| *k);
+        match known {
+            Some(k) if k.chosen => k.lang,
+            Some(k) => {
+                let Some(code) = code.filter(|c| Lang::from_code(Some(c)) != k.lang) else {
+                    return k.lang;
+                };
+                let lang = Lang::from_code(Some(code));
+                self.langs.insert(
+                    user,
+                    KnownLang {
+                        lang,
+                        chosen: false,
+                    },
+                );
+                let store = Arc::clone(&self.store);
+                let code = code.to_owned();
+                tokio::spawn(async move {
+                    if let Err(e) = store.note_language(user, &code, false).await {
+                        tracing::debug!(user, error = %e, "player's language not recorded");
+                    }
+                });
+                lang
+            }
+            None => {
+                let stored = tokio::time::timeout(STORE_TIMEOUT, async {
+                    match code {
+                        Some(code) => self.store.note_language(user, code, false).await.map(Some),
+                        None => self.store.language(user).await,
+                    }
+                })
+                .await;
+                match stored {
+                    Ok(Ok(stored)) => {
+                        let known = stored.map_or(
+                            KnownLang {
+                                lang: Lang::from_code(code),
+                                chosen: false,
+                            },
+                            |s| KnownLang {
+                                lang: Lang::from_code(Some(&s.code)),
+                                chosen: s.chosen,
+                            },
+                        );
+                        self.langs.insert(user, known);
+                        known.lang
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(user, error = %e, "player's language not read");
+                        Lang::from_code(code)
+                    }
+                    Err(_) => Lang::from_code(code),
+                }
+            }
         }
-        self.lang(user)
+    }
+
+    /// `user` chose `lang` with /language: spoken from now on, notifications included. Returns
+    /// whether the store kept it (it is spoken in this process either way).
+    pub async fn choose_lang(&self, user: UserId, lang: Lang) -> bool {
+        self.langs.insert(user, KnownLang { lang, chosen: true });
+        match tokio::time::timeout(
+            STORE_TIMEOUT,
+            self.store.note_language(user, lang.code(), true),
+        )
+        .await
+        {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(user, error = %e, "player's language choice not recorded");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Whether another instance serves `account` (leases on and this one does not hold it): its
@@ -340,6 +432,7 @@ impl Bot {
                 ("inventory", Key::CmdInventory),
                 ("withdraw", Key::CmdWithdraw),
                 ("stats", Key::CmdStats),
+                ("language", Key::CmdLanguage),
                 ("help", Key::CmdHelp),
             ]
             .into_iter()
@@ -418,7 +511,7 @@ impl BotTask {
                 }
             };
             let received = Instant::now();
-            let (user, query, lang) = match &event {
+            let (user, query, code) = match &event {
                 BotEvent::Message { from, lang, .. } => {
                     bot.stats.messages.fetch_add(1, Ordering::Relaxed);
                     (*from, None, lang.clone())
@@ -433,7 +526,6 @@ impl BotTask {
                     (*from, Some(*query_id), lang.clone())
                 }
             };
-            let lang = bot.note_lang(user, lang.as_deref());
             let verdict = {
                 let mut limiter = bot.limiter.lock().unwrap_or_else(|e| e.into_inner());
                 if pruned.elapsed() > Duration::from_secs(60) {
@@ -450,6 +542,7 @@ impl BotTask {
                 bot.stats.limited.fetch_add(1, Ordering::Relaxed);
                 let bot = Arc::clone(&bot);
                 tracker.spawn(async move {
+                    let lang = bot.speak(user, code.as_deref()).await;
                     let slow = (verdict == Verdict::SlowDown)
                         .then(|| i18n::tr(lang, i18n::Key::SlowDown, &[]));
                     match query {
@@ -468,6 +561,7 @@ impl BotTask {
             }
             let bot = Arc::clone(&bot);
             tracker.spawn(async move {
+                let lang = bot.speak(user, code.as_deref()).await;
                 handler::handle(&bot, event, lang).await;
                 bot.health
                     .latency

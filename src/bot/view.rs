@@ -70,6 +70,41 @@ fn number_arg(n: Option<i32>) -> Arg {
     n.map_or(Arg::from("none"), |n| Arg::from(n.to_string()))
 }
 
+/// The line after a list of credited gifts: what the player holds now.
+pub fn holding(lang: Lang, count: u64, total: i64) -> String {
+    // Numbers reach Fluent as text (see `i18n::format`), so the plural category is chosen
+    // here: French counts 0 and 1 as singular, English only 1.
+    let one = match lang {
+        Lang::En => count == 1,
+        Lang::Fr => count <= 1,
+    };
+    tr(
+        lang,
+        Key::NHolding,
+        &[
+            ("count", count.into()),
+            ("total", total.into()),
+            ("plural", if one { "one" } else { "other" }.into()),
+        ],
+    )
+}
+
+/// `/language`: a button per language, each in its own name.
+pub fn language(lang: Lang) -> View {
+    View {
+        text: s(lang, Key::LanguageAsk),
+        buttons: vec![
+            Lang::ALL
+                .iter()
+                .map(|l| Button {
+                    text: l.name().to_owned(),
+                    action: Action::SetLanguage(*l),
+                })
+                .collect(),
+        ],
+    }
+}
+
 /// `/start`: who the bot is, how to deposit, the commands.
 pub fn start(lang: Lang, accounts: &str, admin: bool) -> View {
     let intro = tr(lang, Key::Start, &[("accounts", accounts.into())]);
@@ -504,12 +539,10 @@ pub fn admin(lang: Lang, a: &AdminView) -> View {
 /// What a player is told without asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notification {
-    /// A gift was credited to them.
+    /// A gift was credited to them (one line; the totals follow the list once, [`holding`]).
     Deposit {
         title: String,
         stars: i64,
-        count: u64,
-        total: i64,
     },
     Queued {
         id: i64,
@@ -535,20 +568,10 @@ pub enum Notification {
 
 pub fn notification(lang: Lang, n: &Notification) -> String {
     match n {
-        Notification::Deposit {
-            title,
-            stars,
-            count,
-            total,
-        } => tr(
+        Notification::Deposit { title, stars } => tr(
             lang,
             Key::NDeposit,
-            &[
-                ("title", title.as_str().into()),
-                ("stars", (*stars).into()),
-                ("count", (*count).into()),
-                ("total", (*total).into()),
-            ],
+            &[("title", title.as_str().into()), ("stars", (*stars).into())],
         ),
         Notification::Queued { id, title } => tr(
             lang,
@@ -642,6 +665,7 @@ mod tests {
              /inventory - your gifts, newest first\n\
              /withdraw - get a gift back\n\
              /stats - what you hold, deposited and withdrew\n\
+             /language - the language I speak\n\
              /help - this list",
         );
         assert!(
@@ -776,12 +800,23 @@ mod tests {
                 Notification::Deposit {
                     title: "Cake".into(),
                     stars: 50,
-                    count: 2,
-                    total: 75
                 },
                 Lang::En
             ),
-            "Received Cake (50 ⭐). You now hold 2 gifts worth 75 ⭐."
+            "Received Cake (50 ⭐)."
+        );
+        assert_eq!(
+            holding(Lang::En, 2, 75),
+            "You now hold 2 gifts worth 75 ⭐."
+        );
+        assert_eq!(holding(Lang::En, 1, 15), "You now hold 1 gift worth 15 ⭐.");
+        assert_eq!(
+            holding(Lang::Fr, 2, 75),
+            "Vous détenez maintenant 2 cadeaux pour 75 ⭐."
+        );
+        check(
+            language(Lang::Fr),
+            "Dans quelle langue dois-je vous parler ?\n[English](1:lg:en) [Français](1:lg:fr)",
         );
         assert_eq!(
             n(

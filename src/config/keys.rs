@@ -74,6 +74,13 @@ pub const KEYS: &[KeySpec] = {
         key("bot", "token", Secret, "BOT_TOKEN"),
         key("bot", "session_file", String, "GIFTD_BOT_SESSION_FILE"),
         key("bot", "admins", String, "GIFTD_BOT_ADMINS"),
+        key("bot", "chat_burst", Integer, "GIFTD_BOT_CHAT_BURST"),
+        key(
+            "bot",
+            "undelivered_max_age",
+            String,
+            "GIFTD_BOT_UNDELIVERED_MAX_AGE",
+        ),
         key("store", "state_dir", String, "GIFTD_STORE_STATE_DIR"),
         key("store", "sqlite_path", String, "GIFTD_STORE_SQLITE_PATH"),
         key("supabase", "url", String, "SUPABASE_URL"),

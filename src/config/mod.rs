@@ -123,6 +123,13 @@ pub struct BotConfig {
     /// `bot.admins`: Telegram user ids of the operators, who get `/admin` (comma-separated in
     /// the file and in `GIFTD_BOT_ADMINS`). Default none.
     pub admins: Vec<i64>,
+    /// `bot.chat_burst`: messages the bot sends to one chat at once before keeping to one per
+    /// 1.05 s (Telegram tolerates short bursts over one a second). 1 to 3; default 3.
+    pub chat_burst: u32,
+    /// `bot.undelivered_max_age`: a notification a player could not get (they had not started
+    /// the bot) is sent when they start it if it is at most this old. Default 3 days, at most 7
+    /// (the outbox gives up on older ones).
+    pub undelivered_max_age: Duration,
 }
 
 /// Where the mirror of the inventory lives.

@@ -65,10 +65,32 @@ impl Config {
                     .collect::<Option<Vec<i64>>>()
             })
             .unwrap_or_default();
+        let chat_burst = r
+            .integer_in("bot.chat_burst", 1, 3)
+            .map_or(3, |n| u32::try_from(n).unwrap_or(3));
+        let undelivered_max_age = r.duration_at_least(
+            "bot.undelivered_max_age",
+            Duration::from_secs(3 * 86_400),
+            Duration::ZERO,
+        );
+        // The outbox gives up on notifications a week old (`store::notify::STALE_AFTER`).
+        let outbox_gives_up = Duration::from_secs(7 * 86_400);
+        if undelivered_max_age > outbox_gives_up {
+            r.problem(
+                "bot.undelivered_max_age",
+                format!(
+                    "expected at most {} (older notifications are given up), found {}",
+                    show_duration(outbox_gives_up),
+                    show_duration(undelivered_max_age)
+                ),
+            );
+        }
         let bot = r.secret("bot.token").map(|token| BotConfig {
             token,
             session_file: bot_session,
             admins,
+            chat_burst,
+            undelivered_max_age,
         });
         if bot.is_none()
             && let Some(raw) = raw.values.get("bot.session_file")

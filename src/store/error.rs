@@ -152,6 +152,10 @@ pub enum StoreError {
         current: Option<super::lease::Epoch>,
     },
 
+    /// A language code that is not a language tag (1 to 35 letters, digits, `-`, `_`).
+    #[error("invalid language code {0:?}: expected a language tag such as \"en\" or \"fr-CA\"")]
+    InvalidLanguage(String),
+
     /// A lease call with arguments the store refuses (a bug in giftd).
     #[error("invalid lease call: {0}")]
     InvalidLease(String),

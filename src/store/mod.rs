@@ -16,6 +16,7 @@ mod error;
 pub mod lease;
 pub mod link;
 pub mod notify;
+pub mod player;
 pub mod sqlite;
 pub mod supabase;
 pub mod wake;
@@ -37,6 +38,7 @@ pub use self::link::{
 pub use self::notify::{
     Notification, NotificationId, NotificationKind, NotificationOutcome, NotificationState,
 };
+pub use self::player::PlayerLanguage;
 use crate::config::StoreConfig;
 use crate::gift::{
     GiftType, IllegalTransition, Item, ItemKey, LedgerEntry, Owner, Status, UserId, UserInfo,
@@ -44,7 +46,7 @@ use crate::gift::{
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
 static MIGRATIONS: &[(&str, &str)] = &[
@@ -75,6 +77,10 @@ static MIGRATIONS: &[(&str, &str)] = &[
     (
         "20261204130000_giftd_desk.sql",
         include_str!("../../supabase/migrations/20261204130000_giftd_desk.sql"),
+    ),
+    (
+        "20261204140000_giftd_players.sql",
+        include_str!("../../supabase/migrations/20261204140000_giftd_players.sql"),
     ),
 ];
 
@@ -481,6 +487,26 @@ pub trait Store: Send + Sync + fmt::Debug {
         ids: &[NotificationId],
         outcome: &NotificationOutcome,
     ) -> Result<u64, StoreError>;
+
+    /// Puts back to pending the notifications `user` could not get because the bot could not
+    /// reach them (they had not started it, or had blocked it: reason `unreachable`) that are
+    /// at most `max_age` old, so the next claim sends them (once: a sent row stays sent).
+    /// Returns how many. Called when the player starts the bot.
+    async fn requeue_undelivered(&self, user: UserId, max_age: Duration)
+    -> Result<u64, StoreError>;
+
+    /// Records the language the bot speaks to `user`: Telegram's `lang_code` (`chosen` false;
+    /// ignored when the player chose one) or the player's choice (`chosen` true). Returns the
+    /// language in effect.
+    async fn note_language(
+        &self,
+        user: UserId,
+        code: &str,
+        chosen: bool,
+    ) -> Result<PlayerLanguage, StoreError>;
+
+    /// The language recorded for `user`, if any.
+    async fn language(&self, user: UserId) -> Result<Option<PlayerLanguage>, StoreError>;
 
     async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError>;
 

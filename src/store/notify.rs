@@ -28,6 +28,14 @@
 //! never get one twice. The bot keeps that window small by claiming only what it is about to
 //! send.
 //!
+//! # Players who had not started the bot
+//!
+//! Telegram lets a bot write only to users who started it. A row the bot could not deliver for
+//! that reason ends `undeliverable` with the reason [`UNREACHABLE`]; when the player starts the
+//! bot, [`Store::requeue_undelivered`](super::Store::requeue_undelivered) puts their rows of
+//! that kind no older than the configured age (`bot.undelivered_max_age`) back to `pending`, and
+//! they are sent like any other, once.
+//!
 //! # Retention
 //!
 //! Each claim also deletes up to [`RETENTION_BATCH`] finished rows (sent, undeliverable, unknown)
@@ -50,6 +58,11 @@ pub const RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// Pending rows older than this are not sent any more (`undeliverable`, reason `stale`).
 pub const STALE_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
+/// The reason the bot records for a notification it could not send because Telegram would
+/// not let it reach the player (they had not started the bot, or blocked it): such rows are
+/// put back to pending when the player starts the bot (`Store::requeue_undelivered`).
+pub const UNREACHABLE: &str = "unreachable";
 
 /// At most this many rows are deleted, and as many marked stale, per claim.
 pub const RETENTION_BATCH: u32 = 1000;

@@ -34,8 +34,8 @@ use super::lease::{check_lease_args, millis};
 use super::{
     BatchOutcome, ChangeBatch, Epoch, ItemRow, Lease, LeaseAnswer, LinkLabel, LinkOutcome,
     LinkToken, Notification, NotificationId, NotificationKind, NotificationOutcome, OwnerStats,
-    RefusedChange, ReplacedLink, RequestState, SCHEMA_VERSION, Store, StoreError, SyncLog,
-    WaitReason, WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId, WithdrawalKind,
+    PlayerLanguage, RefusedChange, ReplacedLink, RequestState, SCHEMA_VERSION, Store, StoreError,
+    SyncLog, WaitReason, WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId, WithdrawalKind,
     WithdrawalMove, account_lease, link_token_hash, link_token_ttl, new_link_token, now_ms,
 };
 use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
@@ -45,6 +45,7 @@ mod catalogue;
 mod desk;
 mod link;
 mod notify;
+mod player;
 
 use self::notify::Notice;
 
@@ -85,6 +86,8 @@ const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
     // (`desk`). Requests are announced through the daemon's wake-up socket (`store::wake`)
     // instead of a channel.
     (7, &[], desk::SCHEMA_V7_BALANCES),
+    // Version 8 (Supabase: `20261204140000_giftd_players.sql`): players' languages.
+    (8, &[], player::SCHEMA_V8),
 ];
 
 const SCHEMA_V1: &str = "
@@ -1802,6 +1805,35 @@ impl Store for SqliteStore {
         let ids = ids.to_vec();
         let outcome = outcome.clone();
         self.run(move |conn| async move { notify::finish(&conn, &ids, &outcome, now_ms()).await })
+            .await
+    }
+
+    async fn requeue_undelivered(
+        &self,
+        user: UserId,
+        max_age: Duration,
+    ) -> Result<u64, StoreError> {
+        let since = now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+        self.run(move |conn| async move { notify::requeue(&conn, user, since).await })
+            .await
+    }
+
+    async fn note_language(
+        &self,
+        user: UserId,
+        code: &str,
+        chosen: bool,
+    ) -> Result<PlayerLanguage, StoreError> {
+        super::player::check_language_code(code)?;
+        let code = code.to_owned();
+        self.run(
+            move |conn| async move { player::note(&conn, user, &code, chosen, now_ms()).await },
+        )
+        .await
+    }
+
+    async fn language(&self, user: UserId) -> Result<Option<PlayerLanguage>, StoreError> {
+        self.run(move |conn| async move { player::get(&conn, user).await })
             .await
     }
 

@@ -26,9 +26,9 @@ use super::lease::{check_lease_args, millis};
 use super::{
     BatchOutcome, ChangeBatch, Epoch, ItemRow, Lease, LeaseAnswer, LinkLabel, LinkOutcome,
     LinkToken, Notification, NotificationId, NotificationKind, NotificationOutcome, OwnerStats,
-    RefusedChange, Replaced, ReplacedLink, RequestState, Store, StoreError, SyncLog, WaitReason,
-    WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId, WithdrawalKind, WithdrawalMove,
-    link_token_hash, link_token_ttl, migration_for, new_link_token,
+    PlayerLanguage, RefusedChange, Replaced, ReplacedLink, RequestState, Store, StoreError,
+    SyncLog, WaitReason, WebUserId, Withdrawal, WithdrawalFilter, WithdrawalId, WithdrawalKind,
+    WithdrawalMove, link_token_hash, link_token_ttl, migration_for, new_link_token,
 };
 use crate::config::SupabaseConfig;
 use crate::gift::{GiftType, Item, ItemKey, LedgerEntry, LedgerKind, MsgId, Owner, Status, UserId};
@@ -497,6 +497,22 @@ struct RefusedRow {
 fn status(name: &str, into: Option<MsgId>) -> Result<Status, StoreError> {
     Status::from_parts(name, into)
         .ok_or_else(|| StoreError::Protocol(format!("unknown status {name:?}")))
+}
+
+/// A player's language as `giftd_note_language` and `giftd_player_language` return it.
+#[derive(Debug, Deserialize)]
+struct LanguageRow {
+    code: String,
+    chosen: bool,
+}
+
+impl From<LanguageRow> for PlayerLanguage {
+    fn from(r: LanguageRow) -> Self {
+        PlayerLanguage {
+            code: r.code,
+            chosen: r.chosen,
+        }
+    }
 }
 
 /// A `notifications` row as `giftd_claim_notifications` returns it.
@@ -997,6 +1013,46 @@ impl Store for SupabaseStore {
             )
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn requeue_undelivered(
+        &self,
+        user: UserId,
+        max_age: Duration,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .rpc(
+                "giftd_requeue_notifications",
+                json!({
+                    "p_user_id": user,
+                    "p_max_age_ms": i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
+                }),
+            )
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn note_language(
+        &self,
+        user: UserId,
+        code: &str,
+        chosen: bool,
+    ) -> Result<PlayerLanguage, StoreError> {
+        super::player::check_language_code(code)?;
+        let row: LanguageRow = self
+            .rpc(
+                "giftd_note_language",
+                json!({ "p_user_id": user, "p_lang": code, "p_chosen": chosen }),
+            )
+            .await?;
+        Ok(row.into())
+    }
+
+    async fn language(&self, user: UserId) -> Result<Option<PlayerLanguage>, StoreError> {
+        let row: Option<LanguageRow> = self
+            .rpc("giftd_player_language", json!({ "p_user_id": user }))
+            .await?;
+        Ok(row.map(Into::into))
     }
 
     async fn append_sync_log(&self, log: &SyncLog) -> Result<(), StoreError> {

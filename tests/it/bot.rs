@@ -988,3 +988,161 @@ async fn titles_survive_a_restart_without_a_catalogue_fetch() {
     bw.w.sim.clear_faults();
     running.stop().await;
 }
+
+/// The `(msg_id, state)` of `player`'s notifications, oldest first.
+async fn note_states(bw: &BotWorld, player: i64) -> Vec<(i32, String)> {
+    bw.w.backend
+        .notifications_of(player)
+        .await
+        .into_iter()
+        .map(|r| (r.msg_id, r.state))
+        .collect()
+}
+
+/// Waits until `player`'s notifications are in `want` states (30 s).
+async fn wait_note_states(bw: &BotWorld, player: i64, want: &[(i32, &str)]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = note_states(bw, player).await;
+        if got
+            .iter()
+            .map(|(m, s)| (*m, s.as_str()))
+            .collect::<Vec<_>>()
+            == want
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "notifications of {player}: {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn credit_messages(bw: &BotWorld, player: i64) -> Vec<String> {
+    bw.messages(player)
+        .into_iter()
+        .map(|m| m.text)
+        .filter(|t| t.starts_with("Received") || t.starts_with("Reçu"))
+        .collect()
+}
+
+async fn undelivered_notifications_wait_for_start(backend: Backend) {
+    let mut bw = BotWorld::new(backend, 1, "").await;
+    let p = bw.w.player(0);
+    let running = bw.start().await;
+    // Two gifts from a player who never started the bot: Telegram does not let the bot write
+    // to them, so both notifications end undeliverable.
+    let old = bw.w.send(p, false);
+    let fresh = bw.w.send(p, false);
+    bw.w.assert_exactly_once(Duration::from_secs(20)).await;
+    wait_note_states(&bw, p, &[(old, "undeliverable"), (fresh, "undeliverable")]).await;
+    assert!(bw.messages(p).is_empty());
+    // One is older than bot.undelivered_max_age (3 days by default): never sent.
+    bw.w.backend
+        .execute(
+            &format!(
+                "UPDATE notifications SET created_at_ms = created_at_ms - 4 * 86400000
+                 WHERE user_id = {p} AND msg_id = {old}"
+            ),
+            &format!(
+                "update public.notifications set created_at = created_at - interval '4 days'
+                 where user_id = {p} and msg_id = {old}"
+            ),
+        )
+        .await;
+
+    bw.ask(p, "/start", "Hello").await;
+    wait_note_states(&bw, p, &[(old, "undeliverable"), (fresh, "sent")]).await;
+    let credits = credit_messages(&bw, p);
+    assert_eq!(credits.len(), 1, "{credits:#?}");
+    let lines: Vec<&str> = credits[0].lines().collect();
+    assert_eq!(lines.len(), 2, "one gift, then the totals: {lines:?}");
+    assert!(lines[0].starts_with("Received "), "{lines:?}");
+    assert!(
+        lines[1].starts_with("You now hold 2 gifts worth "),
+        "{lines:?}"
+    );
+
+    // Starting again sends nothing twice.
+    bw.ask(p, "/start", "Hello").await;
+    bw.ask(p, "/stats", "You hold 2 gifts").await;
+    assert_eq!(credit_messages(&bw, p).len(), 1);
+    assert_eq!(
+        note_states(&bw, p).await,
+        vec![
+            (old, "undeliverable".to_owned()),
+            (fresh, "sent".to_owned())
+        ]
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn undelivered_notifications_are_sent_once_when_the_player_starts_the_bot_sqlite() {
+    undelivered_notifications_wait_for_start(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn undelivered_notifications_are_sent_once_when_the_player_starts_the_bot_supabase() {
+    undelivered_notifications_wait_for_start(Backend::supabase()).await;
+}
+
+async fn chosen_language_is_kept(backend: Backend) {
+    let mut bw = BotWorld::new(backend, 1, "").await;
+    let p = bw.w.player(0);
+    bw.lang(p, "en");
+    let running = bw.start().await;
+    bw.ask(p, "/start", "Hello").await;
+    let ask = bw.ask(p, "/language", "Which language").await;
+    let (_, chosen) = bw.press(p, &ask, "Français").await;
+    assert_eq!(chosen.msg_id, ask.msg_id);
+    assert!(
+        chosen.text.contains("je vous parle en français"),
+        "{}",
+        chosen.text
+    );
+    // The app still says English: the choice stands.
+    bw.ask(p, "/help", "/withdraw - récupérer un cadeau").await;
+    running.stop().await;
+
+    // After a restart, a notification to the player is in the language they chose.
+    let running = bw.start().await;
+    bw.w.send(p, false);
+    bw.w.send(p, false);
+    bw.w.assert_exactly_once(Duration::from_secs(20)).await;
+    let m = bw
+        .wait_messages(p, "the notifications", |m| {
+            m.iter()
+                .flat_map(|m| m.text.lines())
+                .filter(|l| l.starts_with("Reçu"))
+                .count()
+                == 2
+        })
+        .await;
+    let credits: Vec<&BotMessage> = m.iter().filter(|m| m.text.starts_with("Reçu")).collect();
+    for c in &credits {
+        // Every message lists its gifts, then the totals once, at the end.
+        let last = c.text.lines().last().unwrap();
+        assert!(last.starts_with("Vous détenez maintenant "), "{}", c.text);
+        assert_eq!(c.text.matches("Vous détenez").count(), 1, "{}", c.text);
+    }
+    assert!(credits.iter().any(|c| c.text.contains("2 cadeaux")));
+    // Choosing again switches back.
+    let ask = bw.ask(p, "/language", "Dans quelle langue").await;
+    let (_, chosen) = bw.press(p, &ask, "English").await;
+    assert!(chosen.text.contains("I speak English"), "{}", chosen.text);
+    bw.ask(p, "/help", "/withdraw - get a gift back").await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_chosen_language_is_kept_across_a_restart_sqlite() {
+    chosen_language_is_kept(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_chosen_language_is_kept_across_a_restart_through_the_bot_supabase() {
+    chosen_language_is_kept(Backend::supabase()).await;
+}

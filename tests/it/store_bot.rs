@@ -30,6 +30,8 @@ contract!(
     notifications_claim_and_finish_at_most_once,
     notifications_claimers_never_share_a_row,
     notifications_claim_prunes_old_rows_and_gives_up_stale_ones,
+    notifications_claim_again_what_could_not_reach_a_player_once_within_the_age,
+    players_languages_keep_a_choice_over_telegrams_code,
 );
 
 const LEASE: Duration = Duration::from_secs(120);
@@ -1151,5 +1153,158 @@ async fn an_embedded_version_3_file_is_upgraded() {
             .unwrap(),
         LinkOutcome::Unknown,
         "version 3's tokens are gone"
+    );
+}
+
+async fn notifications_claim_again_what_could_not_reach_a_player_once_within_the_age(
+    backend: Backend,
+) {
+    let store = backend.open().await;
+    let account = unique_id();
+    let (player, other) = (unique_id(), unique_id());
+    store
+        .apply_batch(&deposit(vec![
+            regular(account, 1, Owner::User(player)),
+            regular(account, 2, Owner::User(player)),
+            regular(account, 3, Owner::User(player)),
+            regular(account, 4, Owner::User(player)),
+            regular(account, 5, Owner::User(other)),
+        ]))
+        .await
+        .unwrap();
+    let rows = claim_ours(&store, &[player, other], 5, 500, LEASE).await;
+    assert_eq!(rows.len(), 5);
+    let id = |m: i32| rows.iter().find(|n| n.key.msg_id == m).unwrap().id;
+    let unreachable = NotificationOutcome::Undeliverable {
+        reason: giftd::store::notify::UNREACHABLE.into(),
+    };
+    // 1, 2 and 5 could not reach their player; 3 was refused for another reason; 4 was sent.
+    store
+        .finish_notifications(&[id(1), id(2), id(5)], &unreachable)
+        .await
+        .unwrap();
+    store
+        .finish_notifications(
+            &[id(3)],
+            &NotificationOutcome::Undeliverable {
+                reason: "telegram refused messages.sendMessage: MESSAGE_TOO_LONG (code 400)".into(),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .finish_notifications(&[id(4)], &NotificationOutcome::Sent)
+        .await
+        .unwrap();
+    // Row 1 is four days old.
+    backend
+        .execute(
+            &format!(
+                "UPDATE notifications SET created_at_ms = created_at_ms - 4 * 86400000
+                 WHERE user_id = {player} AND msg_id = 1"
+            ),
+            &format!(
+                "update public.notifications set created_at = created_at - interval '4 days'
+                 where user_id = {player} and msg_id = 1"
+            ),
+        )
+        .await;
+
+    let three_days = Duration::from_secs(3 * 86_400);
+    assert_eq!(
+        store.requeue_undelivered(player, three_days).await.unwrap(),
+        1
+    );
+    let states = |rows: Vec<crate::support::NoteRow>| {
+        rows.into_iter()
+            .map(|r| (r.msg_id, r.state))
+            .collect::<Vec<_>>()
+    };
+    let s = |m: i32, st: &str| (m, st.to_owned());
+    assert_eq!(
+        states(backend.notifications_of(player).await),
+        vec![
+            s(1, "undeliverable"),
+            s(2, "pending"),
+            s(3, "undeliverable"),
+            s(4, "sent"),
+        ]
+    );
+    assert_eq!(
+        states(backend.notifications_of(other).await),
+        vec![s(5, "undeliverable")],
+        "another player's rows are left alone"
+    );
+    // Handed out again, sent once: asking again finds nothing.
+    let again = claim_ours(&store, &[player, other], 1, 500, LEASE).await;
+    assert_eq!(
+        again.iter().map(|n| n.key.msg_id).collect::<Vec<_>>(),
+        vec![2]
+    );
+    store
+        .finish_notifications(&[again[0].id], &NotificationOutcome::Sent)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.requeue_undelivered(player, three_days).await.unwrap(),
+        0
+    );
+    // A longer age takes the older row too.
+    assert_eq!(
+        store
+            .requeue_undelivered(player, Duration::from_secs(5 * 86_400))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+async fn players_languages_keep_a_choice_over_telegrams_code(backend: Backend) {
+    use giftd::store::PlayerLanguage;
+    let store = backend.open().await;
+    let player = unique_id();
+    let lang = |code: &str, chosen| PlayerLanguage {
+        code: code.into(),
+        chosen,
+    };
+    assert_eq!(store.language(player).await.unwrap(), None);
+    assert_eq!(
+        store.note_language(player, "en-GB", false).await.unwrap(),
+        lang("en-GB", false)
+    );
+    assert_eq!(
+        store.note_language(player, "de", false).await.unwrap(),
+        lang("de", false),
+        "Telegram's code follows the app"
+    );
+    assert_eq!(
+        store.note_language(player, "fr", true).await.unwrap(),
+        lang("fr", true)
+    );
+    assert_eq!(
+        store.note_language(player, "en", false).await.unwrap(),
+        lang("fr", true),
+        "a choice stands over the app's language"
+    );
+    assert_eq!(
+        store.note_language(player, "en", true).await.unwrap(),
+        lang("en", true)
+    );
+    assert_eq!(
+        store.language(player).await.unwrap(),
+        Some(lang("en", true))
+    );
+    for bad in ["", "fr'; drop table players; --", &"x".repeat(36)] {
+        assert!(
+            matches!(
+                store.note_language(player, bad, false).await,
+                Err(StoreError::InvalidLanguage(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        store.language(player).await.unwrap(),
+        Some(lang("en", true))
     );
 }

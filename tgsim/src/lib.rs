@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod bot_limits;
 pub mod control;
 pub mod crypto;
 pub mod raw;

@@ -15,6 +15,7 @@ use grammers_tl_types as tl;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::bot_limits::BotSends;
 use crate::crypto::AuthKey;
 use crate::srp::{Challenge, PasswordSetup};
 use crate::tlb;
@@ -498,21 +499,6 @@ struct AccountState {
     lang_code: Option<String>,
     /// A bot's recent sends, for Telegram's broadcast limits.
     sends: BotSends,
-}
-
-/// Messages per second a bot may send overall (core.telegram.org/bots/faq).
-const BOT_SENDS_PER_SECOND: usize = 30;
-
-/// A bot's sendMessage calls of the last second, overall and per chat, to enforce the limits
-/// Telegram documents for bots: about one message per second in one chat, about 30 messages
-/// per second overall (core.telegram.org/bots/faq, "My bot is hitting limits, how do I avoid
-/// this?"); beyond them Telegram answers 420 FLOOD_WAIT_X.
-#[derive(Debug, Default, Clone)]
-struct BotSends {
-    /// Instants (ms of the simulator clock) of the sends of the last second.
-    overall: std::collections::VecDeque<i64>,
-    /// The last send per chat.
-    last_per_chat: HashMap<i64, i64>,
 }
 
 /// One known auth key.
@@ -2539,43 +2525,19 @@ impl World {
             .unwrap_or_else(|| a.commands.clone()))
     }
 
-    /// Telegram's limits on a bot's messages: at most one per second in one chat and 30 per
-    /// second overall, refused with FLOOD_WAIT_X (X the seconds until a send would pass). Sends
-    /// by users are not limited here.
+    /// Telegram's limits on a bot's messages ([`crate::bot_limits`]): a short burst then one
+    /// a second in one chat, 30 a second overall; refused with FLOOD_WAIT_X (X the seconds,
+    /// rounded up, until a send would pass). Sends by users are not limited here.
     pub fn check_bot_send(&mut self, from: i64, to: i64) -> Result<(), RpcErr> {
         let now = self.now_ms();
         let a = self.acc_mut(from)?;
         if !a.bot {
             return Ok(());
         }
-        let sends = &mut a.sends;
-        while sends.overall.front().is_some_and(|t| *t <= now - 1000) {
-            sends.overall.pop_front();
-        }
-        let mut wait_ms = 0;
-        if let Some(last) = sends.last_per_chat.get(&to)
-            && now - last < 1000
-        {
-            wait_ms = 1000 - (now - last);
-        }
-        if sends.overall.len() >= BOT_SENDS_PER_SECOND
-            && let Some(first) = sends.overall.front()
-        {
-            wait_ms = wait_ms.max(first + 1000 - now);
-        }
-        if wait_ms > 0 {
-            let secs = (wait_ms + 999) / 1000;
-            return Err(RpcErr {
-                code: 420,
-                message: format!("FLOOD_WAIT_{secs}"),
-            });
-        }
-        sends.overall.push_back(now);
-        sends.last_per_chat.insert(to, now);
-        if sends.last_per_chat.len() > 10_000 {
-            sends.last_per_chat.retain(|_, t| *t > now - 1000);
-        }
-        Ok(())
+        a.sends.check(to, now).map_err(|wait_ms| RpcErr {
+            code: 420,
+            message: format!("FLOOD_WAIT_{}", (wait_ms + 999) / 1000),
+        })
     }
 
     /// `messages.getMessages`: messages of the caller's private dialogs by id (missing ones

@@ -7,6 +7,7 @@ cmd-inventory = Your gifts
 cmd-withdraw = Get a gift back
 cmd-stats = Your figures
 cmd-help = The commands
+cmd-language = The language I speak
 
 ## /start, /help
 
@@ -17,10 +18,17 @@ help =
     /inventory - your gifts, newest first
     /withdraw - get a gift back
     /stats - what you hold, deposited and withdrew
+    /language - the language I speak
     /help - this list
 help-admin = /admin - the operator's desk
 short-help = I only understand commands: /inventory, /withdraw, /stats or /help.
 slow-down = Slow down a little: wait a few seconds before the next command.
+
+## /language
+
+language-ask = Which language should I speak to you?
+language-set = From now on I speak English to you, notifications included.
+language-unsaved = I speak English to you now, but could not save it: send /language again later.
 
 ## /start <token>
 
@@ -120,7 +128,11 @@ admin-error = The store did not answer; try again in a minute.
 
 ## Notifications
 
-n-deposit = Received { $title } ({ $stars } ⭐). You now hold { $count } gifts worth { $total } ⭐.
+n-deposit = Received { $title } ({ $stars } ⭐).
+n-holding = You now hold { $plural ->
+        [one] { $count } gift
+       *[other] { $count } gifts
+    } worth { $total } ⭐.
 n-queued = Withdrawal { $id } of { $title } is queued.
 n-sent = { $title } has been sent to you.
 n-waiting = { $title } waits { $until ->

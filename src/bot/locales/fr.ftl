@@ -7,6 +7,7 @@ cmd-inventory = Vos cadeaux
 cmd-withdraw = Récupérer un cadeau
 cmd-stats = Vos chiffres
 cmd-help = Les commandes
+cmd-language = La langue que je parle
 
 ## /start, /help
 
@@ -17,10 +18,17 @@ help =
     /inventory - vos cadeaux, les plus récents d'abord
     /withdraw - récupérer un cadeau
     /stats - ce que vous détenez, avez déposé et retiré
+    /language - la langue que je parle
     /help - cette liste
 help-admin = /admin - le guichet de l'opérateur
 short-help = Je ne comprends que les commandes : /inventory, /withdraw, /stats ou /help.
 slow-down = Doucement : attendez quelques secondes avant la prochaine commande.
+
+## /language
+
+language-ask = Dans quelle langue dois-je vous parler ?
+language-set = Désormais je vous parle en français, notifications comprises.
+language-unsaved = Je vous parle en français, mais je n'ai pas pu l'enregistrer : renvoyez /language plus tard.
 
 ## /start <jeton>
 
@@ -120,7 +128,11 @@ admin-error = La base n'a pas répondu ; réessayez dans une minute.
 
 ## Notifications
 
-n-deposit = Reçu : { $title } ({ $stars } ⭐). Vous détenez maintenant { $count } cadeaux pour { $total } ⭐.
+n-deposit = Reçu : { $title } ({ $stars } ⭐).
+n-holding = Vous détenez maintenant { $plural ->
+        [one] { $count } cadeau
+       *[other] { $count } cadeaux
+    } pour { $total } ⭐.
 n-queued = Le retrait { $id } de { $title } est en file.
 n-sent = { $title } vous a été envoyé.
 n-waiting = { $title } attend { $until ->

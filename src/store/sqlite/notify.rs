@@ -241,3 +241,26 @@ pub(super) async fn finish(
     })
     .await
 }
+
+/// Puts `user`'s notifications that could not reach them, created since `since_ms`, back to
+/// pending.
+pub(super) async fn requeue(
+    conn: &Connection,
+    user: UserId,
+    since_ms: i64,
+) -> Result<u64, StoreError> {
+    write_tx(conn, async |conn| {
+        let n = conn
+            .execute(
+                "UPDATE notifications SET state = 'pending', error = NULL, finished_at_ms = NULL,
+                   claimed_at_ms = NULL, lease_until_ms = NULL
+                 WHERE user_id = ?1 AND state = 'undeliverable' AND error = ?2
+                   AND created_at_ms >= ?3",
+                params![user, crate::store::notify::UNREACHABLE, since_ms],
+            )
+            .await
+            .map_err(sql_err)?;
+        Ok(n)
+    })
+    .await
+}
