@@ -86,7 +86,7 @@ static MIGRATIONS: &[(&str, &str)] = &[
 
 /// The schema version each entry of [`MIGRATIONS`] sets, increasing but not necessarily
 /// contiguous (branches add versions side by side).
-const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5, 6];
+const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8];
 
 /// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
 /// they apply. `giftd schema` prints them.

@@ -266,8 +266,9 @@ async fn realtime_publication_carries_each_inventory_change_of_a_burst_once() {
     }
 
     // What Realtime may show alice is what her JWT reads: her rows, none of bob's.
-    let jwt =
-        mint_jwt(serde_json::json!({ "role": "authenticated", "telegram_id": alice.to_string() }));
+    let jwt = mint_jwt(serde_json::json!({
+        "role": "authenticated", "app_metadata": { "telegram_id": alice.to_string() }
+    }));
     let rows: Vec<serde_json::Value> = reqwest::Client::new()
         .get(format!(
             "{}/inventory?select=account_id,msg_id,owner_id&account_id=eq.{account}",
