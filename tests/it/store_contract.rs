@@ -1841,8 +1841,8 @@ mod supabase_access {
                  where relnamespace = 'public'::regnamespace and relkind = 'r'",
             );
             assert_eq!(
-                tables, "13",
-                "the 11 tables of schema 5, web_link_replacements and account_balances"
+                tables, "14",
+                "the 11 tables of schema 5, web_link_replacements, account_balances and players"
             );
             let published = crate::support::psql(
                 &url,
