@@ -99,3 +99,124 @@ pub(super) fn route(
     };
     Some(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::control::route;
+
+    /// Every route of this module answers 200 for a sensible request and 400 for a bad one.
+    #[tokio::test]
+    async fn every_case_route_answers() {
+        let sim = crate::Sim::start(crate::SimConfig::default())
+            .await
+            .expect("sim");
+        let call = |method: &str, path: &str, body: Value| {
+            let r = route(&sim, method, path, "", body.to_string().as_bytes());
+            assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
+            r.body
+        };
+        let user = |name: &str| {
+            call(
+                "POST",
+                "/accounts",
+                json!({"username": name, "stars": 1_000_000}),
+            )["id"]
+                .as_i64()
+                .expect("id")
+        };
+        let (dep, a, b) = (user("dep"), user("a"), user("b"));
+        let gift = call("GET", "/catalogue", Value::Null)[0]["id"]
+            .as_i64()
+            .expect("gift");
+        let regular = call(
+            "POST",
+            "/gifts",
+            json!({"from": a, "to": dep, "gift_id": gift}),
+        )["msg_id"]
+            .as_i64()
+            .expect("m");
+        let n = call(
+            "POST",
+            "/gifts/prepaid_upgrade",
+            json!({"payer": b, "owner": dep, "msg_id": regular}),
+        );
+        assert_eq!(n["gift_msg_id"], regular);
+        let bought = call(
+            "POST",
+            "/gifts/resale_buy",
+            json!({"buyer": a, "to": dep, "gift_id": gift, "price": {"ton": 1_000_000_000}}),
+        )["msg_id"]
+            .as_i64()
+            .expect("m");
+        let offer = call(
+            "POST",
+            "/gifts/offers",
+            json!({"buyer": b, "owner": dep, "msg_id": bought, "price": {"stars": 10}}),
+        )["offer_msg_id"]
+            .as_i64()
+            .expect("m");
+        let r = call(
+            "POST",
+            "/gifts/offers/resolve",
+            json!({"owner": dep, "offer_msg_id": offer, "decline": true}),
+        );
+        assert_eq!(r["gift"], Value::Null);
+        call(
+            "POST",
+            "/gifts/value",
+            json!({"owner": dep, "msg_id": bought, "value_amount": 500, "value_currency": "USD",
+                   "value_usd_amount": 500, "resell": [{"stars": 100}]}),
+        );
+        let won = call(
+            "POST",
+            "/gifts/auction_win",
+            json!({"winner": a, "to": dep, "gift_id": gift, "bid_stars": 100}),
+        );
+        assert_eq!(won["gift_num"], 1);
+        call(
+            "POST",
+            "/gifts/hosted",
+            json!({"host": dep, "gift_id": gift}),
+        );
+        let second = call(
+            "POST",
+            "/gifts/resale_buy",
+            json!({"buyer": a, "to": dep, "gift_id": gift, "price": {"stars": 10}}),
+        )["msg_id"]
+            .as_i64()
+            .expect("m");
+        call(
+            "POST",
+            "/gifts/craft",
+            json!({"owner": dep, "msg_ids": [bought, second]}),
+        );
+        let own = call(
+            "POST",
+            "/gifts/resale_buy",
+            json!({"buyer": a, "to": a, "gift_id": gift, "price": {"stars": 10}}),
+        )["msg_id"]
+            .as_i64()
+            .expect("m");
+        call(
+            "POST",
+            "/chat_theme",
+            json!({"from": a, "to": dep, "msg_id": own}),
+        );
+        call(
+            "POST",
+            &format!("/catalogue/{gift}/rules"),
+            json!({"per_user_total": 3, "require_premium": true}),
+        );
+        call("POST", "/accounts/dep/premium", json!({"premium": true}));
+        let bad = |path: &str, body: &str| route(&sim, "POST", path, "", body.as_bytes()).status;
+        assert_eq!(
+            bad("/gifts/value", r#"{"owner":1,"msg_id":1,"worth":3}"#),
+            400
+        );
+        assert_eq!(bad("/gifts/resale_buy", r#"{"buyer":1}"#), 400);
+        assert_eq!(bad("/catalogue/x/rules", "{}"), 400);
+        sim.shutdown().await;
+    }
+}

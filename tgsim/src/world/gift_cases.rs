@@ -1015,3 +1015,468 @@ impl World {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use grammers_tl_types::{Deserializable, Serializable};
+
+    use super::*;
+    use crate::world::{CreateUser, SendGift, SendUniqueGift, Ttls};
+
+    fn world() -> (World, i64, i64, i64) {
+        let mut w = World::new(2, "127.0.0.1:1".parse().expect("addr"), 0, Ttls::default());
+        let mut user = |name: &str| {
+            w.create_user(CreateUser {
+                username: name.into(),
+                stars: 1_000_000,
+                ..CreateUser::default()
+            })
+            .expect("user")
+            .id
+        };
+        let (dep, a, b) = (user("dep"), user("alice"), user("bob"));
+        (w, dep, a, b)
+    }
+
+    /// The message as a client decodes it from the wire (every shared flag consistent).
+    fn wire(w: &World, account: i64, msg_id: i32) -> tl::types::MessageService {
+        let m = w.acc(account).expect("account").messages[&msg_id].clone();
+        let bytes = m.to_bytes();
+        match tl::enums::Message::from_bytes(&bytes).expect("decodes at layer 230") {
+            tl::enums::Message::Service(s) => s,
+            other => panic!("not a service message: {other:?}"),
+        }
+    }
+
+    fn star_gift(w: &World, account: i64, msg_id: i32) -> tl::types::MessageActionStarGift {
+        match wire(w, account, msg_id).action {
+            tl::enums::MessageAction::StarGift(a) => a,
+            other => panic!("not messageActionStarGift: {other:?}"),
+        }
+    }
+
+    fn unique(w: &World, account: i64, msg_id: i32) -> tl::types::MessageActionStarGiftUnique {
+        match wire(w, account, msg_id).action {
+            tl::enums::MessageAction::StarGiftUnique(a) => a,
+            other => panic!("not messageActionStarGiftUnique: {other:?}"),
+        }
+    }
+
+    fn gift(w: &World) -> i64 {
+        w.catalogue()[0].id
+    }
+
+    fn send(w: &mut World, from: i64, to: i64) -> i32 {
+        let gift_id = gift(w);
+        w.send_gift(SendGift {
+            from,
+            to,
+            gift_id,
+            ..SendGift::default()
+        })
+        .expect("sent")
+        .msg_id
+    }
+
+    fn send_unique(w: &mut World, from: i64, to: i64) -> SentGift {
+        let gift_id = gift(w);
+        w.send_unique_gift(SendUniqueGift {
+            from,
+            to,
+            gift_id,
+            ..SendUniqueGift::default()
+        })
+        .expect("sent")
+    }
+
+    fn saved(w: &World, owner: i64, msg_id: i32) -> tl::types::SavedStarGift {
+        let s = w.acc(owner).expect("owner").saved[&msg_id].clone();
+        let tl::enums::SavedStarGift::Gift(g) = w.tl_saved(&s, owner).expect("saved");
+        g
+    }
+
+    #[test]
+    fn prepaid_upgrade_notice_points_at_the_original_and_the_upgrade_says_so() {
+        let (mut w, dep, a, b) = world();
+        let original = send(&mut w, a, dep);
+        assert!(saved(&w, dep, original).prepaid_upgrade_hash.is_some());
+        let n = w
+            .prepay_upgrade(PrepayUpgrade {
+                payer: b,
+                owner: dep,
+                msg_id: original,
+            })
+            .expect("prepaid");
+        let notice = wire(&w, dep, n.notice_msg_id);
+        assert!(!notice.out);
+        assert_eq!(notice.peer_id, tlb::peer_user(b));
+        let act = star_gift(&w, dep, n.notice_msg_id);
+        assert!(act.prepaid_upgrade && act.upgrade_separate);
+        assert_eq!(act.gift_msg_id, Some(original));
+        let s = saved(&w, dep, original);
+        assert!(s.prepaid_upgrade_hash.is_none() && s.upgrade_separate);
+        assert_eq!(
+            w.saved_gifts(dep).expect("list").len(),
+            1,
+            "no new saved gift"
+        );
+        let again = w.prepay_upgrade(PrepayUpgrade {
+            payer: b,
+            owner: dep,
+            msg_id: original,
+        });
+        assert_eq!(
+            again.expect_err("twice").message,
+            "STARGIFT_ALREADY_UPGRADED"
+        );
+        let up = w.upgrade_gift(dep, original).expect("upgrade");
+        assert!(unique(&w, dep, up.msg_id).prepaid_upgrade);
+    }
+
+    #[test]
+    fn the_sender_of_an_upgraded_gift_gets_an_incoming_upgrade() {
+        let (mut w, dep, a, _) = world();
+        let sent = send(&mut w, dep, a);
+        let before = w.acc(dep).expect("dep").next_msg_id;
+        w.upgrade_gift(a, sent).expect("upgrade");
+        let m = wire(&w, dep, before);
+        assert!(!m.out, "incoming for the sender");
+        assert_eq!(m.peer_id, tlb::peer_user(a));
+        assert!(unique(&w, dep, before).upgrade);
+        assert!(w.saved_gifts(dep).expect("list").is_empty());
+    }
+
+    #[test]
+    fn resale_purchase_for_someone_else_carries_its_price() {
+        let (mut w, dep, a, _) = world();
+        let stars_before = w.stars(a).expect("stars");
+        for price in [Price::Stars(900), Price::Ton(3_500_000_000)] {
+            let gift_id = gift(&w);
+            let sent = w
+                .resale_buy(ResaleBuy {
+                    buyer: a,
+                    to: dep,
+                    gift_id,
+                    price,
+                    message: Some("deposit".into()),
+                    transfer_lock_secs: Some(60),
+                })
+                .expect("bought");
+            let m = wire(&w, dep, sent.msg_id);
+            assert!(!m.out);
+            assert_eq!(m.peer_id, tlb::peer_user(a));
+            let act = unique(&w, dep, sent.msg_id);
+            assert!(!act.transferred && !act.upgrade);
+            assert_eq!(act.resale_amount, Some(price.tl()));
+            assert_eq!(saved(&w, dep, sent.msg_id).from_id, Some(tlb::peer_user(a)));
+        }
+        assert_eq!(w.stars(a).expect("stars"), stars_before - 900);
+    }
+
+    #[test]
+    fn offers_carry_the_owners_gift_and_an_accepted_one_is_a_sale() {
+        let (mut w, dep, a, b) = world();
+        let held = send_unique(&mut w, a, dep);
+        let offer = |w: &mut World| {
+            w.send_offer(SendOffer {
+                buyer: b,
+                owner: dep,
+                msg_id: held.msg_id,
+                price: Price::Stars(700),
+                duration_secs: 6 * 3600,
+            })
+            .expect("offer")
+        };
+        let first = offer(&mut w);
+        let act = match wire(&w, dep, first.offer_msg_id).action {
+            tl::enums::MessageAction::StarGiftPurchaseOffer(o) => o,
+            other => panic!("{other:?}"),
+        };
+        let tl::enums::StarGift::Unique(g) = act.gift else {
+            panic!("a collectible")
+        };
+        assert_eq!(Some(g.id), held.unique_id, "the owner's own collectible");
+        let stars = w.stars(b).expect("stars");
+        let none = w
+            .resolve_offer(ResolveOffer {
+                owner: dep,
+                offer_msg_id: first.offer_msg_id,
+                decline: true,
+            })
+            .expect("declined");
+        assert!(none.is_none());
+        assert_eq!(
+            w.stars(b).expect("stars"),
+            stars + 700,
+            "held Stars returned"
+        );
+        assert_eq!(w.saved_gifts(dep).expect("list").len(), 1);
+        let second = offer(&mut w);
+        let before = w.acc(dep).expect("dep").next_msg_id;
+        let bought = w
+            .resolve_offer(ResolveOffer {
+                owner: dep,
+                offer_msg_id: second.offer_msg_id,
+                decline: false,
+            })
+            .expect("accepted")
+            .expect("the buyer's gift");
+        assert!(
+            w.saved_gifts(dep).expect("list").is_empty(),
+            "the gift left"
+        );
+        let sale = wire(&w, dep, before);
+        assert!(sale.out);
+        let act = unique(&w, dep, before);
+        assert!(act.from_offer && act.resale_amount.is_some());
+        assert!(unique(&w, b, bought.msg_id).from_offer);
+    }
+
+    #[test]
+    fn auction_wins_notify_the_winner_and_deliver_to_the_receiver() {
+        let (mut w, dep, a, _) = world();
+        let gift_id = gift(&w);
+        let won = w
+            .auction_win(AuctionWin {
+                winner: dep,
+                to: a,
+                gift_id,
+                bid_stars: 1_000,
+            })
+            .expect("won");
+        let act = star_gift(&w, dep, won.winner_msg_id);
+        assert!(act.auction_acquired);
+        assert_eq!(act.to_id, Some(tlb::peer_user(a)));
+        assert_eq!(act.gift_num, Some(won.gift_num));
+        assert!(w.saved_gifts(dep).expect("list").is_empty());
+        let g = won.gift.expect("delivered");
+        assert!(!star_gift(&w, a, g.msg_id).auction_acquired);
+    }
+
+    #[test]
+    fn hosted_collectibles_are_assigned_and_left_out_with_exclude_hosted() {
+        let (mut w, dep, _, _) = world();
+        let gift_id = gift(&w);
+        let sent = w
+            .host_unique(HostUnique {
+                host: dep,
+                gift_id,
+                owner_address: "UQwallet".into(),
+            })
+            .expect("hosted");
+        assert!(unique(&w, dep, sent.msg_id).assigned);
+        let s = saved(&w, dep, sent.msg_id);
+        let tl::enums::StarGift::Unique(u) = s.gift else {
+            panic!("a collectible")
+        };
+        assert_eq!(u.host_id, Some(tlb::peer_user(dep)));
+        assert_eq!(u.owner_address.as_deref(), Some("UQwallet"));
+        assert!(u.owner_id.is_none());
+        let req = |exclude_hosted| tl::functions::payments::GetSavedStarGifts {
+            exclude_unsaved: false,
+            exclude_saved: false,
+            exclude_unlimited: false,
+            exclude_unique: false,
+            sort_by_value: false,
+            exclude_upgradable: false,
+            exclude_unupgradable: false,
+            peer_color_available: false,
+            exclude_hosted,
+            peer: tl::enums::InputPeer::PeerSelf,
+            collection_id: None,
+            offset: String::new(),
+            limit: 100,
+        };
+        let count = |w: &World, ex| {
+            let tl::enums::payments::SavedStarGifts::Gifts(p) =
+                w.get_saved_star_gifts(dep, &req(ex)).expect("list");
+            p.count
+        };
+        assert_eq!(count(&w, false), 1);
+        assert_eq!(count(&w, true), 0);
+    }
+
+    #[test]
+    fn crafting_reuses_the_first_id_and_burns_the_rest() {
+        let (mut w, dep, a, _) = world();
+        let x = send_unique(&mut w, a, dep);
+        let y = send_unique(&mut w, a, dep);
+        let c = w
+            .craft(Craft {
+                owner: dep,
+                msg_ids: vec![x.msg_id, y.msg_id],
+            })
+            .expect("crafted");
+        assert_eq!((c.unique_id, c.num), (x.unique_id, x.num));
+        let act = unique(&w, dep, c.msg_id);
+        assert!(act.craft);
+        let tl::enums::StarGift::Unique(g) = act.gift else {
+            panic!("a collectible")
+        };
+        assert!(g.crafted && !g.burned);
+        let list = w.saved_gifts(dep).expect("list");
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].msg_id, c.msg_id);
+        assert_eq!(list[0].from, Some(a), "keeps the first ingredient's sender");
+    }
+
+    #[test]
+    fn chat_themes_carry_a_collectible_without_moving_it() {
+        let (mut w, dep, a, b) = world();
+        let own = send_unique(&mut w, b, a);
+        let t = w
+            .set_chat_theme(ChatTheme {
+                from: a,
+                to: dep,
+                msg_id: own.msg_id,
+            })
+            .expect("theme");
+        match wire(&w, dep, t.to_msg_id).action {
+            tl::enums::MessageAction::SetChatTheme(s) => {
+                assert!(matches!(s.theme, tl::enums::ChatTheme::UniqueGift(_)))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(w.saved_gifts(dep).expect("list").is_empty());
+        assert_eq!(w.saved_gifts(a).expect("list").len(), 1);
+    }
+
+    #[test]
+    fn values_and_ton_listings_are_on_the_wire() {
+        let (mut w, dep, a, _) = world();
+        let held = send_unique(&mut w, a, dep);
+        w.set_saved_unique_value(
+            dep,
+            held.msg_id,
+            UniqueValue {
+                value_amount: Some(12_345),
+                value_currency: Some("USD".into()),
+                value_usd_amount: Some(12_345),
+                resell: vec![Price::Stars(5_000), Price::Ton(2_000_000_000)],
+                resale_ton_only: false,
+            },
+        )
+        .expect("valued");
+        let s = saved(&w, dep, held.msg_id);
+        let bytes = tl::enums::SavedStarGift::Gift(s).to_bytes();
+        let tl::enums::SavedStarGift::Gift(s) =
+            tl::enums::SavedStarGift::from_bytes(&bytes).expect("decodes");
+        let tl::enums::StarGift::Unique(u) = s.gift else {
+            panic!("a collectible")
+        };
+        assert_eq!(u.value_currency.as_deref(), Some("USD"));
+        assert_eq!(u.value_usd_amount, Some(12_345));
+        assert_eq!(
+            u.resell_amount,
+            Some(vec![
+                Price::Stars(5_000).tl(),
+                Price::Ton(2_000_000_000).tl()
+            ])
+        );
+        let bad = w.set_saved_unique_value(
+            dep,
+            held.msg_id,
+            UniqueValue {
+                value_amount: Some(1),
+                ..UniqueValue::default()
+            },
+        );
+        assert!(bad.is_err(), "an amount needs its currency");
+    }
+
+    #[test]
+    fn purchase_rules_refuse_before_payment_and_check_can_send_gift_says_why() {
+        let (mut w, dep, a, _) = world();
+        let gift_id = gift(&w);
+        let ok = |w: &World| {
+            matches!(
+                w.check_can_send_gift(dep, gift_id).expect("check"),
+                tl::enums::payments::CheckCanSendGiftResult::Ok
+            )
+        };
+        w.set_gift_rules(
+            gift_id,
+            GiftRules {
+                per_user_total: Some(1),
+                ..GiftRules::default()
+            },
+        )
+        .expect("rules");
+        assert!(ok(&w));
+        send(&mut w, dep, a);
+        assert!(!ok(&w), "per-user limit reached");
+        let e = w
+            .send_gift(SendGift {
+                from: dep,
+                to: a,
+                gift_id,
+                ..SendGift::default()
+            })
+            .expect_err("limit");
+        assert_eq!(e.message, "STARGIFT_USER_USAGE_LIMITED");
+        let e = w
+            .gift_payment_form(dep, a, gift_id, false, false, None)
+            .expect_err("no form");
+        assert_eq!(e.message, "STARGIFT_USER_USAGE_LIMITED");
+        // The starGift in the buyer's own saved gift shows the buyer's allowance.
+        let received = send(&mut w, a, dep);
+        let tl::enums::StarGift::Gift(g) = saved(&w, dep, received).gift else {
+            panic!("regular")
+        };
+        assert!(g.limited_per_user);
+        assert_eq!((g.per_user_total, g.per_user_remains), (Some(1), Some(0)));
+        for (rules, error) in [
+            (
+                GiftRules {
+                    require_premium: true,
+                    ..GiftRules::default()
+                },
+                "PREMIUM_ACCOUNT_REQUIRED",
+            ),
+            (
+                GiftRules {
+                    locked_until_date: Some(i32::MAX),
+                    ..GiftRules::default()
+                },
+                "STARGIFT_LOCKED",
+            ),
+            (
+                GiftRules {
+                    auction: true,
+                    ..GiftRules::default()
+                },
+                "STARGIFT_AUCTION_ONLY",
+            ),
+        ] {
+            w.set_gift_rules(gift_id, rules).expect("rules");
+            assert!(!ok(&w), "{error}");
+            let e = w
+                .gift_payment_form(dep, a, gift_id, false, false, None)
+                .expect_err(error);
+            assert_eq!(e.message, error);
+        }
+        w.set_premium(dep, true).expect("premium");
+        w.set_gift_rules(
+            gift_id,
+            GiftRules {
+                require_premium: true,
+                ..GiftRules::default()
+            },
+        )
+        .expect("rules");
+        assert!(ok(&w), "Premium may buy");
+        let auction = GiftRules {
+            auction: true,
+            ..GiftRules::default()
+        };
+        w.set_gift_rules(gift_id, auction).expect("rules");
+        let g = w.tl_star_gift(&w.gift(gift_id).expect("gift"));
+        let bytes = g.to_bytes();
+        let tl::enums::StarGift::Gift(g) =
+            tl::enums::StarGift::from_bytes(&bytes).expect("decodes")
+        else {
+            panic!("regular")
+        };
+        assert!(g.auction && g.auction_slug.is_some());
+    }
+}
