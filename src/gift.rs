@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+pub mod classify;
+
 use serde::{Deserialize, Serialize};
 
 /// A Telegram user id (players, the deposit account).

@@ -4,7 +4,13 @@
 use grammers_tl_types as tl;
 
 use crate::detector::{Fate, ObservedGift};
+pub use crate::gift::classify::SERVICE_USER_ID;
+use crate::gift::classify::{
+    Decision, Envelope, Facts, FateKind, GiftFlags, GiftMessage, ItemRef, Peer, SavedGift,
+    UniqueFlags, UniqueMessage, classify,
+};
 use crate::gift::{GiftType, MsgId, UniqueInfo, UserId, UserInfo};
+use crate::withdraw::precheck::GiftRules;
 
 /// The user id behind a peer, when the peer is a user.
 pub fn peer_user(peer: &tl::enums::Peer) -> Option<UserId> {
@@ -47,29 +53,106 @@ pub fn gift_type(gift: &tl::enums::StarGift) -> (GiftType, Option<UniqueInfo>) {
     }
 }
 
-/// One entry of `payments.getSavedStarGifts`. `None` when the entry has no `msg_id` (a gift
-/// saved by a channel, never the case for a user account) and so cannot be identified.
-pub fn saved_gift(saved: &tl::enums::SavedStarGift) -> Option<ObservedGift> {
+/// The purchase rules of a regular catalogue gift as the account sees them; `None` for a
+/// collectible.
+pub fn gift_rules(gift: &tl::enums::StarGift) -> Option<GiftRules> {
+    let tl::enums::StarGift::Gift(g) = gift else {
+        return None;
+    };
+    Some(GiftRules {
+        sold_out: g.sold_out,
+        auction: g.auction,
+        require_premium: g.require_premium,
+        per_user_remains: g.per_user_remains.filter(|_| g.limited_per_user),
+        locked_until: g.locked_until_date.map(i64::from),
+    })
+}
+
+/// What Telegram shows of a gift, decided: the [`Decision`] and, when a detector must see it,
+/// the observation to hand it (a deposit credited to the decided sender, a held item with no
+/// owner, a refund of the delivering message). `gift` is `None` for everything else: fates are
+/// applied by the reconciliation, which reads them from the delivering message ([`fate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub decision: Decision,
+    pub gift: Option<ObservedGift>,
+}
+
+impl Seen {
+    fn new(decision: Decision, msg_id: MsgId, base: impl FnOnce() -> ObservedGift) -> Self {
+        let gift = match decision {
+            Decision::Deposit { from } => Some(ObservedGift {
+                from: Some(from),
+                ..base()
+            }),
+            Decision::Hold { .. } => Some(ObservedGift {
+                from: None,
+                ..base()
+            }),
+            // A refund read where the gift was delivered: the detector ends the held item (and
+            // never credits a gift Telegram already took back).
+            Decision::Fate {
+                item: ItemRef::Message(m),
+                fate: FateKind::Refunded,
+            } if m == msg_id => Some(ObservedGift {
+                from: None,
+                refunded: true,
+                ..base()
+            }),
+            Decision::Fate { .. } | Decision::Ignore { .. } => None,
+        };
+        Self { decision, gift }
+    }
+}
+
+fn peer(peer: &tl::enums::Peer) -> Peer {
+    match peer {
+        tl::enums::Peer::User(u) => Peer::User(u.user_id),
+        tl::enums::Peer::Chat(c) => Peer::Chat(c.chat_id),
+        tl::enums::Peer::Channel(c) => Peer::Chat(c.channel_id),
+    }
+}
+
+fn opt_peer(p: &Option<tl::enums::Peer>) -> Option<Peer> {
+    p.as_ref().map(peer)
+}
+
+/// The facts of one `payments.getSavedStarGifts` entry.
+pub fn saved_facts(saved: &tl::enums::SavedStarGift) -> Facts {
     let tl::enums::SavedStarGift::Gift(s) = saved;
-    let msg_id = s.msg_id?;
-    let (gift, unique) = gift_type(&s.gift);
-    Some(ObservedGift {
-        msg_id,
-        // Set for the receiver even when the sender hid their name ("set only for the receiver").
-        from: s
-            .from_id
-            .as_ref()
-            .and_then(peer_user)
-            .filter(|&id| id != SERVICE_USER_ID),
-        date: i64::from(s.date),
-        gift,
-        unique,
-        convert_stars: s.convert_stars,
-        transfer_stars: s.transfer_stars,
-        can_transfer_at: s.can_transfer_at.map(i64::from),
+    let (hosted, burned) = match &s.gift {
+        tl::enums::StarGift::Unique(u) => (u.host_id.is_some(), u.burned),
+        tl::enums::StarGift::Gift(_) => (false, false),
+    };
+    Facts::Saved(SavedGift {
+        msg_id: s.msg_id,
+        from_id: opt_peer(&s.from_id),
         refunded: s.refunded,
-        pinned: s.pinned_to_top,
-        upgraded_from: None,
+        hosted,
+        burned,
+    })
+}
+
+/// One entry of `payments.getSavedStarGifts`, decided for the account `me`.
+pub fn saved_gift(me: UserId, saved: &tl::enums::SavedStarGift) -> Seen {
+    let tl::enums::SavedStarGift::Gift(s) = saved;
+    let decision = classify(me, &saved_facts(saved));
+    let msg_id = s.msg_id.unwrap_or_default();
+    Seen::new(decision, msg_id, || {
+        let (gift, unique) = gift_type(&s.gift);
+        ObservedGift {
+            msg_id,
+            from: None,
+            date: i64::from(s.date),
+            gift,
+            unique,
+            convert_stars: s.convert_stars,
+            transfer_stars: s.transfer_stars,
+            can_transfer_at: s.can_transfer_at.map(i64::from),
+            refunded: s.refunded,
+            pinned: s.pinned_to_top,
+            upgraded_from: None,
+        }
     })
 }
 
@@ -88,135 +171,141 @@ pub fn users(users: &[tl::enums::User]) -> Vec<UserInfo> {
         .collect()
 }
 
-/// Telegram's service notifications account: gifts it delivers are not from it, so it is never
-/// taken for a sender.
-pub const SERVICE_USER_ID: UserId = 777_000;
-
-/// A gift delivered by a service message in an update. `None` for anything else, including the
-/// deposit account's own outgoing gifts (withdrawals): those are not deposits.
+/// The facts of a service message that carries a gift; `None` for a message that carries none.
 ///
-/// The sender, in the order Telegram names it:
-/// - the action's `from_id` (set for gifts to channels, where the message's sender is the
-///   channel);
-/// - the message's `from_id`;
-/// - for an incoming message in a private chat, the chat's peer. Telegram puts no `from_id` on
-///   incoming private messages (since layer 119): the sender can only be the peer, which is what
-///   grammers-client's `Message::sender_id` and Telethon's `Message.sender_id` read. A gift sent
-///   with "hide my name" still sits in the chat with its sender: the name is hidden from visitors
-///   of the receiver's profile, not from the receiver.
-///
-/// Telegram's service account (777000) is never a sender: a gift whose only named peer is that
-/// account stays without one, and is credited to nobody rather than to a guess.
-pub fn gift_message(message: &tl::enums::Message) -> Option<ObservedGift> {
+/// The chat of a private message is the other user: Telegram puts no `from_id` on incoming
+/// private messages (since layer 119), so the sender of a gift can only be that peer, which is
+/// what grammers-client's `Message::sender_id` and Telethon's `Message.sender_id` read. A gift
+/// sent with "hide my name" still sits in the chat with its sender: the name is hidden from
+/// visitors of the receiver's profile, not from the receiver.
+pub fn message_facts(message: &tl::enums::Message) -> Option<Facts> {
     let tl::enums::Message::Service(m) = message else {
         return None;
     };
-    if m.out {
-        return upgrade_message(m);
-    }
-    let msg_from = m
-        .from_id
-        .as_ref()
-        .and_then(peer_user)
-        .or_else(|| peer_user(&m.peer_id));
-    let sender = |action_from: &Option<tl::enums::Peer>| {
-        action_from
-            .as_ref()
-            .and_then(peer_user)
-            .or(msg_from)
-            .filter(|&id| id != SERVICE_USER_ID)
-    };
-    let date = i64::from(m.date);
-    match &m.action {
-        tl::enums::MessageAction::StarGift(a) => {
-            if a.converted || a.upgraded {
-                return None; // an edit of an older gift, not a delivery
-            }
-            let (gift, unique) = gift_type(&a.gift);
-            Some(ObservedGift {
-                msg_id: m.id,
-                from: sender(&a.from_id),
-                date,
-                gift,
-                unique,
-                convert_stars: a.convert_stars,
-                transfer_stars: None,
-                can_transfer_at: None,
-                refunded: a.refunded,
-                pinned: false,
-                upgraded_from: None,
-            })
-        }
-        tl::enums::MessageAction::StarGiftUnique(a) => {
-            let (gift, unique) = gift_type(&a.gift);
-            Some(ObservedGift {
-                msg_id: m.id,
-                from: sender(&a.from_id),
-                date,
-                gift,
-                unique,
-                convert_stars: None,
-                transfer_stars: a.transfer_stars,
-                can_transfer_at: a.can_transfer_at.map(i64::from),
-                refunded: a.refunded,
-                pinned: false,
-                upgraded_from: None,
-            })
-        }
-        _ => None,
-    }
-}
-
-/// The collectible the deposit account made by upgrading a gift it holds. Telegram records the
-/// upgrade as the account's own outgoing message in the chat with the gift's sender, the action
-/// naming that sender in `from_id` (TDLib `MessageContent.cpp`, `messageUpgradedGift`); the item
-/// is new in the account although the account sent the message. Every other outgoing message
-/// (a gift or transfer the account sent) is not a deposit.
-fn upgrade_message(m: &tl::types::MessageService) -> Option<ObservedGift> {
-    let tl::enums::MessageAction::StarGiftUnique(a) = &m.action else {
-        return None;
-    };
-    if !a.upgrade {
-        return None;
-    }
-    let (gift, unique) = gift_type(&a.gift);
-    Some(ObservedGift {
+    let envelope = Envelope {
         msg_id: m.id,
-        from: a
-            .from_id
-            .as_ref()
-            .and_then(peer_user)
-            .filter(|&id| id != SERVICE_USER_ID),
-        date: i64::from(m.date),
-        gift,
-        unique,
-        convert_stars: None,
-        transfer_stars: a.transfer_stars,
-        can_transfer_at: a.can_transfer_at.map(i64::from),
-        refunded: a.refunded,
-        pinned: false,
-        upgraded_from: None,
+        out: m.out,
+        chat: peer(&m.peer_id),
+        from: opt_peer(&m.from_id),
+    };
+    Some(match &m.action {
+        tl::enums::MessageAction::StarGift(a) => Facts::Gift(GiftMessage {
+            envelope,
+            from_id: opt_peer(&a.from_id),
+            peer: opt_peer(&a.peer),
+            to_id: opt_peer(&a.to_id),
+            flags: GiftFlags {
+                converted: a.converted,
+                upgraded: a.upgraded,
+                upgrade_msg_id: a.upgrade_msg_id,
+                refunded: a.refunded,
+                prepaid_upgrade: a.prepaid_upgrade,
+                upgrade_separate: a.upgrade_separate,
+                auction_acquired: a.auction_acquired,
+                gift_msg_id: a.gift_msg_id,
+            },
+            gift_is_unique: matches!(a.gift, tl::enums::StarGift::Unique(_)),
+        }),
+        tl::enums::MessageAction::StarGiftUnique(a) => {
+            let (collectible_id, burned, hosted) = match &a.gift {
+                tl::enums::StarGift::Unique(u) => (Some(u.id), u.burned, u.host_id.is_some()),
+                tl::enums::StarGift::Gift(_) => (None, false, false),
+            };
+            Facts::Unique(UniqueMessage {
+                envelope,
+                from_id: opt_peer(&a.from_id),
+                peer: opt_peer(&a.peer),
+                flags: UniqueFlags {
+                    upgrade: a.upgrade,
+                    transferred: a.transferred,
+                    refunded: a.refunded,
+                    prepaid_upgrade: a.prepaid_upgrade,
+                    assigned: a.assigned,
+                    from_offer: a.from_offer,
+                    craft: a.craft,
+                    resale: a.resale_amount.is_some(),
+                },
+                collectible_id,
+                burned,
+                hosted,
+            })
+        }
+        tl::enums::MessageAction::StarGiftPurchaseOffer(_)
+        | tl::enums::MessageAction::StarGiftPurchaseOfferDeclined(_) => Facts::Offer,
+        tl::enums::MessageAction::SetChatTheme(t) => match t.theme {
+            tl::enums::ChatTheme::UniqueGift(_) => Facts::ChatTheme,
+            _ => return None,
+        },
+        _ => return None,
     })
 }
 
-/// What the service message of a gift that left the saved list says happened to it.
-pub fn fate(message: &tl::enums::Message) -> Option<(MsgId, Fate)> {
+/// A service message from an update or `messages.getMessages`, decided for the account `me`;
+/// `None` when it carries no gift. See [`crate::gift::classify`] for the rules.
+pub fn gift_message(me: UserId, message: &tl::enums::Message) -> Option<Seen> {
+    let facts = message_facts(message)?;
+    let decision = classify(me, &facts);
     let tl::enums::Message::Service(m) = message else {
         return None;
     };
-    let fate = match &m.action {
-        tl::enums::MessageAction::StarGift(a) => {
-            if let (true, Some(into)) = (a.upgraded, a.upgrade_msg_id) {
-                Fate::Upgraded { into }
-            } else if a.converted {
-                Fate::Converted
-            } else if a.refunded {
-                Fate::Refunded
-            } else {
-                Fate::Gone
-            }
+    let date = i64::from(m.date);
+    let base = |gift: &tl::enums::StarGift| {
+        let (gift, unique) = gift_type(gift);
+        ObservedGift {
+            msg_id: m.id,
+            from: None,
+            date,
+            gift,
+            unique,
+            convert_stars: None,
+            transfer_stars: None,
+            can_transfer_at: None,
+            refunded: false,
+            pinned: false,
+            upgraded_from: None,
         }
-        tl::enums::MessageAction::StarGiftUnique(a) if a.refunded => Fate::Refunded,
+    };
+    Some(match &m.action {
+        tl::enums::MessageAction::StarGift(a) => Seen::new(decision, m.id, || ObservedGift {
+            convert_stars: a.convert_stars,
+            refunded: a.refunded,
+            ..base(&a.gift)
+        }),
+        tl::enums::MessageAction::StarGiftUnique(a) => Seen::new(decision, m.id, || ObservedGift {
+            transfer_stars: a.transfer_stars,
+            can_transfer_at: a.can_transfer_at.map(i64::from),
+            refunded: a.refunded,
+            ..base(&a.gift)
+        }),
+        // offers and themes: classify never makes them a deposit
+        _ => Seen {
+            decision,
+            gift: None,
+        },
+    })
+}
+
+/// What the service message that delivered a held gift says happened to it, read by the
+/// reconciliation for a gift that left the saved list. The same [`classify`] as every path:
+/// a fate it decides for this message is the fate; anything else means nothing tells (`Gone`).
+pub fn fate(me: UserId, message: &tl::enums::Message) -> Option<(MsgId, Fate)> {
+    let tl::enums::Message::Service(m) = message else {
+        return None;
+    };
+    let fate = match message_facts(message).map(|f| classify(me, &f)) {
+        Some(Decision::Fate {
+            item: ItemRef::Message(id),
+            fate,
+        }) if id == m.id => match fate {
+            FateKind::Upgraded { into } => Fate::Upgraded { into },
+            FateKind::Converted => Fate::Converted,
+            FateKind::Refunded => Fate::Refunded,
+            // Burned by crafting: no status of its own; it left, and nothing brings it back.
+            FateKind::Burned
+            | FateKind::PrepaidUpgrade
+            | FateKind::TransferredOut
+            | FateKind::Sold => Fate::Gone,
+        },
         _ => Fate::Gone,
     };
     Some((m.id, fate))
@@ -334,7 +423,9 @@ mod tests {
     }
 
     fn check(message: tl::enums::Message, expected: Option<(MsgId, Option<UserId>)>) {
-        let got = gift_message(&message).map(|g| (g.msg_id, g.from));
+        let got = gift_message(1, &message)
+            .and_then(|s| s.gift)
+            .map(|g| (g.msg_id, g.from));
         assert_eq!(got, expected);
     }
 
@@ -431,7 +522,7 @@ mod tests {
 
     #[test]
     fn saved_gifts_name_their_sender_to_the_receiver() {
-        let from = |s| saved_gift(&s).map(|g| (g.msg_id, g.from));
+        let from = |s| saved_gift(1, &s).gift.map(|g| (g.msg_id, g.from));
         assert_eq!(from(saved(Some(42), false)), Some((7, Some(42))));
         // "the gift sender in from_id and the message are set only for the receiver"
         assert_eq!(from(saved(Some(42), true)), Some((7, Some(42))));
@@ -512,13 +603,11 @@ mod tests {
             service(9, true, Some(1), user(42), unique_action(false, None)),
             None,
         );
-        let got = gift_message(&service(
-            9,
-            false,
-            None,
-            user(42),
-            unique_action(false, None),
-        ))
+        let got = gift_message(
+            1,
+            &service(9, false, None, user(42), unique_action(false, None)),
+        )
+        .and_then(|s| s.gift)
         .and_then(|g| g.unique)
         .map(|u| (u.collectible_id, u.number));
         assert_eq!(got, Some((900, 3)));
@@ -526,7 +615,7 @@ mod tests {
 
     #[test]
     fn fates() {
-        let f = |a| fate(&service(3, false, None, user(42), a)).map(|(_, f)| f);
+        let f = |a| fate(1, &service(3, false, None, user(42), a)).map(|(_, f)| f);
         assert_eq!(f(action(None, true, None)), Some(Fate::Converted));
         assert_eq!(
             f(action(None, false, Some(9))),

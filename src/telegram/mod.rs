@@ -10,6 +10,7 @@
 //! an exponential backoff (backon).
 
 pub mod bot;
+pub mod catalogue;
 pub mod clock;
 pub mod convert;
 pub mod login;
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::detector::{Fate, ObservedGift};
+use crate::gift::classify::Decision;
 use crate::gift::{MsgId, UserId, UserInfo};
 use crate::health::Health;
 use crate::secret::Secret;
@@ -111,6 +113,15 @@ pub enum TelegramError {
          send a message or a gift to the deposit account first"
     )]
     Unaddressable { user: UserId },
+    #[error(
+        "telegram sent {method} an object giftd cannot decode ({detail}): it is newer than \
+         giftd's TL layer; nothing was credited from it, and polling carries on (update giftd \
+         when this repeats)"
+    )]
+    Unreadable {
+        method: &'static str,
+        detail: String,
+    },
     #[error("stopped")]
     Cancelled,
 }
@@ -134,6 +145,10 @@ impl TelegramError {
                 name: rpc.name,
                 value: rpc.value,
             },
+            InvocationError::Deserialize(e) => TelegramError::Unreadable {
+                method,
+                detail: e.to_string(),
+            },
             other => TelegramError::Network {
                 method,
                 detail: other.to_string(),
@@ -156,6 +171,9 @@ pub struct TelegramStats {
 pub struct SavedPage {
     pub count: i32,
     pub gifts: Vec<ObservedGift>,
+    /// Entries Telegram listed that are not items the account holds (hosted, burned, without
+    /// `msg_id`, sent by the account): counted so the walk still matches Telegram's `count`.
+    pub skipped: usize,
     pub users: Vec<UserInfo>,
     pub next_offset: Option<String>,
 }
@@ -168,6 +186,8 @@ pub struct SavedList {
     pub users: Vec<UserInfo>,
     /// The total Telegram reported.
     pub count: i32,
+    /// Listed entries that are not held items ([`SavedPage::skipped`]).
+    pub skipped: usize,
     /// The list did not change during the walk (see [`Telegram::all_saved_gifts`]).
     pub consistent: bool,
 }
@@ -186,6 +206,8 @@ struct Inner {
     /// which `quit` would wait on for ever.
     runner: tokio::task::AbortHandle,
     self_id: UserId,
+    /// The account has Telegram Premium (some catalogue gifts can be bought only with it).
+    premium: bool,
     /// The account's public @username (without `@`), which players send gifts to.
     username: Option<String>,
     session_file: PathBuf,
@@ -199,6 +221,8 @@ struct Inner {
     session: Arc<SqliteSession>,
     /// Users whose access hash this process already cached (saves a commit per poll).
     known_users: std::sync::Mutex<std::collections::HashSet<UserId>>,
+    /// Where gift decisions and undecodable answers are counted.
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Telegram {
@@ -410,9 +434,9 @@ impl Telegram {
                 return Err(TelegramError::ClockAhead { count });
             }
         };
-        let (self_id, username) = match me {
+        let (self_id, username, premium) = match me {
             Ok(users) => match users.first() {
-                Some(tl::enums::User::User(u)) => (u.id, u.username.clone()),
+                Some(tl::enums::User::User(u)) => (u.id, u.username.clone(), u.premium),
                 _ => {
                     pool.quit();
                     return Err(TelegramError::NotAuthorised {
@@ -452,6 +476,8 @@ impl Telegram {
                 })?;
             Some(GiftUpdates {
                 stream,
+                self_id,
+                health: Arc::clone(&opts.health),
                 session: Arc::clone(&session),
                 senders: HashMap::new(),
                 cached_at: tokio::time::Instant::now(),
@@ -466,6 +492,7 @@ impl Telegram {
                 pool: pool.clone(),
                 runner: runner.abort_handle(),
                 self_id,
+                premium,
                 username,
                 session_file: opts.session_file.clone(),
                 flood_wait_max: opts.flood_wait_max,
@@ -474,6 +501,7 @@ impl Telegram {
                 stats: TelegramStats::default(),
                 session: Arc::clone(&session),
                 known_users: std::sync::Mutex::new(std::collections::HashSet::new()),
+                health: Arc::clone(&opts.health),
             }),
         };
         Ok(Connection {
@@ -589,6 +617,16 @@ impl Telegram {
                         detail: UNKNOWN_KEY.to_owned(),
                     });
                 }
+                // An answer grammers cannot decode (newer than layer 230): asking again gets
+                // the same answer.
+                InvocationError::Deserialize(_) => {
+                    self.inner
+                        .health
+                        .metrics
+                        .unreadable
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(TelegramError::from_invocation(method, err));
+                }
                 InvocationError::Rpc(rpc) if rpc.code < 500 => {
                     return Err(TelegramError::from_invocation(method, err));
                 }
@@ -630,8 +668,14 @@ impl Telegram {
         Some((until - now).as_secs_f64().ceil() as u32)
     }
 
-    /// One page of `payments.getSavedStarGifts` (saved and unsaved gifts alike).
+    /// One page of `payments.getSavedStarGifts` (saved and unsaved gifts alike), as the poll
+    /// reads it: entries that are not deposits are skipped without being counted (the poll
+    /// reads the same newest page every few seconds; reconciliations count them).
     pub async fn saved_gifts_page(&self, offset: &str) -> Result<SavedPage, TelegramError> {
+        self.saved_page(offset, false).await
+    }
+
+    async fn saved_page(&self, offset: &str, count: bool) -> Result<SavedPage, TelegramError> {
         let request = tl::functions::payments::GetSavedStarGifts {
             exclude_unsaved: false,
             exclude_saved: false,
@@ -641,7 +685,9 @@ impl Telegram {
             exclude_upgradable: false,
             exclude_unupgradable: false,
             peer_color_available: false,
-            exclude_hosted: false,
+            // Hosted collectibles are shown, not owned (TDLib getReceivedGifts
+            // `exclude_hosted`); any that are listed anyway are skipped by classify.
+            exclude_hosted: true,
             peer: tl::enums::InputPeer::PeerSelf,
             collection_id: None,
             offset: offset.to_owned(),
@@ -649,11 +695,25 @@ impl Telegram {
         };
         let tl::enums::payments::SavedStarGifts::Gifts(page) =
             self.call("payments.getSavedStarGifts", &request).await?;
-        let gifts = page.gifts.iter().filter_map(convert::saved_gift).collect();
+        let me = self.inner.self_id;
+        let mut gifts = Vec::with_capacity(page.gifts.len());
+        let mut skipped = 0;
+        for entry in &page.gifts {
+            let seen = convert::saved_gift(me, entry);
+            if count {
+                log_decision("saved", &seen.decision);
+                self.inner.health.metrics.count_decision(&seen.decision);
+            }
+            match seen.gift {
+                Some(gift) => gifts.push(gift),
+                None => skipped += 1,
+            }
+        }
         self.remember_users(&page.users).await;
         Ok(SavedPage {
             count: page.count,
             gifts,
+            skipped,
             users: convert::users(&page.users),
             next_offset: page.next_offset.filter(|o| !o.is_empty()),
         })
@@ -672,20 +732,22 @@ impl Telegram {
             gifts: Vec::new(),
             users: Vec::new(),
             count: 0,
+            skipped: 0,
             consistent: true,
         };
         let mut seen = std::collections::HashSet::new();
         let mut offset = String::new();
         let mut first = true;
         loop {
-            let page = self.saved_gifts_page(&offset).await?;
+            let page = self.saved_page(&offset, true).await?;
             if first {
                 list.count = page.count;
                 first = false;
             } else if page.count != list.count {
                 list.consistent = false;
             }
-            let empty = page.gifts.is_empty();
+            let empty = page.gifts.is_empty() && page.skipped == 0;
+            list.skipped += page.skipped;
             list.gifts
                 .extend(page.gifts.into_iter().filter(|g| seen.insert(g.msg_id)));
             list.users.extend(page.users);
@@ -702,7 +764,7 @@ impl Telegram {
                 _ => break,
             }
         }
-        if list.gifts.len() != list.count.max(0) as usize {
+        if list.gifts.len() + list.skipped != list.count.max(0) as usize {
             tracing::warn!(
                 count = list.count,
                 listed = list.gifts.len(),
@@ -737,9 +799,31 @@ impl Telegram {
                 tl::enums::messages::Messages::ChannelMessages(m) => m.messages,
                 tl::enums::messages::Messages::NotModified(_) => Vec::new(),
             };
-            out.extend(messages.iter().filter_map(convert::fate));
+            let me = self.inner.self_id;
+            out.extend(messages.iter().filter_map(|m| convert::fate(me, m)));
         }
         Ok(out)
+    }
+}
+
+/// Logs what classify decided for a gift-bearing message or saved gift that is not a plain
+/// deposit: a hold (an operator must assign the owner) as a warning, the rest for the record.
+fn log_decision(path: &'static str, decision: &Decision) {
+    match decision {
+        Decision::Deposit { .. } => {}
+        Decision::Hold { reason } => tracing::warn!(
+            path,
+            reason = reason.as_str(),
+            "a new gift is held without an owner for an operator: telegram does not tell who deposited it"
+        ),
+        Decision::Fate { .. } => {
+            tracing::info!(path, %decision, "news of a gift the account may hold")
+        }
+        Decision::Ignore { reason } => tracing::info!(
+            path,
+            reason = reason.as_str(),
+            "a gift-bearing message that is not a deposit"
+        ),
     }
 }
 
@@ -749,6 +833,10 @@ const PEER_CACHE_INTERVAL: Duration = Duration::from_secs(2);
 /// The real-time gift stream.
 pub struct GiftUpdates {
     stream: UpdateStream,
+    /// The deposit account, for [`convert::gift_message`].
+    self_id: UserId,
+    /// Where decisions that are not deposits are counted.
+    health: Arc<Health>,
     /// The session file, where the senders of gifts are cached (their access hashes address
     /// them later) in batches instead of one commit per update.
     session: Arc<SqliteSession>,
@@ -768,15 +856,24 @@ impl std::fmt::Debug for GiftUpdates {
 impl GiftUpdates {
     /// Waits for the next update and returns the gift it delivers, if any.
     pub async fn next(&mut self) -> Result<Option<ObservedGift>, TelegramError> {
-        let (update, _state, peers) = self
-            .stream
-            .next_raw()
-            .await
-            .map_err(|e| TelegramError::from_invocation("updates", e))?;
-        let gift = match update {
-            tl::enums::Update::NewMessage(u) => convert::gift_message(&u.message),
+        let (update, _state, peers) = self.stream.next_raw().await.map_err(|e| {
+            if matches!(e, InvocationError::Deserialize(_)) {
+                self.health
+                    .metrics
+                    .unreadable
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            TelegramError::from_invocation("updates", e)
+        })?;
+        let seen = match update {
+            tl::enums::Update::NewMessage(u) => convert::gift_message(self.self_id, &u.message),
             _ => None,
         };
+        let gift = seen.and_then(|seen| {
+            log_decision("update", &seen.decision);
+            self.health.metrics.count_decision(&seen.decision);
+            seen.gift
+        });
         if let Some(from) = gift.as_ref().and_then(|g| g.from)
             && let Some(peer) = PeerId::user(from).and_then(|id| peers.get(id))
         {

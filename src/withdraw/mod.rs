@@ -7,4 +7,5 @@
 //! resolving every "I don't know" by looking at Telegram.
 
 pub mod machine;
+pub mod precheck;
 pub mod worker;
