@@ -19,9 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use giftd::gift::{ItemKey, LedgerKind};
+use giftd::store::RequestState;
 use tgsim::{
-    AuctionWin, ChatTheme, Craft, Fault, HostUnique, PrepayUpgrade, Price, ResaleBuy, ResolveOffer,
-    SendGift, SendOffer, SendUniqueGift, SentGift, UniqueValue,
+    AuctionWin, ChatTheme, Craft, Fault, GiftRules, HostUnique, PrepayUpgrade, Price, ResaleBuy,
+    ResolveOffer, SendGift, SendOffer, SendUniqueGift, SentGift, UniqueValue,
 };
 
 use crate::daemon::{Running, World};
@@ -493,6 +494,110 @@ async fn collectible_values_are_never_read_as_stars(backend: Backend) {
     running.stop().await;
 }
 
+// ----- purchase rules of regular gifts (withdrawal by buying the gift again) ---------------
+
+/// Waits until withdrawal `id` is in `state`; returns its reason.
+async fn request_reaches(w: &World, id: i64, state: RequestState) -> Option<String> {
+    let store = w.store().await;
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let r = store
+            .withdrawal(id)
+            .await
+            .expect("store readable")
+            .expect("the request exists");
+        if r.state == state {
+            return r.reason;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "withdrawal {id} is {} (reason {:?}), expected {state}",
+            r.state,
+            r.reason
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A regular gift is returned by buying the same gift for the player. When Telegram would not
+/// sell it to the deposit account (auction only, Premium only, the per-user limit reached), the
+/// request fails with the reason before any Star is spent; when it is locked until a date, the
+/// request waits.
+async fn purchase_rules_refuse_a_resend_before_any_star_is_spent(backend: Backend) {
+    let mut w = World::new(backend, 2).await;
+    w.extra_sections = "[withdraw]\nregular = \"resend\"\ncall_timeout = \"2s\"\n\
+                        settle_delay = \"3s\"\nlease = \"4s\"\npoll_interval = \"100ms\"\n"
+        .into();
+    let (player, other) = (w.player(0), w.player(1));
+    let gift_id = w.regular_gift();
+    let held: Vec<i32> = (0..4).map(|_| w.send(player, false)).collect();
+    // The deposit account already bought one of this gift (for someone else).
+    w.sim
+        .send_gift(SendGift {
+            from: w.deposit.id,
+            to: other,
+            gift_id,
+            hide_name: false,
+            message: None,
+        })
+        .expect("bought once");
+    let running = w.start().await;
+    w.assert_exactly_once(SETTLE).await;
+    let store = w.store().await;
+    let stars = w.sim.stars(w.deposit.id).expect("stars");
+    let cases = [
+        (
+            GiftRules {
+                auction: true,
+                ..GiftRules::default()
+            },
+            RequestState::Failed,
+            "auction",
+        ),
+        (
+            GiftRules {
+                require_premium: true,
+                ..GiftRules::default()
+            },
+            RequestState::Failed,
+            "Premium",
+        ),
+        (
+            GiftRules {
+                per_user_total: Some(1),
+                ..GiftRules::default()
+            },
+            RequestState::Failed,
+            "as many",
+        ),
+        (
+            GiftRules {
+                locked_until_date: Some(
+                    i32::try_from(w.sim.now_unix() + 3_600).expect("a 32-bit date"),
+                ),
+                ..GiftRules::default()
+            },
+            RequestState::Waiting,
+            "later",
+        ),
+    ];
+    for ((rules, state, why), msg) in cases.into_iter().zip(held) {
+        w.sim.set_gift_rules(gift_id, rules).expect("rules");
+        let id = store
+            .create_withdrawal(player, ItemKey::new(w.deposit.id, msg))
+            .await
+            .expect("requested");
+        let reason = request_reaches(&w, id, state).await.unwrap_or_default();
+        assert!(reason.contains(why), "{rules:?}: reason {reason:?}");
+        assert_eq!(
+            w.sim.stars(w.deposit.id).expect("stars"),
+            stars,
+            "{rules:?}: no Star spent"
+        );
+    }
+    running.stop().await;
+}
+
 contract!(
     prepaid_upgrade_is_a_fate_of_the_held_gift,
     upgrade_by_the_receiver_of_a_sent_gift_is_no_deposit,
@@ -503,4 +608,5 @@ contract!(
     crafting_burns_ingredients_and_keeps_the_depositor,
     chat_theme_of_a_collectible_is_no_deposit,
     collectible_values_are_never_read_as_stars,
+    purchase_rules_refuse_a_resend_before_any_star_is_spent,
 );

@@ -81,4 +81,10 @@ impl Sim {
     pub fn set_premium(&self, account: i64, premium: bool) -> Result<(), SimError> {
         Ok(self.shared.world().set_premium(account, premium)?)
     }
+
+    /// The simulator's clock (unix seconds, skew included), for dates such as
+    /// `locked_until_date`.
+    pub fn now_unix(&self) -> i64 {
+        self.shared.world().now()
+    }
 }

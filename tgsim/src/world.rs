@@ -981,6 +981,10 @@ impl World {
         {
             u.lang_code = a.lang_code.clone();
         }
+        // `user.premium`, as everyone sees it (core.telegram.org/constructor/user).
+        if let tl::enums::User::User(u) = &mut user {
+            u.premium = self.is_premium(id);
+        }
         Some(user)
     }
 
