@@ -365,6 +365,10 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
             w.convert_gift(me, saved_ref(&r.stargift)?)?;
             ok(true)
         }
+        f::payments::CheckCanSendGift::CONSTRUCTOR_ID => {
+            let r: f::payments::CheckCanSendGift = parse(query)?;
+            ok(w.check_can_send_gift(me, r.gift_id)?)
+        }
         f::payments::GetStarsStatus::CONSTRUCTOR_ID => {
             let r: f::payments::GetStarsStatus = parse(query)?;
             let who = w.resolve_input_peer(me, &r.peer)?;
