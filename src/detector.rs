@@ -317,6 +317,7 @@ mod tests {
                 collectible_id: 777,
                 slug: "PlushPepe-1".into(),
                 number: 1,
+                value: Default::default(),
             }),
             upgraded_from,
             ..regular(msg_id, from)

@@ -85,6 +85,71 @@ pub struct UniqueInfo {
     pub slug: String,
     /// Its number within its collection.
     pub number: i32,
+    /// What Telegram says it is worth, each figure in the unit Telegram gives it.
+    #[serde(default)]
+    pub value: CollectibleValue,
+}
+
+/// A collectible's worth as Telegram tells it, never converted from one unit to another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct CollectibleValue {
+    /// `starGiftUnique.value_amount` / `value_currency`: an amount in the smallest units of an
+    /// ISO 4217 currency (TDLib `upgradedGift.value`).
+    pub fiat: Option<Money>,
+    /// `starGiftUnique.value_usd_amount`: US cents.
+    pub usd_cents: Option<i64>,
+    /// What a player paid for it on the resale market when they bought it for the account
+    /// (`messageActionStarGiftUnique.resale_amount`); known only to the path that saw that
+    /// message.
+    pub paid: Option<Price>,
+}
+
+impl CollectibleValue {
+    pub fn is_empty(&self) -> bool {
+        self.fiat.is_none() && self.usd_cents.is_none() && self.paid.is_none()
+    }
+}
+
+/// An amount of an ISO 4217 currency, in its smallest units.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    pub amount: i64,
+    /// Three upper-case letters.
+    pub currency: String,
+}
+
+/// A price Telegram gives as a `StarsAmount`: `starsAmount` (Stars) or `starsTonAmount` (TON,
+/// in nano units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Price {
+    Stars(i64),
+    TonNano(i64),
+}
+
+impl Price {
+    /// The `paid_currency` column: `XTR` (Telegram's code for Stars) or `TON`.
+    pub fn currency(self) -> &'static str {
+        match self {
+            Price::Stars(_) => "XTR",
+            Price::TonNano(_) => "TON",
+        }
+    }
+
+    pub fn amount(self) -> i64 {
+        match self {
+            Price::Stars(a) | Price::TonNano(a) => a,
+        }
+    }
+
+    /// Reads the column pair back.
+    pub fn from_parts(amount: Option<i64>, currency: Option<&str>) -> Option<Price> {
+        match (amount?, currency?) {
+            (a, "XTR") => Some(Price::Stars(a)),
+            (a, "TON") => Some(Price::TonNano(a)),
+            _ => None,
+        }
+    }
 }
 
 /// A catalogue row: one kind of gift, shared by every item of that kind.

@@ -692,6 +692,7 @@ mod tests {
             collectible_id: 77,
             slug: "PlushPepe-12".to_owned(),
             number: 12,
+            value: Default::default(),
         }));
         full.status = Status::Upgraded { into: 4 };
         full.convert_stars = Some(0);

@@ -345,6 +345,7 @@ mod tests {
             "name",
             "total",
             "reason",
+            "value",
         ]
         .into_iter()
         .map(|name| (name, Arg::from("1")))
@@ -400,6 +401,7 @@ mod tests {
                 ("title", Arg::from("Plush Pepe")),
                 ("number", Arg::from(number)),
                 ("stars", Arg::Num(1500)),
+                ("value", Arg::from("")),
                 ("state", Arg::from(state)),
             ]
         };

@@ -197,6 +197,7 @@ pub fn render(bot: &Bot, n: &Notification) -> String {
                     collectible_id: 0,
                     slug: slug.clone(),
                     number: n.number.unwrap_or(0),
+                    value: Default::default(),
                 })
             }),
             status: Status::Held,

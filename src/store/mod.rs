@@ -39,7 +39,7 @@ use crate::gift::{
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
 static MIGRATIONS: &[(&str, &str)] = &[
@@ -63,11 +63,15 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "20261202010000_giftd_leases.sql",
         include_str!("../../supabase/migrations/20261202010000_giftd_leases.sql"),
     ),
+    (
+        "20261204160000_giftd_values.sql",
+        include_str!("../../supabase/migrations/20261204160000_giftd_values.sql"),
+    ),
 ];
 
 /// The schema version each entry of [`MIGRATIONS`] sets, increasing but not necessarily
 /// contiguous (branches add versions side by side).
-const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5];
+const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5, 6];
 
 /// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
 /// they apply. `giftd schema` prints them.
@@ -553,6 +557,17 @@ struct ItemRow {
     convert_stars: Option<i64>,
     transfer_stars: Option<i64>,
     can_transfer_at: Option<i64>,
+    /// The collectible's worth as Telegram gave it (see [`crate::gift::CollectibleValue`]).
+    #[serde(default)]
+    value_amount: Option<i64>,
+    #[serde(default)]
+    value_currency: Option<String>,
+    #[serde(default)]
+    value_usd_cents: Option<i64>,
+    #[serde(default)]
+    paid_amount: Option<i64>,
+    #[serde(default)]
+    paid_currency: Option<String>,
 }
 
 impl ItemRow {
@@ -567,6 +582,19 @@ impl ItemRow {
                     collectible_id,
                     slug,
                     number,
+                    value: crate::gift::CollectibleValue {
+                        fiat: match (self.value_amount, self.value_currency) {
+                            (Some(amount), Some(currency)) => {
+                                Some(crate::gift::Money { amount, currency })
+                            }
+                            _ => None,
+                        },
+                        usd_cents: self.value_usd_cents,
+                        paid: crate::gift::Price::from_parts(
+                            self.paid_amount,
+                            self.paid_currency.as_deref(),
+                        ),
+                    },
                 }))
             }
             _ => None,

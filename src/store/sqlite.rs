@@ -70,6 +70,19 @@ const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
     // runs in `migrate`.
     (4, &[], ""),
     (5, &[("withdrawals", "epoch", "INTEGER")], SCHEMA_V5),
+    // Version 6 (Supabase: `20261204160000_giftd_values.sql`): a collectible's worth in the
+    // unit Telegram gives it.
+    (
+        6,
+        &[
+            ("inventory", "value_amount", "INTEGER"),
+            ("inventory", "value_currency", "TEXT"),
+            ("inventory", "value_usd_cents", "INTEGER"),
+            ("inventory", "paid_amount", "INTEGER"),
+            ("inventory", "paid_currency", "TEXT"),
+        ],
+        "",
+    ),
 ];
 
 const SCHEMA_V1: &str = "
@@ -575,7 +588,7 @@ const HELD: &str = "('held', 'withdraw_requested', 'withdrawing')";
 
 const ITEM_COLUMNS: &str = "account_id, msg_id, owner_id, gift_id, stars, collectible_id, slug, \
     number, status, upgraded_into, upgraded_from, received_at, convert_stars, transfer_stars, \
-    can_transfer_at";
+    can_transfer_at, value_amount, value_currency, value_usd_cents, paid_amount, paid_currency";
 
 pub struct SqliteStore {
     /// Owns the open file; the connection below is only valid while it lives.
@@ -829,6 +842,11 @@ fn item_from_row(row: &libsql::Row) -> Result<Item, StoreError> {
         convert_stars: row.get(12).map_err(sql_err)?,
         transfer_stars: row.get(13).map_err(sql_err)?,
         can_transfer_at: row.get(14).map_err(sql_err)?,
+        value_amount: row.get(15).map_err(sql_err)?,
+        value_currency: row.get(16).map_err(sql_err)?,
+        value_usd_cents: row.get(17).map_err(sql_err)?,
+        paid_amount: row.get(18).map_err(sql_err)?,
+        paid_currency: row.get(19).map_err(sql_err)?,
     }
     .into_item()
 }
@@ -957,7 +975,8 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
     let insert_item = conn
         .prepare(&format!(
             "INSERT INTO inventory ({ITEM_COLUMNS}, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+               ?18, ?19, ?20, ?21, ?21)
              ON CONFLICT (account_id, msg_id) DO NOTHING"
         ))
         .await
@@ -998,6 +1017,13 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
                 item.convert_stars,
                 item.transfer_stars,
                 item.can_transfer_at,
+                unique.and_then(|u| u.value.fiat.as_ref()).map(|m| m.amount),
+                unique
+                    .and_then(|u| u.value.fiat.as_ref())
+                    .map(|m| m.currency.clone()),
+                unique.and_then(|u| u.value.usd_cents),
+                unique.and_then(|u| u.value.paid).map(|p| p.amount()),
+                unique.and_then(|u| u.value.paid).map(|p| p.currency()),
                 now
             ])
             .await

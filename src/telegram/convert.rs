@@ -9,7 +9,7 @@ use crate::gift::classify::{
     Decision, Envelope, Facts, FateKind, GiftFlags, GiftMessage, ItemRef, Peer, SavedGift,
     UniqueFlags, UniqueMessage, classify,
 };
-use crate::gift::{GiftType, MsgId, UniqueInfo, UserId, UserInfo};
+use crate::gift::{CollectibleValue, GiftType, Money, MsgId, Price, UniqueInfo, UserId, UserInfo};
 use crate::withdraw::precheck::GiftRules;
 
 /// The user id behind a peer, when the peer is a user.
@@ -36,20 +36,37 @@ pub fn gift_type(gift: &tl::enums::StarGift) -> (GiftType, Option<UniqueInfo>) {
             GiftType {
                 gift_id: u.gift_id,
                 title: Some(u.title.clone()),
-                // A collectible has no list price; its value, when Telegram gives one in stars,
-                // is the best figure there is.
-                stars: match (&u.value_currency, u.value_amount) {
-                    (Some(c), Some(v)) if c == "XTR" => v,
-                    _ => 0,
-                },
+                // A collectible has no list price in Stars; its worth is kept in the unit
+                // Telegram gives it (`UniqueInfo::value`), never converted.
+                stars: 0,
                 unique: true,
             },
             Some(UniqueInfo {
                 collectible_id: u.id,
                 slug: u.slug.clone(),
                 number: u.num,
+                value: CollectibleValue {
+                    fiat: match (u.value_amount, &u.value_currency) {
+                        (Some(amount), Some(currency)) => Some(Money {
+                            amount,
+                            currency: currency.clone(),
+                        }),
+                        _ => None,
+                    },
+                    usd_cents: u.value_usd_amount,
+                    paid: None,
+                },
             }),
         ),
+    }
+}
+
+/// A `StarsAmount` as what it is: whole Stars (`starsAmount`; the `nanos` fraction is not a
+/// price Telegram charges in) or TON in nano units (`starsTonAmount`).
+pub fn price(amount: &tl::enums::StarsAmount) -> Price {
+    match amount {
+        tl::enums::StarsAmount::Amount(a) => Price::Stars(a.amount),
+        tl::enums::StarsAmount::StarsTonAmount(t) => Price::TonNano(t.amount),
     }
 }
 
@@ -271,11 +288,17 @@ pub fn gift_message(me: UserId, message: &tl::enums::Message) -> Option<Seen> {
             refunded: a.refunded,
             ..base(&a.gift)
         }),
-        tl::enums::MessageAction::StarGiftUnique(a) => Seen::new(decision, m.id, || ObservedGift {
-            transfer_stars: a.transfer_stars,
-            can_transfer_at: a.can_transfer_at.map(i64::from),
-            refunded: a.refunded,
-            ..base(&a.gift)
+        tl::enums::MessageAction::StarGiftUnique(a) => Seen::new(decision, m.id, || {
+            let mut gift = ObservedGift {
+                transfer_stars: a.transfer_stars,
+                can_transfer_at: a.can_transfer_at.map(i64::from),
+                refunded: a.refunded,
+                ..base(&a.gift)
+            };
+            if let Some(u) = gift.unique.as_mut() {
+                u.value.paid = a.resale_amount.as_ref().map(price);
+            }
+            gift
         }),
         // offers and themes: classify never makes them a deposit
         _ => Seen {
@@ -611,6 +634,144 @@ mod tests {
         .and_then(|g| g.unique)
         .map(|u| (u.collectible_id, u.number));
         assert_eq!(got, Some((900, 3)));
+    }
+
+    fn decided(m: tl::enums::Message) -> Option<Decision> {
+        gift_message(1, &m).map(|s| s.decision)
+    }
+
+    /// The TL flags reach classify: one case per new shape (the decisions themselves are
+    /// tested in `gift::classify`).
+    #[test]
+    fn tl_shapes_reach_the_classifier() {
+        use crate::gift::classify::{HoldReason, IgnoreReason};
+        // prepaid-upgrade notice: gift_msg_id names the held original
+        let mut a = action(None, false, None);
+        if let tl::enums::MessageAction::StarGift(g) = &mut a {
+            g.prepaid_upgrade = true;
+            g.gift_msg_id = Some(3);
+        }
+        assert_eq!(
+            decided(service(7, false, None, user(43), a)),
+            Some(Decision::Fate {
+                item: ItemRef::Message(3),
+                fate: FateKind::PrepaidUpgrade
+            })
+        );
+        // the other side upgraded a gift the account sent
+        assert_eq!(
+            decided(service(9, false, None, user(42), unique_action(true, None))),
+            Some(Decision::Ignore {
+                reason: IgnoreReason::UpgradedByOtherSide
+            })
+        );
+        // bought on the market for the account, paid in TON: credited to the buyer, price kept
+        let mut a = unique_action(false, None);
+        if let tl::enums::MessageAction::StarGiftUnique(u) = &mut a {
+            u.transferred = false;
+            u.resale_amount = Some(
+                tl::types::StarsTonAmount {
+                    amount: 2_500_000_000,
+                }
+                .into(),
+            );
+            if let tl::enums::StarGift::Unique(g) = &mut u.gift {
+                g.value_amount = Some(1999);
+                g.value_currency = Some("EUR".into());
+                g.value_usd_amount = Some(2150);
+            }
+        }
+        let seen = gift_message(1, &service(9, false, None, user(42), a)).unwrap();
+        assert_eq!(seen.decision, Decision::Deposit { from: 42 });
+        let gift = seen.gift.unwrap();
+        assert_eq!(gift.gift.stars, 0, "a collectible's value is not Stars");
+        let value = gift.unique.unwrap().value;
+        assert_eq!(value.paid, Some(Price::TonNano(2_500_000_000)));
+        assert_eq!(value.usd_cents, Some(2150));
+        assert_eq!(
+            value.fiat,
+            Some(Money {
+                amount: 1999,
+                currency: "EUR".into()
+            })
+        );
+        // assigned, from a channel's notice
+        let mut a = unique_action(false, None);
+        if let tl::enums::MessageAction::StarGiftUnique(u) = &mut a {
+            u.assigned = true;
+        }
+        assert_eq!(
+            decided(service(9, false, None, user(42), a)),
+            Some(Decision::Ignore {
+                reason: IgnoreReason::Assigned
+            })
+        );
+        // offers and chat themes carry a gift and deliver none
+        let offer = tl::enums::MessageAction::StarGiftPurchaseOfferDeclined(
+            tl::types::MessageActionStarGiftPurchaseOfferDeclined {
+                expired: false,
+                gift: star_gift(),
+                price: tl::types::StarsAmount {
+                    amount: 10,
+                    nanos: 0,
+                }
+                .into(),
+            },
+        );
+        assert_eq!(
+            decided(service(9, false, None, user(42), offer)),
+            Some(Decision::Ignore {
+                reason: IgnoreReason::Offer
+            })
+        );
+        let theme = tl::enums::MessageAction::SetChatTheme(tl::types::MessageActionSetChatTheme {
+            theme: tl::types::ChatThemeUniqueGift {
+                gift: star_gift(),
+                theme_settings: Vec::new(),
+            }
+            .into(),
+        });
+        let seen = gift_message(1, &service(9, false, None, user(42), theme)).unwrap();
+        assert_eq!(
+            seen,
+            Seen {
+                decision: Decision::Ignore {
+                    reason: IgnoreReason::ChatTheme
+                },
+                gift: None
+            }
+        );
+        // delivered by the service account: held, recorded without an owner
+        let seen = gift_message(
+            1,
+            &service(7, false, None, user(777000), action(None, false, None)),
+        )
+        .unwrap();
+        assert_eq!(
+            seen.decision,
+            Decision::Hold {
+                reason: HoldReason::NoSender
+            }
+        );
+        assert_eq!(seen.gift.map(|g| g.from), Some(None));
+    }
+
+    #[test]
+    fn hosted_and_burned_saved_gifts_are_not_held() {
+        for (hosted, burned) in [(true, false), (false, true)] {
+            let tl::enums::SavedStarGift::Gift(mut s) = saved(Some(42), false);
+            let tl::enums::MessageAction::StarGiftUnique(u) = unique_action(false, None) else {
+                unreachable!()
+            };
+            let mut gift = u.gift;
+            if let tl::enums::StarGift::Unique(g) = &mut gift {
+                g.host_id = hosted.then(|| user(5));
+                g.burned = burned;
+            }
+            s.gift = gift;
+            let seen = saved_gift(1, &tl::enums::SavedStarGift::Gift(s));
+            assert_eq!(seen.gift, None, "hosted {hosted} burned {burned}");
+        }
     }
 
     #[test]
