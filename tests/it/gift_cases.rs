@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use giftd::gift::{ItemKey, LedgerKind};
+use giftd::gift::{Item, ItemKey, LedgerKind, Money, Price as GiftPrice};
 use giftd::store::RequestState;
 use tgsim::{
     AuctionWin, ChatTheme, Craft, Fault, GiftRules, HostUnique, PrepayUpgrade, Price, ResaleBuy,
@@ -243,7 +243,8 @@ async fn upgrade_by_the_receiver_of_a_sent_gift_is_no_deposit(backend: Backend) 
 /// A player buys a collectible on the resale market for the account, in Stars or in TON: a
 /// deposit by the buyer.
 async fn resale_purchase_for_the_account_credits_the_buyer(backend: Backend) {
-    let (_w, running) = run(backend, |w, phase| {
+    let mut bought = Vec::new();
+    let (w, running) = run(backend, |w, phase| {
         let buyer = w.player(1);
         let price = match phase {
             Phase::UpdateOnly => Price::Ton(3_500_000_000),
@@ -261,9 +262,31 @@ async fn resale_purchase_for_the_account_credits_the_buyer(backend: Backend) {
             })
             .expect("bought");
         w.expected.insert(sent.msg_id, Some(buyer));
+        bought.push((sent.msg_id, price, phase));
         Vec::new()
     })
     .await;
+    // The price paid is known to the path that saw the purchase message; never misread.
+    let held = w
+        .store()
+        .await
+        .load_items(w.deposit.id)
+        .await
+        .expect("store readable");
+    for (msg, price, phase) in bought {
+        let item = held.iter().find(|i| i.key.msg_id == msg).expect("held");
+        let paid = item.unique.as_ref().expect("a collectible").value.paid;
+        let want = match price {
+            Price::Stars(s) => GiftPrice::Stars(s),
+            Price::Ton(n) => GiftPrice::TonNano(n),
+        };
+        // The update-only phase's purchase was seen by its message: its price is known.
+        let known = phase == Phase::UpdateOnly;
+        assert!(
+            paid == Some(want) || !known && paid.is_none(),
+            "msg {msg} ({phase:?}): paid {paid:?}, the buyer paid {want:?}"
+        );
+    }
     running.stop().await;
 }
 
@@ -475,21 +498,32 @@ async fn collectible_values_are_never_read_as_stars(backend: Backend) {
         Vec::new()
     })
     .await;
-    let held: BTreeMap<i32, i64> = w
+    let held: BTreeMap<i32, Item> = w
         .store()
         .await
         .load_items(w.deposit.id)
         .await
         .expect("store readable")
-        .iter()
-        .map(|i| (i.key.msg_id, i.stars))
+        .into_iter()
+        .map(|i| (i.key.msg_id, i))
         .collect();
     for msg in deposited {
-        let stars = held[&msg];
+        let item = &held[&msg];
         assert!(
-            stars != 12_345 && stars != 2_000_000_000,
-            "msg {msg}: a USD value or a TON price read as {stars} Stars"
+            item.stars != 12_345 && item.stars != 2_000_000_000,
+            "msg {msg}: a USD value or a TON price read as {} Stars",
+            item.stars
         );
+        let value = &item.unique.as_ref().expect("a collectible").value;
+        assert_eq!(
+            value.fiat,
+            Some(Money {
+                amount: 12_345,
+                currency: "USD".into()
+            }),
+            "msg {msg}: the value kept in its currency"
+        );
+        assert_eq!(value.usd_cents, Some(12_345), "msg {msg}");
     }
     running.stop().await;
 }
