@@ -411,7 +411,7 @@ async fn hosted_collectibles_are_never_credited(backend: Backend) {
 /// the result, which reuses the first ingredient's id and number under a new message, is held
 /// once, for an operator (its ingredients may have had different owners), never credited twice
 /// nor merged with the first ingredient.
-async fn crafting_burns_ingredients_and_keeps_the_depositor(backend: Backend) {
+async fn crafting_burns_ingredients_and_holds_the_result(backend: Backend) {
     let mut burned = Vec::new();
     let (w, running) = run(backend, |w, _| {
         let depositor = w.player(0);
@@ -639,7 +639,7 @@ contract!(
     purchase_offers_are_no_deposit_and_a_sale_is_a_fate,
     auction_wins_credit_the_winner_only_for_the_account,
     hosted_collectibles_are_never_credited,
-    crafting_burns_ingredients_and_keeps_the_depositor,
+    crafting_burns_ingredients_and_holds_the_result,
     chat_theme_of_a_collectible_is_no_deposit,
     collectible_values_are_never_read_as_stars,
     purchase_rules_refuse_a_resend_before_any_star_is_spent,
