@@ -123,6 +123,8 @@ pub struct SavedGift {
     pub hosted: bool,
     /// `starGiftUnique.burned`: used up by crafting.
     pub burned: bool,
+    /// `starGiftUnique.crafted`: made by crafting; it reuses an ingredient's id and number.
+    pub crafted: bool,
 }
 
 /// Which item a fate is about.
@@ -480,6 +482,12 @@ fn saved(me: UserId, s: &SavedGift) -> Decision {
             item: ItemRef::Message(msg_id),
             fate: FateKind::Refunded,
         };
+    }
+    if s.crafted {
+        // The list names no depositor for a crafted collectible (its ingredients may have had
+        // several); a transfer message seen by the update path still credits a player who
+        // deposits one later.
+        return hold(HoldReason::Crafted);
     }
     // "the gift sender in from_id and the message are set only for the receiver"
     match s.from_id {

@@ -137,9 +137,9 @@ fn opt_peer(p: &Option<tl::enums::Peer>) -> Option<Peer> {
 /// The facts of one `payments.getSavedStarGifts` entry.
 pub fn saved_facts(saved: &tl::enums::SavedStarGift) -> Facts {
     let tl::enums::SavedStarGift::Gift(s) = saved;
-    let (hosted, burned) = match &s.gift {
-        tl::enums::StarGift::Unique(u) => (u.host_id.is_some(), u.burned),
-        tl::enums::StarGift::Gift(_) => (false, false),
+    let (hosted, burned, crafted) = match &s.gift {
+        tl::enums::StarGift::Unique(u) => (u.host_id.is_some(), u.burned, u.crafted),
+        tl::enums::StarGift::Gift(_) => (false, false, false),
     };
     Facts::Saved(SavedGift {
         msg_id: s.msg_id,
@@ -147,6 +147,7 @@ pub fn saved_facts(saved: &tl::enums::SavedStarGift) -> Facts {
         refunded: s.refunded,
         hosted,
         burned,
+        crafted,
     })
 }
 

@@ -76,6 +76,7 @@ fn saved(from_id: Option<Peer>, f: impl FnOnce(&mut SavedGift)) -> Facts {
         refunded: false,
         hosted: false,
         burned: false,
+        crafted: false,
     };
     f(&mut s);
     Facts::Saved(s)
@@ -446,6 +447,10 @@ fn saved_gifts() {
     check(
         saved(Some(user(PLAYER)), |s| s.burned = true),
         fate(ItemRef::Message(7), FateKind::Burned),
+    );
+    check(
+        saved(Some(user(PLAYER)), |s| s.crafted = true),
+        hold(HoldReason::Crafted),
     );
     check(
         saved(Some(user(PLAYER)), |s| s.refunded = true),
