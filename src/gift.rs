@@ -175,7 +175,7 @@ pub struct UserInfo {
 
 /// Where an item is in its life.
 ///
-/// The terminal states (withdrawn, converted, refunded, upgraded, gone) are final: an item that
+/// The terminal states (withdrawn, converted, refunded, upgraded, sold, burned, gone) are final: an item that
 /// reappears (a collectible deposited again) is a new item with a new `msg_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -194,6 +194,11 @@ pub enum Status {
     Refunded,
     /// Upgraded into a unique gift; the new item has the msg id this carries.
     Upgraded { into: MsgId },
+    /// Sold through an accepted purchase offer (Telegram's own outgoing `from_offer` message
+    /// for it).
+    Sold,
+    /// Used up by crafting (burned, or its id reused by the crafted collectible).
+    Burned,
     /// Left the account for a reason reconciliation could not tell.
     Gone,
 }
@@ -209,6 +214,8 @@ impl Status {
             Status::Converted => "converted",
             Status::Refunded => "refunded",
             Status::Upgraded { .. } => "upgraded",
+            Status::Sold => "sold",
+            Status::Burned => "burned",
             Status::Gone => "gone",
         }
     }
@@ -223,6 +230,8 @@ impl Status {
             ("converted", _) => Status::Converted,
             ("refunded", _) => Status::Refunded,
             ("upgraded", Some(into)) => Status::Upgraded { into },
+            ("sold", _) => Status::Sold,
+            ("burned", _) => Status::Burned,
             ("gone", _) => Status::Gone,
             _ => return None,
         })
@@ -252,10 +261,10 @@ impl Status {
     /// Checks a move and returns the new status.
     ///
     /// Legal moves: a held item may be requested for withdrawal or leave the account (converted,
-    /// refunded, upgraded, gone); a request may be claimed (withdrawing) or cancelled (held); a
+    /// refunded, upgraded, sold, burned, gone); a request may be claimed (withdrawing) or cancelled (held); a
     /// transfer in progress ends withdrawn, back to held when it failed, or back in the queue
     /// (withdraw requested) when Telegram said not yet or it was definitely not sent. An item under
-    /// withdrawal can still be found converted, refunded, upgraded or gone by reconciliation,
+    /// withdrawal can still be found converted, refunded, upgraded, sold, burned or gone,
     /// because Telegram is the truth. Terminal states never move.
     pub fn transition(self, to: Status) -> Result<Status, IllegalTransition> {
         use Status::*;
@@ -266,7 +275,7 @@ impl Status {
                 | (Withdrawing, Withdrawn | Held | WithdrawRequested)
                 | (
                     Held | WithdrawRequested | Withdrawing,
-                    Converted | Refunded | Upgraded { .. } | Gone
+                    Converted | Refunded | Upgraded { .. } | Sold | Burned | Gone
                 )
         );
         if legal {
@@ -377,6 +386,10 @@ pub enum LedgerKind {
     Converted,
     Refunded,
     Upgraded,
+    /// Sold through an accepted purchase offer.
+    Sold,
+    /// Used up by crafting.
+    Burned,
     Gone,
     /// An operator credited an unattributed item to a user.
     Assigned,
@@ -401,6 +414,8 @@ impl LedgerKind {
             LedgerKind::Converted => "converted",
             LedgerKind::Refunded => "refunded",
             LedgerKind::Upgraded => "upgraded",
+            LedgerKind::Sold => "sold",
+            LedgerKind::Burned => "burned",
             LedgerKind::Gone => "gone",
             LedgerKind::Assigned => "assigned",
             LedgerKind::Attributed => "attributed",
@@ -423,6 +438,8 @@ impl LedgerKind {
             Converted,
             Refunded,
             Upgraded,
+            Sold,
+            Burned,
             Gone,
             Assigned,
             Attributed,
@@ -461,6 +478,8 @@ impl LedgerEntry {
             (_, Converted) => LedgerKind::Converted,
             (_, Refunded) => LedgerKind::Refunded,
             (_, Upgraded { .. }) => LedgerKind::Upgraded,
+            (_, Sold) => LedgerKind::Sold,
+            (_, Burned) => LedgerKind::Burned,
             (_, Gone) => LedgerKind::Gone,
             // `Status::transition` admits no other move into `Held`.
             (_, Held) => LedgerKind::WithdrawCancelled,
@@ -529,6 +548,10 @@ mod tests {
         check(Held, Refunded, Some(L::Refunded));
         check(Held, up, Some(L::Upgraded));
         check(Held, Gone, Some(L::Gone));
+        check(Held, Sold, Some(L::Sold));
+        check(Held, Burned, Some(L::Burned));
+        check(WithdrawRequested, Sold, Some(L::Sold));
+        check(Withdrawing, Burned, Some(L::Burned));
         check(WithdrawRequested, Withdrawing, Some(L::WithdrawStarted));
         check(WithdrawRequested, Held, Some(L::WithdrawCancelled));
         check(WithdrawRequested, Withdrawn, None);
@@ -537,13 +560,15 @@ mod tests {
         check(Withdrawing, Held, Some(L::WithdrawFailed));
         check(Withdrawing, WithdrawRequested, Some(L::WithdrawDeferred));
         check(Withdrawing, Refunded, Some(L::Refunded));
-        for terminal in [Withdrawn, Converted, Refunded, up, Gone] {
+        for terminal in [Withdrawn, Converted, Refunded, up, Sold, Burned, Gone] {
             for to in [
                 Held,
                 WithdrawRequested,
                 Withdrawing,
                 Withdrawn,
                 Converted,
+                Sold,
+                Burned,
                 Gone,
             ] {
                 check(terminal, to, None);
@@ -562,6 +587,8 @@ mod tests {
             Converted,
             Refunded,
             Upgraded { into: 77 },
+            Sold,
+            Burned,
             Gone,
         ] {
             assert_eq!(Status::from_parts(s.as_str(), s.upgraded_into()), Some(s));
@@ -598,6 +625,8 @@ mod tests {
             LedgerKind::Converted,
             LedgerKind::Refunded,
             LedgerKind::Upgraded,
+            LedgerKind::Sold,
+            LedgerKind::Burned,
             LedgerKind::Gone,
             LedgerKind::Assigned,
             LedgerKind::Attributed,

@@ -299,6 +299,7 @@ impl Known for Inventory {
         self.items.get(&key).map(|slot| KnownItem {
             status: slot.status,
             owner: slot.owner(),
+            collectible_id: slot.unique.as_ref().map(|u| u.collectible_id),
             confirmed: slot.flags & CONFIRMED != 0,
         })
     }
@@ -672,6 +673,7 @@ mod tests {
             Some(KnownItem {
                 status: Status::Gone,
                 owner: Owner::User(7),
+                collectible_id: None,
                 confirmed: false,
             })
         );

@@ -264,9 +264,18 @@ pub(super) async fn update_loop(
             next = updates.next() => next,
         };
         match next {
-            Ok(Some(gift)) => {
+            Ok(Some(GiftUpdate::Gift(gift))) => {
                 failures = 0;
                 on_update_gift(&applier, &reconcile_now, &gift).await;
+            }
+            Ok(Some(GiftUpdate::Sold { collectible_id })) => {
+                failures = 0;
+                let events = applier.detector.observe_sale(
+                    &*applier.inventory,
+                    applier.inventory.held_keys(),
+                    collectible_id,
+                );
+                applier.apply(events, Path::Update, &[]).await;
             }
             Ok(None) => failures = 0,
             Err(e) => {

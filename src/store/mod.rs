@@ -39,7 +39,7 @@ use crate::gift::{
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
 static MIGRATIONS: &[(&str, &str)] = &[
@@ -67,11 +67,15 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "20261204160000_giftd_values.sql",
         include_str!("../../supabase/migrations/20261204160000_giftd_values.sql"),
     ),
+    (
+        "20261204170000_giftd_fates.sql",
+        include_str!("../../supabase/migrations/20261204170000_giftd_fates.sql"),
+    ),
 ];
 
 /// The schema version each entry of [`MIGRATIONS`] sets, increasing but not necessarily
 /// contiguous (branches add versions side by side).
-const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5, 6];
+const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5, 6, 7];
 
 /// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
 /// they apply. `giftd schema` prints them.

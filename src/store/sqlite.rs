@@ -83,6 +83,10 @@ const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
         ],
         "",
     ),
+    // Version 7 (Supabase: `20261204170000_giftd_fates.sql`): the `sold` and `burned` statuses;
+    // the inventory table is rebuilt by [`upgrade_inventory_fates`] (the ledger has no kind
+    // constraint here).
+    (7, &[], ""),
 ];
 
 const SCHEMA_V1: &str = "
@@ -110,7 +114,7 @@ CREATE TABLE IF NOT EXISTS inventory (
   slug TEXT,
   number INTEGER,
   status TEXT NOT NULL CHECK (status IN ('held', 'withdraw_requested', 'withdrawing',
-    'withdrawn', 'converted', 'refunded', 'upgraded', 'gone')),
+    'withdrawn', 'converted', 'refunded', 'upgraded', 'sold', 'burned', 'gone')),
   upgraded_into INTEGER,
   upgraded_from INTEGER,
   received_at INTEGER NOT NULL,
@@ -288,6 +292,61 @@ async fn upgrade_withdrawals(conn: &Connection) -> Result<(), StoreError> {
     drop(rows);
     if !sql.contains("'sending'") {
         conn.execute_batch(WITHDRAWALS_V3).await.map_err(sql_err)?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the inventory table of a file made before version 7 with the `sold` and `burned`
+/// statuses (SQLite cannot change a CHECK constraint in place), keeping every row, column and
+/// index. Once: a table that admits `sold` is left alone. The ledger and the requests refer to
+/// the table by name, so their foreign keys are checked at commit, against the new table.
+async fn upgrade_inventory_fates(conn: &Connection) -> Result<(), StoreError> {
+    let mut rows = conn
+        .query(
+            "SELECT type, sql FROM sqlite_master WHERE tbl_name = 'inventory' AND sql IS NOT NULL
+             ORDER BY type = 'table' DESC",
+            (),
+        )
+        .await
+        .map_err(sql_err)?;
+    let mut table = None;
+    let mut indexes = Vec::new();
+    while let Some(row) = rows.next().await.map_err(sql_err)? {
+        let kind: String = row.get(0).map_err(sql_err)?;
+        let sql: String = row.get(1).map_err(sql_err)?;
+        if kind == "table" {
+            table = Some(sql);
+        } else if kind == "index" {
+            indexes.push(sql);
+        }
+    }
+    drop(rows);
+    let Some(table) = table else {
+        return Ok(());
+    };
+    if table.contains("'sold'") {
+        return Ok(());
+    }
+    const OLD: &str = "'upgraded', 'gone')";
+    let rebuilt = table
+        .replacen("CREATE TABLE inventory", "CREATE TABLE inventory_v7", 1)
+        .replacen(OLD, "'upgraded', 'sold', 'burned', 'gone')", 1);
+    if !rebuilt.starts_with("CREATE TABLE inventory_v7") || !table.contains(OLD) {
+        return Err(StoreError::Sqlite(
+            "the inventory table has a shape this giftd does not know: restore a backup made by giftd or ask for help".into(),
+        ));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA defer_foreign_keys = ON;
+         {rebuilt};
+         INSERT INTO inventory_v7 SELECT * FROM inventory;
+         DROP TABLE inventory;
+         ALTER TABLE inventory_v7 RENAME TO inventory;"
+    ))
+    .await
+    .map_err(sql_err)?;
+    for index in indexes {
+        conn.execute_batch(&index).await.map_err(sql_err)?;
     }
     Ok(())
 }
@@ -762,6 +821,9 @@ async fn migrate(conn: &Connection) -> Result<(), StoreError> {
             }
             if version == 3 {
                 upgrade_withdrawals(conn).await?;
+            }
+            if version == 7 {
+                upgrade_inventory_fates(conn).await?;
             }
             if version == 4 {
                 link::upgrade_link_tokens(conn).await?;

@@ -170,6 +170,7 @@ pub fn saved_gift(me: UserId, saved: &tl::enums::SavedStarGift) -> Seen {
             refunded: s.refunded,
             pinned: s.pinned_to_top,
             upgraded_from: None,
+            crafted: matches!(&s.gift, tl::enums::StarGift::Unique(u) if u.crafted),
         }
     })
 }
@@ -267,8 +268,8 @@ pub fn gift_message(me: UserId, message: &tl::enums::Message) -> Option<Seen> {
         return None;
     };
     let date = i64::from(m.date);
-    let base = |gift: &tl::enums::StarGift| {
-        let (gift, unique) = gift_type(gift);
+    let base = |gift_tl: &tl::enums::StarGift| {
+        let (gift, unique) = gift_type(gift_tl);
         ObservedGift {
             msg_id: m.id,
             from: None,
@@ -281,6 +282,7 @@ pub fn gift_message(me: UserId, message: &tl::enums::Message) -> Option<Seen> {
             refunded: false,
             pinned: false,
             upgraded_from: None,
+            crafted: matches!(gift_tl, tl::enums::StarGift::Unique(u) if u.crafted),
         }
     };
     Some(match &m.action {
@@ -296,6 +298,7 @@ pub fn gift_message(me: UserId, message: &tl::enums::Message) -> Option<Seen> {
                 refunded: a.refunded,
                 ..base(&a.gift)
             };
+            gift.crafted |= a.craft;
             if let Some(u) = gift.unique.as_mut() {
                 u.value.paid = a.resale_amount.as_ref().map(price);
             }
@@ -324,11 +327,11 @@ pub fn fate(me: UserId, message: &tl::enums::Message) -> Option<(MsgId, Fate)> {
             FateKind::Upgraded { into } => Fate::Upgraded { into },
             FateKind::Converted => Fate::Converted,
             FateKind::Refunded => Fate::Refunded,
-            // Burned by crafting: no status of its own; it left, and nothing brings it back.
-            FateKind::Burned
-            | FateKind::PrepaidUpgrade
-            | FateKind::TransferredOut
-            | FateKind::Sold => Fate::Gone,
+            FateKind::Burned => Fate::Burned,
+            FateKind::Sold => Fate::Sold,
+            // A transfer out names the collectible, not this message; a prepaid upgrade keeps
+            // the gift held: neither explains a departure.
+            FateKind::PrepaidUpgrade | FateKind::TransferredOut => Fate::Gone,
         },
         _ => Fate::Gone,
     };

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::detector::{Fate, ObservedGift};
-use crate::gift::classify::Decision;
+use crate::gift::classify::{Decision, FateKind, ItemRef};
 use crate::gift::{MsgId, UserId, UserInfo};
 use crate::health::Health;
 use crate::secret::Secret;
@@ -830,6 +830,15 @@ fn log_decision(path: &'static str, decision: &Decision) {
 /// How often the senders seen on the update path are written to the session file.
 const PEER_CACHE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// What one update says about the account's gifts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GiftUpdate {
+    /// A gift for the detector: a deposit, a held item without owner, a refund.
+    Gift(ObservedGift),
+    /// The account sold this collectible through an accepted purchase offer.
+    Sold { collectible_id: i64 },
+}
+
 /// The real-time gift stream.
 pub struct GiftUpdates {
     stream: UpdateStream,
@@ -854,8 +863,9 @@ impl std::fmt::Debug for GiftUpdates {
 }
 
 impl GiftUpdates {
-    /// Waits for the next update and returns the gift it delivers, if any.
-    pub async fn next(&mut self) -> Result<Option<ObservedGift>, TelegramError> {
+    /// Waits for the next update and returns what it says about the account's gifts, if
+    /// anything giftd acts on.
+    pub async fn next(&mut self) -> Result<Option<GiftUpdate>, TelegramError> {
         let (update, _state, peers) = self.stream.next_raw().await.map_err(|e| {
             if matches!(e, InvocationError::Deserialize(_)) {
                 self.health
@@ -869,9 +879,19 @@ impl GiftUpdates {
             tl::enums::Update::NewMessage(u) => convert::gift_message(self.self_id, &u.message),
             _ => None,
         };
+        let mut sale = None;
         let gift = seen.and_then(|seen| {
             log_decision("update", &seen.decision);
             self.health.metrics.count_decision(&seen.decision);
+            if let Decision::Fate {
+                item: ItemRef::Collectible(collectible_id),
+                fate: FateKind::Sold,
+            } = seen.decision
+            {
+                // The account's own outgoing `from_offer` message: Telegram's record of the
+                // sale, which no player can send.
+                sale = Some(GiftUpdate::Sold { collectible_id });
+            }
             seen.gift
         });
         if let Some(from) = gift.as_ref().and_then(|g| g.from)
@@ -882,7 +902,7 @@ impl GiftUpdates {
         if !self.senders.is_empty() && self.cached_at.elapsed() >= PEER_CACHE_INTERVAL {
             self.cache_senders().await;
         }
-        Ok(gift)
+        Ok(gift.map(GiftUpdate::Gift).or(sale))
     }
 
     /// Writes the senders seen since the last write to the session file, in one commit. A crash
