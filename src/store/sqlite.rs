@@ -327,18 +327,19 @@ async fn upgrade_inventory_fates(conn: &Connection) -> Result<(), StoreError> {
     if table.contains("'sold'") {
         return Ok(());
     }
+    // The name as SQLite keeps it may be quoted (`"inventory"` after a rename): everything
+    // before the column list is replaced.
     const OLD: &str = "'upgraded', 'gone')";
-    let rebuilt = table
-        .replacen("CREATE TABLE inventory", "CREATE TABLE inventory_v7", 1)
-        .replacen(OLD, "'upgraded', 'sold', 'burned', 'gone')", 1);
-    if !rebuilt.starts_with("CREATE TABLE inventory_v7") || !table.contains(OLD) {
+    let columns = table.find('(').map(|at| &table[at..]);
+    let Some(columns) = columns.filter(|c| c.contains(OLD)) else {
         return Err(StoreError::Sqlite(
             "the inventory table has a shape this giftd does not know: restore a backup made by giftd or ask for help".into(),
         ));
-    }
+    };
+    let rebuilt = columns.replacen(OLD, "'upgraded', 'sold', 'burned', 'gone')", 1);
     conn.execute_batch(&format!(
         "PRAGMA defer_foreign_keys = ON;
-         {rebuilt};
+         CREATE TABLE inventory_v7 {rebuilt};
          INSERT INTO inventory_v7 SELECT * FROM inventory;
          DROP TABLE inventory;
          ALTER TABLE inventory_v7 RENAME TO inventory;"
@@ -1998,8 +1999,8 @@ async fn insert_sync_log(conn: &Connection, log: &SyncLog) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gift::Owner;
-    use crate::store::ChangeBatch;
+    use crate::gift::{LedgerKind, Owner};
+    use crate::store::{ChangeBatch, StatusChange};
 
     /// The contract suite runs on multi-threaded runtimes; `#[tokio::test]` elsewhere in giftd
     /// uses the current-thread one, which must work too (the blocking pool drives SQLite).
@@ -2030,6 +2031,76 @@ mod tests {
         drop(store);
         let reopened = SqliteStore::open(&path).await.unwrap();
         assert_eq!(reopened.load_items(1).await.unwrap(), vec![item]);
+    }
+
+    /// A file of the version before the `sold` and `burned` statuses is upgraded when opened:
+    /// its inventory table is rebuilt with every row, and a sale can then be recorded.
+    #[tokio::test]
+    async fn a_version_6_file_keeps_its_items_and_learns_sold_and_burned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("giftd.sqlite3");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let item = Item {
+            key: ItemKey::new(1, 2),
+            owner: Owner::User(3),
+            gift_id: 4,
+            stars: 5,
+            unique: None,
+            status: Status::Held,
+            received_at: 6,
+            convert_stars: None,
+            transfer_stars: None,
+            can_transfer_at: None,
+            upgraded_from: None,
+        };
+        let batch = ChangeBatch {
+            items: vec![item.clone()],
+            ..ChangeBatch::default()
+        };
+        store.apply_batch(&batch).await.unwrap();
+        store
+            .run(|conn| async move {
+                let mut rows = conn
+                    .query(
+                        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inventory'",
+                        (),
+                    )
+                    .await
+                    .map_err(sql_err)?;
+                let mut sql = String::new();
+                while let Some(row) = rows.next().await.map_err(sql_err)? {
+                    sql = row.get(0).map_err(sql_err)?;
+                }
+                drop(rows);
+                let old = sql
+                    .replacen("CREATE TABLE inventory", "CREATE TABLE inventory_v6", 1)
+                    .replacen("'sold', 'burned', ", "", 1);
+                conn.execute_batch(&format!(
+                    "BEGIN; PRAGMA defer_foreign_keys = ON; {old};
+                     INSERT INTO inventory_v6 SELECT * FROM inventory; DROP TABLE inventory;
+                     ALTER TABLE inventory_v6 RENAME TO inventory;
+                     UPDATE schema_version SET version = 6; COMMIT;"
+                ))
+                .await
+                .map_err(sql_err)
+            })
+            .await
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.check_schema().await.unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.load_items(1).await.unwrap(), vec![item.clone()]);
+        let sold = StatusChange::new(&item, Status::Sold, 7).unwrap();
+        let batch = ChangeBatch {
+            changes: vec![sold],
+            ..ChangeBatch::default()
+        };
+        store.apply_batch(&batch).await.unwrap();
+        let history = store.item_history(item.key).await.unwrap();
+        assert_eq!(
+            history.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [LedgerKind::Deposit, LedgerKind::Sold]
+        );
     }
 
     /// A file of the version before leases is upgraded when opened: the leases table and the
