@@ -4,6 +4,8 @@
 //! logic here.
 
 use super::*;
+use crate::detector::Fate;
+use crate::gift::MsgId;
 
 /// Applies detector events: inventory first (idempotent), then the mirror and observers.
 #[derive(Debug)]
@@ -196,11 +198,27 @@ pub(super) async fn reconcile(telegram: &Telegram, applier: &Applier) -> Result<
         Vec::new()
     };
     let missing = applier.detector.missing(held.iter().copied(), &list.gifts);
-    let fates = if missing.is_empty() {
+    let mut fates = if missing.is_empty() {
         Default::default()
     } else {
         telegram.fates(&missing).await?
     };
+    // Collectibles whose delivering message tells nothing: ask the collectible itself (burned,
+    // or sold: the account's own sale message in the new owner's chat).
+    let unexplained: Vec<(MsgId, i64, String)> = missing
+        .iter()
+        .filter(|m| matches!(fates.get(m), None | Some(Fate::Gone)))
+        .filter_map(|&m| {
+            let item = applier
+                .inventory
+                .get(ItemKey::new(applier.detector.account_id(), m))?;
+            let u = item.unique?;
+            Some((m, u.collectible_id, u.slug))
+        })
+        .collect();
+    if !unexplained.is_empty() {
+        fates.extend(telegram.collectible_fates(&unexplained).await?);
+    }
     let events = applier.detector.reconcile(
         &*applier.inventory,
         held.iter().copied(),

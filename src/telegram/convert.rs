@@ -338,6 +338,59 @@ pub fn fate(me: UserId, message: &tl::enums::Message) -> Option<(MsgId, Fate)> {
     Some((m.id, fate))
 }
 
+/// A collectible as `payments.getUniqueStarGift` shows it now, for a held one that left the
+/// saved list while its delivering message tells nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectibleNow {
+    /// Used up by crafting (`starGiftUnique.burned`).
+    Burned,
+    /// Another user owns it; their chat with the account may hold the sale. `access_hash` is
+    /// the one the answer gives (needed to read that chat).
+    OwnedBy { user: UserId, access_hash: i64 },
+    /// Nothing that explains the departure.
+    Unknown,
+}
+
+/// Reads the answer of `payments.getUniqueStarGift` for the account `me`.
+pub fn collectible_now(me: UserId, answer: &tl::enums::payments::UniqueStarGift) -> CollectibleNow {
+    let tl::enums::payments::UniqueStarGift::Gift(answer) = answer;
+    let tl::enums::StarGift::Unique(gift) = &answer.gift else {
+        return CollectibleNow::Unknown;
+    };
+    if gift.burned {
+        return CollectibleNow::Burned;
+    }
+    let Some(user) = gift
+        .owner_id
+        .as_ref()
+        .and_then(peer_user)
+        .filter(|&u| u != me)
+    else {
+        return CollectibleNow::Unknown;
+    };
+    let access_hash = answer.users.iter().find_map(|u| match u {
+        tl::enums::User::User(u) if u.id == user => u.access_hash,
+        _ => None,
+    });
+    match access_hash {
+        Some(access_hash) => CollectibleNow::OwnedBy { user, access_hash },
+        None => CollectibleNow::Unknown,
+    }
+}
+
+/// Whether `message` is the account's own record of selling collectible `collectible_id`
+/// through an accepted purchase offer (what [`classify`] decides for its outgoing `from_offer`
+/// message).
+pub fn is_sale_of(me: UserId, message: &tl::enums::Message, collectible_id: i64) -> bool {
+    matches!(
+        message_facts(message).map(|f| classify(me, &f)),
+        Some(Decision::Fate {
+            item: ItemRef::Collectible(c),
+            fate: FateKind::Sold,
+        }) if c == collectible_id
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

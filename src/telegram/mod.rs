@@ -806,6 +806,72 @@ impl Telegram {
     }
 }
 
+impl Telegram {
+    /// What Telegram tells of held collectibles that left the saved list while their delivering
+    /// messages tell nothing, as `(msg_id, collectible id, slug)`: the collectible as it is now
+    /// (`payments.getUniqueStarGift`) says it was burned by crafting, or names its new owner,
+    /// whose chat with the account (`messages.getHistory`, the newest 100 messages) may hold the
+    /// account's own outgoing `from_offer` message for it: a sale. Anything else tells nothing
+    /// (the item ends `gone`); a refused call is the same.
+    pub async fn collectible_fates(
+        &self,
+        missing: &[(MsgId, i64, String)],
+    ) -> Result<HashMap<MsgId, Fate>, TelegramError> {
+        let me = self.inner.self_id;
+        let mut out = HashMap::new();
+        for (msg_id, collectible_id, slug) in missing {
+            let request = tl::functions::payments::GetUniqueStarGift { slug: slug.clone() };
+            let answer = match self.call("payments.getUniqueStarGift", &request).await {
+                Ok(a) => a,
+                Err(TelegramError::Rpc { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let (user, access_hash) = match convert::collectible_now(me, &answer) {
+                convert::CollectibleNow::Burned => {
+                    out.insert(*msg_id, Fate::Burned);
+                    continue;
+                }
+                convert::CollectibleNow::OwnedBy { user, access_hash } => (user, access_hash),
+                convert::CollectibleNow::Unknown => continue,
+            };
+            let request = tl::functions::messages::GetHistory {
+                peer: tl::enums::InputPeer::User(tl::types::InputPeerUser {
+                    user_id: user,
+                    access_hash,
+                }),
+                offset_id: 0,
+                offset_date: 0,
+                add_offset: 0,
+                limit: 100,
+                max_id: 0,
+                min_id: 0,
+                hash: 0,
+            };
+            let messages = match self.call("messages.getHistory", &request).await {
+                Ok(
+                    tl::enums::messages::Messages::Messages(tl::types::messages::Messages {
+                        messages,
+                        ..
+                    })
+                    | tl::enums::messages::Messages::Slice(tl::types::messages::MessagesSlice {
+                        messages,
+                        ..
+                    }),
+                ) => messages,
+                Ok(_) | Err(TelegramError::Rpc { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if messages
+                .iter()
+                .any(|m| convert::is_sale_of(me, m, *collectible_id))
+            {
+                out.insert(*msg_id, Fate::Sold);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Logs what classify decided for a gift-bearing message or saved gift that is not a plain
 /// deposit: a hold (an operator must assign the owner) as a warning, the rest for the record.
 fn log_decision(path: &'static str, decision: &Decision) {

@@ -473,6 +473,10 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
                 r.min_id,
             )?)
         }
+        f::payments::GetUniqueStarGift::CONSTRUCTOR_ID => {
+            let r: f::payments::GetUniqueStarGift = parse(query)?;
+            ok(w.unique_star_gift(me, &r.slug)?)
+        }
         f::messages::GetMessages::CONSTRUCTOR_ID => {
             let r: f::messages::GetMessages = parse(query)?;
             if r.id.len() > 200 {

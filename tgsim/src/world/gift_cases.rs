@@ -428,6 +428,39 @@ impl World {
         Ok(uid)
     }
 
+    /// `payments.getUniqueStarGift`: the collectible with this slug as it is now, with its
+    /// current owner (`owner_id`; absent once it was burned by crafting, which the `burned`
+    /// flag says) and that owner in `users`.
+    pub fn unique_star_gift(
+        &self,
+        caller: i64,
+        slug: &str,
+    ) -> Result<tl::enums::payments::UniqueStarGift, RpcErr> {
+        let u = self
+            .uniques
+            .values()
+            .find(|u| u.slug == slug)
+            .cloned()
+            .ok_or_else(|| RpcErr::bad("STARGIFT_SLUG_INVALID"))?;
+        let holder = self
+            .accounts
+            .iter()
+            .find(|(_, a)| a.saved.values().any(|s| s.unique == Some(u.id)))
+            .map(|(&id, _)| id);
+        let mut gift = self.tl_unique(&u, holder.unwrap_or(caller));
+        if let (tl::enums::StarGift::Unique(g), None) = (&mut gift, holder) {
+            g.owner_id = None;
+        }
+        let users: Vec<i64> = std::iter::once(caller).chain(holder).collect();
+        Ok(tl::enums::payments::UniqueStarGift::Gift(
+            tl::types::payments::UniqueStarGift {
+                gift,
+                chats: Vec::new(),
+                users: self.tl_users(&users, caller),
+            },
+        ))
+    }
+
     /// Applies value, listing, hosting and craft state to a `starGiftUnique`.
     pub(super) fn apply_unique_state(&self, u: &mut tl::types::StarGiftUnique, holder: i64) {
         if let Some(v) = self.cases.values.get(&u.id) {
