@@ -7,6 +7,7 @@ mod bot;
 mod cli;
 mod daemon;
 mod failover;
+mod fates;
 mod gift_cases;
 mod lease_contract;
 mod lease_keeper;
