@@ -899,8 +899,9 @@ const PEER_CACHE_INTERVAL: Duration = Duration::from_secs(2);
 /// What one update says about the account's gifts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GiftUpdate {
-    /// A gift for the detector: a deposit, a held item without owner, a refund.
-    Gift(ObservedGift),
+    /// A gift for the detector: a deposit, a held item without owner, a refund. Boxed: one
+    /// update at a time, and the sale is small.
+    Gift(Box<ObservedGift>),
     /// The account sold this collectible through an accepted purchase offer.
     Sold { collectible_id: i64 },
 }
@@ -968,7 +969,7 @@ impl GiftUpdates {
         if !self.senders.is_empty() && self.cached_at.elapsed() >= PEER_CACHE_INTERVAL {
             self.cache_senders().await;
         }
-        Ok(gift.map(GiftUpdate::Gift).or(sale))
+        Ok(gift.map(|g| GiftUpdate::Gift(Box::new(g))).or(sale))
     }
 
     /// Writes the senders seen since the last write to the session file, in one commit. A crash
