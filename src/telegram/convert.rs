@@ -842,4 +842,47 @@ mod tests {
         assert_eq!(f(action(None, false, None)), Some(Fate::Gone));
         assert_eq!(f(tl::enums::MessageAction::Empty), Some(Fate::Gone));
     }
+
+    #[test]
+    fn what_a_collectible_says_after_it_left() {
+        let now = |burned, owner: Option<i64>| {
+            let tl::enums::MessageAction::StarGiftUnique(a) = unique_action(false, None) else {
+                unreachable!("a collectible action")
+            };
+            let tl::enums::StarGift::Unique(mut u) = a.gift else {
+                unreachable!("a collectible")
+            };
+            u.burned = burned;
+            u.owner_id = owner.map(user);
+            tl::enums::payments::UniqueStarGift::Gift(tl::types::payments::UniqueStarGift {
+                gift: u.into(),
+                chats: Vec::new(),
+                users: Vec::new(),
+            })
+        };
+        assert_eq!(collectible_now(1, &now(true, None)), CollectibleNow::Burned);
+        assert_eq!(
+            collectible_now(1, &now(false, Some(1))),
+            CollectibleNow::Unknown
+        );
+        // a new owner the answer does not describe cannot be addressed
+        assert_eq!(
+            collectible_now(1, &now(false, Some(42))),
+            CollectibleNow::Unknown
+        );
+
+        let message = |out, from_offer| {
+            let mut act = unique_action(false, None);
+            if let tl::enums::MessageAction::StarGiftUnique(a) = &mut act {
+                a.transferred = false;
+                a.from_offer = from_offer;
+            }
+            service(5, out, None, user(42), act)
+        };
+        assert!(is_sale_of(1, &message(true, true), 900));
+        assert!(!is_sale_of(1, &message(true, true), 901));
+        // bought through the account's own offer, a transfer out: no sale
+        assert!(!is_sale_of(1, &message(false, true), 900));
+        assert!(!is_sale_of(1, &message(true, false), 900));
+    }
 }
