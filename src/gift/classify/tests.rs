@@ -355,6 +355,19 @@ fn collectible_messages() {
         ),
         fate(ItemRef::Collectible(900), FateKind::Sold),
     );
+    // Telegram's sale message also carries the price (`resale_amount`): still a sale, not a
+    // market purchase the account made for someone.
+    check(
+        unique(
+            outgoing(user(PLAYER)),
+            F {
+                from_offer: true,
+                resale: true,
+                ..F::default()
+            },
+        ),
+        fate(ItemRef::Collectible(900), FateKind::Sold),
+    );
     check(
         unique(outgoing(user(PLAYER)), transferred),
         fate(ItemRef::Collectible(900), FateKind::TransferredOut),
