@@ -100,6 +100,7 @@ fn make_item(i: usize, owners: usize) -> Item {
                 collectible_id: 1_000_000_000 + i as i64,
                 slug: format!("PlushPepe-{}", i / 10),
                 number: (i / 10) as i32,
+                value: Default::default(),
             })
         }),
         status: Status::Held,

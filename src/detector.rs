@@ -34,6 +34,9 @@ pub struct ObservedGift {
     /// For a collectible produced by upgrading a regular gift: the regular gift's msg id, when
     /// the path that saw it can tell.
     pub upgraded_from: Option<MsgId>,
+    /// A collectible made by crafting (`starGiftUnique.crafted`): it reuses the id of its first
+    /// ingredient, which was used up.
+    pub crafted: bool,
 }
 
 /// What happened to a gift that is no longer in the saved list, as its service message tells.
@@ -44,6 +47,11 @@ pub enum Fate {
     Upgraded {
         into: MsgId,
     },
+    /// Sold through an accepted purchase offer: the account's own outgoing `from_offer` message
+    /// for the collectible.
+    Sold,
+    /// Used up by crafting: Telegram shows the collectible burned.
+    Burned,
     /// Transferred out, deleted, or nothing tells.
     Gone,
 }
@@ -53,6 +61,8 @@ pub enum Fate {
 pub struct KnownItem {
     pub status: Status,
     pub owner: Owner,
+    /// The collectible's id, for a collectible.
+    pub collectible_id: Option<i64>,
     /// A poll or reconciliation has listed this item. Polling may stop at such an item (older
     /// pages were read by that earlier listing) but not at one only an update delivered: the
     /// update path can miss a gift older than the ones it did deliver.
@@ -132,8 +142,10 @@ impl Detector {
     /// A full reconciliation: `all` is every gift the account holds (every page).
     ///
     /// Returns the events for gifts that are new, refunded in place, or missing; a missing held
-    /// item ends with the fate its service message tells, or `Gone` when nothing does.
-    /// `held` lists the keys giftd believes the account holds.
+    /// item ends with the fate Telegram tells (`fates`: read from its service message, or for a
+    /// collectible from the collectible itself and the account's own sale message), `Burned`
+    /// when a crafted collectible in the list reuses its id (it was the first ingredient), or
+    /// `Gone` when nothing tells. `held` lists the keys giftd believes the account holds.
     pub fn reconcile(
         &self,
         known: &impl Known,
@@ -151,7 +163,10 @@ impl Detector {
                 continue; // already ended by an upgrade seen above
             }
             let Some(k) = known.get(key) else { continue };
-            let fate = fates.get(&key.msg_id).copied().unwrap_or(Fate::Gone);
+            let mut fate = fates.get(&key.msg_id).copied().unwrap_or(Fate::Gone);
+            if fate == Fate::Gone && Self::reused_by_craft(k, key.msg_id, all) {
+                fate = Fate::Burned;
+            }
             if k.status == Status::Withdrawing && fate == Fate::Gone {
                 // Most likely our own transfer: the withdrawal worker records it as withdrawn
                 // once Telegram confirms, and resolves it if it does not.
@@ -161,6 +176,8 @@ impl Detector {
                 Fate::Converted => Status::Converted,
                 Fate::Refunded => Status::Refunded,
                 Fate::Upgraded { into } => Status::Upgraded { into },
+                Fate::Sold => Status::Sold,
+                Fate::Burned => Status::Burned,
                 Fate::Gone => Status::Gone,
             };
             if k.status.transition(to).is_ok() {
@@ -178,6 +195,47 @@ impl Detector {
             }
         }
         events
+    }
+
+    /// The real-time path: the account's own outgoing `from_offer` message says it sold
+    /// collectible `collectible_id`. Ends the held item that is that collectible; when several
+    /// are recorded held (a crafted collectible reuses an ingredient's id), the newest delivery
+    /// is the one the account held, the others had left already.
+    pub fn observe_sale(
+        &self,
+        known: &impl Known,
+        held: impl IntoIterator<Item = ItemKey>,
+        collectible_id: i64,
+    ) -> Vec<GiftEvent> {
+        let sold = held
+            .into_iter()
+            .filter(|&key| key.account_id == self.account_id)
+            .filter(|&key| {
+                known.get(key).is_some_and(|k| {
+                    k.collectible_id == Some(collectible_id)
+                        && k.status.transition(Status::Sold).is_ok()
+                })
+            })
+            .max_by_key(|key| key.msg_id);
+        sold.map(|key| GiftEvent::Left {
+            key,
+            to: Status::Sold,
+        })
+        .into_iter()
+        .collect()
+    }
+
+    /// Whether a crafted collectible in the list reuses the id of `k`, listed under another
+    /// message: `k` was the craft's first ingredient, used up.
+    fn reused_by_craft(k: KnownItem, msg_id: MsgId, all: &[ObservedGift]) -> bool {
+        let Some(id) = k.collectible_id else {
+            return false;
+        };
+        all.iter().any(|g| {
+            g.crafted
+                && g.msg_id != msg_id
+                && g.unique.as_ref().is_some_and(|u| u.collectible_id == id)
+        })
     }
 
     /// The msg ids of held items missing from a full list: the ones whose fate to look up.
@@ -302,6 +360,7 @@ mod tests {
             refunded: false,
             pinned: false,
             upgraded_from: None,
+            crafted: false,
         }
     }
 
@@ -317,6 +376,7 @@ mod tests {
                 collectible_id: 777,
                 slug: "PlushPepe-1".into(),
                 number: 1,
+                value: Default::default(),
             }),
             upgraded_from,
             ..regular(msg_id, from)
@@ -330,6 +390,7 @@ mod tests {
                 let k = KnownItem {
                     status,
                     owner,
+                    collectible_id: None,
                     confirmed: true,
                 };
                 (ItemKey::new(ACCOUNT, m), k)
@@ -536,6 +597,51 @@ mod tests {
         let fates = HashMap::from([(2, Fate::Refunded)]);
         let got = render(&d.reconcile(&k, held, &[], &fates));
         assert_eq!(got, ["-2 refunded"]);
+    }
+
+    /// Crafting: the first ingredient's id is reused by the crafted collectible (listed under a
+    /// new message), the others show burned; both end burned, never gone. A sale seen by the
+    /// update path ends the newest held delivery of that collectible.
+    #[test]
+    fn burned_and_sold_collectibles_end_with_their_own_fate() {
+        use Owner::*;
+        use Status::*;
+        let d = Detector::new(ACCOUNT);
+        let mut k = known(&[
+            (1, Held, User(42)),
+            (2, Held, User(42)),
+            (3, Held, User(43)),
+            (4, Held, User(44)),
+        ]);
+        let ids = [(1, 777), (2, 778), (3, 779), (4, 780)];
+        for (m, id) in ids {
+            k.get_mut(&ItemKey::new(ACCOUNT, m)).unwrap().collectible_id = Some(id);
+        }
+        let held: Vec<ItemKey> = (1..=4).map(|m| ItemKey::new(ACCOUNT, m)).collect();
+        let crafted = ObservedGift {
+            crafted: true,
+            ..unique(9, None, None)
+        };
+        // msg 4's collectible is listed again, not crafted: nothing tells what happened to 4
+        let fates = HashMap::from([(2, Fate::Burned), (3, Fate::Sold)]);
+        let got = render(&d.reconcile(&k, held.clone(), &[crafted], &fates));
+        assert_eq!(
+            got,
+            [
+                "+9 unattributed",
+                "-1 burned",
+                "-2 burned",
+                "-3 sold",
+                "-4 gone"
+            ]
+        );
+
+        assert_eq!(render(&d.observe_sale(&k, held.clone(), 779)), ["-3 sold"]);
+        assert!(d.observe_sale(&k, held.clone(), 1).is_empty());
+        k.get_mut(&ItemKey::new(ACCOUNT, 4)).unwrap().collectible_id = Some(779);
+        assert_eq!(render(&d.observe_sale(&k, held.clone(), 779)), ["-4 sold"]);
+        k.get_mut(&ItemKey::new(ACCOUNT, 4)).unwrap().status = Sold;
+        assert_eq!(render(&d.observe_sale(&k, held, 779)), ["-3 sold"]);
     }
 
     #[test]

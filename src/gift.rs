@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+pub mod classify;
+
 use serde::{Deserialize, Serialize};
 
 /// A Telegram user id (players, the deposit account).
@@ -83,6 +85,71 @@ pub struct UniqueInfo {
     pub slug: String,
     /// Its number within its collection.
     pub number: i32,
+    /// What Telegram says it is worth, each figure in the unit Telegram gives it.
+    #[serde(default)]
+    pub value: CollectibleValue,
+}
+
+/// A collectible's worth as Telegram tells it, never converted from one unit to another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct CollectibleValue {
+    /// `starGiftUnique.value_amount` / `value_currency`: an amount in the smallest units of an
+    /// ISO 4217 currency (TDLib `upgradedGift.value`).
+    pub fiat: Option<Money>,
+    /// `starGiftUnique.value_usd_amount`: US cents.
+    pub usd_cents: Option<i64>,
+    /// What a player paid for it on the resale market when they bought it for the account
+    /// (`messageActionStarGiftUnique.resale_amount`); known only to the path that saw that
+    /// message.
+    pub paid: Option<Price>,
+}
+
+impl CollectibleValue {
+    pub fn is_empty(&self) -> bool {
+        self.fiat.is_none() && self.usd_cents.is_none() && self.paid.is_none()
+    }
+}
+
+/// An amount of an ISO 4217 currency, in its smallest units.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    pub amount: i64,
+    /// Three upper-case letters.
+    pub currency: String,
+}
+
+/// A price Telegram gives as a `StarsAmount`: `starsAmount` (Stars) or `starsTonAmount` (TON,
+/// in nano units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Price {
+    Stars(i64),
+    TonNano(i64),
+}
+
+impl Price {
+    /// The `paid_currency` column: `XTR` (Telegram's code for Stars) or `TON`.
+    pub fn currency(self) -> &'static str {
+        match self {
+            Price::Stars(_) => "XTR",
+            Price::TonNano(_) => "TON",
+        }
+    }
+
+    pub fn amount(self) -> i64 {
+        match self {
+            Price::Stars(a) | Price::TonNano(a) => a,
+        }
+    }
+
+    /// Reads the column pair back.
+    pub fn from_parts(amount: Option<i64>, currency: Option<&str>) -> Option<Price> {
+        match (amount?, currency?) {
+            (a, "XTR") => Some(Price::Stars(a)),
+            (a, "TON") => Some(Price::TonNano(a)),
+            _ => None,
+        }
+    }
 }
 
 /// A catalogue row: one kind of gift, shared by every item of that kind.
@@ -108,7 +175,7 @@ pub struct UserInfo {
 
 /// Where an item is in its life.
 ///
-/// The terminal states (withdrawn, converted, refunded, upgraded, gone) are final: an item that
+/// The terminal states (withdrawn, converted, refunded, upgraded, sold, burned, gone) are final: an item that
 /// reappears (a collectible deposited again) is a new item with a new `msg_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,6 +194,11 @@ pub enum Status {
     Refunded,
     /// Upgraded into a unique gift; the new item has the msg id this carries.
     Upgraded { into: MsgId },
+    /// Sold through an accepted purchase offer (Telegram's own outgoing `from_offer` message
+    /// for it).
+    Sold,
+    /// Used up by crafting (burned, or its id reused by the crafted collectible).
+    Burned,
     /// Left the account for a reason reconciliation could not tell.
     Gone,
 }
@@ -142,6 +214,8 @@ impl Status {
             Status::Converted => "converted",
             Status::Refunded => "refunded",
             Status::Upgraded { .. } => "upgraded",
+            Status::Sold => "sold",
+            Status::Burned => "burned",
             Status::Gone => "gone",
         }
     }
@@ -156,6 +230,8 @@ impl Status {
             ("converted", _) => Status::Converted,
             ("refunded", _) => Status::Refunded,
             ("upgraded", Some(into)) => Status::Upgraded { into },
+            ("sold", _) => Status::Sold,
+            ("burned", _) => Status::Burned,
             ("gone", _) => Status::Gone,
             _ => return None,
         })
@@ -185,10 +261,10 @@ impl Status {
     /// Checks a move and returns the new status.
     ///
     /// Legal moves: a held item may be requested for withdrawal or leave the account (converted,
-    /// refunded, upgraded, gone); a request may be claimed (withdrawing) or cancelled (held); a
+    /// refunded, upgraded, sold, burned, gone); a request may be claimed (withdrawing) or cancelled (held); a
     /// transfer in progress ends withdrawn, back to held when it failed, or back in the queue
     /// (withdraw requested) when Telegram said not yet or it was definitely not sent. An item under
-    /// withdrawal can still be found converted, refunded, upgraded or gone by reconciliation,
+    /// withdrawal can still be found converted, refunded, upgraded, sold, burned or gone,
     /// because Telegram is the truth. Terminal states never move, except that a gift the house
     /// kept after a resend (withdrawn, still in the account) can be refunded.
     pub fn transition(self, to: Status) -> Result<Status, IllegalTransition> {
@@ -200,7 +276,7 @@ impl Status {
                 | (Withdrawing, Withdrawn | Held | WithdrawRequested)
                 | (
                     Held | WithdrawRequested | Withdrawing,
-                    Converted | Refunded | Upgraded { .. } | Gone
+                    Converted | Refunded | Upgraded { .. } | Sold | Burned | Gone
                 )
                 // A resent regular gift stays in the account, withdrawn (kept by the house);
                 // Telegram may still refund it.
@@ -318,6 +394,10 @@ pub enum LedgerKind {
     /// are alerted.
     RefundedAfterResend,
     Upgraded,
+    /// Sold through an accepted purchase offer.
+    Sold,
+    /// Used up by crafting.
+    Burned,
     Gone,
     /// An operator credited an unattributed item to a user.
     Assigned,
@@ -343,6 +423,8 @@ impl LedgerKind {
             LedgerKind::Refunded => "refunded",
             LedgerKind::RefundedAfterResend => "refunded_after_resend",
             LedgerKind::Upgraded => "upgraded",
+            LedgerKind::Sold => "sold",
+            LedgerKind::Burned => "burned",
             LedgerKind::Gone => "gone",
             LedgerKind::Assigned => "assigned",
             LedgerKind::Attributed => "attributed",
@@ -366,6 +448,8 @@ impl LedgerKind {
             Refunded,
             RefundedAfterResend,
             Upgraded,
+            Sold,
+            Burned,
             Gone,
             Assigned,
             Attributed,
@@ -405,6 +489,8 @@ impl LedgerEntry {
             (Withdrawn, Refunded) => LedgerKind::RefundedAfterResend,
             (_, Refunded) => LedgerKind::Refunded,
             (_, Upgraded { .. }) => LedgerKind::Upgraded,
+            (_, Sold) => LedgerKind::Sold,
+            (_, Burned) => LedgerKind::Burned,
             (_, Gone) => LedgerKind::Gone,
             // `Status::transition` admits no other move into `Held`.
             (_, Held) => LedgerKind::WithdrawCancelled,
@@ -473,6 +559,10 @@ mod tests {
         check(Held, Refunded, Some(L::Refunded));
         check(Held, up, Some(L::Upgraded));
         check(Held, Gone, Some(L::Gone));
+        check(Held, Sold, Some(L::Sold));
+        check(Held, Burned, Some(L::Burned));
+        check(WithdrawRequested, Sold, Some(L::Sold));
+        check(Withdrawing, Burned, Some(L::Burned));
         check(WithdrawRequested, Withdrawing, Some(L::WithdrawStarted));
         check(WithdrawRequested, Held, Some(L::WithdrawCancelled));
         check(WithdrawRequested, Withdrawn, None);
@@ -482,13 +572,15 @@ mod tests {
         check(Withdrawing, WithdrawRequested, Some(L::WithdrawDeferred));
         check(Withdrawing, Refunded, Some(L::Refunded));
         check(Withdrawn, Refunded, Some(L::RefundedAfterResend));
-        for terminal in [Withdrawn, Converted, Refunded, up, Gone] {
+        for terminal in [Withdrawn, Converted, Refunded, up, Sold, Burned, Gone] {
             for to in [
                 Held,
                 WithdrawRequested,
                 Withdrawing,
                 Withdrawn,
                 Converted,
+                Sold,
+                Burned,
                 Gone,
             ] {
                 check(terminal, to, None);
@@ -507,6 +599,8 @@ mod tests {
             Converted,
             Refunded,
             Upgraded { into: 77 },
+            Sold,
+            Burned,
             Gone,
         ] {
             assert_eq!(Status::from_parts(s.as_str(), s.upgraded_into()), Some(s));
@@ -543,6 +637,8 @@ mod tests {
             LedgerKind::Converted,
             LedgerKind::Refunded,
             LedgerKind::Upgraded,
+            LedgerKind::Sold,
+            LedgerKind::Burned,
             LedgerKind::Gone,
             LedgerKind::Assigned,
             LedgerKind::Attributed,

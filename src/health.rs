@@ -22,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::gift::classify::{Decision, HoldReason, IgnoreReason};
+
 /// Counters and gauges, exported as Prometheus metrics named `giftd_<field>` (the names are in
 /// [`Scalars::encode`]). Plain atomics, so every writer (the telegram module included) bumps
 /// them without knowing about Prometheus; the exporter reads them at each scrape.
@@ -65,6 +67,30 @@ pub struct Metrics {
     pub clock_storms: AtomicU64,
     /// Unix seconds when this process started, so restarts show as changes.
     pub start_unix: AtomicI64,
+    /// Gift-bearing messages and saved gifts that are not deposits, by
+    /// [`IgnoreReason::index`]: counted on the update path and by reconciliations.
+    pub gifts_ignored: [AtomicU64; IgnoreReason::ALL.len()],
+    /// New items recorded without an owner for an operator, by [`HoldReason::index`].
+    pub gifts_held: [AtomicU64; HoldReason::ALL.len()],
+    /// Updates or answers Telegram sent that giftd could not decode (a constructor or flag
+    /// newer than its TL layer): never credited, polling and reconciliation carry on.
+    pub unreadable: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts what [`classify`](crate::gift::classify::classify) decided for one message or
+    /// saved gift (deposits are counted when credited, fates when applied).
+    pub fn count_decision(&self, decision: &Decision) {
+        match decision {
+            Decision::Ignore { reason } => {
+                self.gifts_ignored[reason.index()].fetch_add(1, Ordering::Relaxed);
+            }
+            Decision::Hold { reason } => {
+                self.gifts_held[reason.index()].fetch_add(1, Ordering::Relaxed);
+            }
+            Decision::Deposit { .. } | Decision::Fate { .. } => {}
+        }
+    }
 }
 
 /// The label of a distribution kept per deposit account.
@@ -664,7 +690,12 @@ impl Collector for Scalars {
                 get(&m.updates_dropped),
             ),
         ];
-        let more: [(&str, &str, u64); 3] = [
+        let more: [(&str, &str, u64); 4] = [
+            (
+                "telegram_unreadable",
+                "updates or answers telegram sent that giftd could not decode (newer than its TL layer); nothing was credited",
+                get(&m.unreadable),
+            ),
             (
                 "mirror_fenced",
                 "changes not written because this instance does not hold the lease of their deposit account",
@@ -689,6 +720,26 @@ impl Collector for Scalars {
                 None,
                 counter.metric_type(),
             )?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "gift_messages_ignored",
+            "gift-bearing messages and saved gifts that are not deposits, by reason (update path and reconciliations)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for reason in IgnoreReason::ALL {
+            let counter = ConstCounter::new(get(&m.gifts_ignored[reason.index()]));
+            counter.encode(family.encode_family(&[("reason", reason.as_str())])?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "gifts_held",
+            "new items recorded without an owner for an operator, by reason",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for reason in HoldReason::ALL {
+            let counter = ConstCounter::new(get(&m.gifts_held[reason.index()]));
+            counter.encode(family.encode_family(&[("reason", reason.as_str())])?)?;
         }
         let now = unix_now();
         let (closed, gates): (i64, Vec<(String, i64)>) = {
@@ -954,9 +1005,31 @@ mod tests {
         // The 17 metrics giftd always had, 4 added with issue 11, 4 histograms, the family, the
         // withdrawal queue's gauges created per account (the Stars balance appears once the
         // worker has read it), the fenced-changes counter of issue 10, the deposit accounts'
-        // states, the refunds after resends and whether the bot is connected.
-        assert_eq!(text.matches("# TYPE").count(), 32, "{text}");
+        // states, the refunds after resends, whether the bot is connected and the gift decisions
+        // (ignored, held, unreadable).
+        assert_eq!(text.matches("# TYPE").count(), 35, "{text}");
         assert!(text.contains("giftd_bot_connected 0\n"), "{text}");
+        h.metrics.count_decision(&Decision::Ignore {
+            reason: IgnoreReason::UpgradedByOtherSide,
+        });
+        h.metrics.count_decision(&Decision::Hold {
+            reason: HoldReason::NoSender,
+        });
+        let text = h.render_metrics();
+        assert!(
+            text.contains(
+                "giftd_gift_messages_ignored_total{reason=\"upgraded_by_other_side\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("giftd_gifts_held_total{reason=\"no_sender\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("giftd_telegram_unreadable_total 0\n"),
+            "{text}"
+        );
         for name in [
             "giftd_refunds_after_resend_total counter",
             "giftd_detection_seconds histogram",

@@ -299,6 +299,7 @@ impl Known for Inventory {
         self.items.get(&key).map(|slot| KnownItem {
             status: slot.status,
             owner: slot.owner(),
+            collectible_id: slot.unique.as_ref().map(|u| u.collectible_id),
             confirmed: slot.flags & CONFIRMED != 0,
         })
     }
@@ -672,6 +673,7 @@ mod tests {
             Some(KnownItem {
                 status: Status::Gone,
                 owner: Owner::User(7),
+                collectible_id: None,
                 confirmed: false,
             })
         );
@@ -692,6 +694,7 @@ mod tests {
             collectible_id: 77,
             slug: "PlushPepe-12".to_owned(),
             number: 12,
+            value: Default::default(),
         }));
         full.status = Status::Upgraded { into: 4 };
         full.convert_stars = Some(0);

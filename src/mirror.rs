@@ -434,6 +434,7 @@ mod tests {
                     collectible_id: i64::from(msg_id),
                     slug: format!("Pepe-{msg_id}"),
                     number: msg_id,
+                    value: Default::default(),
                 })),
                 status: Status::Held,
                 received_at: 1_760_000_000,

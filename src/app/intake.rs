@@ -4,6 +4,8 @@
 //! logic here.
 
 use super::*;
+use crate::detector::Fate;
+use crate::gift::MsgId;
 
 /// Applies detector events: inventory first (idempotent), then the mirror and observers.
 #[derive(Debug)]
@@ -216,11 +218,27 @@ pub(super) async fn reconcile(telegram: &Telegram, applier: &Applier) -> Result<
         Vec::new()
     };
     let missing = applier.detector.missing(held.iter().copied(), &list.gifts);
-    let fates = if missing.is_empty() {
+    let mut fates = if missing.is_empty() {
         Default::default()
     } else {
         telegram.fates(&missing).await?
     };
+    // Collectibles whose delivering message tells nothing: ask the collectible itself (burned,
+    // or sold: the account's own sale message in the new owner's chat).
+    let unexplained: Vec<(MsgId, i64, String)> = missing
+        .iter()
+        .filter(|m| matches!(fates.get(m), None | Some(Fate::Gone)))
+        .filter_map(|&m| {
+            let item = applier
+                .inventory
+                .get(ItemKey::new(applier.detector.account_id(), m))?;
+            let u = item.unique?;
+            Some((m, u.collectible_id, u.slug))
+        })
+        .collect();
+    if !unexplained.is_empty() {
+        fates.extend(telegram.collectible_fates(&unexplained).await?);
+    }
     let events = applier.detector.reconcile(
         &*applier.inventory,
         held.iter().copied(),
@@ -284,9 +302,18 @@ pub(super) async fn update_loop(
             next = updates.next() => next,
         };
         match next {
-            Ok(Some(gift)) => {
+            Ok(Some(GiftUpdate::Gift(gift))) => {
                 failures = 0;
                 on_update_gift(&applier, &reconcile_now, &gift).await;
+            }
+            Ok(Some(GiftUpdate::Sold { collectible_id })) => {
+                failures = 0;
+                let events = applier.detector.observe_sale(
+                    &*applier.inventory,
+                    applier.inventory.held_keys(),
+                    collectible_id,
+                );
+                applier.apply(events, Path::Update, &[]).await;
             }
             Ok(None) => failures = 0,
             Err(e) => {

@@ -43,7 +43,7 @@ use crate::inventory::Inventory;
 use crate::lease::{Epochs, Keeper, LeaseHandle, LeaseState};
 use crate::mirror::{self, Change, MirrorHandle};
 use crate::store::{self, StoreError, SyncLog};
-use crate::telegram::{self, ConnectOptions, GiftUpdates, Telegram, TelegramError};
+use crate::telegram::{self, ConnectOptions, GiftUpdate, GiftUpdates, Telegram, TelegramError};
 
 /// How long shutdown waits for the intake tasks and then for the mirror, in total well under
 /// the unit's `TimeoutStopSec` (30 s).

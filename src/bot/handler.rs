@@ -259,6 +259,11 @@ fn item_view(bot: &Bot, item: &Item, lang: Lang) -> ItemView {
         title: title(bot, item, lang),
         number: item.unique.as_ref().map(|u| u.number),
         stars: item.stars,
+        value: item
+            .unique
+            .as_ref()
+            .map(|u| u.value.clone())
+            .unwrap_or_default(),
         withdrawing: item.status != Status::Held,
     }
 }

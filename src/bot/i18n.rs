@@ -379,6 +379,7 @@ mod tests {
             "queued",
             "waiting",
             "plural",
+            "value",
         ]
         .into_iter()
         .map(|name| (name, Arg::from("1")))
@@ -434,6 +435,7 @@ mod tests {
                 ("title", Arg::from("Plush Pepe")),
                 ("number", Arg::from(number)),
                 ("stars", Arg::Num(1500)),
+                ("value", Arg::from("")),
                 ("state", Arg::from(state)),
             ]
         };

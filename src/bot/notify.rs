@@ -253,6 +253,7 @@ pub fn render(bot: &Bot, n: &Notification, lang: Lang) -> String {
                     collectible_id: 0,
                     slug: slug.clone(),
                     number: n.number.unwrap_or(0),
+                    value: Default::default(),
                 })
             }),
             status: Status::Held,

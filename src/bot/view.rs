@@ -3,7 +3,7 @@
 
 use super::i18n::{Arg, Key, Lang, tr};
 use super::intent::Action;
-use crate::gift::{ItemKey, UserId};
+use crate::gift::{CollectibleValue, ItemKey, Price, UserId};
 use crate::withdraw::machine::{RequestState, WaitReason};
 
 /// Items per page of `/inventory` and `/withdraw`.
@@ -40,6 +40,8 @@ pub struct ItemView {
     /// Collectible number.
     pub number: Option<i32>,
     pub stars: i64,
+    /// A collectible's worth as Telegram gives it (empty for regular gifts).
+    pub value: CollectibleValue,
     /// A withdrawal is requested or in progress.
     pub withdrawing: bool,
 }
@@ -171,6 +173,7 @@ fn item_line(lang: Lang, n: usize, item: &ItemView) -> String {
             ("title", item.title.as_str().into()),
             ("number", number_arg(item.number)),
             ("stars", item.stars.into()),
+            ("value", worth(&item.value).into()),
             (
                 "state",
                 if item.withdrawing {
@@ -182,6 +185,56 @@ fn item_line(lang: Lang, n: usize, item: &ItemView) -> String {
             ),
         ],
     )
+}
+
+/// A collectible's worth as a suffix of its line (` · $12.34 · 1.5 TON`), each figure in the
+/// unit Telegram gave: US cents as dollars, a fiat value in its currency, a resale price in
+/// Stars or TON. Empty when Telegram gave none.
+pub fn worth(value: &CollectibleValue) -> String {
+    let mut out = String::new();
+    if let Some(cents) = value.usd_cents {
+        out.push_str(&format!(" · ${}", decimal(cents, 2)));
+    }
+    if let Some(m) = &value.fiat
+        && !(m.currency == "USD" && value.usd_cents.is_some())
+    {
+        out.push_str(&format!(
+            " · {} {}",
+            decimal(m.amount, minor_digits(&m.currency)),
+            m.currency
+        ));
+    }
+    match value.paid {
+        Some(Price::Stars(stars)) => out.push_str(&format!(" · {stars} ⭐")),
+        Some(Price::TonNano(nano)) => out.push_str(&format!(" · {} TON", decimal(nano, 9))),
+        None => {}
+    }
+    out
+}
+
+/// Digits after the decimal point of an ISO 4217 currency's smallest unit (ISO 4217's minor
+/// unit column: 0 and 3 for the currencies listed, 2 for the rest).
+fn minor_digits(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// `amount` in units of 10^-`digits`, written with its decimals (trailing zeros dropped).
+fn decimal(amount: i64, digits: u32) -> String {
+    let scale = 10i64.pow(digits);
+    let sign = if amount < 0 { "-" } else { "" };
+    let abs = amount.unsigned_abs();
+    let scale = scale.unsigned_abs();
+    let (whole, frac) = (abs / scale, abs % scale);
+    if frac == 0 {
+        return format!("{sign}{whole}");
+    }
+    let frac = format!("{frac:0width$}", width = digits as usize);
+    format!("{sign}{whole}.{}", frac.trim_end_matches('0'))
 }
 
 /// The page count and the page actually shown (a page past the end shows the last one).
@@ -634,8 +687,56 @@ mod tests {
             title: format!("Gift{msg}"),
             number,
             stars: 10 * i64::from(msg),
+            value: CollectibleValue::default(),
             withdrawing,
         }
+    }
+
+    #[test]
+    fn collectible_values_keep_their_units() {
+        use crate::gift::Money;
+        let check = |value: CollectibleValue, expected: &str| assert_eq!(worth(&value), expected);
+        check(CollectibleValue::default(), "");
+        check(
+            CollectibleValue {
+                usd_cents: Some(1234),
+                fiat: Some(Money {
+                    amount: 1234,
+                    currency: "USD".into(),
+                }),
+                paid: None,
+            },
+            " · $12.34",
+        );
+        check(
+            CollectibleValue {
+                usd_cents: Some(1200),
+                fiat: Some(Money {
+                    amount: 1100,
+                    currency: "EUR".into(),
+                }),
+                paid: Some(Price::Stars(2500)),
+            },
+            " · $12 · 11 EUR · 2500 ⭐",
+        );
+        check(
+            CollectibleValue {
+                fiat: Some(Money {
+                    amount: 1500,
+                    currency: "JPY".into(),
+                }),
+                paid: Some(Price::TonNano(1_500_000_000)),
+                ..CollectibleValue::default()
+            },
+            " · 1500 JPY · 1.5 TON",
+        );
+        check(
+            CollectibleValue {
+                paid: Some(Price::TonNano(1)),
+                ..CollectibleValue::default()
+            },
+            " · 0.000000001 TON",
+        );
     }
 
     /// The view as one string: text, then each row of buttons as `[label](data)`.

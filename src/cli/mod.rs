@@ -1216,6 +1216,7 @@ mod tests {
                     collectible_id: 9,
                     slug: "PlushPepe-12".to_owned(),
                     number: 12,
+                    value: Default::default(),
                 })
             }),
             status: crate::gift::Status::Held,

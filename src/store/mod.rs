@@ -46,7 +46,7 @@ use crate::gift::{
 
 /// The schema version this giftd needs. Raised by each migration that changes what giftd reads
 /// or writes; giftd refuses to run against an older schema.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// The Supabase migrations, in the order they apply: `(file name, SQL)`.
 static MIGRATIONS: &[(&str, &str)] = &[
@@ -82,11 +82,19 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "20261204140000_giftd_players.sql",
         include_str!("../../supabase/migrations/20261204140000_giftd_players.sql"),
     ),
+    (
+        "20261204160000_giftd_values.sql",
+        include_str!("../../supabase/migrations/20261204160000_giftd_values.sql"),
+    ),
+    (
+        "20261204170000_giftd_fates.sql",
+        include_str!("../../supabase/migrations/20261204170000_giftd_fates.sql"),
+    ),
 ];
 
 /// The schema version each entry of [`MIGRATIONS`] sets, increasing but not necessarily
 /// contiguous (branches add versions side by side).
-const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8];
+const MIGRATION_VERSIONS: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 
 /// The Supabase migrations (`supabase/migrations/*.sql`) as `(file name, SQL)`, in the order
 /// they apply. `giftd schema` prints them.
@@ -622,6 +630,17 @@ struct ItemRow {
     convert_stars: Option<i64>,
     transfer_stars: Option<i64>,
     can_transfer_at: Option<i64>,
+    /// The collectible's worth as Telegram gave it (see [`crate::gift::CollectibleValue`]).
+    #[serde(default)]
+    value_amount: Option<i64>,
+    #[serde(default)]
+    value_currency: Option<String>,
+    #[serde(default)]
+    value_usd_cents: Option<i64>,
+    #[serde(default)]
+    paid_amount: Option<i64>,
+    #[serde(default)]
+    paid_currency: Option<String>,
 }
 
 impl ItemRow {
@@ -636,6 +655,19 @@ impl ItemRow {
                     collectible_id,
                     slug,
                     number,
+                    value: crate::gift::CollectibleValue {
+                        fiat: match (self.value_amount, self.value_currency) {
+                            (Some(amount), Some(currency)) => {
+                                Some(crate::gift::Money { amount, currency })
+                            }
+                            _ => None,
+                        },
+                        usd_cents: self.value_usd_cents,
+                        paid: crate::gift::Price::from_parts(
+                            self.paid_amount,
+                            self.paid_currency.as_deref(),
+                        ),
+                    },
                 }))
             }
             _ => None,

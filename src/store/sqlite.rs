@@ -88,6 +88,23 @@ const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
     (7, &[], desk::SCHEMA_V7_BALANCES),
     // Version 8 (Supabase: `20261204140000_giftd_players.sql`): players' languages.
     (8, &[], player::SCHEMA_V8),
+    // Version 9 (Supabase: `20261204160000_giftd_values.sql`): a collectible's worth in the
+    // unit Telegram gives it.
+    (
+        9,
+        &[
+            ("inventory", "value_amount", "INTEGER"),
+            ("inventory", "value_currency", "TEXT"),
+            ("inventory", "value_usd_cents", "INTEGER"),
+            ("inventory", "paid_amount", "INTEGER"),
+            ("inventory", "paid_currency", "TEXT"),
+        ],
+        "",
+    ),
+    // Version 10 (Supabase: `20261204170000_giftd_fates.sql`): the `sold` and `burned` statuses;
+    // the inventory table is rebuilt by [`upgrade_inventory_fates`] (the ledger has no kind
+    // constraint here).
+    (10, &[], ""),
 ];
 
 const SCHEMA_V1: &str = "
@@ -115,7 +132,7 @@ CREATE TABLE IF NOT EXISTS inventory (
   slug TEXT,
   number INTEGER,
   status TEXT NOT NULL CHECK (status IN ('held', 'withdraw_requested', 'withdrawing',
-    'withdrawn', 'converted', 'refunded', 'upgraded', 'gone')),
+    'withdrawn', 'converted', 'refunded', 'upgraded', 'sold', 'burned', 'gone')),
   upgraded_into INTEGER,
   upgraded_from INTEGER,
   received_at INTEGER NOT NULL,
@@ -293,6 +310,62 @@ async fn upgrade_withdrawals(conn: &Connection) -> Result<(), StoreError> {
     drop(rows);
     if !sql.contains("'sending'") {
         conn.execute_batch(WITHDRAWALS_V3).await.map_err(sql_err)?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the inventory table of a file made before version 7 with the `sold` and `burned`
+/// statuses (SQLite cannot change a CHECK constraint in place), keeping every row, column and
+/// index. Once: a table that admits `sold` is left alone. The ledger and the requests refer to
+/// the table by name, so their foreign keys are checked at commit, against the new table.
+async fn upgrade_inventory_fates(conn: &Connection) -> Result<(), StoreError> {
+    let mut rows = conn
+        .query(
+            "SELECT type, sql FROM sqlite_master WHERE tbl_name = 'inventory' AND sql IS NOT NULL
+             ORDER BY type = 'table' DESC",
+            (),
+        )
+        .await
+        .map_err(sql_err)?;
+    let mut table = None;
+    let mut indexes = Vec::new();
+    while let Some(row) = rows.next().await.map_err(sql_err)? {
+        let kind: String = row.get(0).map_err(sql_err)?;
+        let sql: String = row.get(1).map_err(sql_err)?;
+        if kind == "table" {
+            table = Some(sql);
+        } else if kind == "index" {
+            indexes.push(sql);
+        }
+    }
+    drop(rows);
+    let Some(table) = table else {
+        return Ok(());
+    };
+    if table.contains("'sold'") {
+        return Ok(());
+    }
+    // The name as SQLite keeps it may be quoted (`"inventory"` after a rename): everything
+    // before the column list is replaced.
+    const OLD: &str = "'upgraded', 'gone')";
+    let columns = table.find('(').map(|at| &table[at..]);
+    let Some(columns) = columns.filter(|c| c.contains(OLD)) else {
+        return Err(StoreError::Sqlite(
+            "the inventory table has a shape this giftd does not know: restore a backup made by giftd or ask for help".into(),
+        ));
+    };
+    let rebuilt = columns.replacen(OLD, "'upgraded', 'sold', 'burned', 'gone')", 1);
+    conn.execute_batch(&format!(
+        "PRAGMA defer_foreign_keys = ON;
+         CREATE TABLE inventory_v7 {rebuilt};
+         INSERT INTO inventory_v7 SELECT * FROM inventory;
+         DROP TABLE inventory;
+         ALTER TABLE inventory_v7 RENAME TO inventory;"
+    ))
+    .await
+    .map_err(sql_err)?;
+    for index in indexes {
+        conn.execute_batch(&index).await.map_err(sql_err)?;
     }
     Ok(())
 }
@@ -593,7 +666,7 @@ const HELD: &str = "('held', 'withdraw_requested', 'withdrawing')";
 
 const ITEM_COLUMNS: &str = "account_id, msg_id, owner_id, gift_id, stars, collectible_id, slug, \
     number, status, upgraded_into, upgraded_from, received_at, convert_stars, transfer_stars, \
-    can_transfer_at";
+    can_transfer_at, value_amount, value_currency, value_usd_cents, paid_amount, paid_currency";
 
 pub struct SqliteStore {
     /// Owns the open file; the connection below is only valid while it lives.
@@ -768,6 +841,9 @@ async fn migrate(conn: &Connection) -> Result<(), StoreError> {
             if version == 3 {
                 upgrade_withdrawals(conn).await?;
             }
+            if version == 10 {
+                upgrade_inventory_fates(conn).await?;
+            }
             if version == 4 {
                 link::upgrade_link_tokens(conn).await?;
                 conn.execute_batch(link::SCHEMA_V4_LINKS)
@@ -847,6 +923,11 @@ fn item_from_row(row: &libsql::Row) -> Result<Item, StoreError> {
         convert_stars: row.get(12).map_err(sql_err)?,
         transfer_stars: row.get(13).map_err(sql_err)?,
         can_transfer_at: row.get(14).map_err(sql_err)?,
+        value_amount: row.get(15).map_err(sql_err)?,
+        value_currency: row.get(16).map_err(sql_err)?,
+        value_usd_cents: row.get(17).map_err(sql_err)?,
+        paid_amount: row.get(18).map_err(sql_err)?,
+        paid_currency: row.get(19).map_err(sql_err)?,
     }
     .into_item()
 }
@@ -975,7 +1056,8 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
     let insert_item = conn
         .prepare(&format!(
             "INSERT INTO inventory ({ITEM_COLUMNS}, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+               ?18, ?19, ?20, ?21, ?21)
              ON CONFLICT (account_id, msg_id) DO NOTHING"
         ))
         .await
@@ -1016,6 +1098,13 @@ async fn apply_batch(conn: &Connection, batch: ChangeBatch) -> Result<BatchOutco
                 item.convert_stars,
                 item.transfer_stars,
                 item.can_transfer_at,
+                unique.and_then(|u| u.value.fiat.as_ref()).map(|m| m.amount),
+                unique
+                    .and_then(|u| u.value.fiat.as_ref())
+                    .map(|m| m.currency.clone()),
+                unique.and_then(|u| u.value.usd_cents),
+                unique.and_then(|u| u.value.paid).map(|p| p.amount()),
+                unique.and_then(|u| u.value.paid).map(|p| p.currency()),
                 now
             ])
             .await
@@ -2006,8 +2095,8 @@ async fn insert_sync_log(conn: &Connection, log: &SyncLog) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gift::Owner;
-    use crate::store::ChangeBatch;
+    use crate::gift::{LedgerKind, Owner};
+    use crate::store::{ChangeBatch, StatusChange};
 
     /// The contract suite runs on multi-threaded runtimes; `#[tokio::test]` elsewhere in giftd
     /// uses the current-thread one, which must work too (the blocking pool drives SQLite).
@@ -2038,6 +2127,76 @@ mod tests {
         drop(store);
         let reopened = SqliteStore::open(&path).await.unwrap();
         assert_eq!(reopened.load_items(1).await.unwrap(), vec![item]);
+    }
+
+    /// A file of the version before the `sold` and `burned` statuses is upgraded when opened:
+    /// its inventory table is rebuilt with every row, and a sale can then be recorded.
+    #[tokio::test]
+    async fn a_version_6_file_keeps_its_items_and_learns_sold_and_burned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("giftd.sqlite3");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let item = Item {
+            key: ItemKey::new(1, 2),
+            owner: Owner::User(3),
+            gift_id: 4,
+            stars: 5,
+            unique: None,
+            status: Status::Held,
+            received_at: 6,
+            convert_stars: None,
+            transfer_stars: None,
+            can_transfer_at: None,
+            upgraded_from: None,
+        };
+        let batch = ChangeBatch {
+            items: vec![item.clone()],
+            ..ChangeBatch::default()
+        };
+        store.apply_batch(&batch).await.unwrap();
+        store
+            .run(|conn| async move {
+                let mut rows = conn
+                    .query(
+                        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inventory'",
+                        (),
+                    )
+                    .await
+                    .map_err(sql_err)?;
+                let mut sql = String::new();
+                while let Some(row) = rows.next().await.map_err(sql_err)? {
+                    sql = row.get(0).map_err(sql_err)?;
+                }
+                drop(rows);
+                let old = sql
+                    .replacen("CREATE TABLE inventory", "CREATE TABLE inventory_v6", 1)
+                    .replacen("'sold', 'burned', ", "", 1);
+                conn.execute_batch(&format!(
+                    "BEGIN; PRAGMA defer_foreign_keys = ON; {old};
+                     INSERT INTO inventory_v6 SELECT * FROM inventory; DROP TABLE inventory;
+                     ALTER TABLE inventory_v6 RENAME TO inventory;
+                     UPDATE schema_version SET version = 6; COMMIT;"
+                ))
+                .await
+                .map_err(sql_err)
+            })
+            .await
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.check_schema().await.unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.load_items(1).await.unwrap(), vec![item.clone()]);
+        let sold = StatusChange::new(&item, Status::Sold, 7).unwrap();
+        let batch = ChangeBatch {
+            changes: vec![sold],
+            ..ChangeBatch::default()
+        };
+        store.apply_batch(&batch).await.unwrap();
+        let history = store.item_history(item.key).await.unwrap();
+        assert_eq!(
+            history.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [LedgerKind::Deposit, LedgerKind::Sold]
+        );
     }
 
     /// A file of the version before leases is upgraded when opened: the leases table and the

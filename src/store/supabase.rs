@@ -313,6 +313,11 @@ fn item_json(item: &Item) -> Value {
         "convert_stars": item.convert_stars,
         "transfer_stars": item.transfer_stars,
         "can_transfer_at": item.can_transfer_at,
+        "value_amount": unique.and_then(|u| u.value.fiat.as_ref()).map(|m| m.amount),
+        "value_currency": unique.and_then(|u| u.value.fiat.as_ref()).map(|m| m.currency.as_str()),
+        "value_usd_cents": unique.and_then(|u| u.value.usd_cents),
+        "paid_amount": unique.and_then(|u| u.value.paid).map(|p| p.amount()),
+        "paid_currency": unique.and_then(|u| u.value.paid).map(|p| p.currency()),
     })
 }
 
@@ -603,13 +608,13 @@ impl Store for SupabaseStore {
             .collect();
         let answer: Value = self
             .rpc(
-                "giftd_fenced_apply_batch",
+                "giftd_fenced_apply_batch_values",
                 json!({ "p_batch": batch_json(batch), "p_epochs": epochs }),
             )
             .await?;
         fenced(&answer)?;
         let row: OutcomeRow = serde_json::from_value(answer)
-            .map_err(|e| StoreError::Protocol(format!("giftd_fenced_apply_batch: {e}")))?;
+            .map_err(|e| StoreError::Protocol(format!("giftd_fenced_apply_batch_values: {e}")))?;
         let refused = row
             .refused
             .into_iter()

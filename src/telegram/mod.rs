@@ -10,6 +10,7 @@
 //! an exponential backoff (backon).
 
 pub mod bot;
+pub mod catalogue;
 pub mod clock;
 pub mod convert;
 pub mod login;
@@ -35,6 +36,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::detector::{Fate, ObservedGift};
+use crate::gift::classify::{Decision, FateKind, ItemRef};
 use crate::gift::{MsgId, UserId, UserInfo};
 use crate::health::Health;
 use crate::secret::Secret;
@@ -112,6 +114,15 @@ pub enum TelegramError {
          send a message or a gift to the deposit account first"
     )]
     Unaddressable { user: UserId },
+    #[error(
+        "telegram sent {method} an object giftd cannot decode ({detail}): it is newer than \
+         giftd's TL layer; nothing was credited from it, and polling carries on (update giftd \
+         when this repeats)"
+    )]
+    Unreadable {
+        method: &'static str,
+        detail: String,
+    },
     #[error("stopped")]
     Cancelled,
 }
@@ -135,6 +146,10 @@ impl TelegramError {
                 name: rpc.name,
                 value: rpc.value,
             },
+            InvocationError::Deserialize(e) => TelegramError::Unreadable {
+                method,
+                detail: e.to_string(),
+            },
             other => TelegramError::Network {
                 method,
                 detail: other.to_string(),
@@ -157,6 +172,9 @@ pub struct TelegramStats {
 pub struct SavedPage {
     pub count: i32,
     pub gifts: Vec<ObservedGift>,
+    /// Entries Telegram listed that are not items the account holds (hosted, burned, without
+    /// `msg_id`, sent by the account): counted so the walk still matches Telegram's `count`.
+    pub skipped: usize,
     pub users: Vec<UserInfo>,
     pub next_offset: Option<String>,
 }
@@ -169,6 +187,8 @@ pub struct SavedList {
     pub users: Vec<UserInfo>,
     /// The total Telegram reported.
     pub count: i32,
+    /// Listed entries that are not held items ([`SavedPage::skipped`]).
+    pub skipped: usize,
     /// The list did not change during the walk (see [`Telegram::all_saved_gifts`]).
     pub consistent: bool,
 }
@@ -187,6 +207,8 @@ struct Inner {
     /// which `quit` would wait on for ever.
     runner: tokio::task::AbortHandle,
     self_id: UserId,
+    /// The account has Telegram Premium (some catalogue gifts can be bought only with it).
+    premium: bool,
     /// The account's public @username (without `@`), which players send gifts to.
     username: Option<String>,
     session_file: PathBuf,
@@ -200,6 +222,8 @@ struct Inner {
     session: Arc<SqliteSession>,
     /// Users whose access hash this process already cached (saves a commit per poll).
     known_users: std::sync::Mutex<std::collections::HashSet<UserId>>,
+    /// Where gift decisions and undecodable answers are counted.
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Telegram {
@@ -411,9 +435,9 @@ impl Telegram {
                 return Err(TelegramError::ClockAhead { count });
             }
         };
-        let (self_id, username) = match me {
+        let (self_id, username, premium) = match me {
             Ok(users) => match users.first() {
-                Some(tl::enums::User::User(u)) => (u.id, u.username.clone()),
+                Some(tl::enums::User::User(u)) => (u.id, u.username.clone(), u.premium),
                 _ => {
                     pool.quit();
                     return Err(TelegramError::NotAuthorised {
@@ -453,6 +477,8 @@ impl Telegram {
                 })?;
             Some(GiftUpdates {
                 stream,
+                self_id,
+                health: Arc::clone(&opts.health),
                 session: Arc::clone(&session),
                 senders: HashMap::new(),
                 cached_at: tokio::time::Instant::now(),
@@ -467,6 +493,7 @@ impl Telegram {
                 pool: pool.clone(),
                 runner: runner.abort_handle(),
                 self_id,
+                premium,
                 username,
                 session_file: opts.session_file.clone(),
                 flood_wait_max: opts.flood_wait_max,
@@ -475,6 +502,7 @@ impl Telegram {
                 stats: TelegramStats::default(),
                 session: Arc::clone(&session),
                 known_users: std::sync::Mutex::new(std::collections::HashSet::new()),
+                health: Arc::clone(&opts.health),
             }),
         };
         Ok(Connection {
@@ -590,6 +618,16 @@ impl Telegram {
                         detail: UNKNOWN_KEY.to_owned(),
                     });
                 }
+                // An answer grammers cannot decode (newer than layer 230): asking again gets
+                // the same answer.
+                InvocationError::Deserialize(_) => {
+                    self.inner
+                        .health
+                        .metrics
+                        .unreadable
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(TelegramError::from_invocation(method, err));
+                }
                 InvocationError::Rpc(rpc) if rpc.code < 500 => {
                     return Err(TelegramError::from_invocation(method, err));
                 }
@@ -631,8 +669,14 @@ impl Telegram {
         Some((until - now).as_secs_f64().ceil() as u32)
     }
 
-    /// One page of `payments.getSavedStarGifts` (saved and unsaved gifts alike).
+    /// One page of `payments.getSavedStarGifts` (saved and unsaved gifts alike), as the poll
+    /// reads it: entries that are not deposits are skipped without being counted (the poll
+    /// reads the same newest page every few seconds; reconciliations count them).
     pub async fn saved_gifts_page(&self, offset: &str) -> Result<SavedPage, TelegramError> {
+        self.saved_page(offset, false).await
+    }
+
+    async fn saved_page(&self, offset: &str, count: bool) -> Result<SavedPage, TelegramError> {
         let request = tl::functions::payments::GetSavedStarGifts {
             exclude_unsaved: false,
             exclude_saved: false,
@@ -642,7 +686,9 @@ impl Telegram {
             exclude_upgradable: false,
             exclude_unupgradable: false,
             peer_color_available: false,
-            exclude_hosted: false,
+            // Hosted collectibles are shown, not owned (TDLib getReceivedGifts
+            // `exclude_hosted`); any that are listed anyway are skipped by classify.
+            exclude_hosted: true,
             peer: tl::enums::InputPeer::PeerSelf,
             collection_id: None,
             offset: offset.to_owned(),
@@ -650,11 +696,25 @@ impl Telegram {
         };
         let tl::enums::payments::SavedStarGifts::Gifts(page) =
             self.call("payments.getSavedStarGifts", &request).await?;
-        let gifts = page.gifts.iter().filter_map(convert::saved_gift).collect();
+        let me = self.inner.self_id;
+        let mut gifts = Vec::with_capacity(page.gifts.len());
+        let mut skipped = 0;
+        for entry in &page.gifts {
+            let seen = convert::saved_gift(me, entry);
+            if count {
+                log_decision("saved", &seen.decision);
+                self.inner.health.metrics.count_decision(&seen.decision);
+            }
+            match seen.gift {
+                Some(gift) => gifts.push(gift),
+                None => skipped += 1,
+            }
+        }
         self.remember_users(&page.users).await;
         Ok(SavedPage {
             count: page.count,
             gifts,
+            skipped,
             users: convert::users(&page.users),
             next_offset: page.next_offset.filter(|o| !o.is_empty()),
         })
@@ -673,20 +733,22 @@ impl Telegram {
             gifts: Vec::new(),
             users: Vec::new(),
             count: 0,
+            skipped: 0,
             consistent: true,
         };
         let mut seen = std::collections::HashSet::new();
         let mut offset = String::new();
         let mut first = true;
         loop {
-            let page = self.saved_gifts_page(&offset).await?;
+            let page = self.saved_page(&offset, true).await?;
             if first {
                 list.count = page.count;
                 first = false;
             } else if page.count != list.count {
                 list.consistent = false;
             }
-            let empty = page.gifts.is_empty();
+            let empty = page.gifts.is_empty() && page.skipped == 0;
+            list.skipped += page.skipped;
             list.gifts
                 .extend(page.gifts.into_iter().filter(|g| seen.insert(g.msg_id)));
             list.users.extend(page.users);
@@ -703,7 +765,7 @@ impl Telegram {
                 _ => break,
             }
         }
-        if list.gifts.len() != list.count.max(0) as usize {
+        if list.gifts.len() + list.skipped != list.count.max(0) as usize {
             tracing::warn!(
                 count = list.count,
                 listed = list.gifts.len(),
@@ -738,18 +800,120 @@ impl Telegram {
                 tl::enums::messages::Messages::ChannelMessages(m) => m.messages,
                 tl::enums::messages::Messages::NotModified(_) => Vec::new(),
             };
-            out.extend(messages.iter().filter_map(convert::fate));
+            let me = self.inner.self_id;
+            out.extend(messages.iter().filter_map(|m| convert::fate(me, m)));
         }
         Ok(out)
+    }
+}
+
+impl Telegram {
+    /// What Telegram tells of held collectibles that left the saved list while their delivering
+    /// messages tell nothing, as `(msg_id, collectible id, slug)`: the collectible as it is now
+    /// (`payments.getUniqueStarGift`) says it was burned by crafting, or names its new owner,
+    /// whose chat with the account (`messages.getHistory`, the newest 100 messages) may hold the
+    /// account's own outgoing `from_offer` message for it: a sale. Anything else tells nothing
+    /// (the item ends `gone`); a refused call is the same.
+    pub async fn collectible_fates(
+        &self,
+        missing: &[(MsgId, i64, String)],
+    ) -> Result<HashMap<MsgId, Fate>, TelegramError> {
+        let me = self.inner.self_id;
+        let mut out = HashMap::new();
+        for (msg_id, collectible_id, slug) in missing {
+            let request = tl::functions::payments::GetUniqueStarGift { slug: slug.clone() };
+            let answer = match self.call("payments.getUniqueStarGift", &request).await {
+                Ok(a) => a,
+                Err(TelegramError::Rpc { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let (user, access_hash) = match convert::collectible_now(me, &answer) {
+                convert::CollectibleNow::Burned => {
+                    out.insert(*msg_id, Fate::Burned);
+                    continue;
+                }
+                convert::CollectibleNow::OwnedBy { user, access_hash } => (user, access_hash),
+                convert::CollectibleNow::Unknown => continue,
+            };
+            let request = tl::functions::messages::GetHistory {
+                peer: tl::enums::InputPeer::User(tl::types::InputPeerUser {
+                    user_id: user,
+                    access_hash,
+                }),
+                offset_id: 0,
+                offset_date: 0,
+                add_offset: 0,
+                limit: 100,
+                max_id: 0,
+                min_id: 0,
+                hash: 0,
+            };
+            let messages = match self.call("messages.getHistory", &request).await {
+                Ok(
+                    tl::enums::messages::Messages::Messages(tl::types::messages::Messages {
+                        messages,
+                        ..
+                    })
+                    | tl::enums::messages::Messages::Slice(tl::types::messages::MessagesSlice {
+                        messages,
+                        ..
+                    }),
+                ) => messages,
+                Ok(_) | Err(TelegramError::Rpc { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if messages
+                .iter()
+                .any(|m| convert::is_sale_of(me, m, *collectible_id))
+            {
+                out.insert(*msg_id, Fate::Sold);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Logs what classify decided for a gift-bearing message or saved gift that is not a plain
+/// deposit: a hold (an operator must assign the owner) as a warning, the rest for the record.
+fn log_decision(path: &'static str, decision: &Decision) {
+    match decision {
+        Decision::Deposit { .. } => {}
+        Decision::Hold { reason } => tracing::warn!(
+            path,
+            reason = reason.as_str(),
+            "a new gift is held without an owner for an operator: telegram does not tell who deposited it"
+        ),
+        Decision::Fate { .. } => {
+            tracing::info!(path, %decision, "news of a gift the account may hold")
+        }
+        Decision::Ignore { reason } => tracing::info!(
+            path,
+            reason = reason.as_str(),
+            "a gift-bearing message that is not a deposit"
+        ),
     }
 }
 
 /// How often the senders seen on the update path are written to the session file.
 const PEER_CACHE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// What one update says about the account's gifts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GiftUpdate {
+    /// A gift for the detector: a deposit, a held item without owner, a refund. Boxed: one
+    /// update at a time, and the sale is small.
+    Gift(Box<ObservedGift>),
+    /// The account sold this collectible through an accepted purchase offer.
+    Sold { collectible_id: i64 },
+}
+
 /// The real-time gift stream.
 pub struct GiftUpdates {
     stream: UpdateStream,
+    /// The deposit account, for [`convert::gift_message`].
+    self_id: UserId,
+    /// Where decisions that are not deposits are counted.
+    health: Arc<Health>,
     /// The session file, where the senders of gifts are cached (their access hashes address
     /// them later) in batches instead of one commit per update.
     session: Arc<SqliteSession>,
@@ -767,17 +931,37 @@ impl std::fmt::Debug for GiftUpdates {
 }
 
 impl GiftUpdates {
-    /// Waits for the next update and returns the gift it delivers, if any.
-    pub async fn next(&mut self) -> Result<Option<ObservedGift>, TelegramError> {
-        let (update, _state, peers) = self
-            .stream
-            .next_raw()
-            .await
-            .map_err(|e| TelegramError::from_invocation("updates", e))?;
-        let gift = match update {
-            tl::enums::Update::NewMessage(u) => convert::gift_message(&u.message),
+    /// Waits for the next update and returns what it says about the account's gifts, if
+    /// anything giftd acts on.
+    pub async fn next(&mut self) -> Result<Option<GiftUpdate>, TelegramError> {
+        let (update, _state, peers) = self.stream.next_raw().await.map_err(|e| {
+            if matches!(e, InvocationError::Deserialize(_)) {
+                self.health
+                    .metrics
+                    .unreadable
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            TelegramError::from_invocation("updates", e)
+        })?;
+        let seen = match update {
+            tl::enums::Update::NewMessage(u) => convert::gift_message(self.self_id, &u.message),
             _ => None,
         };
+        let mut sale = None;
+        let gift = seen.and_then(|seen| {
+            log_decision("update", &seen.decision);
+            self.health.metrics.count_decision(&seen.decision);
+            if let Decision::Fate {
+                item: ItemRef::Collectible(collectible_id),
+                fate: FateKind::Sold,
+            } = seen.decision
+            {
+                // The account's own outgoing `from_offer` message: Telegram's record of the
+                // sale, which no player can send.
+                sale = Some(GiftUpdate::Sold { collectible_id });
+            }
+            seen.gift
+        });
         if let Some(from) = gift.as_ref().and_then(|g| g.from)
             && let Some(peer) = PeerId::user(from).and_then(|id| peers.get(id))
         {
@@ -786,7 +970,7 @@ impl GiftUpdates {
         if !self.senders.is_empty() && self.cached_at.elapsed() >= PEER_CACHE_INTERVAL {
             self.cache_senders().await;
         }
-        Ok(gift)
+        Ok(gift.map(|g| GiftUpdate::Gift(Box::new(g))).or(sale))
     }
 
     /// Writes the senders seen since the last write to the session file, in one commit. A crash

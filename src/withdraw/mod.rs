@@ -7,5 +7,6 @@
 //! resolving every "I don't know" by looking at Telegram.
 
 pub mod machine;
+pub mod precheck;
 mod resend;
 pub mod worker;

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::machine::{RequestState, WaitReason, Withdrawal, WithdrawalKind, WithdrawalMove};
+use super::precheck;
 use crate::config::{RegularPolicy, WithdrawConfig};
 use crate::gift::{Status, UserId};
 use crate::health::{AccountLabel, Health, OPEN_WITHDRAWAL_STATES, WithdrawalLabels};
@@ -409,6 +410,9 @@ impl Worker {
                 )
                 .await;
         }
+        if let Some(mv) = self.precheck(w, &item).await {
+            return self.apply(mv, epoch).await;
+        }
         if w.kind == WithdrawalKind::Resend
             && let Some(wait) = self.resend_too_young(w, &item, epoch).await
         {
@@ -534,6 +538,51 @@ impl Worker {
         };
         fail::fail_point!("withdraw-after-answer", |_| std::process::abort());
         self.record_answer(&sending, answer, epoch).await
+    }
+
+    /// What must stop or delay the request before Telegram is asked for a price: a locked
+    /// collectible waits for its `can_transfer_at`; a regular gift that cannot be bought again
+    /// (sold out, auction-only, premium-only, per-user limit, `payments.checkCanSendGift`) is
+    /// refused with the reason, and one locked until a date waits for it. `None`: go on. A
+    /// Telegram error here is not a verdict: the quote that follows asks again.
+    async fn precheck(&self, w: &Withdrawal, item: &crate::gift::Item) -> Option<WithdrawalMove> {
+        let now = now_ms() / 1000;
+        let verdict = match w.kind {
+            WithdrawalKind::Transfer => precheck::transfer(item.can_transfer_at, now),
+            WithdrawalKind::Resend => {
+                let premium = self.telegram.premium();
+                let rules = match self.telegram.gift_rules(w.key.msg_id).await {
+                    Ok(Some(rules)) => rules,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        tracing::warn!(id = w.id, error = %e, "could not read the gift's purchase rules; asking for a price");
+                        return None;
+                    }
+                };
+                match precheck::resend(&rules, premium, now, None) {
+                    precheck::Verdict::Go => {
+                        match self.telegram.can_send_gift(item.gift_id).await {
+                            Ok(can) => precheck::resend(&rules, premium, now, Some(&can)),
+                            Err(e) => {
+                                tracing::warn!(id = w.id, error = %e, "payments.checkCanSendGift failed; asking for a price");
+                                precheck::Verdict::Go
+                            }
+                        }
+                    }
+                    other => other,
+                }
+            }
+        };
+        match verdict {
+            precheck::Verdict::Go => None,
+            precheck::Verdict::WaitUntil { at, why } => Some(WithdrawalMove::defer(
+                w,
+                WaitReason::TooEarly,
+                Some(at * 1000),
+                &why,
+            )),
+            precheck::Verdict::Refuse(reason) => Some(WithdrawalMove::failed(w, &reason)),
+        }
     }
 
     /// Telegram refused before anything was committed (the quote): wait, fail or retry.

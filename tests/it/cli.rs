@@ -202,6 +202,7 @@ async fn inventory_lists_what_the_store_holds() {
                     collectible_id: support::unique_id(),
                     slug: "PlushPepe-77".to_owned(),
                     number: 77,
+                    value: Default::default(),
                 })
             }),
             status: Status::Held,

@@ -560,6 +560,7 @@ async fn unattributed_records_are_credited_when_telegram_names_the_sender(backen
                     collectible_id: u.id,
                     slug: u.slug.clone(),
                     number: u.num,
+                    value: Default::default(),
                 })
             }),
             status: Status::Held,

@@ -42,6 +42,7 @@ fn collectible(account: UserId, msg_id: i32, owner: UserId) -> Item {
             collectible_id,
             slug: format!("PlushPepe-{collectible_id}"),
             number: 7,
+            value: Default::default(),
         })),
         status: Status::Held,
         received_at: 1_760_000_000 + i64::from(msg_id),

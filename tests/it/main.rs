@@ -11,6 +11,8 @@ mod daemon;
 mod dashboard;
 mod desk;
 mod failover;
+mod fates;
+mod gift_cases;
 mod lease_contract;
 mod lease_keeper;
 mod lease_worker;

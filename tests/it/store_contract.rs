@@ -66,6 +66,7 @@ pub(crate) fn collectible(account: UserId, msg_id: i32, owner: Owner, collectibl
             collectible_id,
             slug: format!("PlushPepe-{collectible_id}"),
             number: 7,
+            value: Default::default(),
         })),
         convert_stars: None,
         transfer_stars: Some(25),

@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+mod cases;
+
 use crate::{CreateUser, DisallowedGifts, Fault, SendGift, SendUniqueGift, Sim, SimError};
 
 /// An HTTP answer: status and JSON body.
@@ -177,6 +179,9 @@ fn route_inner(
     body: &[u8],
 ) -> Result<Reply, Reply> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some(r) = cases::route(sim, method, &segs, body) {
+        return r;
+    }
     let r = match (method, segs.as_slice()) {
         ("GET", ["health"]) => ok(json!({ "ok": true })),
         ("GET", ["info"]) => ok(json!({

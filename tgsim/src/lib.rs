@@ -64,6 +64,7 @@ pub mod raw;
 pub mod rpc;
 mod server;
 pub mod session_file;
+mod sim_cases;
 pub mod srp;
 pub mod tlb;
 pub mod transport;
@@ -84,6 +85,10 @@ pub use world::{
     Account, Bot, BotMessage, Button, CallbackAnswer, CreateUser, DisallowedGifts, Fault, GiftInfo,
     RpcErr, SERVICE_USER_ID, SavedGiftInfo, SendGift, SendUniqueGift, SentGift, Stats, Ttls,
     UniqueInfo,
+};
+pub use world::{
+    AuctionWin, AuctionWon, ChatTheme, Craft, GiftRules, HostUnique, OfferSent, PrepaidUpgrade,
+    PrepayUpgrade, Price, ResaleBuy, ResolveOffer, SendOffer, ThemeSet, UniqueValue,
 };
 
 use server::Shared;

@@ -372,6 +372,10 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
             w.convert_gift(me, saved_ref(&r.stargift)?)?;
             ok(true)
         }
+        f::payments::CheckCanSendGift::CONSTRUCTOR_ID => {
+            let r: f::payments::CheckCanSendGift = parse(query)?;
+            ok(w.check_can_send_gift(me, r.gift_id)?)
+        }
         f::payments::GetStarsStatus::CONSTRUCTOR_ID => {
             let r: f::payments::GetStarsStatus = parse(query)?;
             let who = w.resolve_input_peer(me, &r.peer)?;
@@ -475,6 +479,10 @@ pub fn dispatch(w: &mut World, ctx: Ctx, query: &[u8]) -> Result<Vec<u8>, RpcErr
                 r.max_id,
                 r.min_id,
             )?)
+        }
+        f::payments::GetUniqueStarGift::CONSTRUCTOR_ID => {
+            let r: f::payments::GetUniqueStarGift = parse(query)?;
+            ok(w.unique_star_gift(me, &r.slug)?)
         }
         f::messages::GetMessages::CONSTRUCTOR_ID => {
             let r: f::messages::GetMessages = parse(query)?;

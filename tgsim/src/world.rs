@@ -20,7 +20,12 @@ use crate::crypto::AuthKey;
 use crate::srp::{Challenge, PasswordSetup};
 use crate::tlb;
 
+mod gift_cases;
 mod stars;
+pub use gift_cases::{
+    AuctionWin, AuctionWon, ChatTheme, Craft, GiftRules, HostUnique, OfferSent, PrepaidUpgrade,
+    PrepayUpgrade, Price, ResaleBuy, ResolveOffer, SendOffer, ThemeSet, UniqueValue,
+};
 
 /// The account id of Telegram's service notifications user (777000): the peer of the service
 /// message of a collectible Telegram delivers with no sender (see [`SendUniqueGift::from_telegram`]).
@@ -628,6 +633,9 @@ pub struct World {
     pub stats: Stats,
     /// Mixed into every server salt so salts cannot be predicted from key ids.
     salt_secret: u64,
+    /// The gift cases since 2025 (prepaid upgrades, resale, offers, auctions, hosting,
+    /// crafting, values, purchase rules); not kept in snapshots.
+    cases: gift_cases::CaseState,
 }
 
 fn rnd_i64() -> i64 {
@@ -704,6 +712,7 @@ impl World {
             next_id: 1_000_000,
             stats: Stats::default(),
             salt_secret: rand::Rng::r#gen(&mut rand::thread_rng()),
+            cases: gift_cases::CaseState::default(),
         };
         w.insert_account(
             SERVICE_USER_ID,
@@ -961,6 +970,10 @@ impl World {
             && let tl::enums::User::User(u) = &mut user
         {
             u.lang_code = a.lang_code.clone();
+        }
+        // `user.premium`, as everyone sees it (core.telegram.org/constructor/user).
+        if let tl::enums::User::User(u) = &mut user {
+            u.premium = self.is_premium(id);
         }
         Some(user)
     }
@@ -1312,7 +1325,7 @@ impl World {
     fn tl_star_gift(&self, g: &GiftInfo) -> tl::enums::StarGift {
         let sold_out = g.limited_total.is_some() && g.limited_remains == Some(0);
         let now = self.now32();
-        tl::enums::StarGift::Gift(tl::types::StarGift {
+        let mut t = tl::types::StarGift {
             limited: g.limited_total.is_some(),
             sold_out,
             birthday: false,
@@ -1341,7 +1354,9 @@ impl World {
             auction_start_date: None,
             upgrade_variants: None,
             background: None,
-        })
+        };
+        self.apply_gift_rules(&mut t, None);
+        tl::enums::StarGift::Gift(t)
     }
 
     fn tl_unique(&self, u: &UniqueInfo, owner: i64) -> tl::enums::StarGift {
@@ -1350,7 +1365,7 @@ impl World {
                 permille: p,
             })
         };
-        tl::enums::StarGift::Unique(tl::types::StarGiftUnique {
+        let mut t = tl::types::StarGiftUnique {
             require_premium: false,
             resale_ton_only: false,
             theme_available: false,
@@ -1394,7 +1409,9 @@ impl World {
             host_id: None,
             offer_min_stars: None,
             craft_chance_permille: None,
-        })
+        };
+        self.apply_unique_state(&mut t, owner);
+        tl::enums::StarGift::Unique(t)
     }
 
     fn mint_unique(&mut self, gift_id: i64) -> Result<UniqueInfo, RpcErr> {
@@ -1493,12 +1510,16 @@ impl World {
         self.acc(g.to)?;
         self.check_accepts(g.to, false, gift.limited_total.is_some())?;
         check_available(&gift)?;
+        if let Some(e) = self.purchase_refusal(g.from, gift.id) {
+            return Err(e);
+        }
         let sender = self.acc_mut(g.from)?;
         if sender.stars < gift.stars {
             return Err(RpcErr::bad("BALANCE_TOO_LOW"));
         }
         sender.stars -= gift.stars;
         self.take_one(gift.id);
+        self.count_purchase(g.from, gift.id);
         self.deliver_regular(g.from, g.to, &gift, g.hide_name, g.message, false, None)
             .map(|(sent, _)| sent)
     }
@@ -1804,7 +1825,7 @@ impl World {
         // `from_id` names the gift's sender. TDLib MessageContent.cpp (messageUpgradedGift):
         // receiver = `is_upgrade != is_outgoing ? dialog : me`, and the received-gift id is
         // taken from the message when `is_upgrade == is_outgoing`. See tgsim/FIDELITY.md.
-        let act = self.unique_action(
+        let mut act = self.unique_action(
             &u,
             owner,
             s.from,
@@ -1814,7 +1835,28 @@ impl World {
             None,
             s.message.as_deref(),
         );
+        // A third user prepaid this upgrade: the collectible's message says so (TDLib origin
+        // `upgradedGiftOriginPrepaidUpgrade`).
+        let prepaid = self.upgrade_prepaid(owner, msg_id);
+        if let tl::enums::MessageAction::StarGiftUnique(a) = &mut act {
+            a.prepaid_upgrade = prepaid;
+        }
         let peer = s.from.unwrap_or(SERVICE_USER_ID);
+        // The gift's sender sees the same upgrade as an INCOMING message in its chat with the
+        // owner (core constructor/messageActionStarGiftUnique `upgrade`: "from a previously
+        // received or sent (depending on the out flag ...) gift"; TDLib: receiver =
+        // `is_upgrade != is_outgoing ? chat : me`, so incoming + upgrade = the other side
+        // upgraded a gift we sent). It gets no saved gift: the collectible is the owner's.
+        if let Some(sender) = s.from.filter(|f| *f != SERVICE_USER_ID && *f != owner)
+            && self.acc(sender).is_ok()
+        {
+            let sender_act = act.clone();
+            self.deliver(
+                sender,
+                |id| tlb::service_message(id, false, sender, owner, date, sender_act),
+                None,
+            )?;
+        }
         let (new_id, _) = self.deliver(
             owner,
             |id| tlb::service_message(id, true, owner, peer, date, act),
@@ -2024,6 +2066,14 @@ impl World {
         self.acc(to)?;
         let gift = self.gift(gift_id)?;
         self.check_accepts(to, false, gift.limited_total.is_some())?;
+        // Sold-out gifts still get a form (the payment refuses them); the buyer's own limits
+        // (per user, Premium, lock, auction) refuse the form.
+        if let Some(e) = self
+            .purchase_refusal(owner, gift_id)
+            .filter(|e| e.message != "STARGIFT_USAGE_LIMITED")
+        {
+            return Err(e);
+        }
         let stars = Self::gift_price(&gift, include_upgrade)?;
         let kind = FormKind::Gift {
             gift_id,
@@ -2076,6 +2126,9 @@ impl World {
         }
         if let FormKind::Gift { gift_id, .. } = &form.kind {
             check_available(&self.gift(*gift_id)?)?;
+            if let Some(e) = self.purchase_refusal(owner, *gift_id) {
+                return Err(e);
+            }
         }
         if self.acc(owner)?.stars < form.stars {
             return Err(RpcErr::bad("BALANCE_TOO_LOW"));
@@ -2103,6 +2156,7 @@ impl World {
                 )?;
                 self.take_one(gift_id);
                 self.record_gift_purchase(owner, to, gift_id, form.stars);
+                self.count_purchase(owner, gift_id);
                 Some(own)
             }
         };
@@ -2154,15 +2208,24 @@ impl World {
     fn tl_saved(&self, s: &Saved, owner: i64) -> Result<tl::enums::SavedStarGift, RpcErr> {
         let gift = match s.unique.and_then(|u| self.uniques.get(&u)) {
             Some(u) => self.tl_unique(u, owner),
-            None => self.tl_star_gift(&self.gift(s.gift_id)?),
+            None => {
+                let mut g = self.tl_star_gift(&self.gift(s.gift_id)?);
+                if let tl::enums::StarGift::Gift(g) = &mut g {
+                    self.apply_gift_rules(g, Some(owner));
+                }
+                g
+            }
         };
+        let prepaid = self.upgrade_prepaid(owner, s.msg_id);
         Ok(tl::enums::SavedStarGift::Gift(tl::types::SavedStarGift {
             name_hidden: s.name_hidden,
             unsaved: s.unsaved,
             refunded: s.refunded,
             can_upgrade: s.upgrade_stars.is_some() && s.unique.is_none(),
             pinned_to_top: s.pinned,
-            upgrade_separate: false,
+            // A third user paid the upgrade after the gift was sent (core api/gifts,
+            // "Prepaying for someone else's upgrade"; TDLib `is_upgrade_separate`).
+            upgrade_separate: prepaid && s.unique.is_none(),
             from_id: s.from.map(tlb::peer_user),
             date: s.date,
             gift,
@@ -2176,7 +2239,7 @@ impl World {
             can_transfer_at: s.can_transfer_at,
             can_resell_at: None,
             collection_id: None,
-            prepaid_upgrade_hash: None,
+            prepaid_upgrade_hash: self.prepaid_upgrade_hash(owner, s.msg_id),
             drop_original_details_stars: None,
             gift_num: None,
             can_craft_at: None,
@@ -2202,7 +2265,11 @@ impl World {
                     .unwrap_or(false);
                 let upgradable = !unique && s.upgrade_stars.is_some();
                 let hidden = owner != caller && s.unsaved;
+                // `exclude_hosted`: "gifts that are just hosted and are not owned" (TDLib
+                // getReceivedGifts); a hosted collectible has `host_id` set.
+                let hosted = s.unique.is_some_and(|u| self.is_hosted(u));
                 !(hidden
+                    || req.exclude_hosted && hosted
                     || req.exclude_unsaved && s.unsaved
                     || req.exclude_saved && !s.unsaved
                     || req.exclude_unique && unique

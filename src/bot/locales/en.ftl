@@ -52,7 +52,7 @@ gift-untitled = Gift { $id }
 item-line = { $n }. { $title }{ $number ->
         [none] {""}
        *[other] {" "}#{ $number }
-    } · { $stars } ⭐{ $state ->
+    } · { $stars } ⭐{ $value }{ $state ->
         [withdrawing] {" "}(being withdrawn)
        *[held] {""}
     }

@@ -52,7 +52,7 @@ gift-untitled = Cadeau { $id }
 item-line = { $n }. { $title }{ $number ->
         [none] {""}
        *[other] {" "}n° { $number }
-    } · { $stars } ⭐{ $state ->
+    } · { $stars } ⭐{ $value }{ $state ->
         [withdrawing] {" "}(retrait en cours)
        *[held] {""}
     }
