@@ -71,6 +71,10 @@ pub struct MirrorHandle {
 struct Shared {
     /// Sequence number of the last change handed to the queue.
     sent: AtomicU64,
+    /// Held while a change takes its number and enters the queue, so numbers enter the queue
+    /// in increasing order: a batch's last number then covers every change before it, which is
+    /// what [`MirrorHandle::flush`] waits on.
+    order: std::sync::Mutex<()>,
     health: Arc<Health>,
 }
 
@@ -82,9 +86,13 @@ pub struct MirrorClosed;
 impl MirrorHandle {
     /// Queues a change, waiting while the queue is full.
     pub async fn send(&self, change: Change) -> Result<(), MirrorClosed> {
-        // Sequence numbers are taken under the channel's ordering: the permit is reserved
-        // first, so numbers reach the task in increasing order.
+        // A reserved slot does not fix the order values enter the queue: that is the order of
+        // `permit.send`. Two senders taking numbers 1 and 2 could enqueue 2 before 1, and a
+        // batch ending with 1 would report 1 committed while a `flush` waits for 2 for ever.
+        // Taking the number and enqueueing under one lock keeps both orders the same.
         let permit = self.tx.reserve().await.map_err(|_| MirrorClosed)?;
+        // Poisoning cannot leave the `()` inconsistent: take the lock regardless.
+        let _order = self.shared.order.lock().unwrap_or_else(|e| e.into_inner());
         let seq = self.shared.sent.fetch_add(1, Ordering::SeqCst) + 1;
         self.shared
             .health
@@ -153,6 +161,7 @@ pub fn channel(
         tx,
         shared: Arc::new(Shared {
             sent: AtomicU64::new(0),
+            order: std::sync::Mutex::new(()),
             health: Arc::clone(&health),
         }),
         committed: committed_rx,
@@ -548,6 +557,49 @@ mod tests {
         assert_eq!(held_msgs(&store, 5).await, vec![1]);
         assert_eq!(held_msgs(&store, 6).await, vec![1]);
         assert_eq!(health.metrics.mirror_fenced.load(Ordering::Relaxed), 0);
+        drop(handle);
+        task.await.unwrap();
+    }
+
+    /// Regression: two accounts' reconciliations queued their sync logs at the same instant,
+    /// the numbers entered the queue out of order, and both `flush` calls waited for ever (the
+    /// daemon never reported the accounts served). Many senders at once, each then flushing:
+    /// every flush returns and every change is in the store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_senders_then_flush_never_wait_for_ever() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let health = Arc::new(Health::new());
+        let (commits, _) = broadcast::channel(4);
+        let (handle, mirror) = channel(
+            Arc::clone(&store),
+            MirrorConfig::default(),
+            Arc::clone(&health),
+            commits,
+        );
+        let task = tokio::spawn(mirror.run());
+        let senders: Vec<_> = (0..8)
+            .map(|account| {
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    for msg in 1..=50 {
+                        handle.send(deposit(100 + account, msg)).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    handle.flush().await.unwrap();
+                })
+            })
+            .collect();
+        for s in senders {
+            tokio::time::timeout(std::time::Duration::from_secs(60), s)
+                .await
+                .expect("a flush after concurrent sends returns")
+                .unwrap();
+        }
+        for account in 0..8 {
+            assert_eq!(held_msgs(&store, 100 + account).await.len(), 50);
+        }
         drop(handle);
         task.await.unwrap();
     }
