@@ -8,6 +8,7 @@
 use std::fmt;
 
 pub mod classify;
+pub mod rules;
 
 use serde::{Deserialize, Serialize};
 

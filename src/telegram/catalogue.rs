@@ -6,7 +6,7 @@ use grammers_client::tl;
 
 use super::{Telegram, TelegramError, convert};
 use crate::gift::MsgId;
-use crate::withdraw::precheck::{CanSend, GiftRules};
+use crate::gift::rules::{CanSend, GiftRules};
 
 impl Telegram {
     /// The purchase rules of the catalogue gift that the item `msg_id` is, read from its saved

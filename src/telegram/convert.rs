@@ -9,8 +9,8 @@ use crate::gift::classify::{
     Decision, Envelope, Facts, FateKind, GiftFlags, GiftMessage, ItemRef, Peer, SavedGift,
     UniqueFlags, UniqueMessage, classify,
 };
+use crate::gift::rules::GiftRules;
 use crate::gift::{CollectibleValue, GiftType, Money, MsgId, Price, UniqueInfo, UserId, UserInfo};
-use crate::withdraw::precheck::GiftRules;
 
 /// The user id behind a peer, when the peer is a user.
 pub fn peer_user(peer: &tl::enums::Peer) -> Option<UserId> {

@@ -10,26 +10,7 @@
 //!
 //! Pure: plain values in, a verdict out; the worker reads the facts from Telegram.
 
-/// The purchase rules of a catalogue gift as the deposit account sees them (`starGift`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GiftRules {
-    pub sold_out: bool,
-    /// Only obtainable through an auction.
-    pub auction: bool,
-    pub require_premium: bool,
-    /// `limited_per_user` with the account's `per_user_remains`.
-    pub per_user_remains: Option<i32>,
-    /// Unix seconds before which the gift cannot be bought.
-    pub locked_until: Option<i64>,
-}
-
-/// `payments.checkCanSendGift`'s answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CanSend {
-    Yes,
-    /// Telegram's reason text.
-    No(String),
-}
+pub use crate::gift::rules::{CanSend, GiftRules};
 
 /// What to do with a withdrawal request now.
 #[derive(Debug, Clone, PartialEq, Eq)]
