@@ -353,31 +353,55 @@ impl Bot {
 
     /// [`Bot::send`] for a message of `class` (notifications leave room for replies).
     pub async fn send_as(&self, chat: UserId, view: &View, class: Class) -> Result<i32, BotError> {
+        let never = CancellationToken::new();
+        let sent = self
+            .send_unless_cancelled(chat, view, class, &never)
+            .await?;
+        // `never` is never cancelled, so the message was always handed to Telegram.
+        Ok(sent.expect("a send that cannot be cancelled always runs"))
+    }
+
+    /// [`Bot::send_as`], giving up (`Ok(None)`, nothing sent) when `cancel` fires while the
+    /// message still waits for its turn. Once the message is handed to Telegram, its answer is
+    /// always awaited: a send cut short there could have reached the player, and whoever
+    /// releases it would send it twice.
+    pub async fn send_unless_cancelled(
+        &self,
+        chat: UserId,
+        view: &View,
+        class: Class,
+        cancel: &CancellationToken,
+    ) -> Result<Option<i32>, BotError> {
         let keyboard = Self::keyboard(view);
         loop {
             // Counted while this reply waits, whatever ends the wait (a dropped future too).
             let _waiting = (class == Class::Reply).then(|| Waiting::new(&self.replies_waiting));
             loop {
                 let now = Instant::now();
-                if class == Class::Notice && self.replies_waiting.load(Ordering::Relaxed) > 0 {
-                    // Replies first: a player waiting for an answer beats a notification.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-                let slot = self
-                    .pacer
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .try_acquire(chat, class, now);
-                match slot {
-                    Ok(()) => break,
-                    Err(at) => tokio::time::sleep_until(at.into()).await,
+                let wait =
+                    if class == Class::Notice && self.replies_waiting.load(Ordering::Relaxed) > 0 {
+                        // Replies first: a player waiting for an answer beats a notification.
+                        now + Duration::from_millis(20)
+                    } else {
+                        let slot = self
+                            .pacer
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .try_acquire(chat, class, now);
+                        match slot {
+                            Ok(()) => break,
+                            Err(at) => at,
+                        }
+                    };
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(None),
+                    () = tokio::time::sleep_until(wait.into()) => {}
                 }
             }
             drop(_waiting);
             match self.api.send(chat, &view.text, &keyboard).await {
                 Err(BotError::FloodWait { seconds }) => self.flood_wait(seconds),
-                other => return other,
+                other => return other.map(Some),
             }
         }
     }

@@ -86,11 +86,9 @@ async fn drain(bot: &Arc<Bot>, cancel: &CancellationToken) {
                         results.push((ids, NotificationOutcome::Released));
                         continue;
                     }
-                    let outcome = tokio::select! {
-                        // Not sent yet: back to pending for the next start.
-                        () = cancel.cancelled() => NotificationOutcome::Released,
-                        o = deliver(&bot, user, &chunk.1, ids.len()) => o,
-                    };
+                    // Released (back to pending for the next start) only while it has not
+                    // been handed to Telegram; a send under way is awaited.
+                    let outcome = deliver(&bot, user, &chunk.1, ids.len(), &cancel).await;
                     results.push((ids, outcome));
                 }
                 results
@@ -210,16 +208,19 @@ async fn deliver(
     user: crate::gift::UserId,
     text: &str,
     rows: usize,
+    cancel: &CancellationToken,
 ) -> NotificationOutcome {
     match bot
-        .send_as(
+        .send_unless_cancelled(
             user,
             &View::text(text.to_owned()),
             super::pace::Class::Notice,
+            cancel,
         )
         .await
     {
-        Ok(_) => {
+        Ok(None) => NotificationOutcome::Released,
+        Ok(Some(_)) => {
             bot.stats
                 .notifications_sent
                 .fetch_add(rows as u64, Ordering::Relaxed);
