@@ -16,7 +16,10 @@ pub mod mirror;
 pub mod secret;
 pub mod store;
 pub mod telegram;
+pub mod term;
+pub mod utc;
 pub mod withdraw;
+pub mod withdrawal;
 
 /// Whether this build has the withdrawal crash points (`--features failpoints`, for tests).
 pub fn failpoints_enabled() -> bool {

@@ -25,7 +25,7 @@ pub(super) struct Shared {
     pub(super) deposit_accounts: Arc<DepositAccounts>,
     pub(super) events: mpsc::Sender<AccountEvent>,
     /// Lease times when leases are on (the Supabase store), `None` for the embedded store.
-    pub(super) leases: Option<crate::lease::LeaseTimes>,
+    pub(super) leases: Option<crate::term::LeaseTimes>,
     /// Each account's epoch while this instance holds it; the mirror and the workers read it.
     pub(super) epochs: Epochs,
     /// This instance's stable identity (with leases): a restart takes over its own leases.
@@ -86,7 +86,7 @@ async fn account_loop(
         let mut lease: Option<(
             watch::Receiver<LeaseState>,
             watch::Receiver<Option<store::Lease>>,
-            crate::lease::LeaseTimes,
+            crate::term::LeaseTimes,
         )> = None;
         if let Some(times) = shared.leases {
             // Learned once, and checked again after a failure: an instance that cannot sign

@@ -451,7 +451,7 @@ impl Daemon {
         &self,
         config: &Config,
         store: &Arc<dyn store::Store>,
-        leases: Option<crate::lease::LeaseTimes>,
+        leases: Option<crate::term::LeaseTimes>,
         (identity, holder): (Option<&str>, &str),
         keepers: &Arc<AsyncMutex<Vec<LeaseHandle>>>,
         intake: &CancellationToken,

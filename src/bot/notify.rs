@@ -282,7 +282,7 @@ pub fn render(bot: &Bot, n: &Notification, lang: Lang) -> String {
             title,
             reason: n
                 .wait_reason
-                .unwrap_or(crate::withdraw::machine::WaitReason::Retry),
+                .unwrap_or(crate::withdrawal::WaitReason::Retry),
             until: n.until_ms.map(|ms| ms / 1000),
         },
         NotificationKind::WithdrawalFailed => view::Notification::Failed {

@@ -4,7 +4,7 @@
 use super::i18n::{Arg, Key, Lang, tr};
 use super::intent::Action;
 use crate::gift::{CollectibleValue, ItemKey, Price, UserId};
-use crate::withdraw::machine::{RequestState, WaitReason};
+use crate::withdrawal::{RequestState, WaitReason};
 
 /// Items per page of `/inventory` and `/withdraw`.
 pub const PAGE_SIZE: usize = 10;
@@ -346,7 +346,7 @@ pub fn confirm(lang: Lang, item: &ItemView, plan: Plan) -> View {
                 lines.push(tr(
                     lang,
                     Key::PlanWait,
-                    &[("until", crate::cli::utc(until).into())],
+                    &[("until", crate::utc::utc(until).into())],
                 ));
             }
             true
@@ -655,7 +655,7 @@ pub fn notification(lang: Lang, n: &Notification) -> String {
                     ("title", title.as_str().into()),
                     (
                         "until",
-                        until.map_or(Arg::from("none"), |u| crate::cli::utc(u).into()),
+                        until.map_or(Arg::from("none"), |u| crate::utc::utc(u).into()),
                     ),
                     ("reason", reason.into()),
                 ],

@@ -65,9 +65,9 @@ pub struct Config {
     pub mirror: MirrorConfig,
     pub withdraw: WithdrawConfig,
     /// Account and bot leases, used with the Supabase store (several instances may share it).
-    pub lease: crate::lease::LeaseTimes,
+    pub lease: crate::term::LeaseTimes,
     /// `lease.instance`: this instance's identity in lease rows, stable across restarts. `None`:
-    /// the one kept in `<state_dir>/instance-id` (see [`crate::lease::identity`]).
+    /// the one kept in `<state_dir>/instance-id` (the lease keeper's `identity`).
     pub instance: Option<String>,
     pub health: HealthConfig,
     pub log: LogConfig,

@@ -161,14 +161,14 @@ impl Config {
             )
             .unwrap_or_else(|| LogConfig::default().level);
 
-        let defaults = crate::lease::LeaseTimes::default();
+        let defaults = crate::term::LeaseTimes::default();
         let ttl = r.duration_at_least("lease.ttl", defaults.ttl, Duration::from_millis(200));
         let renew_every = r.duration_at_least(
             "lease.renew_every",
             defaults.renew_every,
             Duration::from_millis(10),
         );
-        let lease = match crate::lease::LeaseTimes::new(ttl, renew_every) {
+        let lease = match crate::term::LeaseTimes::new(ttl, renew_every) {
             Ok(times) => times,
             Err(e) => {
                 r.problem(
@@ -188,7 +188,7 @@ impl Config {
 
         let instance = r.string("lease.instance");
         if let Some(id) = &instance
-            && crate::lease::identity(Some(id), &state_dir).is_err()
+            && !crate::term::valid_identity(id)
         {
             r.problem(
                 "lease.instance",

@@ -28,11 +28,7 @@ pub enum IdentityError {
     },
 }
 
-fn valid_identity(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
+use crate::term::valid_identity;
 
 /// This instance's stable identity: `configured` (`lease.instance`) when set, else the one
 /// kept in `<state_dir>/instance-id`, written there once (the host name and a random part) by

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::Lease;
 use crate::gift::UserId;
-use crate::withdraw::machine::RequestState;
+use crate::withdrawal::RequestState;
 
 /// One deposit account on the desk.
 #[derive(Debug, Clone, PartialEq, Eq)]

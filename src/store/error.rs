@@ -107,8 +107,8 @@ pub enum StoreError {
     )]
     WithdrawalMoveRefused {
         id: i64,
-        state: crate::withdraw::machine::RequestState,
-        to: crate::withdraw::machine::RequestState,
+        state: crate::withdrawal::RequestState,
+        to: crate::withdrawal::RequestState,
         holder: Option<(String, i32)>,
     },
 

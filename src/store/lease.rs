@@ -8,15 +8,13 @@
 //! worker's moves) carry the epoch of the term they were decided in, and the store refuses them
 //! ([`super::StoreError::Fenced`], nothing written) once the epoch moved on.
 //!
-//! Pure values: the SQL is in the backends; the task that takes and renews is `crate::lease`.
+//! Pure values: the SQL is in the backends; the task that takes and renews is the `lease` module.
 
 use std::time::Duration;
 
 use crate::gift::UserId;
 
-/// The term of a lease: raised by one each time a holder takes it after it was free, expired
-/// or released. Epochs start at 1.
-pub type Epoch = i64;
+pub use crate::term::Epoch;
 
 /// The lease name of a deposit account.
 pub fn account_lease(account: UserId) -> String {

@@ -307,7 +307,7 @@ pub struct OwnerStats {
 
 pub type WithdrawalId = i64;
 
-pub use crate::withdraw::machine::{
+pub use crate::withdrawal::{
     Canceller, RequestState, WaitReason, Withdrawal, WithdrawalKind, WithdrawalMove,
 };
 

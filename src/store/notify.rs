@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use super::WithdrawalId;
 use crate::gift::{ItemKey, UserId};
-use crate::withdraw::machine::{RequestState, WaitReason, Withdrawal, WithdrawalMove};
+use crate::withdrawal::{RequestState, WaitReason, Withdrawal, WithdrawalMove};
 
 pub type NotificationId = i64;
 
@@ -275,7 +275,7 @@ pub(crate) struct StepNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::withdraw::machine::{Canceller, WithdrawalKind};
+    use crate::withdrawal::{Canceller, WithdrawalKind};
 
     fn request(state: RequestState, wait: Option<WaitReason>) -> Withdrawal {
         Withdrawal {

@@ -548,7 +548,7 @@ async fn apply_withdrawal_move(
     };
     insert_ledger(
         conn,
-        &crate::withdraw::machine::ledger_entry(&w, mv.ledger, w.attempt, stars, now / 1000),
+        &crate::withdrawal::ledger_entry(&w, mv.ledger, w.attempt, stars, now / 1000),
     )
     .await?;
     if let Some(step) = crate::store::notify::withdrawal_notice(&w, mv) {
@@ -1690,7 +1690,7 @@ impl Store for SqliteStore {
                     set_item_status(conn, w.key, Status::Withdrawing).await?;
                     insert_ledger(
                         conn,
-                        &crate::withdraw::machine::ledger_entry(
+                        &crate::withdrawal::ledger_entry(
                             &w,
                             LedgerKind::WithdrawStarted,
                             w.attempt,

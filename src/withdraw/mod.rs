@@ -6,7 +6,8 @@
 //! what happened, writing its intent before any call that moves a gift or spends Stars, and
 //! resolving every "I don't know" by looking at Telegram.
 
-pub mod machine;
+/// The state machine lives in the domain layer, where the store can use it too.
+pub use crate::withdrawal as machine;
 pub mod precheck;
 mod resend;
 pub mod worker;

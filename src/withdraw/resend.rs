@@ -6,10 +6,10 @@
 //! Must never: let a resend pay for an original that was refunded, converted or otherwise left
 //! the account after the player asked.
 
-use super::machine::{WaitReason, Withdrawal, WithdrawalMove};
 use super::worker::{Step, Worker};
 use crate::gift::{Item, Status};
 use crate::store::{Epoch, StoreError};
+use crate::withdrawal::{WaitReason, Withdrawal, WithdrawalMove};
 
 type Moved = Result<(Step, Option<Withdrawal>), StoreError>;
 

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::machine::{RequestState, WaitReason, Withdrawal, WithdrawalKind, WithdrawalMove};
 use super::precheck;
 use crate::config::{RegularPolicy, WithdrawConfig};
 use crate::gift::{Status, UserId};
@@ -24,6 +23,7 @@ use crate::lease::Epochs;
 use crate::store::{Store, StoreError, WithdrawalFilter};
 use crate::telegram::transfer::{Purchase, Quote};
 use crate::telegram::{Telegram, TelegramError};
+use crate::withdrawal::{RequestState, WaitReason, Withdrawal, WithdrawalKind, WithdrawalMove};
 
 /// Everything one account's worker needs.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ mod desk;
 mod failover;
 mod fates;
 mod gift_cases;
+mod layers;
 mod lease_contract;
 mod lease_keeper;
 mod lease_worker;

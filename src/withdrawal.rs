@@ -269,7 +269,7 @@ pub struct WithdrawalMove {
     /// The term of the deposit account's lease this move was decided in (the worker's): the
     /// store refuses the move once the lease moved on. `None` for an operator's or a player's
     /// move, and for a worker running without leases.
-    pub epoch: Option<crate::store::Epoch>,
+    pub epoch: Option<crate::term::Epoch>,
 }
 
 impl WithdrawalMove {
@@ -299,7 +299,7 @@ impl WithdrawalMove {
     }
 
     /// The same move, fenced on the account lease's term `epoch` (`None`: unfenced).
-    pub fn with_epoch(mut self, epoch: Option<crate::store::Epoch>) -> Self {
+    pub fn with_epoch(mut self, epoch: Option<crate::term::Epoch>) -> Self {
         self.epoch = epoch;
         self
     }
