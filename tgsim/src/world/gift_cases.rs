@@ -760,6 +760,15 @@ impl World {
         )
     }
 
+    /// The collectible a saved gift is, as the account holding it sees it.
+    fn unique_of(&self, s: &super::Saved) -> Result<UniqueInfo, RpcErr> {
+        let uid = s.unique.ok_or_else(|| RpcErr::bad("STARGIFT_NOT_UNIQUE"))?;
+        self.uniques
+            .get(&uid)
+            .cloned()
+            .ok_or_else(|| RpcErr::bad("STARGIFT_NOT_FOUND"))
+    }
+
     /// `buyer` offers to buy `owner`'s collectible (`payments.sendStarGiftOffer`): the owner gets
     /// an incoming `messageActionStarGiftPurchaseOffer` in the chat with the buyer carrying the
     /// OWNER's own collectible; the buyer gets the outgoing copy. Stars are held from the buyer
@@ -767,12 +776,7 @@ impl World {
     pub fn send_offer(&mut self, o: SendOffer) -> Result<OfferSent, RpcErr> {
         self.acc(o.buyer)?;
         let s = self.saved_gift(o.owner, o.msg_id)?;
-        let uid = s.unique.ok_or_else(|| RpcErr::bad("STARGIFT_NOT_UNIQUE"))?;
-        let u = self
-            .uniques
-            .get(&uid)
-            .cloned()
-            .ok_or_else(|| RpcErr::bad("STARGIFT_NOT_FOUND"))?;
+        let u = self.unique_of(&s)?;
         if !(6 * 3600..=72 * 3600).contains(&o.duration_secs) {
             return Err(RpcErr::bad("DURATION_INVALID"));
         }
@@ -872,12 +876,7 @@ impl World {
         let Some(s) = gift else {
             return Err(RpcErr::bad("STARGIFT_NOT_FOUND"));
         };
-        let uid = s.unique.ok_or_else(|| RpcErr::bad("STARGIFT_NOT_UNIQUE"))?;
-        let u = self
-            .uniques
-            .get(&uid)
-            .cloned()
-            .ok_or_else(|| RpcErr::bad("STARGIFT_NOT_FOUND"))?;
+        let u = self.unique_of(&s)?;
         self.mark_offer(r.owner, r.offer_msg_id, true)?;
         self.mark_offer(offer.buyer, offer.buyer_msg_id, true)?;
         self.acc_mut(r.owner)?.saved.remove(&offer.gift_msg_id);
@@ -1018,12 +1017,7 @@ impl World {
     pub fn set_chat_theme(&mut self, t: ChatTheme) -> Result<ThemeSet, RpcErr> {
         self.acc(t.to)?;
         let s = self.saved_gift(t.from, t.msg_id)?;
-        let uid = s.unique.ok_or_else(|| RpcErr::bad("STARGIFT_NOT_UNIQUE"))?;
-        let u = self
-            .uniques
-            .get(&uid)
-            .cloned()
-            .ok_or_else(|| RpcErr::bad("STARGIFT_NOT_FOUND"))?;
+        let u = self.unique_of(&s)?;
         let act = tl::enums::MessageAction::SetChatTheme(tl::types::MessageActionSetChatTheme {
             theme: tl::enums::ChatTheme::UniqueGift(tl::types::ChatThemeUniqueGift {
                 gift: self.tl_unique(&u, t.from),
