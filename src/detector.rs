@@ -7,6 +7,11 @@
 //!
 //! Pure: no IO, no clock, no grammers. It never decides an owner by guessing: a gift without a
 //! sender is unattributed, and a gift the deposit account sent itself is not a deposit.
+//!
+//! Defence in depth: when a later observation names the sender of an item that is still
+//! unattributed (and held, and not assigned by an operator), it emits [`GiftEvent::Attributed`];
+//! the collectible made by upgrading an owned gift takes that gift's owner when the path that saw
+//! it could not tell.
 
 use std::collections::{HashMap, HashSet};
 

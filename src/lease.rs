@@ -18,6 +18,29 @@
 //! The transitions are a pure part ([`Machine`]) driven by instants, tested with plain values;
 //! the task around it only makes the store calls and sleeps. Must never: report a lease held
 //! past its local deadline, or release a term that is not its own.
+//!
+//! Default times: TTL 15 s (the database's clock), renewal every 5 s (under half the TTL, so one
+//! failed renewal leaves room for another), margin 3 s (a fifth of the TTL): a term counts as held
+//! until the start of the last successful take or renewal plus 12 s. A renewal still running at
+//! that instant does not keep the term.
+//!
+//! A take of a free, expired or released lease starts a new term (epoch + 1); the holder taking
+//! again or renewing keeps its epoch; a renewal or release names its holder and epoch and is
+//! refused for any other. Concurrent takers serialise on the lease row: one wins. An instance that
+//! does not hold a lease tries to take it every second (`take_every`), or just after the holder's
+//! term expires, so a released lease changes hands within a second. The daemon (`app`) runs one
+//! keeper per configured deposit account (`account:<telegram id>`) and one for the bot (`bot`)
+//! when the store is Supabase; with the embedded store it runs `Epochs::unfenced()` (one instance,
+//! kept alone by the file lock). [`identity`] is which instance a process is: its stable
+//! identity, the holder name it takes leases under, and telling a dead predecessor of the same
+//! identity from a live twin.
+//!
+//! Losing a lease (a refused renewal, or none within TTL - margin by the instance's own clock)
+//! clears the epochs first, so the mirror and the worker stop writing for the account at once; then
+//! the account's intake and worker stop and its items leave this instance's inventory, so a later
+//! term starts again from the store. An instance that cannot serve an account it holds (session
+//! revoked, Telegram unreachable) releases the lease at once so another can take over, and signs in
+//! again before it competes for the lease after its backoff.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

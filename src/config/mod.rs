@@ -22,6 +22,11 @@
 //!
 //! The module is laid out by phase: [`keys`] is the table of every key, [`raw`] phase one,
 //! [`resolve`] phase two; this file holds the resolved types and the errors.
+//!
+//! The top-level [`Config`] has no `Default` (the Telegram credentials have none); small tuning
+//! structs (`MirrorConfig`, `HealthConfig`, `LogConfig`) do, each default documented on its field.
+//! Cross-key rules include: no `[supabase]` section means the embedded store; a key whose JWT role
+//! is `anon` is refused. The resolved `StoreConfig` is what `store::open` takes.
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@
 //!
 //! Pure: plain values in, a [`Decision`] out; `telegram::convert` reads the TL objects into
 //! [`Facts`]. It never guesses an owner: when in doubt it holds. The table of cases with their
-//! sources is in ARCHITECTURE.md ("Which gifts are deposits").
+//! sources is `docs/deposits.md`.
 
 use std::fmt;
 

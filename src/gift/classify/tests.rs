@@ -1,4 +1,4 @@
-//! One line per case of the ARCHITECTURE.md table "Which gifts are deposits".
+//! One line per case of the table in `docs/deposits.md` ("Which gifts are deposits").
 
 use super::*;
 
