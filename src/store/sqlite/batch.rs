@@ -314,7 +314,7 @@ pub(super) async fn apply_batch(
 
 /// Points the collectible `into` back at the regular gift `from` it was upgraded from, when the
 /// collectible is already recorded and does not say yet.
-pub(super) async fn link_upgrade(
+async fn link_upgrade(
     conn: &Connection,
     from: ItemKey,
     into: MsgId,

@@ -13,13 +13,13 @@ use super::tx::{now_s, sql_err, write_tx};
 use crate::gift::{Item, ItemKey, LedgerEntry, LedgerKind, Owner, Status, UserId};
 use crate::store::{ItemRow, NotificationKind, OwnerStats, StoreError, now_ms};
 
-pub(super) const HELD: &str = "('held', 'withdraw_requested', 'withdrawing')";
+const HELD: &str = "('held', 'withdraw_requested', 'withdrawing')";
 
 pub(super) const ITEM_COLUMNS: &str = "account_id, msg_id, owner_id, gift_id, stars, collectible_id, slug, \
     number, status, upgraded_into, upgraded_from, received_at, convert_stars, transfer_stars, \
     can_transfer_at, value_amount, value_currency, value_usd_cents, paid_amount, paid_currency";
 
-pub(super) fn item_from_row(row: &libsql::Row) -> Result<Item, StoreError> {
+fn item_from_row(row: &libsql::Row) -> Result<Item, StoreError> {
     ItemRow {
         account_id: row.get(0).map_err(sql_err)?,
         msg_id: row.get(1).map_err(sql_err)?,
@@ -45,7 +45,7 @@ pub(super) fn item_from_row(row: &libsql::Row) -> Result<Item, StoreError> {
     .into_item()
 }
 
-pub(super) async fn query_items(
+async fn query_items(
     conn: &Connection,
     sql: &str,
     params: impl libsql::params::IntoParams,

@@ -13,13 +13,13 @@ use super::{desk, link, notify, player};
 use crate::store::{SCHEMA_VERSION, StoreError};
 
 /// `(table, column, declaration)` of a column a schema step adds.
-pub(super) type AddColumn = (&'static str, &'static str, &'static str);
+type AddColumn = (&'static str, &'static str, &'static str);
 
 /// Schema steps of the embedded database: `(version it sets, columns it adds, SQL)`. Versions
 /// match the Supabase schema's. Each step is run again when a file's version was lowered by
 /// hand, so every statement is idempotent; the columns a step adds are listed apart, because
 /// SQLite has no `ADD COLUMN IF NOT EXISTS`, and are added before the step's SQL runs.
-pub(super) const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
+const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
     (1, &[], SCHEMA_V1),
     (2, &[("sync_logs", "pass_id", "TEXT")], SCHEMA_V2),
     (
@@ -66,7 +66,7 @@ pub(super) const SCHEMA_STEPS: &[(u32, &[AddColumn], &str)] = &[
     (10, &[], ""),
 ];
 
-pub(super) const SCHEMA_V1: &str = "
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS users (
   id INTEGER PRIMARY KEY,
   username TEXT,
@@ -177,7 +177,7 @@ CREATE INDEX IF NOT EXISTS sync_logs_account ON sync_logs (account_id, id);
 /// needs nothing here (the embedded ledger has no kind constraint); collectibles made by an
 /// upgrade that were recorded without `upgraded_from` get it; a sync log row is named by its
 /// pass, so a replayed batch writes it once.
-pub(super) const SCHEMA_V2: &str = "
+const SCHEMA_V2: &str = "
 CREATE INDEX IF NOT EXISTS inventory_upgraded_into ON inventory (account_id, upgraded_into)
   WHERE upgraded_into IS NOT NULL;
 UPDATE inventory SET upgraded_from = (
@@ -192,7 +192,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS sync_logs_pass ON sync_logs (pass_id);
 /// Version 3 (Supabase: `20261201200000_giftd_withdrawals.sql`): the withdrawal state machine.
 /// The request table is rebuilt with its new states and columns by [`upgrade_withdrawals`]
 /// (SQLite cannot change a CHECK constraint in place); this part is idempotent.
-pub(super) const SCHEMA_V3: &str = "
+const SCHEMA_V3: &str = "
 CREATE UNIQUE INDEX IF NOT EXISTS withdrawals_open_per_item ON withdrawals (account_id, msg_id)
   WHERE status IN ('requested', 'approval', 'waiting', 'claimed', 'sending', 'unknown');
 CREATE INDEX IF NOT EXISTS withdrawals_queue ON withdrawals (account_id, id)
@@ -205,7 +205,7 @@ CREATE INDEX IF NOT EXISTS withdrawals_open ON withdrawals (account_id, status)
 /// Version 5 (Supabase: `20261202010000_giftd_leases.sql`): leases and their epochs. Times
 /// are this host's clock (the embedded database has one process, kept so by the OS lock);
 /// `withdrawals.epoch` (added by the step) is the term a request was claimed in.
-pub(super) const SCHEMA_V5: &str = "
+const SCHEMA_V5: &str = "
 CREATE TABLE IF NOT EXISTS leases (
   name TEXT PRIMARY KEY,
   holder TEXT NOT NULL,
@@ -217,7 +217,7 @@ CREATE TABLE IF NOT EXISTS leases (
 ";
 
 /// The version-3 request table.
-pub(super) const WITHDRAWALS_V3: &str = "
+const WITHDRAWALS_V3: &str = "
 CREATE TABLE withdrawals_v3 (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   account_id INTEGER NOT NULL,
@@ -254,7 +254,7 @@ ALTER TABLE withdrawals_v3 RENAME TO withdrawals;
 
 /// Rebuilds the request table of a version-2 file (once: a file that has the version-3 table
 /// keeps it, whatever its recorded version).
-pub(super) async fn upgrade_withdrawals(conn: &Connection) -> Result<(), StoreError> {
+async fn upgrade_withdrawals(conn: &Connection) -> Result<(), StoreError> {
     let mut rows = conn
         .query(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'withdrawals'",
@@ -277,7 +277,7 @@ pub(super) async fn upgrade_withdrawals(conn: &Connection) -> Result<(), StoreEr
 /// statuses (SQLite cannot change a CHECK constraint in place), keeping every row, column and
 /// index. Once: a table that admits `sold` is left alone. The ledger and the requests refer to
 /// the table by name, so their foreign keys are checked at commit, against the new table.
-pub(super) async fn upgrade_inventory_fates(conn: &Connection) -> Result<(), StoreError> {
+async fn upgrade_inventory_fates(conn: &Connection) -> Result<(), StoreError> {
     let mut rows = conn
         .query(
             "SELECT type, sql FROM sqlite_master WHERE tbl_name = 'inventory' AND sql IS NOT NULL
@@ -384,7 +384,7 @@ pub(super) async fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Adds `column` to `table` unless it is there already.
-pub(super) async fn ensure_column(
+async fn ensure_column(
     conn: &Connection,
     table: &str,
     column: &str,

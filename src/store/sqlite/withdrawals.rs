@@ -21,11 +21,11 @@ use crate::store::{
 };
 
 /// The columns [`withdrawal_row`] reads, in its order.
-pub(super) const WITHDRAWAL_COLUMNS: &str = "id, account_id, msg_id, owner_id, status, kind, attempt, \
+const WITHDRAWAL_COLUMNS: &str = "id, account_id, msg_id, owner_id, status, kind, attempt, \
     worker_id, lease_until_ms, not_before_ms, wait_reason, fee_stars, approved_stars, form_id, \
     reason, requested_at, sending_at_ms";
 
-pub(super) fn withdrawal_row(row: &libsql::Row) -> Result<Withdrawal, StoreError> {
+fn withdrawal_row(row: &libsql::Row) -> Result<Withdrawal, StoreError> {
     let status: String = row.get(4).map_err(sql_err)?;
     let kind: String = row.get(5).map_err(sql_err)?;
     let wait: Option<String> = row.get(10).map_err(sql_err)?;
@@ -226,7 +226,7 @@ pub(super) async fn apply_withdrawal_move(
 }
 
 /// A ledger entry for a withdrawal move written by the store itself.
-pub(super) fn withdrawal_entry(
+fn withdrawal_entry(
     key: ItemKey,
     owner: UserId,
     kind: LedgerKind,
@@ -468,7 +468,7 @@ pub(super) async fn list_withdrawals(
 }
 
 /// Why a request claimed under an older term of the account's lease is taken back.
-pub(super) fn rescue_reason(state: RequestState) -> &'static str {
+fn rescue_reason(state: RequestState) -> &'static str {
     if state == RequestState::Sending {
         "the instance that was sending it lost the deposit account's lease"
     } else {
