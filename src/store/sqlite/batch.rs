@@ -314,11 +314,7 @@ pub(super) async fn apply_batch(
 
 /// Points the collectible `into` back at the regular gift `from` it was upgraded from, when the
 /// collectible is already recorded and does not say yet.
-async fn link_upgrade(
-    conn: &Connection,
-    from: ItemKey,
-    into: MsgId,
-) -> Result<(), StoreError> {
+async fn link_upgrade(conn: &Connection, from: ItemKey, into: MsgId) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE inventory SET upgraded_from = ?2
          WHERE account_id = ?1 AND msg_id = ?3 AND upgraded_from IS NULL",

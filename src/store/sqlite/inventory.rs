@@ -2,8 +2,8 @@
 //! by account or by owner, and the operator's assignment of an unattributed gift. The batches
 //! that write it are in [`super::batch`].
 //!
-//! Must never: give an item a second owner, or move an item's status except through
-//! [`Status::transition`]-checked callers.
+//! Must never: give an item that has an owner another one ([`assign_owner`] refuses it), or
+//! change an item's status outside the caller's transaction.
 
 use libsql::{Connection, params};
 

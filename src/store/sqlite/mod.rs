@@ -1,7 +1,48 @@
 //! The embedded backend: one SQLite file in the state directory, the default when no Supabase
 //! is configured. Same semantics as the Supabase backend (the contract suite runs against
 //! both): each call is one transaction, replays change nothing, departures are checked against
-//! [`Status::transition`].
+//! [`Status::transition`](crate::gift::Status::transition).
+//!
+//! # Files
+//!
+//! This file holds [`SqliteStore`] (opening, the OS lock, [`SqliteStore::run`]) and its
+//! [`Store`] impl, which hands each call to the file of its table family, a function that takes
+//! the connection: `schema` (the steps and versions, [`Store::check_write`]), `inventory`,
+//! `batch` ([`Store::apply_batch`]), `ledger`, `withdrawals`, `lease` (and the fence), `link`,
+//! `notify`, `player`, `catalogue`, `desk`, `sync_log`. `tx` holds what they share: the write
+//! transaction, the mapping of SQLite's errors, the clock rows are stamped with.
+//!
+//! # Connection and transactions
+//!
+//! One connection per store, one operation at a time on it (a `Mutex`); other processes (a
+//! command beside the daemon) are kept out by SQLite's own locks. The file is in WAL mode
+//! (readers such as `giftd inventory` never block the daemon's writes), `synchronous = FULL`
+//! (a committed batch survives a power cut: the ledger is money) and enforces foreign keys.
+//! Every write runs in `write_tx`: `BEGIN IMMEDIATE` takes the write lock up front, so a busy
+//! file fails before anything is done (after [`DEFAULT_BUSY_TIMEOUT`], with a retryable
+//! [`StoreError::Busy`]); any error rolls back. Two claimers of notifications or requests never
+//! share a row because each claim holds the write lock.
+//!
+//! # Schema steps
+//!
+//! The file migrates itself when opened, in one transaction: each step sets a version and is
+//! the twin of a Supabase migration. A step is run again when a file's version was lowered by
+//! hand, so every statement is idempotent; the columns a step adds are listed apart (SQLite has
+//! no `ADD COLUMN IF NOT EXISTS`). Where Postgres changes a CHECK constraint in place, SQLite
+//! rebuilds the table once, keeping every row, column and index: the requests table for the
+//! withdrawal states (version 3), the inventory table for the `sold` and `burned` statuses
+//! (version 10); the ledger has no kind constraint here. A file newer than this giftd is
+//! refused ([`StoreError::SchemaTooNew`]).
+//!
+//! # Leases and the fence
+//!
+//! Lease times are this host's clock: one process uses the file, kept so by the OS lock. The
+//! daemon opens the file with [`SqliteStore::open_exclusive`]: an exclusive `flock` on
+//! `<file>.lock` (a separate file, because SQLite's POSIX locks on the database must not be
+//! mixed with another kind), taken without waiting and holding the holder's pid, released by
+//! the OS when the process dies (a crash never leaves it stale). A fenced write checks the
+//! account's lease inside its own write transaction (`lease::check_fence`), so nothing of a
+//! stale term is written.
 //!
 //! # Why libsql and not rusqlite
 //!

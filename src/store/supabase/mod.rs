@@ -6,9 +6,56 @@
 //! Reads page by key (keyset), so a server's `max-rows` cap (1000 on Supabase) never truncates
 //! them silently.
 //!
-//! The `postgrest` crate has no timeout and overwrites `Prefer`: every request goes through
-//! `.build()` to set the timeout on the `reqwest::RequestBuilder`. `in_()` (does not quote) and
-//! `limit(0)` (panics) are not used.
+//! # Files
+//!
+//! This file holds [`SupabaseStore`] (the client, built without a request) and its [`Store`]
+//! impl, which hands each call to the file of its table family, a function that takes the
+//! store: `schema`, `inventory`, `batch`, `ledger`, `withdrawals`, `lease`, `link`, `notify`,
+//! `player`, `catalogue`, `desk`, `sync_log` (the same families as the embedded backend), each
+//! with the row and argument shapes its functions use. `rest` holds what they share: one
+//! request with the store's timeout (`send`), one function call (`rpc`), the mapping of
+//! PostgREST's and Postgres's errors onto [`StoreError`], and the `{error: ...}` and `fenced`
+//! answers.
+//!
+//! # Schema and transactions
+//!
+//! The schema is the operator's to apply (`giftd schema` prints it); giftd reads its version
+//! with `giftd_schema_version` and refuses an older one, naming the migration to apply. A
+//! missing function or table is reported the same way. RPC arguments are never null (postrust
+//! reads a JSON null as `""`): "any" is `i64::MIN` or an empty list, "no error" is `""`.
+//!
+//! # Leases and the fence
+//!
+//! Lease expiries are computed from the database's own `now()`, the one clock every instance
+//! shares. The fenced writes are the `giftd_fenced_*` functions: each locks the account's lease
+//! row `FOR SHARE` before writing, so a take (an `UPDATE` of that row) waits for the writes in
+//! flight and every later write of the old term is refused (`{error: "fenced"}`, mapped to
+//! [`StoreError::Fenced`]). Rows two claimers may want (requests, notifications) are claimed
+//! `for update skip locked`.
+//!
+//! # What the web app reads
+//!
+//! Row level security reads a request's player from `app_metadata.telegram_id` (written by the
+//! server; never `user_metadata` or a top-level claim), or else from the Telegram user linked
+//! to its `sub` (`giftd_private.jwt_player_id()`), for `users`, `inventory`, `transactions` and
+//! `withdrawals`; `request_withdrawal` takes its owner the same way and answers `not_found`
+//! alike for a missing item and someone else's. `request_link_token` (security definer) mints a
+//! token for the signed-in web user, refused for `anon`, for anonymous sessions and for a JWT
+//! without a uuid `sub`; its label is the JWT's e-mail or phone, masked, and the plaintext is
+//! returned once. `web_link_replacements` is readable by the replaced web account only.
+//! `inventory` is in the `supabase_realtime` publication with replica identity full, so each
+//! change reaches a subscriber once, and a player's JWT reads only their own rows.
+//!
+//! Architecture invariant: PostgreSQL grants EXECUTE on new functions to PUBLIC; every giftd
+//! function has it revoked. `anon` executes none; `authenticated` only `request_withdrawal`,
+//! `request_link_token` and the JWT helpers row level security calls; the rest is
+//! `service_role`'s.
+//!
+//! # The `postgrest` crate
+//!
+//! It has no timeout and overwrites `Prefer`: every request goes through `.build()` to set the
+//! timeout on the `reqwest::RequestBuilder`. `in_()` (does not quote) and `limit(0)` (panics)
+//! are not used.
 //!
 //! Must never: log or format the service key (it lives only in the client's headers, and this
 //! type's `Debug` prints the URL alone).
