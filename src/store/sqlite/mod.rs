@@ -5,12 +5,12 @@
 //!
 //! # Files
 //!
-//! This file holds [`SqliteStore`] (opening, the OS lock, [`SqliteStore::run`]) and its
-//! [`Store`] impl, which hands each call to the file of its table family, a function that takes
-//! the connection: `schema` (the steps and versions, [`Store::check_write`]), `inventory`,
-//! `batch` ([`Store::apply_batch`]), `ledger`, `withdrawals`, `lease` (and the fence), `link`,
-//! `notify`, `player`, `catalogue`, `desk`, `sync_log`. `tx` holds what they share: the write
-//! transaction, the mapping of SQLite's errors, the clock rows are stamped with.
+//! This file holds [`SqliteStore`] (opening, the OS lock, `run`) and its [`Store`] impl, which
+//! hands each call to the file of its table family, a function that takes the connection: `schema`
+//! (the steps and versions, [`Store::check_write`]), `inventory`, `batch` ([`Store::apply_batch`]),
+//! `ledger`, `withdrawals`, `lease` (and the fence), `link`, `notify`, `player`, `catalogue`,
+//! `desk`, `sync_log`. `tx` holds what they share: the write transaction, the mapping of SQLite's
+//! errors, the clock rows are stamped with.
 //!
 //! # Connection and transactions
 //!
@@ -57,11 +57,11 @@
 //! whichever `sqlite3_*` the linker picks, likely libsql's. Using `libsql` directly gives one
 //! SQLite in the binary, no new C build, and an API we already compile. Its cost: the local
 //! `libsql` API is async in name only (each call runs SQLite on the calling thread), so every
-//! operation here runs on tokio's blocking pool ([`SqliteStore::run`]), never on a runtime
+//! operation here runs on tokio's blocking pool (`SqliteStore::run`), never on a runtime
 //! worker.
 //!
 //! Must never: hold the connection across calls from two tasks at once (one `Mutex`), or leave
-//! a transaction open after an error (every write goes through [`write_tx`]).
+//! a transaction open after an error (every write goes through `tx::write_tx`).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
