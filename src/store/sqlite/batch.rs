@@ -17,6 +17,8 @@ use crate::store::{
     BatchOutcome, ChangeBatch, NotificationKind, RefusedChange, StoreError, now_ms,
 };
 
+/// The writes of [`Store::apply_batch`](crate::store::Store::apply_batch), inside the caller's
+/// transaction (the caller has validated the batch and checked its fences).
 pub(super) async fn apply_batch(
     conn: &Connection,
     batch: ChangeBatch,

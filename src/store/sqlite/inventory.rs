@@ -119,6 +119,7 @@ pub(super) async fn set_item_status(
     Ok(())
 }
 
+/// [`Store::load_items`](crate::store::Store::load_items), on the store's connection.
 pub(super) async fn load_items(
     conn: &Connection,
     account_id: UserId,
@@ -135,6 +136,7 @@ pub(super) async fn load_items(
     .await
 }
 
+/// [`Store::list_owner`](crate::store::Store::list_owner), on the store's connection.
 pub(super) async fn list_owner(conn: &Connection, owner: Owner) -> Result<Vec<Item>, StoreError> {
     let filter = match owner {
         Owner::User(_) => "owner_id = ?1",
@@ -151,6 +153,7 @@ pub(super) async fn list_owner(conn: &Connection, owner: Owner) -> Result<Vec<It
     .await
 }
 
+/// [`Store::owner_stats`](crate::store::Store::owner_stats), on the store's connection.
 pub(super) async fn owner_stats(
     conn: &Connection,
     user_id: UserId,
@@ -183,6 +186,7 @@ pub(super) async fn owner_stats(
     })
 }
 
+/// [`Store::assign_owner`](crate::store::Store::assign_owner), on the store's connection.
 pub(super) async fn assign_owner(
     conn: &Connection,
     key: ItemKey,

@@ -62,6 +62,7 @@ pub(super) async fn check_fence(
     Ok(())
 }
 
+/// [`Store::take_lease`](crate::store::Store::take_lease), on the store's connection.
 pub(super) async fn take_lease(
     conn: &Connection,
     name: String,
@@ -103,6 +104,7 @@ pub(super) async fn take_lease(
     .await
 }
 
+/// [`Store::renew_lease`](crate::store::Store::renew_lease), on the store's connection.
 pub(super) async fn renew_lease(
     conn: &Connection,
     name: String,
@@ -133,6 +135,7 @@ pub(super) async fn renew_lease(
     .await
 }
 
+/// [`Store::release_lease`](crate::store::Store::release_lease), on the store's connection.
 pub(super) async fn release_lease(
     conn: &Connection,
     name: String,

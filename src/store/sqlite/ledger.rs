@@ -31,6 +31,7 @@ pub(super) async fn insert_ledger(conn: &Connection, e: &LedgerEntry) -> Result<
     Ok(())
 }
 
+/// [`Store::item_history`](crate::store::Store::item_history), on the store's connection.
 pub(super) async fn item_history(
     conn: &Connection,
     key: ItemKey,

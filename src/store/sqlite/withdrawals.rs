@@ -248,6 +248,7 @@ fn withdrawal_entry(
     }
 }
 
+/// [`Store::create_withdrawal`](crate::store::Store::create_withdrawal), on the store's connection.
 pub(super) async fn create_withdrawal(
     conn: &Connection,
     owner: UserId,
@@ -328,6 +329,7 @@ pub(super) async fn create_withdrawal(
     .await
 }
 
+/// [`Store::claim_withdrawal`](crate::store::Store::claim_withdrawal), on the store's connection.
 pub(super) async fn claim_withdrawal(
     conn: &Connection,
     account_id: UserId,
@@ -389,6 +391,7 @@ pub(super) async fn claim_withdrawal(
     .await
 }
 
+/// [`Store::rescue_withdrawals`](crate::store::Store::rescue_withdrawals), on the store's connection.
 pub(super) async fn rescue_withdrawals(
     conn: &Connection,
     account_id: UserId,
@@ -429,6 +432,7 @@ pub(super) async fn rescue_withdrawals(
     .await
 }
 
+/// [`Store::list_withdrawals`](crate::store::Store::list_withdrawals), on the store's connection.
 pub(super) async fn list_withdrawals(
     conn: &Connection,
     filter: WithdrawalFilter,

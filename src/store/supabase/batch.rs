@@ -66,6 +66,7 @@ struct RefusedRow {
     current_upgraded_into: Option<MsgId>,
 }
 
+/// [`Store::apply_batch`](crate::store::Store::apply_batch), through PostgREST.
 pub(super) async fn apply_batch(
     store: &SupabaseStore,
     batch: &ChangeBatch,

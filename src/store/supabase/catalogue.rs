@@ -6,6 +6,7 @@ use super::SupabaseStore;
 use crate::gift::GiftType;
 use crate::store::StoreError;
 
+/// [`Store::gift_types`](crate::store::Store::gift_types), through PostgREST.
 pub(super) async fn gift_types(store: &SupabaseStore) -> Result<Vec<GiftType>, StoreError> {
     #[derive(Deserialize)]
     struct Row {

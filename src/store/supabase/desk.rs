@@ -7,6 +7,7 @@ use super::SupabaseStore;
 use crate::gift::UserId;
 use crate::store::StoreError;
 
+/// [`Store::desk`](crate::store::Store::desk), through PostgREST.
 pub(super) async fn desk(
     store: &SupabaseStore,
 ) -> Result<Vec<crate::store::desk::AccountDesk>, StoreError> {
@@ -17,6 +18,7 @@ pub(super) async fn desk(
         .collect())
 }
 
+/// [`Store::record_balance`](crate::store::Store::record_balance), through PostgREST.
 pub(super) async fn record_balance(
     store: &SupabaseStore,
     account: UserId,

@@ -62,6 +62,7 @@ pub(super) fn status(name: &str, into: Option<MsgId>) -> Result<Status, StoreErr
         .ok_or_else(|| StoreError::Protocol(format!("unknown status {name:?}")))
 }
 
+/// [`Store::load_items`](crate::store::Store::load_items), through PostgREST.
 pub(super) async fn load_items(
     store: &SupabaseStore,
     account_id: UserId,
@@ -77,6 +78,7 @@ pub(super) async fn load_items(
         .await
 }
 
+/// [`Store::list_owner`](crate::store::Store::list_owner), through PostgREST.
 pub(super) async fn list_owner(
     store: &SupabaseStore,
     owner: Owner,
@@ -108,6 +110,7 @@ pub(super) async fn list_owner(
     }
 }
 
+/// [`Store::owner_stats`](crate::store::Store::owner_stats), through PostgREST.
 pub(super) async fn owner_stats(
     store: &SupabaseStore,
     user_id: UserId,
@@ -117,6 +120,7 @@ pub(super) async fn owner_stats(
         .await
 }
 
+/// [`Store::assign_owner`](crate::store::Store::assign_owner), through PostgREST.
 pub(super) async fn assign_owner(
     store: &SupabaseStore,
     key: ItemKey,

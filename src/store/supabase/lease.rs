@@ -48,6 +48,7 @@ impl LeaseReply {
     }
 }
 
+/// [`Store::take_lease`](crate::store::Store::take_lease), through PostgREST.
 pub(super) async fn take_lease(
     store: &SupabaseStore,
     name: &str,
@@ -64,6 +65,7 @@ pub(super) async fn take_lease(
     Ok(a.into_answer())
 }
 
+/// [`Store::renew_lease`](crate::store::Store::renew_lease), through PostgREST.
 pub(super) async fn renew_lease(
     store: &SupabaseStore,
     name: &str,
@@ -84,6 +86,7 @@ pub(super) async fn renew_lease(
     Ok(a.into_answer())
 }
 
+/// [`Store::release_lease`](crate::store::Store::release_lease), through PostgREST.
 pub(super) async fn release_lease(
     store: &SupabaseStore,
     name: &str,
@@ -99,6 +102,7 @@ pub(super) async fn release_lease(
         .await
 }
 
+/// [`Store::lease`](crate::store::Store::lease), through PostgREST.
 pub(super) async fn lease(store: &SupabaseStore, name: &str) -> Result<Option<Lease>, StoreError> {
     let row: Option<LeaseRow> = store
         .rpc("giftd_get_lease", json!({ "p_name": name }))

@@ -20,6 +20,7 @@ pub(super) fn ledger_json(e: &LedgerEntry) -> Value {
     })
 }
 
+/// [`Store::item_history`](crate::store::Store::item_history), through PostgREST.
 pub(super) async fn item_history(
     store: &SupabaseStore,
     key: ItemKey,

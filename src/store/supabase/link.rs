@@ -56,6 +56,7 @@ impl LinkAnswer {
     }
 }
 
+/// [`Store::create_link_token`](crate::store::Store::create_link_token), through PostgREST.
 pub(super) async fn create_link_token(
     store: &SupabaseStore,
     web_user: WebUserId,
@@ -83,6 +84,7 @@ pub(super) async fn create_link_token(
     })
 }
 
+/// [`Store::peek_link_token`](crate::store::Store::peek_link_token), through PostgREST.
 pub(super) async fn peek_link_token(
     store: &SupabaseStore,
     token: &str,
@@ -100,6 +102,7 @@ pub(super) async fn peek_link_token(
     a.outcome("giftd_peek_link_token")
 }
 
+/// [`Store::consume_link_token`](crate::store::Store::consume_link_token), through PostgREST.
 pub(super) async fn consume_link_token(
     store: &SupabaseStore,
     token: &str,
@@ -119,6 +122,7 @@ pub(super) async fn consume_link_token(
     a.outcome("giftd_consume_link_token")
 }
 
+/// [`Store::replaced_links`](crate::store::Store::replaced_links), through PostgREST.
 pub(super) async fn replaced_links(
     store: &SupabaseStore,
     web_user: WebUserId,
@@ -145,6 +149,7 @@ pub(super) async fn replaced_links(
         .collect())
 }
 
+/// [`Store::linked_telegram_user`](crate::store::Store::linked_telegram_user), through PostgREST.
 pub(super) async fn linked_telegram_user(
     store: &SupabaseStore,
     web_user: WebUserId,

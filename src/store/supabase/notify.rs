@@ -56,6 +56,7 @@ impl NotificationRow {
     }
 }
 
+/// [`Store::claim_notifications`](crate::store::Store::claim_notifications), through PostgREST.
 pub(super) async fn claim_notifications(
     store: &SupabaseStore,
     limit: usize,
@@ -75,6 +76,7 @@ pub(super) async fn claim_notifications(
         .collect()
 }
 
+/// [`Store::finish_notifications`](crate::store::Store::finish_notifications), through PostgREST.
 pub(super) async fn finish_notifications(
     store: &SupabaseStore,
     ids: &[NotificationId],
@@ -98,6 +100,7 @@ pub(super) async fn finish_notifications(
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// [`Store::requeue_undelivered`](crate::store::Store::requeue_undelivered), through PostgREST.
 pub(super) async fn requeue_undelivered(
     store: &SupabaseStore,
     user: UserId,

@@ -23,6 +23,7 @@ impl From<LanguageRow> for PlayerLanguage {
     }
 }
 
+/// [`Store::note_language`](crate::store::Store::note_language), through PostgREST.
 pub(super) async fn note_language(
     store: &SupabaseStore,
     user: UserId,
@@ -39,6 +40,7 @@ pub(super) async fn note_language(
     Ok(row.into())
 }
 
+/// [`Store::language`](crate::store::Store::language), through PostgREST.
 pub(super) async fn language(
     store: &SupabaseStore,
     user: UserId,

@@ -5,6 +5,7 @@ use serde_json::json;
 use super::SupabaseStore;
 use crate::store::{StoreError, SyncLog};
 
+/// [`Store::append_sync_log`](crate::store::Store::append_sync_log), through PostgREST.
 pub(super) async fn append_sync_log(
     store: &SupabaseStore,
     log: &SyncLog,

@@ -127,6 +127,7 @@ fn move_json(mv: &WithdrawalMove) -> Value {
     m
 }
 
+/// [`Store::create_withdrawal`](crate::store::Store::create_withdrawal), through PostgREST.
 pub(super) async fn create_withdrawal(
     store: &SupabaseStore,
     owner: UserId,
@@ -157,6 +158,7 @@ pub(super) async fn create_withdrawal(
     }
 }
 
+/// [`Store::claim_withdrawal`](crate::store::Store::claim_withdrawal), through PostgREST.
 pub(super) async fn claim_withdrawal(
     store: &SupabaseStore,
     account_id: UserId,
@@ -182,6 +184,7 @@ pub(super) async fn claim_withdrawal(
     row.map(WithdrawalRow::into_withdrawal).transpose()
 }
 
+/// [`Store::move_withdrawal`](crate::store::Store::move_withdrawal), through PostgREST.
 pub(super) async fn move_withdrawal(
     store: &SupabaseStore,
     mv: &WithdrawalMove,
@@ -228,6 +231,7 @@ pub(super) async fn move_withdrawal(
     }
 }
 
+/// [`Store::rescue_withdrawals`](crate::store::Store::rescue_withdrawals), through PostgREST.
 pub(super) async fn rescue_withdrawals(
     store: &SupabaseStore,
     account_id: UserId,
@@ -246,6 +250,7 @@ pub(super) async fn rescue_withdrawals(
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// [`Store::withdrawal`](crate::store::Store::withdrawal), through PostgREST.
 pub(super) async fn withdrawal(
     store: &SupabaseStore,
     id: WithdrawalId,
@@ -256,6 +261,7 @@ pub(super) async fn withdrawal(
     row.map(WithdrawalRow::into_withdrawal).transpose()
 }
 
+/// [`Store::list_withdrawals`](crate::store::Store::list_withdrawals), through PostgREST.
 pub(super) async fn list_withdrawals(
     store: &SupabaseStore,
     filter: &WithdrawalFilter,
