@@ -1,11 +1,96 @@
 //! The store: where the mirror of the deposit accounts' inventory, the ledger, withdrawal
-//! requests, link tokens and web links, the notifications outbox and sync logs are kept.
+//! requests, leases, the gift catalogue, link tokens and web links, the notifications outbox,
+//! players' languages, balances and sync logs are kept.
 //!
-//! [`Store`] is the one interface the rest of giftd sees, with two backends that pass the same
-//! contract suite (`tests/it/store_contract.rs`): Supabase through PostgREST
-//! ([`supabase::SupabaseStore`]) and an embedded SQLite file ([`sqlite::SqliteStore`], the
-//! default). Every write is keyed on [`ItemKey`] or an idempotency key, so replaying any call
-//! changes nothing, and every multi-row change is one transaction.
+//! [`Store`] is the one interface the rest of giftd sees, with two backends chosen by [`open`]
+//! from the configuration: an embedded SQLite file ([`sqlite::SqliteStore`], the default) and
+//! Supabase through PostgREST ([`supabase::SupabaseStore`]). Both pass one contract suite (the
+//! store tests in `tests/it/`, run against a real PostgreSQL behind a real PostgREST-compatible
+//! server and against a file). Every write is keyed on [`ItemKey`] or an idempotency key, so
+//! replaying any call changes nothing, and every multi-row change is one transaction: all or
+//! nothing. Errors are one enum ([`StoreError`]) that tells a retryable failure (nothing was
+//! written) from a permanent one.
+//!
+//! # Layout
+//!
+//! This module holds the trait and the values both backends take and give back; the values of
+//! one concern have their own file ([`lease`], [`link`], [`notify`], [`player`], [`desk`]),
+//! and [`wake`] tells a running daemon that a request is waiting. Each backend is a folder with
+//! the same files, one per table family: `schema` (versions and migrations), `inventory` (items,
+//! owners), `batch` (a detection pass's writes), `ledger`, `withdrawals`, `lease` (and the
+//! fence), `link`, `notify`, `player`, `catalogue`, `desk`, `sync_log`; plus the helpers the
+//! families share (`sqlite/tx.rs`: the write transaction and SQLite's errors;
+//! `supabase/rest.rs`: the request, the RPC call and PostgREST's errors). Each backend's
+//! `mod.rs` holds the store type and its [`Store`] impl, which hands each call to its family.
+//!
+//! # Tables
+//!
+//! `users` and `gifts` (the gift catalogue: every kind seen, with the title and price Telegram
+//! gave it, written with the batches that carry it, a later sighting without a title keeping
+//! the known one, and read back at start by [`Store::gift_types`] so a restarted daemon names
+//! gifts before Telegram lists them again); `inventory` (one row per gift a deposit account
+//! holds or held); `transactions` (the ledger, one row per movement, unique on its idempotency
+//! key); `withdrawals` (requests and their state machine, [`crate::withdrawal`]); `leases`;
+//! `link_tokens`, `web_links`, `web_link_replacements`; `notifications`; `players`;
+//! `account_balances` (the Stars balance the serving instance recorded, for the desk);
+//! `sync_logs` (one row per reconciliation pass, named by its pass); `schema_version`.
+//!
+//! A collectible's worth is stored as Telegram gives it: `value_amount` + `value_currency`
+//! (ISO 4217, smallest units), `value_usd_cents`, and what a buyer paid, `paid_amount` +
+//! `paid_currency` (`XTR` Stars or `TON` nano units); nothing is converted.
+//!
+//! # Schema versions and migrations
+//!
+//! [`SCHEMA_VERSION`] is the version this giftd needs. On Supabase the schema is
+//! `supabase/migrations/*.sql` ([`migrations`], printed by `giftd schema`), applied by the
+//! operator; [`Store::check_schema`] at start refuses an older schema and names the migration
+//! to apply ([`migration_for`]). The embedded file migrates itself when opened, one step per
+//! version, each the twin of a migration (`sqlite/schema.rs`); a file newer than this giftd is
+//! refused. A schema change is a new migration file plus the matching embedded step and one
+//! more [`SCHEMA_VERSION`].
+//!
+//! # Batches
+//!
+//! A [`ChangeBatch`] carries what a detection pass found: users, gift kinds, new items,
+//! departures (each checked against [`Status::transition`]; a refused one is reported back in
+//! [`BatchOutcome::refused`], nothing else of it written), `attributions` (an unattributed item
+//! credited to the sender Telegram named later: only an item that still has no owner, so an
+//! operator's assignment is never overwritten; ledger kind `attributed`) and `sync_logs` (each
+//! written once however often the batch is replayed). When a regular gift is upgraded, the
+//! store points the collectible back at it (`upgraded_from`) whichever of the two is written
+//! first. A request nobody has claimed yet for an item that left the account is cancelled in
+//! the same transaction.
+//!
+//! # Leases and fencing
+//!
+//! Leases are rows the store takes, renews and releases for the daemon's lease keeper (values
+//! in [`lease`]). The
+//! writes only an account's active instance makes ([`Store::apply_batch`],
+//! [`Store::claim_withdrawal`], [`Store::rescue_withdrawals`], the worker's
+//! [`Store::move_withdrawal`]) carry the epoch of the account's lease and are refused whole
+//! ([`StoreError::Fenced`], not retryable) when it is stale: a write with an epoch is applied
+//! only while the account's lease is at that epoch, a holder's write without one (a daemon
+//! running without leases) only while nobody holds a live lease on the account. The check runs
+//! inside the write's own transaction. Operators' and players' writes (create, approve, retry,
+//! cancel a request; assign an owner) carry no epoch: they are compare-and-set on the request's
+//! or item's state and never race a holder's move from the same state.
+//!
+//! [`open`] (the daemon) opens the embedded database exclusively: an OS lock on
+//! `<file>.lock`, so a second `giftd run` on the same file refuses to start
+//! ([`StoreError::InUse`], naming the file and the holder's pid); [`open_shared`] (the commands
+//! `check`, `inventory`, `withdrawals`) does not take it.
+//!
+//! # The two backends
+//!
+//! | | embedded SQLite | Supabase |
+//! |---|---|---|
+//! | one call | `BEGIN IMMEDIATE` on the one connection | one `giftd_*` SQL function (RPC) |
+//! | migrations | run by giftd when the file opens | applied by the operator |
+//! | lease clock | this host's (one process per file) | the database's `now()` |
+//! | fence | `check_fence` in the transaction | `giftd_fenced_*`, lease row `FOR SHARE` |
+//! | claiming rows | the write lock | `for update skip locked` |
+//! | wake-ups | a unix socket beside the file | `NOTIFY giftd_withdrawals` |
+//! | the web app | no access | row level security, Realtime |
 //!
 //! Architecture invariant: this is the only module that speaks SQL or HTTP to a database. It
 //! never logs keys or tokens, and it never decides what happened to a gift: callers hand it
