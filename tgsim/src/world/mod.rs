@@ -6,6 +6,28 @@
 //! change returns or queues the updates Telegram would push; `push` hands them to the connected
 //! sessions of the accounts concerned. A rule of this module: never panic on client input, answer
 //! an [`RpcErr`] instead.
+//!
+//! This file holds [`World`], the state it owns and the clock and id glue; each thing the world
+//! models is a file of its own, adding `impl World` blocks:
+//!
+//! * `accounts`: users and bots, access hashes, usernames, input peers, the gifts an account
+//!   refuses.
+//! * `auth`: auth keys and server salts, login codes, the 2FA (SRP) check, bot tokens, revoked
+//!   sessions.
+//! * `updates`: pts, the update log, new messages in a dialog, pushes, `updates.getDifference`.
+//! * `faults`: the injected [`Fault`]s and the checks the server makes against them.
+//! * `catalogue`: the gift catalogue, prices and edition limits.
+//! * `gifts`: sending, minting, upgrading, converting and refunding gifts, and their service
+//!   messages.
+//! * `saved`: the saved gifts of a profile and `payments.getSavedStarGifts`.
+//! * `transfers`: transfers of collectibles and the payment form of a paid one.
+//! * `payments`: gift payment forms, `payments.sendStarsForm` and Stars balances; `stars` the
+//!   Stars history.
+//! * `dialogs`: text messages, edits, `messages.getMessages` / `getHistory` / `getDialogs`.
+//! * `bots`: bot messages and buttons, callback answers, bot commands, the bot send limits.
+//! * `snapshot`: the durable part of the world as a [`Snapshot`] (the state file) and back.
+//! * `gift_cases`: the gift cases since 2025, one file per family (purchase rules, values,
+//!   hosted and crafted collectibles, prepaid upgrades, resale, offers, auctions, chat themes).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

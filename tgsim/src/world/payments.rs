@@ -1,5 +1,6 @@
-//! Payments: Stars payment forms (`payments.getPaymentForm`, `payments.sendStarsForm`) for gifts
-//! and paid transfers, their prices, lifetime and duplicate check, and Stars balances.
+//! Payments: the Stars payment form of a catalogue gift (`payments.getPaymentForm`), paying any
+//! form with `payments.sendStarsForm` (a gift or a paid transfer: its price, lifetime and
+//! duplicate checks), and Stars balances.
 
 use grammers_tl_types as tl;
 

@@ -1,5 +1,6 @@
-//! The update stream: each account's pts and update log, pushing updates to the account's
-//! connected sessions, and `updates.getState` / `updates.getDifference` answered from the log.
+//! The update stream: each account's pts and update log, storing a new message in an account's
+//! dialog with its `updateNewMessage`, pushing updates to the account's connected sessions, and
+//! `updates.getState` / `updates.getDifference` answered from the log.
 
 use grammers_tl_types as tl;
 use tokio::sync::mpsc;

@@ -1,5 +1,5 @@
-//! Crafting: an owner crafts 1-4 collectibles it holds into one; the first keeps its id, the
-//! others are burned ingredients.
+//! Crafting (`payments.craftStarGift`): an owner crafts 1-4 collectibles it holds into one, which
+//! reuses the first ingredient's id and number; every ingredient is burned.
 
 use grammers_tl_types as tl;
 use serde::{Deserialize, Serialize};

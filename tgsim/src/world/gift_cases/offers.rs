@@ -1,5 +1,6 @@
 //! Purchase offers on a collectible (`payments.sendStarGiftOffer`) and their resolution
-//! (`payments.resolveStarGiftOffer`): accepted is a sale, declined or expired returns the Stars.
+//! (`payments.resolveStarGiftOffer`): accepted, the collectible is sold to the buyer; declined, the
+//! buyer's held Stars are returned.
 
 use grammers_tl_types as tl;
 use serde::{Deserialize, Serialize};

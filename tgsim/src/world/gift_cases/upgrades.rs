@@ -1,5 +1,5 @@
-//! Prepaid upgrades: a third user pays for the upgrade of a regular gift another account
-//! received; the owner then upgrades it for free.
+//! Prepaid upgrades: a third user pays for the upgrade of a regular gift another account holds
+//! (a new notice in their chat points at the original), whose upgrade is then free.
 
 use grammers_tl_types as tl;
 use serde::{Deserialize, Serialize};
