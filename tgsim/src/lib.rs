@@ -1,5 +1,9 @@
 //! tgsim: a Telegram data-centre simulator speaking real MTProto 2.0 on loopback, so the real
 //! grammers 0.11 client (and Telethon, and any MTProto client) talks to it as it would to Telegram.
+//! A workspace member, not published: giftd uses it in its integration tests, its benchmark and
+//! `giftd demo`; operators can run `tgsim serve` to try giftd by hand. `tgsim/README.md` documents
+//! every control endpoint and what the simulator does not implement; `tgsim/FIDELITY.md` gives
+//! the Telegram source of every behaviour it models.
 //!
 //! It never negotiates auth keys (no RSA/DH): keys are provisioned by the simulator and handed to
 //! the client in its session. An unknown key gets transport error -404.
@@ -49,10 +53,28 @@
 //! seq_no parity (34/35). Set [`SimConfig::strict`] to `false` to skip the salt, time and
 //! parity checks (the low-bits check stays).
 //!
-//! Modules: `server` (private) runs connections; [`transport`] frames bytes;
-//! [`crypto`] is the server half of MTProto 2.0; [`rpc`] dispatches methods; [`world`] holds all
-//! state; [`tlb`] builds TL objects; [`srp`] is 2FA; [`session_file`] writes grammers sessions;
-//! [`control`] is the HTTP API; [`raw`] is a minimal client for tests and [`mod@bench`].
+//! Invariants: strict like a real DC by default, leniency is an explicit option. Malformed or
+//! hostile input closes one connection, never the simulator. giftd never links a test-only code
+//! path: it reads tgsim's session files with its ordinary configuration.
+//!
+//! Modules:
+//! * [`transport`]: framing (Full, Intermediate, Abridged, obfuscated), detected from the first
+//!   bytes.
+//! * [`crypto`] and [`srp`]: the server half of MTProto 2.0 (message keys, AES-IGE) and the 2FA
+//!   SRP check.
+//! * `server` (private): connections, salts, msg_id rules, containers, gzip, pushing updates.
+//! * [`rpc`]: method dispatch; [`tlb`]: builders of the TL objects it answers with.
+//! * [`world`]: all state (accounts, bots, gifts, dialogs, pts and update logs, faults), one file
+//!   per thing it models; `world/gift_cases` the gift cases since 2025 (prepaid upgrades, resale
+//!   purchases for someone else, offers, auctions, hosted and crafted collectibles, chat themes,
+//!   values, purchase rules), one file per family.
+//! * [`bot_limits`]: Telegram's limits on a bot's messages (a burst of 3 then one a second per
+//!   chat, 30 a second overall).
+//! * `sim_cases` (private): the [`Sim`] methods producing the gift cases.
+//! * [`control`]: the JSON control API over HTTP; `control/cases` its routes for the gift cases.
+//! * [`session_file`]: the grammers session files giftd reads.
+//! * [`raw`]: a minimal raw client for protocol tests; [`mod@bench`]: `tgsim bench`, the
+//!   connections and gifts per second one process sustains.
 
 #![warn(missing_docs)]
 
