@@ -13,7 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use crate::gift::classify::{Decision, HoldReason, IgnoreReason};
 
 /// Counters and gauges, exported as Prometheus metrics named `giftd_<field>` (the names are in
-/// [`Scalars::encode`]). Plain atomics, so every writer (the telegram module included) bumps
+/// the `exposition` collector). Plain atomics, so every writer (the telegram module included) bumps
 /// them without knowing about Prometheus; the exporter reads them at each scrape.
 #[derive(Debug, Default)]
 pub struct Metrics {
