@@ -105,7 +105,7 @@ pub struct ConnectOptions {
     /// Whether to open the real-time update stream.
     pub updates: bool,
     /// How many updates may wait for the update loop before new ones are dropped (see
-    /// [`buffer_updates`]).
+    /// `updates::buffer_updates`).
     pub update_buffer: usize,
     /// Where the update counters go (`giftd_updates_received_total`, `..._dropped_total`).
     pub health: Arc<Health>,
