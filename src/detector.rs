@@ -506,8 +506,8 @@ mod tests {
         assert!(out.reached_known);
     }
 
-    /// Regression: updates delivered gifts 2..n but missed gift 1 (pushed before the stream's
-    /// first getState); polling stopped at the update-delivered gifts and never found gift 1.
+    /// Updates delivered gifts 2..n but missed gift 1 (pushed before the stream's first
+    /// getState): polling that stopped at the update-delivered gifts would never find gift 1.
     #[test]
     fn polling_reads_past_gifts_only_an_update_delivered() {
         use Owner::*;

@@ -231,7 +231,7 @@ struct EpochsInner {
 
 impl Epochs {
     /// No leases: a single instance (the embedded store's file lock, or a deployment without
-    /// several instances). Every write goes unfenced, as before leases existed.
+    /// several instances). Every write goes unfenced.
     pub fn unfenced() -> Self {
         Self::with(false)
     }

@@ -561,10 +561,10 @@ mod tests {
         task.await.unwrap();
     }
 
-    /// Regression: two accounts' reconciliations queued their sync logs at the same instant,
-    /// the numbers entered the queue out of order, and both `flush` calls waited for ever (the
-    /// daemon never reported the accounts served). Many senders at once, each then flushing:
-    /// every flush returns and every change is in the store.
+    /// Two accounts' reconciliations may queue their sync logs at the same instant, their
+    /// numbers entering the queue out of order; neither `flush` may then wait for ever (the
+    /// daemon would never report the accounts served). Many senders at once, each then
+    /// flushing: every flush returns and every change is in the store.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_senders_then_flush_never_wait_for_ever() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,23 +1,61 @@
 //! The daemon: wires Telegram, the detector, the inventory, the mirror, leases and health
 //! together and runs them until shutdown (`giftd run`).
 //!
-//! Start: open the store and check its schema, start the shared mirror, then one task per
-//! deposit account. With the Supabase store an account's task keeps the account's lease and
-//! serves the account only while holding it (the other instances stand by). Serving: connect to
-//! Telegram with the account's session, load what the store holds for it into the shared
-//! inventory, reconcile with everything Telegram lists (gifts that arrived meanwhile are
-//! credited here), flush; then three intake tasks feed the account's detector (the update
-//! stream for speed, a poll of the newest saved gifts every `poll_interval` as the safety net,
-//! a full reconciliation every `reconcile_interval`, which also finds what left) and its
-//! withdrawal worker runs. The daemon reports ready once every account has started, stood by
-//! or failed; one account's failure never stops another's.
+//! Start: open the store and check its schema, read the gift catalogue the store kept (so gifts
+//! are named before Telegram lists them again), start the shared mirror and the store's wake-up
+//! listener (`store::wake`), then one task per deposit account (`config.accounts`: the
+//! `[account.NAME]` sections, or the one account `deposit`). With the Supabase store an
+//! account's task keeps the account's lease and serves the account only while holding it (the
+//! other instances stand by). Serving: connect to Telegram with the account's session, load what
+//! the store holds for it into the shared inventory, reconcile with everything Telegram lists
+//! (gifts that arrived meanwhile are credited here), flush; then three intake tasks feed the
+//! account's detector (the update stream for speed, a poll of the newest saved gifts every
+//! `telegram.poll_interval` as the safety net, a full reconciliation every
+//! `telegram.reconcile_interval`, which also finds what left) and its withdrawal worker runs.
+//! The daemon reports ready once every account has started, stood by or failed.
+//!
+//! An account that fails (session revoked, Telegram unreachable, polls failing) is `down` in
+//! `/readyz` and `giftd_account{name,state}` and is retried with backoff (2 s doubling to 60 s);
+//! the others go on. The daemon stops only for what no account can work around (the host clock
+//! far ahead of Telegram's, noticed by `telegram::clock`, stops it with a message saying to fix
+//! the clock) or when every account is down with a session error. A self-check every 30 s turns
+//! `/readyz` to 503, with the reason, while polls of Telegram keep failing or the store keeps
+//! refusing writes. A FLOOD_WAIT up to `telegram.flood_wait_max` is slept through exactly; a
+//! longer one closes that method until it expires, so no path calls it early.
+//!
+//! Every credit goes through `Applier::apply` (`intake.rs`), which inserts into the inventory
+//! first: the insert is idempotent per item key, so a gift seen by two paths at once is credited
+//! once. Two rules keep polling complete although the saved list is paged by position and
+//! changes while it is read:
+//! - A poll reads newest-first pages until it meets a gift that an earlier *consistent* listing
+//!   (same `count` on every page) confirmed, not merely one an update delivered: updates can
+//!   miss a gift older than the ones they deliver (a push before the stream's first
+//!   `getState`, a reconnect), and stopping at update-delivered gifts would never find it.
+//! - Departures (converted, refunded, upgraded, sold, burned, gone) are decided only from a
+//!   consistent full listing; an inconsistent one credits what is new and is retried half a
+//!   second later. Their reason comes from the gift's service message (`messages.getMessages`);
+//!   for a collectible whose message tells nothing, from the collectible as it is now
+//!   (`payments.getUniqueStarGift`: `burned`, or a new owner whose chat with the account, read
+//!   with `messages.getHistory`, holds the account's own `from_offer` message for it: sold) and
+//!   from a crafted collectible in the list that reuses its id (burned). Nothing else tells:
+//!   gone. The update path ends a held collectible as sold at once when it sees the account's
+//!   own outgoing `from_offer` message for it.
 //!
 //! Shutdown is one root [`CancellationToken`]: intake stops first (each account's tasks, its
-//! update state saved, its session closed), the mirror writes what is queued within a
-//! deadline, and only then are the leases released, so another instance takes over at once.
+//! update state saved, its session closed), the mirror writes what is queued within
+//! `SHUTDOWN_DEADLINE` (shorter than the unit's `TimeoutStopSec`), and only then are the leases
+//! released, so another instance takes over at once.
 //!
-//! Every credit goes through [`Applier::apply`], which inserts into the inventory first: the
-//! insert is idempotent per item key, so a gift seen by two paths at once is credited once.
+//! **Invariant:** one account's failure never stops another's intake or worker: each account
+//! has its own connection, tasks and cancellation token, and only the inventory, the mirror, the
+//! store and health are shared.
+//!
+//! Files: `mod.rs` (the daemon, its supervision and shutdown), `account.rs` (one account's life
+//! and lease), `intake.rs` (the intake paths and `Applier`), `bot.rs` (the companion bot's life:
+//! it runs while `Daemon::bot_active()` is true, connects with backoff, stops when the `bot`
+//! lease goes elsewhere; a bad token or session is logged and never stops detection). Each
+//! account's task records its Telegram identity in the shared `bot::DepositAccounts` when it
+//! signs in, for the bot's "send a gift to @..." texts.
 
 mod account;
 mod bot;

@@ -239,7 +239,7 @@ fn shown_label(label: &str, web_user: WebUserId) -> String {
 }
 
 /// How an item is named: its catalogue title, a collectible's slug without its number, or
-/// "Gift <id>".
+/// `"Gift <id>"`.
 pub fn title(bot: &Bot, item: &Item, lang: Lang) -> String {
     if let Some(t) = bot.titles.get(item.gift_id) {
         return t;

@@ -1,16 +1,43 @@
 //! The companion bot: players see, withdraw and link their gifts in Telegram; operators run the
 //! deposit desk from it.
 //!
-//! Pure parts: [`intent`] (text and button data -> what was asked), [`view`] (state -> text and
-//! buttons), [`limit`] (what players may send), [`pace`] (what the bot may send), [`i18n`] (the
-//! catalogues). The
-//! rest is thin: [`handler`] answers one message or press, [`notify`] sends the store's
-//! notifications outbox, and [`BotTask`] owns the loop over the bot's events. The connection
-//! itself is `telegram::bot` (only `telegram` imports grammers).
+//! A pure core, tested with plain values: [`intent`] turns a text message into an
+//! [`intent::Intent`] (`/start [token]`, `/inventory`, `/withdraw`, `/stats`, `/language`,
+//! `/help`, `/admin`, other) and button data into an [`intent::Action`] (a versioned encoding,
+//! `1:<op>:<fields>`, at most 45 bytes of Telegram's 64, parsed defensively: only the exact
+//! spelling `encode` writes is accepted, and a proptest feeds it random bytes); [`view`] renders
+//! state (plain structs) to text and inline buttons; [`limit`] holds the token bucket per user
+//! (20 at once, 2 a second; one "slow down" a minute); [`pace`] the [`pace::Pacer`] of outgoing
+//! messages: a bucket per chat (`bot.chat_burst` at once, 3 by default, then one per 1.05 s) and
+//! one over all chats (2 at once, 27 a second: under Telegram's 30 in any second), where a
+//! notification takes a token only when one stays for a reply (and at most 20 a second, one per
+//! 3 s per chat); a send waits only for its own chat's bucket and the overall one, and a
+//! FLOOD_WAIT holds every send exactly as long as Telegram said; [`i18n`] holds the Fluent
+//! catalogues `locales/{en,fr}.ftl`, compiled in, and the [`i18n::Key`] enum, the only way code
+//! names a text (tests fail when a key is missing from a catalogue or a catalogue has a message
+//! no key names).
 //!
-//! Must never: trust a button (every press re-checks the item exists, belongs to the presser and
-//! is in a state allowing the action), wait on the store to answer what the live inventory
-//! knows, leave a button press unanswered, or send faster than Telegram allows.
+//! The thin part: [`BotTask`] reads the events of the bot session (`telegram::bot`, the only
+//! module that imports grammers), applies the per-user limit and hands each event to
+//! [`handler`] in its own task (which first settles the player's language: cached, else the
+//! store's, else the app's); a press's callback answer goes out beside the edit, not after it.
+//! [`notify`] drains the store's outbox (claim a few rows, group them per player: the gifts
+//! credited, then the player's totals once; send, report), woken by each mirror commit, by a
+//! player starting the bot (their undelivered rows are pending again) and every 2 s. The
+//! withdrawal worker tells players nothing itself: every step reaches them through the outbox,
+//! whoever moved the request. An operator's Approve carries the fee the desk showed and is
+//! refused when the request's fee is another by then.
+//!
+//! **Invariant:** never trust a button. Every press checks again, against the live inventory
+//! and then in the store's own transaction, that the item exists, is the presser's and is in a
+//! state that allows the action; operator buttons check the presser is in `bot.admins`. A
+//! forged press changes nothing. Every press is answered; editing a message to what it already
+//! shows (`MESSAGE_NOT_MODIFIED`) is success.
+//!
+//! **Invariant:** answers read the live inventory and never wait on the store for what it knows
+//! (`/stats`' history and the operator's queue are the store's, read with a deadline); writes go
+//! through the store. No user-facing text is in code. The bot never blocks detection: its sends,
+//! waits and store calls run in its own tasks, and it never sends faster than Telegram allows.
 
 pub mod handler;
 pub mod i18n;

@@ -123,7 +123,8 @@ impl Config {
             batch_size,
             queue_capacity,
         };
-        // Accepted so existing files keep loading; the mirror no longer waits to fill batches.
+        // Accepted with a warning so a file that sets it still loads: the mirror writes each
+        // change at once and never waits to fill batches.
         if let Some(raw) = raw.values.get("mirror.flush_interval") {
             warnings.push(format!(
                 "mirror.flush_interval ({}) is no longer used: the mirror writes a change at once \

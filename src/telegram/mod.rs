@@ -1,21 +1,74 @@
 //! The Telegram side: the deposit account's user session over MTProto (grammers).
 //!
-//! This is the only module that imports grammers. It opens the session file, owns the sender
-//! pool (one task drives the connection; everything else holds the cloneable [`Telegram`]
-//! handle), calls the few methods giftd needs with an explicit retry policy, and turns TL objects
-//! into domain values ([`convert`]) before anything else sees them.
+//! This is the only module that imports grammers; the rest of giftd sees `detector` and `gift`
+//! values. It opens the session file, owns the sender pool (one task drives the connection;
+//! everything else holds the cloneable [`Telegram`] handle), calls the few methods giftd needs
+//! with an explicit retry policy (`payments.getSavedStarGifts` page by page, the fates of items
+//! that left), and turns TL objects into domain values ([`convert`], pure) before anything else
+//! sees them.
 //!
 //! Retries are decided here, not inside grammers: grammers is given `NoRetries`, FLOOD_WAIT is
-//! slept exactly as long as Telegram asks (and counted), and network failures are retried with
-//! an exponential backoff (backon).
+//! slept exactly as long as Telegram asks up to `telegram.flood_wait_max` (and counted), and
+//! network failures are retried with an exponential backoff (backon).
+//!
+//! Who sent a gift is decided by `gift::classify` on the facts [`convert`] reads, the way
+//! Telegram names it: the action's `from_id`, else the message's `from_id`, else, for an
+//! incoming message in a private chat, the chat's peer (Telegram puts no `from_id` on incoming
+//! private messages since layer 119; grammers' `Message::sender_id` and Telethon read the peer
+//! too). A "hide my name" gift is in the chat with its sender and is credited to them;
+//! Telegram's service account 777000 is never a sender. `tgsim/FIDELITY.md` gives the source of
+//! every Telegram behaviour giftd relies on.
+//!
+//! Updates pass through giftd's own buffer (`telegram.update_buffer`, `updates.rs`) between
+//! grammers' channel and the update stream: it empties grammers' channel (which drops silently
+//! when full, and is sized four times giftd's buffer because grammers pushes a whole socket
+//! read at once) and counts every update received and dropped (`giftd_updates_*_total`). A
+//! dropped update is not a lost gift: getDifference and polling find it. The client does not
+//! write the peers of every update to the session file (`auto_cache_peers` off: one SQLite
+//! commit per update would bound the stream); [`GiftUpdates`] caches the senders of gifts in one
+//! commit every 2 s and at shutdown. It yields a [`GiftUpdate`]: a gift for the detector, or the
+//! sale of a collectible (the account's own outgoing `from_offer` message), which ends the held
+//! item at once.
+//!
+//! [`bot`] is the companion bot's own session (its own session file, signed in with the bot
+//! token on the first start): the events players cause (messages and presses, as plain values
+//! with the user's `lang_code`), and the few calls the bot makes (send, edit, answer a press,
+//! `bots.setBotCommands` per language, resolve a username), with no retry inside grammers. A bot
+//! session without update state gets Telegram's (`updates.getState`) before its update stream
+//! starts: grammers would fetch it lazily at the stream's first read, and a message sent in
+//! between would fall before it and be dropped as already seen. A player's message is handed to
+//! the bot only after its id is recorded in `<session file>.handed` (the bot account's message
+//! ids only grow; the record names the bot), and one at or below the record, which
+//! `updates.getDifference` delivers again after a restart, is skipped: no command is answered
+//! twice, clean stop or kill -9. The position in the account-wide update sequence (`pts`) is
+//! saved to the session once every update at it was handed over (the updates of one
+//! `getDifference` answer all carry its final `pts`, so saving it with the first would lose the
+//! rest), so a restart replays at most the last position. The daemon's bot task answers every
+//! event handed to it before it exits at a clean stop (at a crash, a command being answered may
+//! go unanswered, never doubled). The bot connects only once the daemon has loaded the
+//! inventory and gift titles.
+//!
+//! Files: `mod.rs` (the [`Telegram`] handle: connecting, calls with their retry policy, the
+//! saved gift list and fates), `error.rs` ([`TelegramError`]), `updates.rs` (the update buffer
+//! and [`GiftUpdates`]), `convert.rs` (TL to domain values), `login.rs` (the login flow),
+//! `clock.rs` (the clock-skew watch), `transfer.rs` (the calls that move gifts out or spend
+//! Stars, and the reads of what happened), `stars.rs` (the account's Stars history),
+//! `catalogue.rs` (the purchase rules of a catalogue gift), `bot.rs` (the bot session).
 
 pub mod bot;
 pub mod catalogue;
 pub mod clock;
 pub mod convert;
+mod error;
 pub mod login;
 pub mod stars;
 pub mod transfer;
+mod updates;
+
+pub use error::TelegramError;
+pub(crate) use error::{UNKNOWN_KEY, is_unknown_auth_key};
+pub use updates::{GiftUpdate, GiftUpdates};
+use updates::{buffer_updates, grammers_update_channel};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,18 +78,14 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use grammers_client::client::ClientConfiguration;
-use grammers_client::client::UpdateStream;
 use grammers_client::sender::{ConnectionParams, NoRetries, UpdatesConfiguration};
-use grammers_client::session::Session as _;
 use grammers_client::session::storages::SqliteSession;
-use grammers_client::session::types::{PeerId, PeerInfo};
-use grammers_client::session::updates::UpdatesLike;
 use grammers_client::{Client, InvocationError, SenderPool, tl};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::detector::{Fate, ObservedGift};
-use crate::gift::classify::{Decision, FateKind, ItemRef};
+use crate::gift::classify::Decision;
 use crate::gift::{MsgId, UserId, UserInfo};
 use crate::health::Health;
 use crate::secret::Secret;
@@ -56,106 +105,10 @@ pub struct ConnectOptions {
     /// Whether to open the real-time update stream.
     pub updates: bool,
     /// How many updates may wait for the update loop before new ones are dropped (see
-    /// [`buffer_updates`]).
+    /// `updates::buffer_updates`).
     pub update_buffer: usize,
     /// Where the update counters go (`giftd_updates_received_total`, `..._dropped_total`).
     pub health: Arc<Health>,
-}
-
-/// Failures of the Telegram side. Callers branch on the variant; [`TelegramError::is_retryable`]
-/// says whether trying again later can help.
-#[derive(Debug, thiserror::Error)]
-pub enum TelegramError {
-    #[error(
-        "session file {path} is not authorised (Telegram answered {detail}): run `giftd login`"
-    )]
-    NotAuthorised { path: PathBuf, detail: String },
-    #[error("session file {path}: {detail}")]
-    Session { path: PathBuf, detail: String },
-    #[error(
-        "telegram asked giftd to wait {seconds} s before calling {method} again (FLOOD_WAIT), \
-         more than the configured maximum of {max} s"
-    )]
-    FloodWait {
-        method: &'static str,
-        seconds: u32,
-        max: u64,
-    },
-    #[error("telegram refused {method}: {name} (code {code})")]
-    Rpc {
-        method: &'static str,
-        code: i32,
-        name: String,
-        value: Option<u32>,
-    },
-    #[error("could not reach telegram for {method}: {detail}")]
-    Network {
-        method: &'static str,
-        detail: String,
-    },
-    #[error(
-        "the host clock is ahead of Telegram's: the server rejected {count} requests as \
-         'msg_id too high' within seconds; fix the system clock (timedatectl, NTP) and restart"
-    )]
-    ClockAhead { count: u64 },
-    #[error("unexpected answer to {method}: {detail}")]
-    Unexpected {
-        method: &'static str,
-        detail: String,
-    },
-    #[error("telegram did not answer {method} within {after:?}; whether it took effect is unknown")]
-    Timeout {
-        method: &'static str,
-        after: Duration,
-    },
-    #[error(
-        "giftd cannot address user {user}: the deposit account's session has no access hash for \
-         them (it learns one from a gift they send or the saved gift list); ask the player to \
-         send a message or a gift to the deposit account first"
-    )]
-    Unaddressable { user: UserId },
-    #[error(
-        "telegram sent {method} an object giftd cannot decode ({detail}): it is newer than \
-         giftd's TL layer; nothing was credited from it, and polling carries on (update giftd \
-         when this repeats)"
-    )]
-    Unreadable {
-        method: &'static str,
-        detail: String,
-    },
-    #[error("stopped")]
-    Cancelled,
-}
-
-impl TelegramError {
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            TelegramError::Network { .. }
-            | TelegramError::FloodWait { .. }
-            | TelegramError::Timeout { .. } => true,
-            TelegramError::Rpc { code, .. } => *code >= 500,
-            _ => false,
-        }
-    }
-
-    fn from_invocation(method: &'static str, err: InvocationError) -> Self {
-        match err {
-            InvocationError::Rpc(rpc) => TelegramError::Rpc {
-                method,
-                code: rpc.code,
-                name: rpc.name,
-                value: rpc.value,
-            },
-            InvocationError::Deserialize(e) => TelegramError::Unreadable {
-                method,
-                detail: e.to_string(),
-            },
-            other => TelegramError::Network {
-                method,
-                detail: other.to_string(),
-            },
-        }
-    }
 }
 
 /// Counters an operator reads in logs and metrics.
@@ -256,8 +209,8 @@ impl std::fmt::Debug for Connection {
 /// decides, see [`Telegram::call`]). Returns the client, the pool's handle and its task.
 ///
 /// The client does not cache the peers of every answer and update in the session file
-/// (`auto_cache_peers`): that is one SQLite commit per update batch on the update path, about
-/// 13 ms each on a busy machine, which bounded the stream to some 30 gifts/s. giftd caches the
+/// (`auto_cache_peers`): that would be one SQLite commit per update batch on the update path,
+/// about 13 ms each on a busy machine, bounding the stream to some 30 gifts/s. giftd caches the
 /// senders of the gifts it sees itself, in batches ([`GiftUpdates`]); sign-in still caches the
 /// account itself, which the update stream needs.
 pub(crate) fn start_pool(
@@ -289,82 +242,6 @@ pub(crate) fn start_pool(
     (client, pool.handle.thin, runner, pool.updates)
 }
 
-/// Capacity of grammers' own update channel for a giftd buffer of `update_buffer`.
-///
-/// grammers drops what does not fit, and counts it only in a warning it logs at most once per
-/// cooldown. [`buffer_updates`] empties the channel as fast as updates arrive, but grammers
-/// pushes every update of one read of the socket in one go without yielding: a burst read at
-/// once (2,000 gifts fit in a few reads) overflowed a channel of 1,024, silently, and the lost
-/// tail showed no gap to trigger getDifference (found by `cargo bench --bench update_path`).
-/// Four times giftd's buffer leaves room for any read, so giftd's buffer is the one that
-/// decides, and counts, what is dropped.
-fn grammers_update_channel(update_buffer: usize) -> usize {
-    update_buffer.saturating_mul(4).max(4096)
-}
-
-/// Moves updates from grammers' channel into a buffer of `capacity` that the update stream
-/// reads, and counts every update received and every one dropped because the buffer was full.
-///
-/// A dropped update is not a lost gift: the next update's pts shows the gap and grammers asks
-/// Telegram for the difference, and polling lists the gift anyway. Only batches of updates are
-/// ever dropped; connection notices (`ConnectionClosed` and the like) always pass, since the
-/// stream needs them to resynchronise.
-fn buffer_updates(
-    mut from: tokio::sync::mpsc::Receiver<UpdatesLike>,
-    capacity: usize,
-    health: Arc<Health>,
-) -> tokio::sync::mpsc::Receiver<UpdatesLike> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(async move {
-        let metrics = &health.metrics;
-        let mut buffer: std::collections::VecDeque<UpdatesLike> = std::collections::VecDeque::new();
-        let mut logged_at: Option<tokio::time::Instant> = None;
-        loop {
-            tokio::select! {
-                // Taking from grammers first keeps its channel empty under a flood.
-                biased;
-                next = from.recv() => {
-                    let Some(update) = next else { break };
-                    if !matches!(update, UpdatesLike::Updates(_)) {
-                        buffer.push_back(update);
-                        continue;
-                    }
-                    metrics.updates_received.fetch_add(1, Ordering::Relaxed);
-                    if buffer.len() < capacity {
-                        buffer.push_back(update);
-                        continue;
-                    }
-                    let dropped = metrics.updates_dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                    if logged_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        logged_at = Some(tokio::time::Instant::now());
-                        tracing::warn!(
-                            capacity,
-                            dropped_total = dropped,
-                            "telegram update buffer full: updates dropped (getDifference and \
-                             polling find their gifts); raise telegram.update_buffer if this \
-                             repeats"
-                        );
-                    }
-                }
-                permit = tx.reserve(), if !buffer.is_empty() => {
-                    let Ok(permit) = permit else { break };
-                    // Checked non-empty by the branch's condition.
-                    if let Some(update) = buffer.pop_front() {
-                        permit.send(update);
-                    }
-                }
-            }
-        }
-        // grammers stopped: hand over what is left, then close the stream's channel.
-        while let Some(update) = buffer.pop_front() {
-            if tx.send(update).await.is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// Refuses a session file that other users can read: it holds the account's auth key.
 pub fn check_session_permissions(path: &Path) -> Result<(), TelegramError> {
     use std::os::unix::fs::PermissionsExt;
@@ -388,18 +265,6 @@ pub fn check_session_permissions(path: &Path) -> Result<(), TelegramError> {
         });
     }
     Ok(())
-}
-
-/// What to do about a session whose auth key Telegram does not know.
-pub(crate) const UNKNOWN_KEY: &str = "holds an auth key Telegram does not know (transport error \
-                                      -404): delete the file and run `giftd login`";
-
-/// Whether `err` is MTProto's transport error -404: the data centre does not know the auth key
-/// (it was never registered there, or Telegram dropped it), so no retry can help. grammers 0.11
-/// keeps the status in grammers-mtproto's `transport::Error`, a crate giftd does not depend on,
-/// and prints it as `bad status (negative length -404)`.
-pub(crate) fn is_unknown_auth_key(err: &InvocationError) -> bool {
-    matches!(err, InvocationError::Transport(t) if t.to_string().ends_with("negative length -404)"))
 }
 
 impl Telegram {
@@ -891,110 +756,5 @@ fn log_decision(path: &'static str, decision: &Decision) {
             reason = reason.as_str(),
             "a gift-bearing message that is not a deposit"
         ),
-    }
-}
-
-/// How often the senders seen on the update path are written to the session file.
-const PEER_CACHE_INTERVAL: Duration = Duration::from_secs(2);
-
-/// What one update says about the account's gifts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GiftUpdate {
-    /// A gift for the detector: a deposit, a held item without owner, a refund. Boxed: one
-    /// update at a time, and the sale is small.
-    Gift(Box<ObservedGift>),
-    /// The account sold this collectible through an accepted purchase offer.
-    Sold { collectible_id: i64 },
-}
-
-/// The real-time gift stream.
-pub struct GiftUpdates {
-    stream: UpdateStream,
-    /// The deposit account, for [`convert::gift_message`].
-    self_id: UserId,
-    /// Where decisions that are not deposits are counted.
-    health: Arc<Health>,
-    /// The session file, where the senders of gifts are cached (their access hashes address
-    /// them later) in batches instead of one commit per update.
-    session: Arc<SqliteSession>,
-    /// Senders seen since the last write, by user id.
-    senders: HashMap<UserId, PeerInfo>,
-    cached_at: tokio::time::Instant,
-}
-
-impl std::fmt::Debug for GiftUpdates {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GiftUpdates")
-            .field("senders_pending", &self.senders.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl GiftUpdates {
-    /// Waits for the next update and returns what it says about the account's gifts, if
-    /// anything giftd acts on.
-    pub async fn next(&mut self) -> Result<Option<GiftUpdate>, TelegramError> {
-        let (update, _state, peers) = self.stream.next_raw().await.map_err(|e| {
-            if matches!(e, InvocationError::Deserialize(_)) {
-                self.health
-                    .metrics
-                    .unreadable
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            TelegramError::from_invocation("updates", e)
-        })?;
-        let seen = match update {
-            tl::enums::Update::NewMessage(u) => convert::gift_message(self.self_id, &u.message),
-            _ => None,
-        };
-        let mut sale = None;
-        let gift = seen.and_then(|seen| {
-            log_decision("update", &seen.decision);
-            self.health.metrics.count_decision(&seen.decision);
-            if let Decision::Fate {
-                item: ItemRef::Collectible(collectible_id),
-                fate: FateKind::Sold,
-            } = seen.decision
-            {
-                // The account's own outgoing `from_offer` message: Telegram's record of the
-                // sale, which no player can send.
-                sale = Some(GiftUpdate::Sold { collectible_id });
-            }
-            seen.gift
-        });
-        if let Some(from) = gift.as_ref().and_then(|g| g.from)
-            && let Some(peer) = PeerId::user(from).and_then(|id| peers.get(id))
-        {
-            self.senders.insert(from, PeerInfo::from(peer.clone()));
-        }
-        if !self.senders.is_empty() && self.cached_at.elapsed() >= PEER_CACHE_INTERVAL {
-            self.cache_senders().await;
-        }
-        Ok(gift.map(|g| GiftUpdate::Gift(Box::new(g))).or(sale))
-    }
-
-    /// Writes the senders seen since the last write to the session file, in one commit. A crash
-    /// loses at most the last interval's: nothing that matters, since every gift's sender comes
-    /// back with the saved list the reconciliation at start reads.
-    async fn cache_senders(&mut self) {
-        self.cached_at = tokio::time::Instant::now();
-        let peers: Vec<PeerInfo> = self.senders.drain().map(|(_, p)| p).collect();
-        let count = peers.len();
-        if let Err(e) = self.session.cache_peers(peers).await {
-            tracing::warn!(error = %e, count, "could not cache gift senders in the session file");
-        }
-    }
-
-    /// Persists the update state and the senders not yet written to the session, so a restart
-    /// catches up from here.
-    pub async fn save_state(&mut self) -> Result<(), TelegramError> {
-        self.cache_senders().await;
-        self.stream
-            .sync_update_state()
-            .await
-            .map_err(|e| TelegramError::Session {
-                path: PathBuf::new(),
-                detail: format!("cannot save the update state: {e}"),
-            })
     }
 }

@@ -1,10 +1,19 @@
 //! What the bot shows: plain values in, text and inline buttons out. Pure: no IO, no clock, no
 //! store; every word comes from the catalogues ([`super::i18n`]).
+//!
+//! This file holds what a player asks to see (start, help, language, inventory pages,
+//! withdrawal confirmations, `/stats`); the operator's desk is in `desk.rs`, what players are
+//! told without asking in `notice.rs`.
 
 use super::i18n::{Arg, Key, Lang, tr};
 use super::intent::Action;
-use crate::gift::{CollectibleValue, ItemKey, Price, UserId};
-use crate::withdrawal::{RequestState, WaitReason};
+use crate::gift::{CollectibleValue, ItemKey, Price};
+
+mod desk;
+mod notice;
+
+pub use desk::{ADMIN_LIST, AccountView, AdminView, RequestView, admin};
+pub use notice::{Notification, notification};
 
 /// Items per page of `/inventory` and `/withdraw`.
 pub const PAGE_SIZE: usize = 10;
@@ -424,264 +433,12 @@ pub fn stats(lang: Lang, st: StatsView) -> View {
     ))
 }
 
-/// One deposit account on the operator's desk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountView {
-    pub account: UserId,
-    pub items: u64,
-    pub stars: i64,
-    /// The Stars balance the worker last read.
-    pub balance: Option<i64>,
-    /// The instance serving it (its lease's holder), `None` when none does now.
-    pub served_by: Option<String>,
-    /// Its open requests: queued (requested, claimed, sending), waiting, awaiting approval,
-    /// unknown.
-    pub queue: [u64; 4],
-}
-
-/// One request on the operator's desk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestView {
-    pub id: i64,
-    pub title: String,
-    pub owner: UserId,
-    pub state: RequestState,
-    pub wait: Option<WaitReason>,
-    /// The fee or price Telegram last asked (Stars): the Approve button approves this much.
-    pub fee: i64,
-}
-
-/// `/admin`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AdminView {
-    pub accounts: Vec<AccountView>,
-    /// Requests that need an operator or are stuck: approval, waiting on Stars, unknown.
-    pub requests: Vec<RequestView>,
-    pub unattributed: Vec<ItemView>,
-}
-
-/// How many requests and unattributed items the desk lists (buttons fit one message).
-pub const ADMIN_LIST: usize = 8;
-
-pub fn admin(lang: Lang, a: &AdminView) -> View {
-    let mut lines = vec![s(lang, Key::AdminHeader)];
-    for acc in &a.accounts {
-        lines.push(tr(
-            lang,
-            Key::AdminAccount,
-            &[
-                ("account", acc.account.into()),
-                ("items", acc.items.into()),
-                ("stars", acc.stars.into()),
-                (
-                    "balance",
-                    acc.balance
-                        .map_or_else(|| s(lang, Key::AdminBalanceUnknown), |b| b.to_string())
-                        .into(),
-                ),
-            ],
-        ));
-        lines.push(tr(
-            lang,
-            Key::AdminAccountDesk,
-            &[
-                (
-                    "holder",
-                    acc.served_by
-                        .clone()
-                        .unwrap_or_else(|| s(lang, Key::AdminHolderNone))
-                        .into(),
-                ),
-                ("queued", acc.queue[0].into()),
-                ("waiting", acc.queue[1].into()),
-                ("approval", acc.queue[2].into()),
-                ("unknown", acc.queue[3].into()),
-            ],
-        ));
-    }
-    let count = |st: RequestState, reason: Option<WaitReason>| {
-        a.requests
-            .iter()
-            .filter(|r| r.state == st && (reason.is_none() || r.wait == reason))
-            .count()
-    };
-    lines.push(tr(
-        lang,
-        Key::AdminQueue,
-        &[
-            ("approval", count(RequestState::Approval, None).into()),
-            (
-                "stars",
-                count(RequestState::Waiting, Some(WaitReason::Stars)).into(),
-            ),
-            ("unknown", count(RequestState::Unknown, None).into()),
-        ],
-    ));
-    let mut buttons = Vec::new();
-    for r in a.requests.iter().take(ADMIN_LIST) {
-        lines.push(tr(
-            lang,
-            Key::AdminRequest,
-            &[
-                ("id", r.id.into()),
-                ("title", r.title.as_str().into()),
-                ("owner", r.owner.into()),
-                ("state", r.state.as_str().into()),
-            ],
-        ));
-        let mut row = Vec::new();
-        if r.state == RequestState::Approval {
-            row.push(Button {
-                text: tr(
-                    lang,
-                    Key::BtnApprove,
-                    &[("id", r.id.into()), ("fee", r.fee.into())],
-                ),
-                action: Action::AdminApprove {
-                    id: r.id,
-                    fee: r.fee,
-                },
-            });
-        }
-        if matches!(
-            r.state,
-            RequestState::Requested | RequestState::Approval | RequestState::Waiting
-        ) {
-            row.push(Button {
-                text: tr(lang, Key::BtnAdminCancel, &[("id", r.id.into())]),
-                action: Action::AdminCancel(r.id),
-            });
-        }
-        if !row.is_empty() {
-            buttons.push(row);
-        }
-    }
-    lines.push(tr(
-        lang,
-        Key::AdminUnattributed,
-        &[("count", a.unattributed.len().into())],
-    ));
-    let mut assign = Vec::new();
-    for (i, item) in a.unattributed.iter().take(ADMIN_LIST).enumerate() {
-        lines.push(tr(
-            lang,
-            Key::AdminUnattributedLine,
-            &[
-                ("n", (i + 1).into()),
-                ("title", item.title.as_str().into()),
-                ("stars", item.stars.into()),
-                ("key", item.key.to_string().into()),
-            ],
-        ));
-        assign.push(Button {
-            text: tr(lang, Key::BtnAssign, &[("n", (i + 1).into())]),
-            action: Action::AdminAssign(item.key),
-        });
-    }
-    buttons.extend(assign.chunks(4).map(<[Button]>::to_vec));
-    buttons.push(vec![Button {
-        text: s(lang, Key::BtnRefresh),
-        action: Action::AdminRefresh,
-    }]);
-    View {
-        text: lines.join("\n"),
-        buttons,
-    }
-}
-
-/// What a player is told without asking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notification {
-    /// A gift was credited to them (one line; the totals follow the list once, [`holding`]).
-    Deposit {
-        title: String,
-        stars: i64,
-    },
-    Queued {
-        id: i64,
-        title: String,
-    },
-    Sent {
-        title: String,
-    },
-    Waiting {
-        title: String,
-        reason: WaitReason,
-        until: Option<i64>,
-    },
-    Failed {
-        title: String,
-        reason: String,
-    },
-    Cancelled {
-        id: i64,
-        title: String,
-    },
-}
-
-pub fn notification(lang: Lang, n: &Notification) -> String {
-    match n {
-        Notification::Deposit { title, stars } => tr(
-            lang,
-            Key::NDeposit,
-            &[("title", title.as_str().into()), ("stars", (*stars).into())],
-        ),
-        Notification::Queued { id, title } => tr(
-            lang,
-            Key::NQueued,
-            &[("id", (*id).into()), ("title", title.as_str().into())],
-        ),
-        Notification::Sent { title } => tr(lang, Key::NSent, &[("title", title.as_str().into())]),
-        Notification::Waiting {
-            title,
-            reason,
-            until,
-        } => {
-            let reason = s(
-                lang,
-                match reason {
-                    WaitReason::TooEarly => Key::ReasonTooEarly,
-                    WaitReason::Stars => Key::ReasonStars,
-                    WaitReason::FeeCap | WaitReason::DailyBudget | WaitReason::Operator => {
-                        Key::ReasonApproval
-                    }
-                    WaitReason::Retry => Key::ReasonRetry,
-                },
-            );
-            tr(
-                lang,
-                Key::NWaiting,
-                &[
-                    ("title", title.as_str().into()),
-                    (
-                        "until",
-                        until.map_or(Arg::from("none"), |u| crate::utc::utc(u).into()),
-                    ),
-                    ("reason", reason.into()),
-                ],
-            )
-        }
-        Notification::Failed { title, reason } => tr(
-            lang,
-            Key::NFailed,
-            &[
-                ("title", title.as_str().into()),
-                ("reason", reason.as_str().into()),
-            ],
-        ),
-        Notification::Cancelled { id, title } => tr(
-            lang,
-            Key::NCancelled,
-            &[("id", (*id).into()), ("title", title.as_str().into())],
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::withdrawal::WaitReason;
 
-    fn item(msg: i32, number: Option<i32>, withdrawing: bool) -> ItemView {
+    pub(super) fn item(msg: i32, number: Option<i32>, withdrawing: bool) -> ItemView {
         ItemView {
             key: ItemKey::new(100, msg),
             title: format!("Gift{msg}"),
@@ -740,7 +497,7 @@ mod tests {
     }
 
     /// The view as one string: text, then each row of buttons as `[label](data)`.
-    fn show(v: &View) -> String {
+    pub(super) fn show(v: &View) -> String {
         let mut out = v.text.clone();
         for row in &v.buttons {
             out.push('\n');
@@ -753,7 +510,7 @@ mod tests {
         out
     }
 
-    fn check(v: View, expected: &str) {
+    pub(super) fn check(v: View, expected: &str) {
         assert_eq!(show(&v), expected);
     }
 
@@ -950,53 +707,6 @@ mod tests {
                 Lang::En
             ),
             "Cake could not be sent (STARGIFT_USAGE_LIMITED); it is in your inventory again."
-        );
-    }
-
-    #[test]
-    fn admin_desk() {
-        let a = AdminView {
-            accounts: vec![AccountView {
-                account: 100,
-                items: 4,
-                stars: 400,
-                balance: None,
-                served_by: Some("4242:0badcafe".into()),
-                queue: [2, 0, 1, 1],
-            }],
-            requests: vec![
-                RequestView {
-                    id: 7,
-                    title: "Cake".into(),
-                    owner: 5,
-                    state: RequestState::Approval,
-                    wait: Some(WaitReason::FeeCap),
-                    fee: 120,
-                },
-                RequestView {
-                    id: 8,
-                    title: "Pepe".into(),
-                    owner: 6,
-                    state: RequestState::Unknown,
-                    wait: None,
-                    fee: 0,
-                },
-            ],
-            unattributed: vec![item(9, None, false)],
-        };
-        check(
-            admin(Lang::En, &a),
-            "Operator's desk\n\
-             Account 100: 4 gifts worth 400 ⭐, Stars balance not read yet\n\
-             · served by 4242:0badcafe; queue: 2 queued, 0 waiting, 1 awaiting approval, 1 unknown\n\
-             Queue: 1 awaiting approval, 0 blocked on Stars, 1 unknown.\n\
-             #7 Cake for 5: approval\n\
-             #8 Pepe for 6: unknown\n\
-             Unattributed gifts: 1\n\
-             1. Gift9 · 90 ⭐ (100/9)\n\
-             [Approve #7 · 120 ⭐](1:aa:7:120) [Cancel #7](1:ac:7)\n\
-             [Assign 1](1:as:100:9)\n\
-             [Refresh](1:ar)",
         );
     }
 
