@@ -177,7 +177,7 @@ impl Health {
                     account = name,
                     holder,
                     last_renewal_unix_ms = since_ms,
-                    "deposit account unserved: the instance holding its lease stopped renewing;                      taking over when the lease runs out"
+                    "deposit account unserved: the instance holding its lease stopped renewing; taking over when the lease runs out"
                 ),
                 s => tracing::info!(account = name, state = s.label(), "deposit account"),
             }
