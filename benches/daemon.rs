@@ -1,4 +1,4 @@
-//! The daemon's figures (issue 4, point 9): giftd's real `Daemon` against tgsim (real MTProto,
+//! The daemon's figures: giftd's real `Daemon` against tgsim (real MTProto,
 //! the real grammers client) and the real store (PostgreSQL behind the PostgREST-compatible
 //! server), all in this process except the database and its REST server.
 //!

@@ -1,4 +1,4 @@
-//! Soak (issue 11, point 7): giftd's real `Daemon` against tgsim (real MTProto, the real grammers
+//! Soak: giftd's real `Daemon` against tgsim (real MTProto, the real grammers
 //! client) and the embedded SQLite store, for a long time, with a steady trickle of gifts and a
 //! store outage every few minutes. It prints, at intervals, what would show a leak: resident
 //! memory, open file descriptors, tokio tasks alive; and the gifts sent, credited and committed

@@ -1,4 +1,4 @@
-//! The update path alone (issue 7, point 5): how many gifts per second giftd credits from
+//! The update path alone: how many gifts per second giftd credits from
 //! Telegram's pushed updates, with the machine idle and with both cores busy.
 //!
 //! ```text

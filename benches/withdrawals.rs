@@ -1,4 +1,4 @@
-//! Withdrawal figures (issue 8, point 7): from a request to the gift in the player's account in
+//! Withdrawal figures: from a request to the gift in the player's account in
 //! tgsim, at a steady 20 requests/s, and withdrawals per second sustained through one deposit
 //! account.
 //!

@@ -460,9 +460,9 @@ async fn odd_cases_supabase() {
     odd_cases(Backend::supabase()).await;
 }
 
-/// Regression (issue 7): Telegram puts no `from_id` on incoming private messages, so the update
-/// path credited every gift to nobody, and a "hide my name" gift was filed unattributed. Each
-/// gift, plain and hidden, must be credited to its sender whichever path sees it first.
+/// Telegram puts no `from_id` on incoming private messages: the update path names the sender
+/// from the peer of the private chat, and a "hide my name" gift is still credited to its sender.
+/// Each gift, plain and hidden, is credited to its sender whichever path sees it first.
 async fn senders_credited_on_both_paths(backend: Backend) {
     let mut w = World::new(backend, 2).await;
     let running = w.start().await;
