@@ -6,15 +6,14 @@ use std::time::{Duration, Instant};
 
 use giftd::gift::{ItemKey, Owner, Status};
 use giftd::store::{RequestState, WithdrawalFilter};
-use tgsim::{BotMessage, CallbackAnswer, SendUniqueGift, SessionFor};
+use tgsim::{BotMessage, SendUniqueGift};
 
-use crate::daemon::{Running, World};
-use crate::support::Backend;
+use crate::support::{Backend, Bot, Running, World, button};
 
 /// A world with a bot: its token and session in the configuration, one operator.
 struct BotWorld {
     w: World,
-    bot: i64,
+    bot: Bot,
     admin: i64,
 }
 
@@ -22,159 +21,31 @@ impl BotWorld {
     async fn new(backend: Backend, players: usize, withdraw: &str) -> BotWorld {
         let mut w = World::new(backend, players + 1).await;
         let tag = rand::random::<u32>();
-        let bot = w
-            .sim
-            .create_bot(&format!("desk{tag}bot"))
-            .expect("bot created");
+        let bot = Bot::create(&w, &format!("desk{tag}bot"), "bot.session").await;
         let admin = w.players[players].id;
-        let session = w.dir.path().join("bot.session");
-        // A key not yet signed in: giftd signs in with the token, as on a first start.
-        let key = w.sim.new_auth_key(None);
-        w.sim
-            .write_session(SessionFor::Key(Box::new(key)), &session)
-            .await
-            .expect("bot session written");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600)).unwrap();
         w.extra_sections = format!(
-            "[bot]\ntoken = \"{}\"\nsession_file = \"{}\"\nadmins = \"{admin}\"\n\
+            "{}admins = \"{admin}\"\n\
              [withdraw]\nregular = \"resend\"\nresend_hold = \"0s\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
              lease = \"4s\"\npoll_interval = \"100ms\"\n{withdraw}",
-            bot.token,
-            session.display()
+            bot.section(None)
         );
-        BotWorld {
-            w,
-            bot: bot.account.id,
-            admin,
-        }
+        BotWorld { w, bot, admin }
     }
 
     /// Starts giftd and waits until the bot registered its commands (it is answering).
     async fn start(&self) -> Running {
         let running = self.w.start().await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.w.sim.bot_commands(self.bot).unwrap().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "the bot never registered its commands"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        running
-    }
-
-    fn messages(&self, player: i64) -> Vec<BotMessage> {
-        self.w.sim.bot_messages_to(self.bot, player).unwrap()
-    }
-
-    /// The bot's messages to `player` until `pred` holds for them (10 s).
-    async fn wait_messages(
-        &self,
-        player: i64,
-        what: &str,
-        pred: impl Fn(&[BotMessage]) -> bool,
-    ) -> Vec<BotMessage> {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let m = self.messages(player);
-            if pred(&m) {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: the bot's messages to {player} are {:#?}",
-                m.iter().map(|m| &m.text).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Sends `text` and returns the bot's reply (the first message after it that contains
-    /// `expect`; notifications may come between).
-    async fn ask(&self, player: i64, text: &str, expect: &str) -> BotMessage {
-        let before = self.messages(player).len();
-        self.w
-            .sim
-            .send_text_to_bot(player, self.bot, text)
-            .expect("text sent");
-        let m = self
-            .wait_messages(player, &format!("reply to {text:?} with {expect:?}"), |m| {
-                m[before.min(m.len())..]
-                    .iter()
-                    .any(|m| m.text.contains(expect))
+        self.bot
+            .wait_started(Duration::from_secs(30), || {
+                "the bot never registered its commands".into()
             })
             .await;
-        m[before..]
-            .iter()
-            .find(|m| m.text.contains(expect))
-            .unwrap()
-            .clone()
-    }
-
-    async fn answer(&self, query: i64) -> CallbackAnswer {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(a) = self.w.sim.callback_answer(query) {
-                return a;
-            }
-            assert!(Instant::now() < deadline, "press {query} never answered");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Presses the button labelled `label` under `msg` and returns the answer and the message
-    /// as it now reads.
-    async fn press(
-        &self,
-        player: i64,
-        msg: &BotMessage,
-        label: &str,
-    ) -> (CallbackAnswer, BotMessage) {
-        let data = button(msg, label);
-        let q = self
-            .w
-            .sim
-            .press_button(player, self.bot, msg.msg_id, &data)
-            .expect("pressed");
-        let a = self.answer(q).await;
-        (a, self.message(player, msg.msg_id))
-    }
-
-    async fn forge(&self, player: i64, msg_id: i32, data: &str) -> CallbackAnswer {
-        let q = self
-            .w
-            .sim
-            .press_forged(player, self.bot, msg_id, data.as_bytes())
-            .expect("forged press delivered");
-        self.answer(q).await
-    }
-
-    fn message(&self, player: i64, msg_id: i32) -> BotMessage {
-        self.messages(player)
-            .into_iter()
-            .find(|m| m.msg_id == msg_id)
-            .expect("the message exists")
+        running
     }
 
     fn lang(&self, player: i64, lang: &str) {
         self.w.sim.set_lang_code(player, Some(lang)).unwrap();
     }
-}
-
-/// The data of the first button whose label starts with `label`.
-fn button(msg: &BotMessage, label: &str) -> Vec<u8> {
-    msg.buttons
-        .iter()
-        .flatten()
-        .find(|b| b.text.starts_with(label))
-        .and_then(|b| b.data.clone())
-        .unwrap_or_else(|| {
-            panic!(
-                "no button {label:?} under {:?}: {:?}",
-                msg.text, msg.buttons
-            )
-        })
 }
 
 fn collectible(w: &mut World, from: i64, lock: Option<i64>) -> i32 {
@@ -202,37 +73,42 @@ async fn start_help_and_commands_in_english_and_french() {
     let running = bw.start().await;
     let deposit = format!("@{}", bw.w.deposit.username);
 
-    let m = bw.ask(en, "/start", "Hello").await;
+    let m = bw.bot.ask(en, "/start", "Hello").await;
     assert!(
         m.text.contains(&format!("send a Star Gift to {deposit}")),
         "{}",
         m.text
     );
     assert!(m.text.contains("/inventory") && !m.text.contains("/admin"));
-    let m = bw.ask(fr, "/start", "Bonjour").await;
+    let m = bw.bot.ask(fr, "/start", "Bonjour").await;
     assert!(
         m.text
             .contains(&format!("envoyez un Star Gift à {deposit}")),
         "{}",
         m.text
     );
-    bw.ask(fr, "/help", "/withdraw - récupérer un cadeau").await;
-    bw.ask(en, "/help", "/withdraw - get a gift back").await;
-    bw.ask(en, "hello there", "I only understand commands")
+    bw.bot
+        .ask(fr, "/help", "/withdraw - récupérer un cadeau")
         .await;
-    bw.ask(fr, "/nope", "Je ne comprends que les commandes")
+    bw.bot.ask(en, "/help", "/withdraw - get a gift back").await;
+    bw.bot
+        .ask(en, "hello there", "I only understand commands")
+        .await;
+    bw.bot
+        .ask(fr, "/nope", "Je ne comprends que les commandes")
         .await;
     // /admin is for operators only.
-    bw.ask(en, "/admin", "I only understand commands").await;
-    bw.ask(bw.admin, "/help", "/admin - the operator's desk")
+    bw.bot.ask(en, "/admin", "I only understand commands").await;
+    bw.bot
+        .ask(bw.admin, "/help", "/admin - the operator's desk")
         .await;
 
-    let fr_cmds = bw.w.sim.bot_commands_for(bw.bot, "fr").unwrap();
+    let fr_cmds = bw.w.sim.bot_commands_for(bw.bot.id, "fr").unwrap();
     assert!(
         fr_cmds.contains(&("inventory".into(), "Vos cadeaux".into())),
         "{fr_cmds:?}"
     );
-    let en_cmds = bw.w.sim.bot_commands_for(bw.bot, "de").unwrap();
+    let en_cmds = bw.w.sim.bot_commands_for(bw.bot.id, "de").unwrap();
     assert!(
         en_cmds.contains(&("inventory".into(), "Your gifts".into())),
         "{en_cmds:?}"
@@ -247,7 +123,7 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
     let fr = lang == "fr";
     let t = |en: &'static str, f: &'static str| if fr { f } else { en };
     let running = bw.start().await;
-    bw.ask(p, "/start", t("Hello", "Bonjour")).await;
+    bw.bot.ask(p, "/start", t("Hello", "Bonjour")).await;
     let locked = collectible(&mut bw.w, p, Some(3600));
     let mut free = Vec::new();
     for _ in 0..11 {
@@ -257,9 +133,10 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
 
     // Newest first, ten to a page; paging edits the same message.
     let inv = bw
+        .bot
         .ask(p, "/inventory", t("page 1 of 2", "page 1 sur 2"))
         .await;
-    let (_, page2) = bw.press(p, &inv, t("Next", "Suivant")).await;
+    let (_, page2) = bw.bot.press(p, &inv, t("Next", "Suivant")).await;
     assert_eq!(page2.msg_id, inv.msg_id);
     assert!(
         page2.edited && page2.text.contains(t("page 2 of 2", "page 2 sur 2")),
@@ -271,18 +148,21 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
         "the oldest, 12th: {}",
         page2.text
     );
-    let (_, back) = bw.press(p, &page2, t("◀", "◀")).await;
+    let (_, back) = bw.bot.press(p, &page2, t("◀", "◀")).await;
     assert_eq!(back.text, inv.text);
 
     // The locked collectible: the confirmation says it waits; confirm, then cancel it.
-    let list = bw.ask(p, "/withdraw", t("Which gift", "Quel cadeau")).await;
+    let list = bw
+        .bot
+        .ask(p, "/withdraw", t("Which gift", "Quel cadeau"))
+        .await;
     let last_page = if list
         .buttons
         .iter()
         .flatten()
         .any(|b| b.text.starts_with(t("Next", "Suivant")))
     {
-        bw.press(p, &list, t("Next", "Suivant")).await.1
+        bw.bot.press(p, &list, t("Next", "Suivant")).await.1
     } else {
         list
     };
@@ -296,7 +176,7 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
         .expect("a Withdraw button for the locked gift")
         .text
         .clone();
-    let (_, confirm) = bw.press(p, &last_page, &label).await;
+    let (_, confirm) = bw.bot.press(p, &last_page, &label).await;
     assert!(
         confirm
             .text
@@ -304,7 +184,7 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
         "{}",
         confirm.text
     );
-    let (answer, queued) = bw.press(p, &confirm, "✅").await;
+    let (answer, queued) = bw.bot.press(p, &confirm, "✅").await;
     assert_eq!(answer.message.as_deref(), Some(t("Done.", "C'est fait.")));
     assert!(
         queued.text.contains(t("queued", "en file")),
@@ -328,7 +208,7 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
         assert!(Instant::now() < deadline, "the locked request never waited");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (_, cancelled) = bw.press(p, &queued, t("Cancel", "Annuler")).await;
+    let (_, cancelled) = bw.bot.press(p, &queued, t("Cancel", "Annuler")).await;
     assert!(
         cancelled.text.contains(t("cancelled", "annulé")),
         "{}",
@@ -344,23 +224,27 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
     );
 
     // A free collectible leaves for good; the player hears each step.
-    let list = bw.ask(p, "/withdraw", t("Which gift", "Quel cadeau")).await;
-    let (_, confirm) = bw.press(p, &list, t("Withdraw 1", "Retirer 1")).await;
+    let list = bw
+        .bot
+        .ask(p, "/withdraw", t("Which gift", "Quel cadeau"))
+        .await;
+    let (_, confirm) = bw.bot.press(p, &list, t("Withdraw 1", "Retirer 1")).await;
     assert!(
         confirm.text.contains(t("for free", "gratuitement")),
         "{}",
         confirm.text
     );
-    let (_, queued) = bw.press(p, &confirm, "✅").await;
+    let (_, queued) = bw.bot.press(p, &confirm, "✅").await;
     assert!(queued.text.contains(t("queued", "en file")));
     let newest = *free.last().unwrap();
-    bw.wait_messages(p, "the sent notification", |m| {
-        m.iter().any(|m| {
-            m.text
-                .contains(t("has been sent to you", "vous a été envoyé"))
+    bw.bot
+        .wait_messages(p, "the sent notification", |m| {
+            m.iter().any(|m| {
+                m.text
+                    .contains(t("has been sent to you", "vous a été envoyé"))
+            })
         })
-    })
-    .await;
+        .await;
     let held_by_player = bw.w.sim.saved_gifts(p).unwrap();
     assert_eq!(
         held_by_player.len(),
@@ -379,6 +263,7 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let stats = bw
+        .bot
         .ask(
             p,
             "/stats",
@@ -397,6 +282,7 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
     );
     // Deposits were announced, once each (12 lines over however many messages).
     let deposits = bw
+        .bot
         .wait_messages(p, "12 deposit notices", |m| {
             m.iter()
                 .flat_map(|m| m.text.lines())
@@ -435,9 +321,9 @@ async fn forged_presses_change_nothing() {
     let dep = bw.w.deposit.id;
     let key = ItemKey::new(dep, item);
     // The owner asks for it (it waits: locked), so there is a request to forge against.
-    let list = bw.ask(owner, "/withdraw", "Which gift").await;
-    let (_, confirm) = bw.press(owner, &list, "Withdraw 1").await;
-    let (_, queued) = bw.press(owner, &confirm, "✅").await;
+    let list = bw.bot.ask(owner, "/withdraw", "Which gift").await;
+    let (_, confirm) = bw.bot.press(owner, &list, "Withdraw 1").await;
+    let (_, queued) = bw.bot.press(owner, &confirm, "✅").await;
     assert!(queued.text.contains("queued"));
     let store = bw.w.store().await;
     let requests = || async {
@@ -453,7 +339,7 @@ async fn forged_presses_change_nothing() {
     assert_eq!(before.len(), 1);
     let id = before[0].id;
 
-    let own = bw.ask(thief, "/inventory", "aucun cadeau").await;
+    let own = bw.bot.ask(thief, "/inventory", "aucun cadeau").await;
     for (data, toast) in [
         (
             format!("1:wc:{dep}:{item}"),
@@ -480,7 +366,7 @@ async fn forged_presses_change_nothing() {
             Some("Ce bouton est périmé : renvoyez la commande."),
         ),
     ] {
-        let answer = bw.forge(thief, own.msg_id, &data).await;
+        let answer = bw.bot.forge(thief, own.msg_id, &data).await;
         assert_eq!(answer.message.as_deref(), toast, "{data}");
     }
     let after = requests().await;
@@ -494,7 +380,7 @@ async fn forged_presses_change_nothing() {
     let now = running.daemon.inventory().get(key).unwrap();
     assert_eq!(now.owner, Owner::User(owner));
     assert_eq!(
-        bw.message(thief, own.msg_id).text,
+        bw.bot.message(thief, own.msg_id).text,
         own.text,
         "the thief's message unchanged"
     );
@@ -529,7 +415,10 @@ async fn link_tokens_are_spent_only_by_their_players_confirmation() {
         .await
         .unwrap();
     let start = format!("/start {}", token.token.expose());
-    let ask = bw.ask(en, &start, "web account e•••@example.com?").await;
+    let ask = bw
+        .bot
+        .ask(en, &start, "web account e•••@example.com?")
+        .await;
     assert_eq!(
         store.linked_telegram_user(web).await.unwrap(),
         None,
@@ -537,9 +426,9 @@ async fn link_tokens_are_spent_only_by_their_players_confirmation() {
     );
 
     // Another user presses the same Link (forged into their own chat): refused.
-    let own = bw.ask(thief, "/start", "/inventory").await;
+    let own = bw.bot.ask(thief, "/start", "/inventory").await;
     let link_data = String::from_utf8(button(&ask, "✅ Link")).unwrap();
-    let answer = bw.forge(thief, own.msg_id, &link_data).await;
+    let answer = bw.bot.forge(thief, own.msg_id, &link_data).await;
     assert_eq!(
         answer.message.as_deref(),
         Some("This question has expired. Open the link from the website again.")
@@ -547,7 +436,7 @@ async fn link_tokens_are_spent_only_by_their_players_confirmation() {
     assert_eq!(store.linked_telegram_user(web).await.unwrap(), None);
 
     // The player's own Link.
-    let (_, after) = bw.press(en, &ask, "✅ Link").await;
+    let (_, after) = bw.bot.press(en, &ask, "✅ Link").await;
     assert!(
         after
             .text
@@ -558,14 +447,15 @@ async fn link_tokens_are_spent_only_by_their_players_confirmation() {
     assert!(after.buttons.iter().flatten().next().is_none());
     assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(en));
     // The same data again (the message lost its buttons): the question is gone.
-    let answer = bw.forge(en, ask.msg_id, &link_data).await;
+    let answer = bw.bot.forge(en, ask.msg_id, &link_data).await;
     assert_eq!(
         answer.message.as_deref(),
         Some("This question has expired. Open the link from the website again.")
     );
     // Used by someone else; opened again by its player.
-    bw.ask(fr, &start, "Ce lien a déjà servi").await;
-    bw.ask(en, &start, "linked to the web account e•••@example.com")
+    bw.bot.ask(fr, &start, "Ce lien a déjà servi").await;
+    bw.bot
+        .ask(en, &start, "linked to the web account e•••@example.com")
         .await;
 
     let short = store
@@ -573,15 +463,18 @@ async fn link_tokens_are_spent_only_by_their_players_confirmation() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    bw.ask(
-        fr,
-        &format!("/start {}", short.token.expose()),
-        "Ce lien a expiré",
-    )
-    .await;
-    bw.ask(en, "/start NoSuchToken123", "This link is not valid")
+    bw.bot
+        .ask(
+            fr,
+            &format!("/start {}", short.token.expose()),
+            "Ce lien a expiré",
+        )
         .await;
-    bw.ask(fr, "/start bad$token", "Ce lien n'est pas valide")
+    bw.bot
+        .ask(en, "/start NoSuchToken123", "This link is not valid")
+        .await;
+    bw.bot
+        .ask(fr, "/start bad$token", "Ce lien n'est pas valide")
         .await;
     assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(en));
     running.stop().await;
@@ -606,13 +499,14 @@ async fn replacing_a_link_needs_its_own_confirmation_and_cancel_keeps_the_old_on
         .await
         .unwrap();
     let ask = bw
+        .bot
         .ask(
             player,
             &format!("/start {}", first.token.expose()),
             "old•••@example.com?",
         )
         .await;
-    bw.press(player, &ask, "✅ Link").await;
+    bw.bot.press(player, &ask, "✅ Link").await;
     assert_eq!(store.linked_telegram_user(old).await.unwrap(), Some(player));
 
     let second = store
@@ -625,6 +519,7 @@ async fn replacing_a_link_needs_its_own_confirmation_and_cancel_keeps_the_old_on
         .unwrap();
     let start = format!("/start {}", second.token.expose());
     let ask = bw
+        .bot
         .ask(
             player,
             &start,
@@ -632,7 +527,7 @@ async fn replacing_a_link_needs_its_own_confirmation_and_cancel_keeps_the_old_on
         )
         .await;
     assert!(ask.text.contains("new•••@example.com"), "{}", ask.text);
-    let (_, after) = bw.press(player, &ask, "Cancel").await;
+    let (_, after) = bw.bot.press(player, &ask, "Cancel").await;
     assert_eq!(after.text, "Nothing was linked.");
     assert_eq!(store.linked_telegram_user(old).await.unwrap(), Some(player));
     assert_eq!(store.linked_telegram_user(new).await.unwrap(), None);
@@ -640,13 +535,14 @@ async fn replacing_a_link_needs_its_own_confirmation_and_cancel_keeps_the_old_on
 
     // Asked again, and this time the player replaces the link.
     let ask = bw
+        .bot
         .ask(
             player,
             &start,
             "linked to the web account old•••@example.com",
         )
         .await;
-    let (_, after) = bw.press(player, &ask, "Replace the link").await;
+    let (_, after) = bw.bot.press(player, &ask, "Replace the link").await;
     assert!(after.text.contains("new•••@example.com"), "{}", after.text);
     assert_eq!(store.linked_telegram_user(new).await.unwrap(), Some(player));
     assert_eq!(store.linked_telegram_user(old).await.unwrap(), None);
@@ -665,7 +561,7 @@ async fn a_flood_of_commands_gets_one_slow_down() {
     let p = bw.w.player(0);
     let running = bw.start().await;
     for _ in 0..80 {
-        bw.w.sim.send_text_to_bot(p, bw.bot, "/help").unwrap();
+        bw.w.sim.send_text_to_bot(p, bw.bot.id, "/help").unwrap();
     }
     let stats = running.daemon.bot_stats();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -677,14 +573,16 @@ async fn a_flood_of_commands_gets_one_slow_down() {
     assert!(limited >= 40, "only {limited} limited");
     let answered = 80 - limited as usize;
     let msgs = bw
+        .bot
         .wait_messages(p, "every allowed answer and one slow-down", |m| {
             m.len() > answered
         })
         .await;
     // Paced at one a second in the chat; give the last ones time to arrive, then count.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let msgs = bw.messages(p).len().max(msgs.len());
+    let msgs = bw.bot.messages(p).len().max(msgs.len());
     let slow: Vec<BotMessage> = bw
+        .bot
         .messages(p)
         .into_iter()
         .filter(|m| m.text.starts_with("Slow down"))
@@ -706,15 +604,17 @@ async fn notifications_after_a_burst_arrive_once_each_across_a_restart() {
     }
     let running = bw.start().await;
     for p in &players {
-        bw.w.sim.send_text_to_bot(*p, bw.bot, "/start").unwrap();
+        bw.w.sim.send_text_to_bot(*p, bw.bot.id, "/start").unwrap();
     }
     for p in &players {
-        bw.wait_messages(*p, "the /start answer", |m| !m.is_empty())
+        bw.bot
+            .wait_messages(*p, "the /start answer", |m| !m.is_empty())
             .await;
     }
     bw.w.sim.burst(200, &players, bw.w.deposit.id).unwrap();
     let count = |bw: &BotWorld, p: i64| {
-        bw.messages(p)
+        bw.bot
+            .messages(p)
             .iter()
             .flat_map(|m| m.text.lines().map(str::to_owned).collect::<Vec<_>>())
             .filter(|l| l.starts_with("Received") || l.starts_with("Reçu"))
@@ -775,11 +675,11 @@ async fn a_player_with_250_items_pages_through() {
         assert!(Instant::now() < deadline, "250 gifts not credited");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut page = bw.ask(p, "/inventory", "page 1 of 25").await;
+    let mut page = bw.bot.ask(p, "/inventory", "page 1 of 25").await;
     assert!(page.text.contains("\n1. "));
     for n in 2..=25 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let (_, next) = bw.press(p, &page, "Next").await;
+        let (_, next) = bw.bot.press(p, &page, "Next").await;
         assert_eq!(next.msg_id, page.msg_id, "paging edits the same message");
         assert!(
             next.text.contains(&format!("page {n} of 25")),
@@ -811,7 +711,7 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
     let admin = bw.admin;
     bw.lang(admin, "fr");
     let running = bw.start().await;
-    bw.ask(p, "/start", "Hello").await;
+    bw.bot.ask(p, "/start", "Hello").await;
     let nameless = bw.w.send_nameless();
     let gift_id = bw.w.regular_gift();
     let paid =
@@ -828,16 +728,16 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
     bw.w.expected.insert(paid, Some(p));
     bw.w.assert_exactly_once(Duration::from_secs(20)).await;
 
-    let desk = bw.ask(admin, "/admin", "Guichet de l'opérateur").await;
+    let desk = bw.bot.ask(admin, "/admin", "Guichet de l'opérateur").await;
     assert!(
         desk.text.contains("Cadeaux sans expéditeur : 1"),
         "{}",
         desk.text
     );
-    let (prompt, _) = bw.press(admin, &desk, "Attribuer 1").await;
+    let (prompt, _) = bw.bot.press(admin, &desk, "Attribuer 1").await;
     assert!(prompt.message.unwrap().starts_with("Répondez avec"));
     let username = format!("@{}", bw.w.players[0].username);
-    bw.ask(admin, &username, "est maintenant crédité").await;
+    bw.bot.ask(admin, &username, "est maintenant crédité").await;
     let key = ItemKey::new(bw.w.deposit.id, nameless);
     assert_eq!(
         running.daemon.inventory().get(key).unwrap().owner,
@@ -870,7 +770,7 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let desk = bw.ask(admin, "/admin", "1 à approuver").await;
+    let desk = bw.bot.ask(admin, "/admin", "1 à approuver").await;
     // The button carries the fee the desk shows; a press for another fee (a desk drawn before
     // the fee changed) approves nothing.
     let fee = store
@@ -883,6 +783,7 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
     let data = String::from_utf8(button(&desk, &format!("Approuver n° {id}"))).unwrap();
     assert_eq!(data, format!("1:aa:{id}:{fee}"));
     let stale = bw
+        .bot
         .forge(admin, desk.msg_id, &format!("1:aa:{id}:{}", fee - 1))
         .await;
     assert_eq!(
@@ -899,7 +800,10 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
         store.withdrawal(id).await.unwrap().unwrap().state,
         RequestState::Approval
     );
-    let (answer, _) = bw.press(admin, &desk, &format!("Approuver n° {id}")).await;
+    let (answer, _) = bw
+        .bot
+        .press(admin, &desk, &format!("Approuver n° {id}"))
+        .await;
     assert!(
         answer
             .message
@@ -919,10 +823,11 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bw.wait_messages(p, "the sent notice", |m| {
-        m.iter().any(|m| m.text.contains("has been sent to you"))
-    })
-    .await;
+    bw.bot
+        .wait_messages(p, "the sent notice", |m| {
+            m.iter().any(|m| m.text.contains("has been sent to you"))
+        })
+        .await;
     running.stop().await;
 }
 
@@ -934,10 +839,10 @@ async fn titles_survive_a_restart_without_a_catalogue_fetch() {
     let p = bw.w.player(0);
     let kind = bw.w.sim.gift_catalogue()[0].clone();
     let running = bw.start().await;
-    bw.ask(p, "/start", "Hello").await;
+    bw.bot.ask(p, "/start", "Hello").await;
     bw.w.send(p, false);
     bw.w.assert_exactly_once(Duration::from_secs(20)).await;
-    let before = bw.ask(p, "/inventory", "page 1 of 1").await;
+    let before = bw.bot.ask(p, "/inventory", "page 1 of 1").await;
     assert!(before.text.contains(&kind.title), "{}", before.text);
     running.stop().await;
 
@@ -950,17 +855,7 @@ async fn titles_survive_a_restart_without_a_catalogue_fetch() {
     // Not `start`: the daemon is not ready while its reconciliation cannot list the gifts,
     // and the bot answers meanwhile from the items loaded from the store.
     bw.w.provision_session().await;
-    let daemon = giftd::app::Daemon::new();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let join = {
-        let (daemon, shutdown, config) = (daemon.clone(), shutdown.clone(), bw.w.config());
-        tokio::spawn(async move { daemon.run(&config, shutdown).await })
-    };
-    let running = crate::daemon::Running {
-        daemon,
-        shutdown,
-        join,
-    };
+    let running = Running::launch(bw.w.config());
     // The bot answers once the start-up reconciliation is done or has failed, which takes the
     // Telegram client's whole retry budget here: wait for that, then ask.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -972,7 +867,7 @@ async fn titles_survive_a_restart_without_a_catalogue_fetch() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let after = bw.ask(p, "/inventory", "page 1 of 1").await;
+    let after = bw.bot.ask(p, "/inventory", "page 1 of 1").await;
     assert!(
         after.text.contains(&kind.title) && !after.text.contains("Gift "),
         "named from the stored catalogue, not a placeholder: {}",
@@ -1021,7 +916,8 @@ async fn wait_note_states(bw: &BotWorld, player: i64, want: &[(i32, &str)]) {
 }
 
 fn credit_messages(bw: &BotWorld, player: i64) -> Vec<String> {
-    bw.messages(player)
+    bw.bot
+        .messages(player)
         .into_iter()
         .map(|m| m.text)
         .filter(|t| t.starts_with("Received") || t.starts_with("Reçu"))
@@ -1038,7 +934,7 @@ async fn undelivered_notifications_wait_for_start(backend: Backend) {
     let fresh = bw.w.send(p, false);
     bw.w.assert_exactly_once(Duration::from_secs(20)).await;
     wait_note_states(&bw, p, &[(old, "undeliverable"), (fresh, "undeliverable")]).await;
-    assert!(bw.messages(p).is_empty());
+    assert!(bw.bot.messages(p).is_empty());
     // One is older than bot.undelivered_max_age (3 days by default): never sent.
     bw.w.backend
         .execute(
@@ -1053,7 +949,7 @@ async fn undelivered_notifications_wait_for_start(backend: Backend) {
         )
         .await;
 
-    bw.ask(p, "/start", "Hello").await;
+    bw.bot.ask(p, "/start", "Hello").await;
     wait_note_states(&bw, p, &[(old, "undeliverable"), (fresh, "sent")]).await;
     let credits = credit_messages(&bw, p);
     assert_eq!(credits.len(), 1, "{credits:#?}");
@@ -1066,8 +962,8 @@ async fn undelivered_notifications_wait_for_start(backend: Backend) {
     );
 
     // Starting again sends nothing twice.
-    bw.ask(p, "/start", "Hello").await;
-    bw.ask(p, "/stats", "You hold 2 gifts").await;
+    bw.bot.ask(p, "/start", "Hello").await;
+    bw.bot.ask(p, "/stats", "You hold 2 gifts").await;
     assert_eq!(credit_messages(&bw, p).len(), 1);
     assert_eq!(
         note_states(&bw, p).await,
@@ -1094,9 +990,9 @@ async fn chosen_language_is_kept(backend: Backend) {
     let p = bw.w.player(0);
     bw.lang(p, "en");
     let running = bw.start().await;
-    bw.ask(p, "/start", "Hello").await;
-    let ask = bw.ask(p, "/language", "Which language").await;
-    let (_, chosen) = bw.press(p, &ask, "Français").await;
+    bw.bot.ask(p, "/start", "Hello").await;
+    let ask = bw.bot.ask(p, "/language", "Which language").await;
+    let (_, chosen) = bw.bot.press(p, &ask, "Français").await;
     assert_eq!(chosen.msg_id, ask.msg_id);
     assert!(
         chosen.text.contains("je vous parle en français"),
@@ -1104,7 +1000,9 @@ async fn chosen_language_is_kept(backend: Backend) {
         chosen.text
     );
     // The app still says English: the choice stands.
-    bw.ask(p, "/help", "/withdraw - récupérer un cadeau").await;
+    bw.bot
+        .ask(p, "/help", "/withdraw - récupérer un cadeau")
+        .await;
     running.stop().await;
 
     // After a restart, a notification to the player is in the language they chose.
@@ -1113,6 +1011,7 @@ async fn chosen_language_is_kept(backend: Backend) {
     bw.w.send(p, false);
     bw.w.assert_exactly_once(Duration::from_secs(20)).await;
     let m = bw
+        .bot
         .wait_messages(p, "the notifications", |m| {
             m.iter()
                 .flat_map(|m| m.text.lines())
@@ -1130,10 +1029,10 @@ async fn chosen_language_is_kept(backend: Backend) {
     }
     assert!(credits.iter().any(|c| c.text.contains("2 cadeaux")));
     // Choosing again switches back.
-    let ask = bw.ask(p, "/language", "Dans quelle langue").await;
-    let (_, chosen) = bw.press(p, &ask, "English").await;
+    let ask = bw.bot.ask(p, "/language", "Dans quelle langue").await;
+    let (_, chosen) = bw.bot.press(p, &ask, "English").await;
     assert!(chosen.text.contains("I speak English"), "{}", chosen.text);
-    bw.ask(p, "/help", "/withdraw - get a gift back").await;
+    bw.bot.ask(p, "/help", "/withdraw - get a gift back").await;
     running.stop().await;
 }
 

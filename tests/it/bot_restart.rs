@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use tgsim::SessionFor;
 
-use crate::accounts::free_port;
-use crate::daemon::World;
-use crate::failover::{Instance, http_get_lenient};
 use crate::support::Backend;
+use crate::support::World;
+use crate::support::free_port;
+use crate::support::{Instance, http_get_lenient};
 
 /// `w` with a bot configured (its token, a session not yet signed in); returns the bot's id.
 async fn with_bot(w: &mut World, token: Option<&str>) -> i64 {

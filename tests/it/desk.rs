@@ -10,8 +10,8 @@ use giftd::gift::{ItemKey, Status};
 use giftd::store::{RequestState, account_lease};
 use tgsim::{BotMessage, SendUniqueGift};
 
-use crate::accounts::free_port;
-use crate::failover::{Cluster, Instance};
+use crate::support::free_port;
+use crate::support::{Cluster, Instance};
 
 /// Runs a bot on the shared database: in the nextest group that runs such tests one at a time
 /// (its name ends in `bot_supabase`).

@@ -25,8 +25,8 @@ use tgsim::{
     ResolveOffer, SendGift, SendOffer, SendUniqueGift, SentGift, UniqueValue,
 };
 
-use crate::daemon::{Running, World};
 use crate::support::Backend;
+use crate::support::{Running, World};
 
 /// Which path a phase leaves giftd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

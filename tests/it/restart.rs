@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use giftd::store::account_lease;
 
-use crate::accounts::free_port;
-use crate::daemon::World;
-use crate::failover::{Instance, http_get_lenient};
 use crate::support::Backend;
+use crate::support::World;
+use crate::support::free_port;
+use crate::support::{Instance, http_get_lenient};
 
 /// Leases that would keep a dead process's accounts for a minute: a restart that waited for
 /// them to run out could not be ready within the 30 s these tests allow.

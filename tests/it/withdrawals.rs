@@ -9,8 +9,8 @@ use giftd::gift::{ItemKey, LedgerKind, Status};
 use giftd::store::{RequestState, Store, WaitReason, Withdrawal, WithdrawalFilter, WithdrawalMove};
 use tgsim::{Fault, SendUniqueGift};
 
-use crate::daemon::World;
 use crate::support::Backend;
+use crate::support::World;
 
 /// Short timings so unknown outcomes resolve within a test; caps the tests change.
 fn withdraw_section(extra: &str) -> String {
