@@ -12,7 +12,7 @@ use giftd::store::Store;
 use giftd::withdraw::machine::RequestState;
 use tgsim::SendUniqueGift;
 
-use crate::support::{Backend, Cluster, Instance, free_port, http_get_lenient};
+use crate::support::{Backend, Bot, Cluster, Patience, http_get_lenient};
 
 /// Three instances; the holder of an account is killed with SIGKILL in the middle of a burst
 /// of gifts, three times (and restarted each time, so three stay up): every gift is credited
@@ -460,51 +460,11 @@ async fn a_new_holder_resolves_the_dead_holders_send_before_claiming() {
 async fn bot_reads_accounts_served_elsewhere() {
     let mut c = Cluster::new(1).await;
     let player = c.w.players[0].id;
-    let bot = c.w.sim.create_bot("spreaddeskbot").expect("bot created");
-    let bot_session = c.w.dir.path().join("spread-bot.session");
-    let key = c.w.sim.new_auth_key(None);
-    c.w.sim
-        .write_session(tgsim::SessionFor::Key(Box::new(key)), &bot_session)
-        .await
-        .expect("bot session written");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bot_session, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut bot = Bot::create(&c.w, "spreaddeskbot", "spread-bot.session").await;
+    bot.patience = Patience::CLUSTER;
     // Instance 0 lists alpha and runs the bot; instance 1 lists beta.
-    let (p0, p1) = (free_port(), free_port());
-    let full0 = c.config(0, p0, None).await;
-    let full1 = c.config(1, p1, None).await;
-    let (alpha_at, beta_at) = (
-        full0.find("[account.alpha]").unwrap(),
-        full0.find("[account.beta]").unwrap(),
-    );
-    let config0 = format!(
-        "{}[bot]\ntoken = \"{}\"\nsession_file = \"{}\"\n",
-        &full0[..beta_at],
-        bot.token,
-        bot_session.display()
-    );
-    let config1 = format!(
-        "{}{}",
-        &full1[..full1.find("[account.alpha]").unwrap()],
-        &full1[full1.find("[account.beta]").unwrap()..]
-    );
-    assert!(alpha_at < beta_at && !config1.contains("[account.alpha]"));
-    let dir = c.w.dir.path().to_owned();
-    c.instances
-        .push(Instance::start(&dir, 0, &config0, p0, None));
-    c.instances
-        .push(Instance::start(&dir, 1, &config1, p1, None));
-    let holders = c.holders(Duration::from_secs(60)).await;
-    assert_eq!((holders["alpha"], holders["beta"]), (0, 1));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.w.sim.bot_commands(bot.account.id).unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the bot never started: {}",
-            c.instances[0].log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    c.start_split(&bot, &bot.section(None), |config| config)
+        .await;
 
     let sent =
         c.w.sim
@@ -520,64 +480,14 @@ async fn bot_reads_accounts_served_elsewhere() {
         .await;
 
     // The bot's instance does not serve beta: the gift comes from the store.
-    let ask = |text: &'static str, expect: &'static str| {
-        let sim = c.w.sim.clone();
-        let bot = bot.account.id;
-        async move {
-            let before = sim.bot_messages_to(bot, player).unwrap().len();
-            sim.send_text_to_bot(player, bot, text).expect("text sent");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let m = sim.bot_messages_to(bot, player).unwrap();
-                if let Some(m) = m[before.min(m.len())..]
-                    .iter()
-                    .find(|m| m.text.contains(expect))
-                {
-                    return m.clone();
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "reply to {text:?} with {expect:?}: {:#?}",
-                    m.iter().map(|m| &m.text).collect::<Vec<_>>()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    let list = ask("/withdraw", "Which gift").await;
-    let press = |msg: tgsim::BotMessage, label: &'static str| {
-        let sim = c.w.sim.clone();
-        let bot = bot.account.id;
-        async move {
-            let data = msg
-                .buttons
-                .iter()
-                .flatten()
-                .find(|b| b.text.starts_with(label))
-                .and_then(|b| b.data.clone())
-                .unwrap_or_else(|| panic!("no button {label:?} under {:?}", msg.text));
-            let q = sim
-                .press_button(player, bot, msg.msg_id, &data)
-                .expect("pressed");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while sim.callback_answer(q).is_none() {
-                assert!(Instant::now() < deadline, "press never answered");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            sim.bot_messages_to(bot, player)
-                .unwrap()
-                .into_iter()
-                .find(|m| m.msg_id == msg.msg_id)
-                .expect("the pressed message")
-        }
-    };
-    let confirm = press(list, "Withdraw 1").await;
+    let list = bot.ask(player, "/withdraw", "Which gift").await;
+    let (_, confirm) = bot.press(player, &list, "Withdraw 1").await;
     assert!(
         confirm.text.contains("transfer"),
         "the plan for a collectible: {}",
         confirm.text
     );
-    let queued = press(confirm, "✅").await;
+    let (_, queued) = bot.press(player, &confirm, "✅").await;
     assert!(queued.text.contains("queued"), "{}", queued.text);
 
     // Instance 1 (serving beta) sends it, once.

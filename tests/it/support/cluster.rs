@@ -9,6 +9,7 @@ use giftd::gift::{ItemKey, LedgerKind};
 use tgsim::{Account, SendGift};
 
 use super::backend::Backend;
+use super::bot::Bot;
 use super::http::free_port;
 use super::process::Instance;
 use super::world::{World, private};
@@ -124,6 +125,42 @@ impl Cluster {
             self.instances.push(instance);
         }
         n
+    }
+
+    /// Starts two instances, each listing one account: instance 0 serves `alpha` and runs
+    /// `bot` (its `[bot]` section is `bot_section`), instance 1 serves `beta`; `edit` changes
+    /// both configurations. Returns when each serves its account and the bot answers.
+    pub(crate) async fn start_split(
+        &mut self,
+        bot: &Bot,
+        bot_section: &str,
+        edit: impl Fn(String) -> String,
+    ) {
+        let (p0, p1) = (free_port(), free_port());
+        let full0 = edit(self.config(0, p0, None).await);
+        let full1 = edit(self.config(1, p1, None).await);
+        let (alpha_at, beta_at) = (
+            full0.find("[account.alpha]").unwrap(),
+            full0.find("[account.beta]").unwrap(),
+        );
+        let config0 = format!("{}{bot_section}", &full0[..beta_at]);
+        let config1 = format!(
+            "{}{}",
+            &full1[..full1.find("[account.alpha]").unwrap()],
+            &full1[full1.find("[account.beta]").unwrap()..]
+        );
+        assert!(alpha_at < beta_at && !config1.contains("[account.alpha]"));
+        let dir = self.w.dir.path().to_owned();
+        self.instances
+            .push(Instance::start(&dir, 0, &config0, p0, None));
+        self.instances
+            .push(Instance::start(&dir, 1, &config1, p1, None));
+        let holders = self.holders(Duration::from_secs(60)).await;
+        assert_eq!((holders["alpha"], holders["beta"]), (0, 1));
+        bot.wait_started(Duration::from_secs(60), || {
+            format!("the bot never started: {}", self.instances[0].log_text())
+        })
+        .await;
     }
 
     /// Waits until each account is served by exactly one instance; returns who serves it.

@@ -85,6 +85,23 @@ impl Instance {
             .collect()
     }
 
+    /// Waits for `/readyz` to answer 200 and returns its body.
+    pub(crate) async fn first_ready(&self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let (code, body) = http_get_lenient(self.port, "/readyz").await;
+            if code == 200 {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready within {within:?}: {code} {body}\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub(crate) fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args([sig, &self.child.id().to_string()])

@@ -148,9 +148,15 @@ impl World {
     /// Starts `giftd run` as process `n` on a fresh health port, with the identity derived from
     /// the state directory.
     pub(crate) fn spawn(&mut self, n: usize) -> Instance {
+        self.spawn_as(n, None)
+    }
+
+    /// [`World::spawn`] as instance `identity` (none given: the one derived from the state
+    /// directory).
+    pub(crate) fn spawn_as(&mut self, n: usize, identity: Option<&str>) -> Instance {
         let port = free_port();
         let config = self.config_on(port);
-        Instance::spawn(self.dir.path(), n, &config, port, None, None)
+        Instance::spawn(self.dir.path(), n, &config, port, None, identity)
     }
 
     pub(crate) fn config(&self) -> Config {
