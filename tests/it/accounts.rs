@@ -5,12 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use giftd::app::{Daemon, Notice};
 use giftd::config::Config;
 use tgsim::SendGift;
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{Backend, World, free_port, http_get, private};
+use crate::support::{Backend, Running, World, free_port, http_get, private};
 
 /// Sends a regular gift from `from` to `to`; returns its msg id.
 fn send(w: &World, from: i64, to: i64) -> i32 {
@@ -73,23 +71,8 @@ async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting(backend: Bac
     );
     let config = Config::parse_str(&text, "test config", &|_| None).expect("valid config");
 
-    let daemon = Daemon::new();
-    let mut notices = daemon.subscribe();
-    let shutdown = CancellationToken::new();
-    let mut join = tokio::spawn({
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        async move { daemon.run(&config, shutdown).await }
-    });
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Ok(Notice::Ready { .. }) = notices.recv().await {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("giftd ready with both accounts");
+    // Giftd ready with both accounts.
+    let mut running = Running::launch(config).ready(Duration::from_secs(60)).await;
     let (code, body) = http_get(port, "/readyz").await;
     assert_eq!(code, 200, "{body}");
     assert!(
@@ -156,18 +139,13 @@ async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting(backend: Bac
     assert_credited(&w, alpha.id, &to_alpha).await;
     assert_credited(&w, beta.id, &to_beta).await;
     assert!(
-        tokio::time::timeout(Duration::from_millis(200), &mut join)
+        tokio::time::timeout(Duration::from_millis(200), &mut running.join)
             .await
             .is_err(),
         "the daemon keeps running while one account is down"
     );
 
-    shutdown.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(30), join)
-        .await
-        .expect("giftd stops within its shutdown deadline")
-        .expect("daemon task did not panic");
-    result.expect("a clean stop");
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,23 +194,8 @@ async fn an_unreachable_account_at_start_does_not_hold_up_the_other() {
         port,
     );
     let config = Config::parse_str(&text, "test config", &|_| None).expect("valid config");
-    let daemon = Daemon::new();
-    let mut notices = daemon.subscribe();
-    let shutdown = CancellationToken::new();
-    let join = tokio::spawn({
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        async move { daemon.run(&config, shutdown).await }
-    });
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Ok(Notice::Ready { .. }) = notices.recv().await {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("giftd reports ready while one account is unreachable");
+    // Giftd reports ready while one account is unreachable.
+    let running = Running::launch(config).ready(Duration::from_secs(60)).await;
     let (code, body) = http_get(port, "/readyz").await;
     assert_eq!(code, 503, "{body}");
     assert!(
@@ -248,10 +211,5 @@ async fn an_unreachable_account_at_start_does_not_hold_up_the_other() {
     expected.insert(send(&w, p0, alpha.id), p0);
     assert_credited(&w, alpha.id, &expected).await;
 
-    shutdown.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(30), join)
-        .await
-        .expect("giftd stops within its shutdown deadline")
-        .expect("daemon task did not panic");
-    result.expect("a clean stop");
+    running.stop().await;
 }

@@ -8,7 +8,7 @@ use giftd::gift::{ItemKey, Owner, Status};
 use giftd::store::{RequestState, WithdrawalFilter};
 use tgsim::{BotMessage, SendUniqueGift};
 
-use crate::support::{Backend, Bot, Running, World, button};
+use crate::support::{Backend, Bot, Running, World, button, withdraw_section};
 
 /// A world with a bot: its token and session in the configuration, one operator.
 struct BotWorld {
@@ -24,10 +24,9 @@ impl BotWorld {
         let bot = Bot::create(&w, &format!("desk{tag}bot"), "bot.session").await;
         let admin = w.players[players].id;
         w.extra_sections = format!(
-            "{}admins = \"{admin}\"\n\
-             [withdraw]\nregular = \"resend\"\nresend_hold = \"0s\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
-             lease = \"4s\"\npoll_interval = \"100ms\"\n{withdraw}",
-            bot.section(None)
+            "{}admins = \"{admin}\"\n{}",
+            bot.section(None),
+            withdraw_section(withdraw)
         );
         BotWorld { w, bot, admin }
     }
@@ -46,22 +45,6 @@ impl BotWorld {
     fn lang(&self, player: i64, lang: &str) {
         self.w.sim.set_lang_code(player, Some(lang)).unwrap();
     }
-}
-
-fn collectible(w: &mut World, from: i64, lock: Option<i64>) -> i32 {
-    let gift_id = w.regular_gift();
-    let sent = w
-        .sim
-        .send_unique_gift(SendUniqueGift {
-            from,
-            to: w.deposit.id,
-            gift_id,
-            transfer_lock_secs: lock,
-            ..SendUniqueGift::default()
-        })
-        .expect("collectible sent");
-    w.expected.insert(sent.msg_id, Some(from));
-    sent.msg_id
 }
 
 #[tokio::test]
@@ -124,10 +107,10 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
     let t = |en: &'static str, f: &'static str| if fr { f } else { en };
     let running = bw.start().await;
     bw.bot.ask(p, "/start", t("Hello", "Bonjour")).await;
-    let locked = collectible(&mut bw.w, p, Some(3600));
+    let locked = bw.w.send_collectible(p, None, Some(3600));
     let mut free = Vec::new();
     for _ in 0..11 {
-        free.push(collectible(&mut bw.w, p, None));
+        free.push(bw.w.send_collectible(p, None, None));
     }
     bw.w.assert_exactly_once(Duration::from_secs(20)).await;
 
@@ -316,7 +299,7 @@ async fn forged_presses_change_nothing() {
     let (owner, thief) = (bw.w.player(0), bw.w.player(1));
     bw.lang(thief, "fr");
     let running = bw.start().await;
-    let item = collectible(&mut bw.w, owner, Some(3600));
+    let item = bw.w.send_collectible(owner, None, Some(3600));
     bw.w.assert_exactly_once(Duration::from_secs(20)).await;
     let dep = bw.w.deposit.id;
     let key = ItemKey::new(dep, item);

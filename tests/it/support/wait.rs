@@ -1,9 +1,12 @@
 //! Awaiting a condition: polled until it holds or a deadline passes, then a failure that says
-//! what was awaited and what was seen last.
+//! what was awaited and what was seen last; and the condition most tests await, a withdrawal
+//! request reaching a state.
 
 use std::fmt::Display;
-use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use giftd::store::{RequestState, Store, Withdrawal};
 
 /// Polls `probe` every `every` until it gives `Ok`; panics with its last `Err` when `within`
 /// has passed.
@@ -22,18 +25,29 @@ pub(crate) async fn until<T, E: Display>(
     }
 }
 
-/// [`until`] for a probe that awaits.
-pub(crate) async fn until_async<T, E: Display, F: Future<Output = Result<T, E>>>(
+/// Waits until request `id` is in one of `states`.
+pub(crate) async fn withdrawal_in(
+    store: &Arc<dyn Store>,
+    id: i64,
+    states: &[RequestState],
     within: Duration,
-    every: Duration,
-    mut probe: impl FnMut() -> F,
-) -> T {
+) -> Withdrawal {
     let deadline = Instant::now() + within;
     loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(e) => assert!(Instant::now() < deadline, "{e}"),
+        let w = store
+            .withdrawal(id)
+            .await
+            .expect("store readable")
+            .expect("the request exists");
+        if states.contains(&w.state) {
+            return w;
         }
-        tokio::time::sleep(every).await;
+        assert!(
+            Instant::now() < deadline,
+            "withdrawal {id} is {} after {within:?} (reason {:?}), expected one of {states:?}",
+            w.state,
+            w.reason
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

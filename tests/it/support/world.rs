@@ -47,14 +47,7 @@ impl World {
     pub(crate) async fn with_ttls(backend: Backend, players: usize, ttls: tgsim::Ttls) -> World {
         init_tracing();
         // Every world has its own id range: tests share one database, keyed by account id.
-        let sim = Sim::start(SimConfig {
-            // Telegram user ids stay below 2^40 (grammers checks).
-            first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
-            ttls,
-            ..SimConfig::default()
-        })
-        .await
-        .expect("tgsim starts");
+        let sim = start_sim(ttls).await;
         let tag = unique_id();
         let user = |name: String| {
             sim.create_user(CreateUser {
@@ -290,6 +283,30 @@ impl World {
         sent
     }
 
+    /// A collectible from `from` whose transfer costs `transfer_stars` and is locked for
+    /// `lock` seconds; returns its msg id.
+    pub(crate) fn send_collectible(
+        &mut self,
+        from: i64,
+        transfer_stars: Option<i64>,
+        lock: Option<i64>,
+    ) -> i32 {
+        let gift_id = self.regular_gift();
+        let sent = self
+            .sim
+            .send_unique_gift(SendUniqueGift {
+                from,
+                to: self.deposit.id,
+                gift_id,
+                transfer_stars,
+                transfer_lock_secs: lock,
+                ..SendUniqueGift::default()
+            })
+            .expect("collectible sent");
+        self.expected.insert(sent.msg_id, Some(from));
+        sent.msg_id
+    }
+
     pub(crate) fn burst(&mut self, n: usize) {
         let ids: Vec<i64> = self.players.iter().map(|p| p.id).collect();
         let sent = self
@@ -363,6 +380,27 @@ impl World {
             assert_eq!(deposits, 1, "msg {msg_id}: {history:?}");
         }
     }
+}
+
+/// Short timings so unknown outcomes resolve within a test; caps the tests change.
+pub(crate) fn withdraw_section(extra: &str) -> String {
+    format!(
+        "[withdraw]\nregular = \"resend\"\nresend_hold = \"0s\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
+         lease = \"4s\"\npoll_interval = \"100ms\"\n{extra}"
+    )
+}
+
+/// A simulator with an id range of its own (tests share one database, keyed by account id),
+/// whose payment forms and login codes expire after `ttls`.
+pub(crate) async fn start_sim(ttls: tgsim::Ttls) -> Sim {
+    Sim::start(SimConfig {
+        // Telegram user ids stay below 2^40 (grammers checks).
+        first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
+        ttls,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("tgsim starts")
 }
 
 /// Makes `path` readable by its owner only, as giftd requires of a session file.
