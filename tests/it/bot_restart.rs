@@ -166,20 +166,15 @@ async fn a_bot_that_cannot_sign_in_is_reported() {
     w.provision_session().await;
     let inst = w.spawn(0);
     let port = inst.port;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let body = loop {
-        let (code, body) = http_get_lenient(port, "/readyz").await;
-        if body.contains("bot: not connected:") {
-            assert_eq!(code, 503, "{body}");
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{code} {body}\n{}",
-            inst.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (code, body) = inst
+        .readyz_until(
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            "the bot is not reported",
+            |_, body| body.contains("bot: not connected:"),
+        )
+        .await;
+    assert_eq!(code, 503, "{body}");
     assert!(
         body.starts_with("not ready: the companion bot is not connected"),
         "{body}"

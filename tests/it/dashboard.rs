@@ -6,9 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::support::Backend;
-use crate::support::World;
-use crate::support::{free_port, http_get};
+use crate::support::{Backend, World, free_port, http_get};
 
 /// The `giftd_*` names in an expression.
 fn names(expr: &str) -> impl Iterator<Item = &str> {

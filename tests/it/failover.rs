@@ -108,15 +108,14 @@ async fn sigterm_releases_the_leases_after_the_flush() {
         "took over in {:?}: the leases were not released",
         took.elapsed()
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !http_get_lenient(c.instances[0].port, "/readyz")
-        .await
-        .1
-        .contains("(this instance holds the bot lease)")
-    {
-        assert!(Instant::now() < deadline, "the bot lease did not move");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    c.instances[0]
+        .readyz_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            "the bot lease did not move",
+            |_, body| body.contains("(this instance holds the bot lease)"),
+        )
+        .await;
     for _ in 0..5 {
         c.send(c.alpha.id);
     }
@@ -154,15 +153,14 @@ async fn a_paused_holder_resumes_writes_nothing_and_steps_down() {
     let before = ledger_sizes(&store, &c).await;
     c.instances[0].signal("-CONT");
     // It steps down: standby for both accounts, while the other still serves them.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, body) = http_get_lenient(c.instances[0].port, "/readyz").await;
-        if body.matches(": standby").count() == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "did not step down: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.instances[0]
+        .readyz_until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            "did not step down",
+            |_, body| body.matches(": standby").count() == 2,
+        )
+        .await;
     assert_eq!(c.instances[1].serving().await.len(), 2);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -315,15 +313,14 @@ async fn the_database_cut_off_from_the_holder_only() {
         .await;
 
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, body) = http_get_lenient(c.instances[0].port, "/readyz").await;
-        if body.matches(": standby").count() == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not standing by: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.instances[0]
+        .readyz_until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            "not standing by",
+            |_, body| body.matches(": standby").count() == 2,
+        )
+        .await;
     for _ in 0..5 {
         c.send(c.beta.id);
     }

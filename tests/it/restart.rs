@@ -139,7 +139,6 @@ async fn standby_is_not_ready_while_the_holder_is_silent() {
     let holder = w.spawn_as(0, Some("holder-a"));
     holder.first_ready(Duration::from_secs(60)).await;
     let standby = w.spawn_as(1, Some("standby-b"));
-    let pb = standby.port;
     let body = standby.first_ready(Duration::from_secs(60)).await;
     assert!(
         body.contains("standby (another instance serves it; healthy)"),
@@ -147,33 +146,28 @@ async fn standby_is_not_ready_while_the_holder_is_silent() {
     );
 
     holder.signal("-STOP");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let silent = loop {
-        let (code, body) = http_get_lenient(pb, "/readyz").await;
-        if code == 503 {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {code} with a stopped holder: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (_, silent) = standby
+        .readyz_until(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            "still ready with a stopped holder",
+            |code, _| code == 503,
+        )
+        .await;
     assert!(
         silent.contains("standby, but its holder holder-a/")
             && silent.contains("has not renewed the lease since unix"),
         "{silent}"
     );
     // Once the lease runs out the standby takes the account over and is ready again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, body) = http_get_lenient(pb, "/readyz").await;
-        if code == 200 && body.contains(": serving") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no take-over: {code} {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    standby
+        .readyz_until(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            "no take-over",
+            |code, body| code == 200 && body.contains(": serving"),
+        )
+        .await;
     let p0 = w.player(0);
     w.send(p0, false);
     w.assert_exactly_once(Duration::from_secs(20)).await;

@@ -87,18 +87,35 @@ impl Instance {
 
     /// Waits for `/readyz` to answer 200 and returns its body.
     pub(crate) async fn first_ready(&self, within: Duration) -> String {
+        let (_, body) = self
+            .readyz_until(within, Duration::from_millis(20), "not ready", |code, _| {
+                code == 200
+            })
+            .await;
+        body
+    }
+
+    /// Asks `/readyz` every `every` until `pred(code, body)` holds and returns that answer;
+    /// after `within`, fails with `what`, the last answer and the log.
+    pub(crate) async fn readyz_until(
+        &self,
+        within: Duration,
+        every: Duration,
+        what: &str,
+        pred: impl Fn(u16, &str) -> bool,
+    ) -> (u16, String) {
         let deadline = Instant::now() + within;
         loop {
             let (code, body) = http_get_lenient(self.port, "/readyz").await;
-            if code == 200 {
-                return body;
+            if pred(code, &body) {
+                return (code, body);
             }
             assert!(
                 Instant::now() < deadline,
-                "not ready within {within:?}: {code} {body}\n{}",
+                "{what} within {within:?}: {code} {body}\n{}",
                 self.log_text()
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(every).await;
         }
     }
 
