@@ -148,16 +148,12 @@ async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting(backend: Bac
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting_embedded() {
-    two_deposit_accounts_one_revoked_the_other_keeps_crediting(Backend::sqlite()).await;
-}
-
-/// The same on PostgreSQL, where the instance serves each account under its lease.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting_supabase() {
-    two_deposit_accounts_one_revoked_the_other_keeps_crediting(Backend::supabase()).await;
-}
+// On PostgreSQL the instance serves each account under its lease.
+on_both_stores!(
+    two_deposit_accounts_one_revoked_the_other_keeps_crediting =>
+        two_deposit_accounts_one_revoked_the_other_keeps_crediting_embedded,
+        two_deposit_accounts_one_revoked_the_other_keeps_crediting_supabase
+);
 
 /// An account whose Telegram cannot be reached at start (its session points at a data centre
 /// that refuses connections) is down and retried; the other account starts and credits, and

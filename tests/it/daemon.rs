@@ -131,15 +131,7 @@ async fn odd_cases(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn odd_cases_embedded() {
-    odd_cases(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn odd_cases_supabase() {
-    odd_cases(Backend::supabase()).await;
-}
+on_both_stores!(odd_cases => odd_cases_embedded, odd_cases_supabase);
 
 /// Telegram puts no `from_id` on incoming private messages: the update path names the sender
 /// from the peer of the private chat, and a "hide my name" gift is still credited to its sender.
@@ -206,15 +198,11 @@ async fn senders_credited_on_both_paths(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn senders_credited_on_both_paths_embedded() {
-    senders_credited_on_both_paths(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn senders_credited_on_both_paths_supabase() {
-    senders_credited_on_both_paths(Backend::supabase()).await;
-}
+on_both_stores!(
+    senders_credited_on_both_paths =>
+        senders_credited_on_both_paths_embedded,
+        senders_credited_on_both_paths_supabase
+);
 
 /// Defence in depth: an item recorded with no sender (as a giftd that read only `from_id` did
 /// with every gift its update path saw first) is credited to the sender the reconciliation at
@@ -297,15 +285,11 @@ async fn unattributed_records_are_credited_when_telegram_names_the_sender(backen
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unattributed_records_are_credited_when_telegram_names_the_sender_embedded() {
-    unattributed_records_are_credited_when_telegram_names_the_sender(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unattributed_records_are_credited_when_telegram_names_the_sender_supabase() {
-    unattributed_records_are_credited_when_telegram_names_the_sender(Backend::supabase()).await;
-}
+on_both_stores!(
+    unattributed_records_are_credited_when_telegram_names_the_sender =>
+        unattributed_records_are_credited_when_telegram_names_the_sender_embedded,
+        unattributed_records_are_credited_when_telegram_names_the_sender_supabase
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_1000_with_updates() {

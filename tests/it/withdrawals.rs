@@ -94,15 +94,9 @@ async fn free_and_paid_transfers(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn free_and_paid_transfers_embedded() {
-    free_and_paid_transfers(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn free_and_paid_transfers_supabase() {
-    free_and_paid_transfers(Backend::supabase()).await;
-}
+on_both_stores!(
+    free_and_paid_transfers => free_and_paid_transfers_embedded, free_and_paid_transfers_supabase
+);
 
 /// A fee above the cap waits for an operator; no Stars at all waits for a top-up; a locked
 /// collectible waits until Telegram allows it; each says why.
@@ -181,15 +175,11 @@ async fn requests_wait_for_what_they_need(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_wait_for_what_they_need_embedded() {
-    requests_wait_for_what_they_need(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_wait_for_what_they_need_supabase() {
-    requests_wait_for_what_they_need(Backend::supabase()).await;
-}
+on_both_stores!(
+    requests_wait_for_what_they_need =>
+        requests_wait_for_what_they_need_embedded,
+        requests_wait_for_what_they_need_supabase
+);
 
 /// A regular gift is bought again for its player; the original stays, kept by the house, and
 /// no reconciliation credits it again. A sold-out gift fails and is the player's again.
@@ -267,15 +257,11 @@ async fn regular_gifts_are_resent_once(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn regular_gifts_are_resent_once_embedded() {
-    regular_gifts_are_resent_once(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn regular_gifts_are_resent_once_supabase() {
-    regular_gifts_are_resent_once(Backend::supabase()).await;
-}
+on_both_stores!(
+    regular_gifts_are_resent_once =>
+        regular_gifts_are_resent_once_embedded,
+        regular_gifts_are_resent_once_supabase
+);
 
 /// Telegram applies the transfer or the payment and the connection drops before its answer:
 /// the outcome is unknown until giftd looks, and the gift leaves exactly once, the fee is paid
@@ -357,15 +343,11 @@ async fn lost_answers_are_resolved_by_looking(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_answers_are_resolved_by_looking_embedded() {
-    lost_answers_are_resolved_by_looking(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_answers_are_resolved_by_looking_supabase() {
-    lost_answers_are_resolved_by_looking(Backend::supabase()).await;
-}
+on_both_stores!(
+    lost_answers_are_resolved_by_looking =>
+        lost_answers_are_resolved_by_looking_embedded,
+        lost_answers_are_resolved_by_looking_supabase
+);
 
 /// Settings for resolving purchases: forms expire (2 s in tgsim) before the settle delay (4 s)
 /// ends, so the resolution cannot lean on paying the same form again.
@@ -455,15 +437,11 @@ async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat(backend: Bac
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat_embedded() {
-    a_lost_purchase_is_found_in_the_stars_history_not_the_chat(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat_supabase() {
-    a_lost_purchase_is_found_in_the_stars_history_not_the_chat(Backend::supabase()).await;
-}
+on_both_stores!(
+    a_lost_purchase_is_found_in_the_stars_history_not_the_chat =>
+        a_lost_purchase_is_found_in_the_stars_history_not_the_chat_embedded,
+        a_lost_purchase_is_found_in_the_stars_history_not_the_chat_supabase
+);
 
 /// The payment fails inside Telegram (500: whether it was made is not known; tgsim made
 /// none) and its form expires before the settle delay ends: no evidence either way, so the

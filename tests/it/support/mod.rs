@@ -49,3 +49,20 @@ macro_rules! contract {
         }
     };
 }
+
+/// Runs `async fn run(backend: Backend)` of the calling module once per store, as the tests
+/// `embedded` (SQLite) and `supabase` (PostgreSQL behind PostgREST) named by the caller (the
+/// caller imports `Backend`).
+macro_rules! on_both_stores {
+    ($run:ident => $embedded:ident, $supabase:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $embedded() {
+            $run(Backend::sqlite()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $supabase() {
+            $run(Backend::supabase()).await;
+        }
+    };
+}
