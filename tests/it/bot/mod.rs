@@ -1,6 +1,7 @@
 //! The companion bot end to end: giftd's `Daemon` with a bot configured, tgsim's bot side
 //! (players type to the bot and press its buttons over real MTProto), the real stores. Each
-//! flow in English and French.
+//! flow in English and French. Linking web accounts (`links`) and notifications
+//! (`notifications`) have files of their own.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,9 @@ use giftd::store::{RequestState, WithdrawalFilter};
 use tgsim::{BotMessage, SendUniqueGift};
 
 use crate::support::{Backend, Bot, Running, World, button, withdraw_section};
+
+mod links;
+mod notifications;
 
 /// A world with a bot: its token and session in the configuration, one operator.
 struct BotWorld {
@@ -370,174 +374,6 @@ async fn forged_presses_change_nothing() {
     running.stop().await;
 }
 
-fn link_label(text: &str) -> giftd::store::LinkLabel {
-    giftd::store::LinkLabel::new(text).unwrap()
-}
-
-fn new_web_user() -> giftd::store::WebUserId {
-    giftd::store::WebUserId::new(uuid::Uuid::from_u128(rand::random()))
-}
-
-/// `/start <token>` only asks, naming the web account; only the same player's Link spends the
-/// token: another user pressing (forging) the button gets nothing linked. Expired, used and
-/// unknown tokens each get their answer.
-#[tokio::test]
-async fn link_tokens_are_spent_only_by_their_players_confirmation() {
-    let bw = BotWorld::new(Backend::sqlite(), 3, "").await;
-    let (en, fr, thief) = (bw.w.player(0), bw.w.player(1), bw.w.player(2));
-    bw.lang(fr, "fr");
-    let running = bw.start().await;
-    let store = bw.w.store().await;
-    let web = new_web_user();
-    let token = store
-        .create_link_token(
-            web,
-            &link_label("e•••@example.com"),
-            Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
-    let start = format!("/start {}", token.token.expose());
-    let ask = bw
-        .bot
-        .ask(en, &start, "web account e•••@example.com?")
-        .await;
-    assert_eq!(
-        store.linked_telegram_user(web).await.unwrap(),
-        None,
-        "asking links nothing"
-    );
-
-    // Another user presses the same Link (forged into their own chat): refused.
-    let own = bw.bot.ask(thief, "/start", "/inventory").await;
-    let link_data = String::from_utf8(button(&ask, "✅ Link")).unwrap();
-    let answer = bw.bot.forge(thief, own.msg_id, &link_data).await;
-    assert_eq!(
-        answer.message.as_deref(),
-        Some("This question has expired. Open the link from the website again.")
-    );
-    assert_eq!(store.linked_telegram_user(web).await.unwrap(), None);
-
-    // The player's own Link.
-    let (_, after) = bw.bot.press(en, &ask, "✅ Link").await;
-    assert!(
-        after
-            .text
-            .contains("linked to the web account e•••@example.com"),
-        "{}",
-        after.text
-    );
-    assert!(after.buttons.iter().flatten().next().is_none());
-    assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(en));
-    // The same data again (the message lost its buttons): the question is gone.
-    let answer = bw.bot.forge(en, ask.msg_id, &link_data).await;
-    assert_eq!(
-        answer.message.as_deref(),
-        Some("This question has expired. Open the link from the website again.")
-    );
-    // Used by someone else; opened again by its player.
-    bw.bot.ask(fr, &start, "Ce lien a déjà servi").await;
-    bw.bot
-        .ask(en, &start, "linked to the web account e•••@example.com")
-        .await;
-
-    let short = store
-        .create_link_token(new_web_user(), &link_label("s"), Duration::from_secs(1))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    bw.bot
-        .ask(
-            fr,
-            &format!("/start {}", short.token.expose()),
-            "Ce lien a expiré",
-        )
-        .await;
-    bw.bot
-        .ask(en, "/start NoSuchToken123", "This link is not valid")
-        .await;
-    bw.bot
-        .ask(fr, "/start bad$token", "Ce lien n'est pas valide")
-        .await;
-    assert_eq!(store.linked_telegram_user(web).await.unwrap(), Some(en));
-    running.stop().await;
-}
-
-/// A player linked to one web account who opens another's link is asked about the
-/// replacement; Cancel keeps the old link (and the token unspent); Replace links the new one
-/// and the replaced web account can read that it was replaced.
-#[tokio::test]
-async fn replacing_a_link_needs_its_own_confirmation_and_cancel_keeps_the_old_one() {
-    let bw = BotWorld::new(Backend::sqlite(), 1, "").await;
-    let player = bw.w.player(0);
-    let running = bw.start().await;
-    let store = bw.w.store().await;
-    let (old, new) = (new_web_user(), new_web_user());
-    let first = store
-        .create_link_token(
-            old,
-            &link_label("old•••@example.com"),
-            Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
-    let ask = bw
-        .bot
-        .ask(
-            player,
-            &format!("/start {}", first.token.expose()),
-            "old•••@example.com?",
-        )
-        .await;
-    bw.bot.press(player, &ask, "✅ Link").await;
-    assert_eq!(store.linked_telegram_user(old).await.unwrap(), Some(player));
-
-    let second = store
-        .create_link_token(
-            new,
-            &link_label("new•••@example.com"),
-            Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
-    let start = format!("/start {}", second.token.expose());
-    let ask = bw
-        .bot
-        .ask(
-            player,
-            &start,
-            "linked to the web account old•••@example.com",
-        )
-        .await;
-    assert!(ask.text.contains("new•••@example.com"), "{}", ask.text);
-    let (_, after) = bw.bot.press(player, &ask, "Cancel").await;
-    assert_eq!(after.text, "Nothing was linked.");
-    assert_eq!(store.linked_telegram_user(old).await.unwrap(), Some(player));
-    assert_eq!(store.linked_telegram_user(new).await.unwrap(), None);
-    assert!(store.replaced_links(old).await.unwrap().is_empty());
-
-    // Asked again, and this time the player replaces the link.
-    let ask = bw
-        .bot
-        .ask(
-            player,
-            &start,
-            "linked to the web account old•••@example.com",
-        )
-        .await;
-    let (_, after) = bw.bot.press(player, &ask, "Replace the link").await;
-    assert!(after.text.contains("new•••@example.com"), "{}", after.text);
-    assert_eq!(store.linked_telegram_user(new).await.unwrap(), Some(player));
-    assert_eq!(store.linked_telegram_user(old).await.unwrap(), None);
-    let replaced = store.replaced_links(old).await.unwrap();
-    assert_eq!(replaced.len(), 1);
-    assert_eq!(
-        (replaced[0].telegram_user, replaced[0].replaced_by),
-        (player, new)
-    );
-    running.stop().await;
-}
-
 #[tokio::test]
 async fn a_flood_of_commands_gets_one_slow_down() {
     let bw = BotWorld::new(Backend::sqlite(), 1, "").await;
@@ -574,75 +410,6 @@ async fn a_flood_of_commands_gets_one_slow_down() {
     assert!(
         msgs <= answered + 1,
         "{msgs} messages for {answered} allowed"
-    );
-    running.stop().await;
-}
-
-#[tokio::test]
-async fn notifications_after_a_burst_arrive_once_each_across_a_restart() {
-    let bw = BotWorld::new(Backend::sqlite(), 20, "").await;
-    let players: Vec<i64> = (0..20).map(|i| bw.w.player(i)).collect();
-    for (i, p) in players.iter().enumerate() {
-        bw.lang(*p, if i % 2 == 0 { "fr" } else { "en" });
-    }
-    let running = bw.start().await;
-    for p in &players {
-        bw.w.sim.send_text_to_bot(*p, bw.bot.id, "/start").unwrap();
-    }
-    for p in &players {
-        bw.bot
-            .wait_messages(*p, "the /start answer", |m| !m.is_empty())
-            .await;
-    }
-    bw.w.sim.burst(200, &players, bw.w.deposit.id).unwrap();
-    let count = |bw: &BotWorld, p: i64| {
-        bw.bot
-            .messages(p)
-            .iter()
-            .flat_map(|m| m.text.lines().map(str::to_owned).collect::<Vec<_>>())
-            .filter(|l| l.starts_with("Received") || l.starts_with("Reçu"))
-            .count()
-    };
-    // Stop in the middle: some announced, not all.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while players.iter().map(|p| count(&bw, *p)).sum::<usize>() == 0 {
-        assert!(Instant::now() < deadline, "no notification within a minute");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let first_floods = running
-        .daemon
-        .bot_stats()
-        .flood_waits
-        .load(std::sync::atomic::Ordering::Relaxed);
-    running.stop().await;
-    let midway: usize = players.iter().map(|p| count(&bw, *p)).sum();
-    let running = bw.start().await;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while players.iter().map(|p| count(&bw, *p)).sum::<usize>() < 200 {
-        assert!(
-            Instant::now() < deadline,
-            "{} of 200 announced ({midway} before the restart)",
-            players.iter().map(|p| count(&bw, *p)).sum::<usize>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for p in &players {
-        assert_eq!(
-            count(&bw, *p),
-            10,
-            "player {p}: each deposit announced once"
-        );
-    }
-    let floods = first_floods
-        + running
-            .daemon
-            .bot_stats()
-            .flood_waits
-            .load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(
-        floods, 0,
-        "giftd kept Telegram's pace (tgsim refuses faster sends)"
     );
     running.stop().await;
 }
@@ -865,107 +632,6 @@ async fn titles_survive_a_restart_without_a_catalogue_fetch() {
     );
     bw.w.sim.clear_faults();
     running.stop().await;
-}
-
-/// The `(msg_id, state)` of `player`'s notifications, oldest first.
-async fn note_states(bw: &BotWorld, player: i64) -> Vec<(i32, String)> {
-    bw.w.backend
-        .notifications_of(player)
-        .await
-        .into_iter()
-        .map(|r| (r.msg_id, r.state))
-        .collect()
-}
-
-/// Waits until `player`'s notifications are in `want` states (30 s).
-async fn wait_note_states(bw: &BotWorld, player: i64, want: &[(i32, &str)]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = note_states(bw, player).await;
-        if got
-            .iter()
-            .map(|(m, s)| (*m, s.as_str()))
-            .collect::<Vec<_>>()
-            == want
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "notifications of {player}: {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn credit_messages(bw: &BotWorld, player: i64) -> Vec<String> {
-    bw.bot
-        .messages(player)
-        .into_iter()
-        .map(|m| m.text)
-        .filter(|t| t.starts_with("Received") || t.starts_with("Reçu"))
-        .collect()
-}
-
-async fn undelivered_notifications_wait_for_start(backend: Backend) {
-    let mut bw = BotWorld::new(backend, 1, "").await;
-    let p = bw.w.player(0);
-    let running = bw.start().await;
-    // Two gifts from a player who never started the bot: Telegram does not let the bot write
-    // to them, so both notifications end undeliverable.
-    let old = bw.w.send(p, false);
-    let fresh = bw.w.send(p, false);
-    bw.w.assert_exactly_once(Duration::from_secs(20)).await;
-    wait_note_states(&bw, p, &[(old, "undeliverable"), (fresh, "undeliverable")]).await;
-    assert!(bw.bot.messages(p).is_empty());
-    // One is older than bot.undelivered_max_age (3 days by default): never sent.
-    bw.w.backend
-        .execute(
-            &format!(
-                "UPDATE notifications SET created_at_ms = created_at_ms - 4 * 86400000
-                 WHERE user_id = {p} AND msg_id = {old}"
-            ),
-            &format!(
-                "update public.notifications set created_at = created_at - interval '4 days'
-                 where user_id = {p} and msg_id = {old}"
-            ),
-        )
-        .await;
-
-    bw.bot.ask(p, "/start", "Hello").await;
-    wait_note_states(&bw, p, &[(old, "undeliverable"), (fresh, "sent")]).await;
-    let credits = credit_messages(&bw, p);
-    assert_eq!(credits.len(), 1, "{credits:#?}");
-    let lines: Vec<&str> = credits[0].lines().collect();
-    assert_eq!(lines.len(), 2, "one gift, then the totals: {lines:?}");
-    assert!(lines[0].starts_with("Received "), "{lines:?}");
-    assert!(
-        lines[1].starts_with("You now hold 2 gifts worth "),
-        "{lines:?}"
-    );
-
-    // Starting again sends nothing twice.
-    bw.bot.ask(p, "/start", "Hello").await;
-    bw.bot.ask(p, "/stats", "You hold 2 gifts").await;
-    assert_eq!(credit_messages(&bw, p).len(), 1);
-    assert_eq!(
-        note_states(&bw, p).await,
-        vec![
-            (old, "undeliverable".to_owned()),
-            (fresh, "sent".to_owned())
-        ]
-    );
-    running.stop().await;
-}
-
-#[tokio::test]
-async fn undelivered_notifications_are_sent_once_when_the_player_starts_the_bot_sqlite() {
-    undelivered_notifications_wait_for_start(Backend::sqlite()).await;
-}
-
-#[tokio::test]
-async fn undelivered_notifications_are_sent_once_when_the_player_starts_the_bot_supabase() {
-    undelivered_notifications_wait_for_start(Backend::supabase()).await;
 }
 
 async fn chosen_language_is_kept(backend: Backend) {
