@@ -552,14 +552,7 @@ async fn long_flood_wait_is_never_hammered() {
     w.sim.inject(Fault::WithholdUpdates {
         honest_difference: false,
     });
-    let calls = |w: &World| {
-        w.sim
-            .stats()
-            .calls
-            .get("payments.getSavedStarGifts")
-            .copied()
-            .unwrap_or(0)
-    };
+    let calls = |w: &World| w.calls("payments.getSavedStarGifts");
     let before = calls(&w);
     // Every call in the next 100 would be told to wait 4 s: a poller that ignored it would
     // call about once a second.

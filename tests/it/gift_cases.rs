@@ -41,12 +41,7 @@ enum Phase {
 const SETTLE: Duration = Duration::from_secs(20);
 
 fn saved_gifts_calls(w: &World) -> u64 {
-    w.sim
-        .stats()
-        .calls
-        .get("payments.getSavedStarGifts")
-        .copied()
-        .unwrap_or(0)
+    w.calls("payments.getSavedStarGifts")
 }
 
 /// Makes only the phase's path able to see what happens next.

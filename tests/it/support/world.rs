@@ -210,10 +210,9 @@ impl World {
         // carries an update state, getDifference): gifts pushed before it are for polling to
         // find. Tests that count pushes start after it.
         let stream_open = || {
-            let calls = self.sim.stats().calls;
             ["updates.getState", "updates.getDifference"]
                 .iter()
-                .any(|m| calls.get(*m).copied().unwrap_or(0) > 0)
+                .any(|m| self.calls(m) > 0)
         };
         until(Duration::from_secs(10), Duration::from_millis(10), || {
             stream_open()
@@ -222,6 +221,21 @@ impl World {
         })
         .await;
         running
+    }
+
+    /// How many times giftd called the Telegram method `method` so far.
+    pub(crate) fn calls(&self, method: &str) -> u64 {
+        self.sim.stats().calls.get(method).copied().unwrap_or(0)
+    }
+
+    /// How many collectibles `player` holds in Telegram.
+    pub(crate) fn collectible_count(&self, player: i64) -> usize {
+        self.sim
+            .saved_gifts(player)
+            .unwrap()
+            .iter()
+            .filter(|g| g.unique.is_some())
+            .count()
     }
 
     pub(crate) fn player(&self, i: usize) -> i64 {
