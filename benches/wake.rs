@@ -29,7 +29,6 @@ use world::{ms, pct};
 use giftd::config::Config;
 use giftd::gift::ItemKey;
 use giftd::store::Store;
-use tgsim::SendUniqueGift;
 
 const COMMAND: &str = "scripts/test-env.sh -- cargo bench --bench wake";
 const RATE: f64 = 10.0;
@@ -144,19 +143,7 @@ async fn run(n: usize, backend: Backend, via: Via) -> Vec<Duration> {
     let user = |name: &str| world::user(&sim, name, 1_000_000_000);
     let deposit = user("deposit");
     let player = user("player");
-    let gift_id = sim.gift_catalogue()[0].id;
-    let mut items = Vec::with_capacity(n);
-    for _ in 0..n {
-        let sent = sim
-            .send_unique_gift(SendUniqueGift {
-                from: player,
-                to: deposit,
-                gift_id,
-                ..SendUniqueGift::default()
-            })
-            .expect("collectible sent");
-        items.push((sent.msg_id, sent.unique_id.expect("a collectible id")));
-    }
+    let items = world::collectibles(&sim, player, deposit, n);
     let dir = tempfile::tempdir().expect("temporary directory");
     let session = dir.path().join("deposit.session");
     world::write_session(&sim, deposit, &session).await;

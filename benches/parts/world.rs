@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use giftd::app::{AppError, Daemon, Notice};
 use giftd::config::Config;
-use tgsim::{CreateUser, SessionFor, Sim, SimConfig};
+use tgsim::{CreateUser, SendUniqueGift, SessionFor, Sim, SimConfig};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +43,25 @@ pub async fn write_session(sim: &Sim, who: impl Into<SessionFor>, path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .expect("session file chmod 600");
+}
+
+/// `n` collectibles (of the first gift of the catalogue) `from` sends `to`: their msg ids and
+/// collectible ids.
+pub fn collectibles(sim: &Sim, from: i64, to: i64, n: usize) -> Vec<(i32, i64)> {
+    let gift_id = sim.gift_catalogue()[0].id;
+    (0..n)
+        .map(|_| {
+            let sent = sim
+                .send_unique_gift(SendUniqueGift {
+                    from,
+                    to,
+                    gift_id,
+                    ..SendUniqueGift::default()
+                })
+                .expect("collectible sent");
+            (sent.msg_id, sent.unique_id.expect("a collectible id"))
+        })
+        .collect()
 }
 
 /// giftd's `Daemon` running in this process.
