@@ -6,23 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use giftd::config::Config;
-use tgsim::SendGift;
 
 use crate::support::{Backend, Running, World, free_port, http_get, private};
-
-/// Sends a regular gift from `from` to `to`; returns its msg id.
-fn send(w: &World, from: i64, to: i64) -> i32 {
-    w.sim
-        .send_gift(SendGift {
-            from,
-            to,
-            gift_id: w.regular_gift(),
-            hide_name: false,
-            message: None,
-        })
-        .expect("gift sent")
-        .msg_id
-}
 
 /// Waits until the store holds exactly `expected` (msg id -> owner) for `account`.
 async fn assert_credited(w: &World, account: i64, expected: &BTreeMap<i32, i64>) {
@@ -85,10 +70,10 @@ async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting(backend: Bac
     let mut to_alpha = BTreeMap::new();
     let mut to_beta = BTreeMap::new();
     for _ in 0..3 {
-        to_alpha.insert(send(&w, p0, alpha.id), p0);
-        to_beta.insert(send(&w, p1, beta.id), p1);
+        to_alpha.insert(w.gift(p0, alpha.id, false), p0);
+        to_beta.insert(w.gift(p1, beta.id, false), p1);
     }
-    to_alpha.insert(send(&w, p1, alpha.id), p1);
+    to_alpha.insert(w.gift(p1, alpha.id, false), p1);
     assert_credited(&w, alpha.id, &to_alpha).await;
     assert_credited(&w, beta.id, &to_beta).await;
 
@@ -133,9 +118,9 @@ async fn two_deposit_accounts_one_revoked_the_other_keeps_crediting(backend: Bac
 
     // Alpha keeps crediting; beta's gifts wait in Telegram for its next login.
     for _ in 0..3 {
-        to_alpha.insert(send(&w, p1, alpha.id), p1);
+        to_alpha.insert(w.gift(p1, alpha.id, false), p1);
     }
-    send(&w, p0, beta.id);
+    w.gift(p0, beta.id, false);
     assert_credited(&w, alpha.id, &to_alpha).await;
     assert_credited(&w, beta.id, &to_beta).await;
     assert!(
@@ -204,7 +189,7 @@ async fn an_unreachable_account_at_start_does_not_hold_up_the_other() {
     );
     let p0 = w.player(0);
     let mut expected = BTreeMap::new();
-    expected.insert(send(&w, p0, alpha.id), p0);
+    expected.insert(w.gift(p0, alpha.id, false), p0);
     assert_credited(&w, alpha.id, &expected).await;
 
     running.stop().await;

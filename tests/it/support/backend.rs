@@ -73,16 +73,22 @@ impl Backend {
         }
     }
 
+    /// A connection to the embedded store's file, beside the store.
+    async fn sqlite_conn(&self) -> libsql::Connection {
+        libsql::Builder::new_local(self.sqlite_path().unwrap())
+            .build()
+            .await
+            .unwrap()
+            .connect()
+            .unwrap()
+    }
+
     /// Rows of `sync_logs` for one deposit account, read beside the store (the store has no
     /// call that lists them).
     pub async fn count_sync_logs(&self, account: i64) -> i64 {
         match self {
             Backend::Sqlite { .. } => {
-                let db = libsql::Builder::new_local(self.sqlite_path().unwrap())
-                    .build()
-                    .await
-                    .unwrap();
-                let conn = db.connect().unwrap();
+                let conn = self.sqlite_conn().await;
                 let mut rows = conn
                     .query(
                         "SELECT count(*) FROM sync_logs WHERE account_id = ?1",
@@ -107,11 +113,7 @@ impl Backend {
     pub async fn notifications_of(&self, user: i64) -> Vec<NoteRow> {
         let json = match self {
             Backend::Sqlite { .. } => {
-                let db = libsql::Builder::new_local(self.sqlite_path().unwrap())
-                    .build()
-                    .await
-                    .unwrap();
-                let conn = db.connect().unwrap();
+                let conn = self.sqlite_conn().await;
                 let mut rows = conn
                     .query(
                         "SELECT coalesce(json_group_array(json_object('kind', kind,
@@ -147,11 +149,11 @@ impl Backend {
     pub async fn execute(&self, sqlite: &str, pg: &str) {
         match self {
             Backend::Sqlite { .. } => {
-                let db = libsql::Builder::new_local(self.sqlite_path().unwrap())
-                    .build()
+                self.sqlite_conn()
+                    .await
+                    .execute_batch(sqlite)
                     .await
                     .unwrap();
-                db.connect().unwrap().execute_batch(sqlite).await.unwrap();
             }
             Backend::Supabase { pg_url, .. } => {
                 psql(pg_url, pg);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use giftd::gift::{ItemKey, LedgerKind};
-use tgsim::{Account, SendGift};
+use tgsim::Account;
 
 use super::backend::Backend;
 use super::bot::Bot;
@@ -201,18 +201,8 @@ impl Cluster {
     pub(crate) fn send(&mut self, to: i64) {
         let from = self.w.players[self.next % self.w.players.len()].id;
         self.next += 1;
-        let sent = self
-            .w
-            .sim
-            .send_gift(SendGift {
-                from,
-                to,
-                gift_id: self.w.regular_gift(),
-                hide_name: false,
-                message: None,
-            })
-            .expect("gift sent");
-        self.expected.insert((to, sent.msg_id), from);
+        let msg_id = self.w.gift(from, to, false);
+        self.expected.insert((to, msg_id), from);
     }
 
     /// Every gift sent is in the store once, credited to its sender, with one deposit entry.

@@ -249,18 +249,24 @@ impl World {
     /// A regular gift from `from`, with or without "hide my name": credited to `from` either
     /// way (the name is hidden from visitors of the profile, not from the receiver).
     pub(crate) fn send(&mut self, from: i64, hide_name: bool) -> i32 {
-        let sent = self
-            .sim
+        let msg_id = self.gift(from, self.deposit.id, hide_name);
+        self.expected.insert(msg_id, Some(from));
+        msg_id
+    }
+
+    /// A regular gift from `from` to `to` (any account), not recorded as expected; returns its
+    /// msg id.
+    pub(crate) fn gift(&self, from: i64, to: i64, hide_name: bool) -> i32 {
+        self.sim
             .send_gift(SendGift {
                 from,
-                to: self.deposit.id,
+                to,
                 gift_id: self.regular_gift(),
                 hide_name,
                 message: None,
             })
-            .expect("gift sent");
-        self.expected.insert(sent.msg_id, Some(from));
-        sent.msg_id
+            .expect("gift sent")
+            .msg_id
     }
 
     /// A collectible Telegram delivers itself, naming no sender: it waits unattributed.
