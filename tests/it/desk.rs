@@ -10,7 +10,7 @@ use giftd::gift::{ItemKey, Status};
 use giftd::store::{RequestState, account_lease};
 use tgsim::SendUniqueGift;
 
-use crate::support::{Bot, Cluster, Patience};
+use crate::support::{Bot, Cluster, Patience, withdrawal_in};
 
 /// Runs a bot on the shared database: in the nextest group that runs such tests one at a time
 /// (its name ends in `bot_supabase`).
@@ -105,14 +105,13 @@ async fn one_desk_for_accounts_served_by_other_instances_bot_supabase() {
             .await,
     );
     assert!(answer.contains(&format!("Request {}", ids[0])), "{answer}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store.withdrawal(ids[0]).await.unwrap().unwrap().state != RequestState::Sent {
-        assert!(
-            Instant::now() < deadline,
-            "the approved request was not sent"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    withdrawal_in(
+        &store,
+        ids[0],
+        &[RequestState::Sent],
+        Duration::from_secs(30),
+    )
+    .await;
     // Cancel the second from a fresh desk: the item is the player's again.
     let desk = bot.ask(admin, "/admin", "1 awaiting approval").await;
     let answer = toast(

@@ -9,7 +9,7 @@ use giftd::gift::{ItemKey, Owner, Status};
 use giftd::store::{RequestState, WithdrawalFilter};
 use tgsim::{BotMessage, SendUniqueGift};
 
-use crate::support::{Backend, Bot, Running, World, button, withdraw_section};
+use crate::support::{Backend, Bot, Running, World, button, withdraw_section, withdrawal_in};
 
 mod links;
 mod notifications;
@@ -190,11 +190,13 @@ async fn inventory_and_withdrawal(backend: Backend, lang: &str) {
     assert_eq!(open[0].key, key(locked));
     let id = open[0].id;
     // The worker finds it too early: it waits (a Cancel is still allowed).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while store.withdrawal(id).await.unwrap().unwrap().state != RequestState::Waiting {
-        assert!(Instant::now() < deadline, "the locked request never waited");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    withdrawal_in(
+        &store,
+        id,
+        &[RequestState::Waiting],
+        Duration::from_secs(20),
+    )
+    .await;
     let (_, cancelled) = bw.bot.press(p, &queued, t("Cancel", "Annuler")).await;
     assert!(
         cancelled.text.contains(t("cancelled", "annulé")),
@@ -512,14 +514,13 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
         .create_withdrawal(p, ItemKey::new(bw.w.deposit.id, paid))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while store.withdrawal(id).await.unwrap().unwrap().state != RequestState::Approval {
-        assert!(
-            Instant::now() < deadline,
-            "the request never waited for approval"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    withdrawal_in(
+        &store,
+        id,
+        &[RequestState::Approval],
+        Duration::from_secs(20),
+    )
+    .await;
     let desk = bw.bot.ask(admin, "/admin", "1 à approuver").await;
     // The button carries the fee the desk shows; a press for another fee (a desk drawn before
     // the fee changed) approves nothing.
@@ -565,14 +566,7 @@ async fn operators_assign_unattributed_gifts_and_approve_fees() {
         Some(fee),
         "approved at the fee shown"
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store.withdrawal(id).await.unwrap().unwrap().state != RequestState::Sent {
-        assert!(
-            Instant::now() < deadline,
-            "the approved request was not sent"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
     bw.bot
         .wait_messages(p, "the sent notice", |m| {
             m.iter().any(|m| m.text.contains("has been sent to you"))
