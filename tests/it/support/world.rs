@@ -1,8 +1,11 @@
-//! A world: tgsim with a deposit account and players, a store backend, giftd's configuration
-//! (with the knobs the tests turn: extra `[telegram]` keys, whole sections such as `[bot]`,
-//! `[withdraw]` or `[lease]`, the health port), and giftd's `Daemon` running in this process or
-//! `giftd run` as a process. It keeps what each gift's sender should be credited and checks the
-//! store against it.
+//! A world: tgsim with a deposit account and players, a store backend, and giftd's
+//! configuration, with the knobs the tests turn: Telegram's expiry times (`with_ttls`), extra
+//! `[telegram]` keys (`extra_config`), whole sections such as `[bot]` (from `Bot::section`),
+//! `[withdraw]` (`withdraw_section`) or `[lease]` (`extra_sections`), the health port, more
+//! deposit accounts (`second_deposit`, `accounts_config_text`). It starts giftd as its
+//! `Daemon` in this process (`start`, waiting until ready and the update stream is open) or as
+//! `giftd run` (`spawn`), sends gifts, and keeps what each gift's sender should be credited to
+//! check the store against it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -285,22 +288,9 @@ impl World {
         sent.msg_id
     }
 
+    /// A free collectible from `from`, transferable at once.
     pub(crate) fn send_unique(&mut self, from: i64) -> tgsim::SentGift {
-        let gift_id = self.regular_gift();
-        let sent = self
-            .sim
-            .send_unique_gift(SendUniqueGift {
-                from,
-                to: self.deposit.id,
-                gift_id,
-                transfer_stars: None,
-                transfer_lock_secs: None,
-                message: None,
-                from_telegram: false,
-            })
-            .expect("unique gift sent");
-        self.expected.insert(sent.msg_id, Some(from));
-        sent
+        self.send_unique_with(from, None, None)
     }
 
     /// A collectible from `from` whose transfer costs `transfer_stars` and is locked for
@@ -311,6 +301,15 @@ impl World {
         transfer_stars: Option<i64>,
         lock: Option<i64>,
     ) -> i32 {
+        self.send_unique_with(from, transfer_stars, lock).msg_id
+    }
+
+    fn send_unique_with(
+        &mut self,
+        from: i64,
+        transfer_stars: Option<i64>,
+        lock: Option<i64>,
+    ) -> tgsim::SentGift {
         let gift_id = self.regular_gift();
         let sent = self
             .sim
@@ -324,7 +323,7 @@ impl World {
             })
             .expect("collectible sent");
         self.expected.insert(sent.msg_id, Some(from));
-        sent.msg_id
+        sent
     }
 
     pub(crate) fn burst(&mut self, n: usize) {
