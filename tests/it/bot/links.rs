@@ -1,7 +1,10 @@
 //! Linking a web account to a Telegram account through the bot: `/start <token>` asks, and
 //! only the same player's confirmation spends the token; a replacement needs its own.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use giftd::store::Store;
 
 use crate::support::{Backend, button};
 
@@ -9,6 +12,21 @@ use super::BotWorld;
 
 fn link_label(text: &str) -> giftd::store::LinkLabel {
     giftd::store::LinkLabel::new(text).unwrap()
+}
+
+/// A link token for `web` labelled `label`, valid for `ttl`, as the `/start` command that
+/// spends it.
+async fn start_link(
+    store: &Arc<dyn Store>,
+    web: giftd::store::WebUserId,
+    label: &str,
+    ttl: Duration,
+) -> String {
+    let token = store
+        .create_link_token(web, &link_label(label), ttl)
+        .await
+        .unwrap();
+    format!("/start {}", token.token.expose())
 }
 
 fn new_web_user() -> giftd::store::WebUserId {
@@ -26,15 +44,7 @@ async fn link_tokens_are_spent_only_by_their_players_confirmation() {
     let running = bw.start().await;
     let store = bw.w.store().await;
     let web = new_web_user();
-    let token = store
-        .create_link_token(
-            web,
-            &link_label("e•••@example.com"),
-            Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
-    let start = format!("/start {}", token.token.expose());
+    let start = start_link(&store, web, "e•••@example.com", Duration::from_secs(600)).await;
     let ask = bw
         .bot
         .ask(en, &start, "web account e•••@example.com?")
@@ -78,18 +88,9 @@ async fn link_tokens_are_spent_only_by_their_players_confirmation() {
         .ask(en, &start, "linked to the web account e•••@example.com")
         .await;
 
-    let short = store
-        .create_link_token(new_web_user(), &link_label("s"), Duration::from_secs(1))
-        .await
-        .unwrap();
+    let short = start_link(&store, new_web_user(), "s", Duration::from_secs(1)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    bw.bot
-        .ask(
-            fr,
-            &format!("/start {}", short.token.expose()),
-            "Ce lien a expiré",
-        )
-        .await;
+    bw.bot.ask(fr, &short, "Ce lien a expiré").await;
     bw.bot
         .ask(en, "/start NoSuchToken123", "This link is not valid")
         .await;
@@ -110,34 +111,12 @@ async fn replacing_a_link_needs_its_own_confirmation_and_cancel_keeps_the_old_on
     let running = bw.start().await;
     let store = bw.w.store().await;
     let (old, new) = (new_web_user(), new_web_user());
-    let first = store
-        .create_link_token(
-            old,
-            &link_label("old•••@example.com"),
-            Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
-    let ask = bw
-        .bot
-        .ask(
-            player,
-            &format!("/start {}", first.token.expose()),
-            "old•••@example.com?",
-        )
-        .await;
+    let first = start_link(&store, old, "old•••@example.com", Duration::from_secs(600)).await;
+    let ask = bw.bot.ask(player, &first, "old•••@example.com?").await;
     bw.bot.press(player, &ask, "✅ Link").await;
     assert_eq!(store.linked_telegram_user(old).await.unwrap(), Some(player));
 
-    let second = store
-        .create_link_token(
-            new,
-            &link_label("new•••@example.com"),
-            Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
-    let start = format!("/start {}", second.token.expose());
+    let start = start_link(&store, new, "new•••@example.com", Duration::from_secs(600)).await;
     let ask = bw
         .bot
         .ask(
