@@ -679,12 +679,8 @@ async fn chosen_language_is_kept(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test]
-async fn a_chosen_language_is_kept_across_a_restart_sqlite() {
-    chosen_language_is_kept(Backend::sqlite()).await;
-}
-
-#[tokio::test]
-async fn a_chosen_language_is_kept_across_a_restart_through_the_bot_supabase() {
-    chosen_language_is_kept(Backend::supabase()).await;
-}
+on_both_stores!(
+    current_thread: chosen_language_is_kept =>
+        a_chosen_language_is_kept_across_a_restart_sqlite,
+        a_chosen_language_is_kept_across_a_restart_through_the_bot_supabase
+);

@@ -167,12 +167,8 @@ async fn undelivered_notifications_wait_for_start(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test]
-async fn undelivered_notifications_are_sent_once_when_the_player_starts_the_bot_sqlite() {
-    undelivered_notifications_wait_for_start(Backend::sqlite()).await;
-}
-
-#[tokio::test]
-async fn undelivered_notifications_are_sent_once_when_the_player_starts_the_bot_supabase() {
-    undelivered_notifications_wait_for_start(Backend::supabase()).await;
-}
+on_both_stores!(
+    current_thread: undelivered_notifications_wait_for_start =>
+        undelivered_notifications_are_sent_once_when_the_player_starts_the_bot_sqlite,
+        undelivered_notifications_are_sent_once_when_the_player_starts_the_bot_supabase
+);

@@ -52,7 +52,7 @@ macro_rules! contract {
 
 /// Runs `async fn run(backend: Backend)` of the calling module once per store, as the tests
 /// `embedded` (SQLite) and `supabase` (PostgreSQL behind PostgREST) named by the caller (the
-/// caller imports `Backend`).
+/// caller imports `Backend`), on two worker threads, or on one with `current_thread:` first.
 macro_rules! on_both_stores {
     ($run:ident => $embedded:ident, $supabase:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,6 +61,17 @@ macro_rules! on_both_stores {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $supabase() {
+            $run(Backend::supabase()).await;
+        }
+    };
+    (current_thread: $run:ident => $embedded:ident, $supabase:ident) => {
+        #[tokio::test]
+        async fn $embedded() {
+            $run(Backend::sqlite()).await;
+        }
+
+        #[tokio::test]
         async fn $supabase() {
             $run(Backend::supabase()).await;
         }
