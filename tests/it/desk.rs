@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use giftd::gift::{ItemKey, Status};
 use giftd::store::{RequestState, account_lease};
-use tgsim::SendUniqueGift;
 
 use crate::support::{Bot, Cluster, Patience, withdrawal_in};
 
@@ -31,18 +30,8 @@ async fn one_desk_for_accounts_served_by_other_instances_bot_supabase() {
     // Beta (served by instance 1) gets two collectibles whose transfer costs 25 Stars.
     let mut paid = Vec::new();
     for _ in 0..2 {
-        let sent =
-            c.w.sim
-                .send_unique_gift(SendUniqueGift {
-                    from: player,
-                    to: c.beta.id,
-                    gift_id: c.w.regular_gift(),
-                    transfer_stars: Some(25),
-                    ..SendUniqueGift::default()
-                })
-                .expect("collectible sent");
-        c.expected.insert((c.beta.id, sent.msg_id), player);
-        paid.push(sent.msg_id);
+        let msg = c.send_collectible(player, c.beta.id, Some(25));
+        paid.push(msg);
     }
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use giftd::gift::ItemKey;
 use giftd::store::Store;
 use giftd::withdraw::machine::RequestState;
-use tgsim::SendUniqueGift;
 
 use crate::support::{Backend, Bot, Cluster, Patience, http_get_lenient};
 
@@ -199,17 +198,8 @@ async fn kill_9_of_the_holder_mid_withdrawals_sends_each_once() {
     let player = c.w.players[0].id;
     let mut msgs = Vec::new();
     for _ in 0..12 {
-        let sent =
-            c.w.sim
-                .send_unique_gift(SendUniqueGift {
-                    from: player,
-                    to: c.alpha.id,
-                    gift_id: c.w.regular_gift(),
-                    ..SendUniqueGift::default()
-                })
-                .expect("collectible sent");
-        c.expected.insert((c.alpha.id, sent.msg_id), player);
-        msgs.push(sent.msg_id);
+        let msg = c.send_collectible(player, c.alpha.id, None);
+        msgs.push(msg);
     }
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;
@@ -378,17 +368,8 @@ async fn a_new_holder_resolves_the_dead_holders_send_before_claiming() {
     let player = c.w.players[0].id;
     let mut msgs = Vec::new();
     for _ in 0..3 {
-        let sent =
-            c.w.sim
-                .send_unique_gift(SendUniqueGift {
-                    from: player,
-                    to: c.alpha.id,
-                    gift_id: c.w.regular_gift(),
-                    ..SendUniqueGift::default()
-                })
-                .expect("collectible sent");
-        c.expected.insert((c.alpha.id, sent.msg_id), player);
-        msgs.push(sent.msg_id);
+        let msg = c.send_collectible(player, c.alpha.id, None);
+        msgs.push(msg);
     }
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;
@@ -451,16 +432,7 @@ async fn bot_reads_accounts_served_elsewhere() {
     c.start_split(&bot, &bot.section(None), |config| config)
         .await;
 
-    let sent =
-        c.w.sim
-            .send_unique_gift(SendUniqueGift {
-                from: player,
-                to: c.beta.id,
-                gift_id: c.w.regular_gift(),
-                ..SendUniqueGift::default()
-            })
-            .expect("collectible sent");
-    c.expected.insert((c.beta.id, sent.msg_id), player);
+    let msg_id = c.send_collectible(player, c.beta.id, None);
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;
 
@@ -476,7 +448,7 @@ async fn bot_reads_accounts_served_elsewhere() {
     assert!(queued.text.contains("queued"), "{}", queued.text);
 
     // Instance 1 (serving beta) sends it, once.
-    let key = ItemKey::new(c.beta.id, sent.msg_id);
+    let key = ItemKey::new(c.beta.id, msg_id);
     let store = c.w.store().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

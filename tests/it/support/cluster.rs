@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use giftd::gift::{ItemKey, LedgerKind};
-use tgsim::Account;
+use tgsim::{Account, SendUniqueGift};
 
 use super::backend::Backend;
 use super::bot::Bot;
@@ -203,6 +203,29 @@ impl Cluster {
         self.next += 1;
         let msg_id = self.w.gift(from, to, false);
         self.expected.insert((to, msg_id), from);
+    }
+
+    /// A collectible from `from` to `to` whose transfer costs `transfer_stars`; returns its msg
+    /// id.
+    pub(crate) fn send_collectible(
+        &mut self,
+        from: i64,
+        to: i64,
+        transfer_stars: Option<i64>,
+    ) -> i32 {
+        let sent = self
+            .w
+            .sim
+            .send_unique_gift(SendUniqueGift {
+                from,
+                to,
+                gift_id: self.w.regular_gift(),
+                transfer_stars,
+                ..SendUniqueGift::default()
+            })
+            .expect("collectible sent");
+        self.expected.insert((to, sent.msg_id), from);
+        sent.msg_id
     }
 
     /// Every gift sent is in the store once, credited to its sender, with one deposit entry.
