@@ -18,12 +18,14 @@
 //! the players are also the senders, so their deposit notifications share each chat's limit
 //! with the replies. A benchmark, not a test: it prints figures.
 
-use std::time::{Duration, Instant};
+#[path = "parts/world.rs"]
+mod world;
 
-use giftd::app::{Daemon, Notice};
+use std::time::{Duration, Instant};
+use world::{ms, pct};
+
 use giftd::config::Config;
-use tgsim::{CreateUser, SendGift, SessionFor, Sim, SimConfig};
-use tokio::sync::broadcast::error::RecvError;
+use tgsim::{SendGift, SessionFor};
 use tokio_util::sync::CancellationToken;
 
 const COMMAND: &str = "cargo bench --bench bot";
@@ -117,40 +119,14 @@ struct Phase {
     flood_waits: u64,
 }
 
-fn pct(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
 /// A notification line, not a reply.
 fn is_notice(text: &str) -> bool {
     text.starts_with("Received") || text.starts_with("Withdrawal")
 }
 
 async fn run(secs: u64, gifts: bool, mix: Mix, chat_burst: u32) -> Phase {
-    let sim = Sim::start(SimConfig {
-        first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("tgsim starts");
-    let user = |name: String| {
-        sim.create_user(CreateUser {
-            username: name,
-            first_name: "Player".into(),
-            stars: 1_000_000_000,
-            ..Default::default()
-        })
-        .expect("tgsim creates a user")
-        .id
-    };
+    let sim = world::start_sim().await;
+    let user = |name: String| world::user(&sim, &name, 1_000_000_000);
     let deposit = user("deposit".into());
     let players: Vec<i64> = (0..PLAYERS).map(|i| user(format!("player{i}"))).collect();
     let bot = sim.create_bot("bench_bot").expect("bot");
@@ -176,21 +152,12 @@ async fn run(secs: u64, gifts: bool, mix: Mix, chat_burst: u32) -> Phase {
     );
     let config = Config::parse_str(&text, "bench config", &|k| std::env::var(k).ok())
         .expect("the bench configuration is valid");
-    let daemon = Daemon::new();
-    let mut notices = daemon.subscribe();
-    let shutdown = CancellationToken::new();
-    let join = {
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { daemon.run(&config, shutdown).await })
-    };
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), notices.recv()).await {
-            Ok(Ok(Notice::Ready { .. })) => break,
-            Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
-            Ok(Err(RecvError::Closed)) | Err(_) => panic!("giftd not ready: {:?}", join.await),
-        }
-    }
+    let world::Running {
+        daemon,
+        shutdown,
+        join,
+        ..
+    } = world::launch(config).await;
     let b = bot.account.id;
     while sim.bot_commands(b).unwrap().is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,4 +1,4 @@
-//! Scale-out figures (issue 10, point 5): `giftd run` processes sharing one PostgreSQL store
+//! Scale-out figures: `giftd run` processes sharing one PostgreSQL store
 //! (behind the PostgREST-compatible server) and one tgsim with two deposit accounts.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Notifications outbox figures (issue 9): what one claim of a batch and its report cost when the
+//! Notifications outbox figures: what one claim of a batch and its report cost when the
 //! table is big: a million finished rows (30 days of retention at a busy desk) and a backlog of
 //! pending ones (the bot was down).
 //!

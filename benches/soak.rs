@@ -1,4 +1,4 @@
-//! Soak (issue 11, point 7): giftd's real `Daemon` against tgsim (real MTProto, the real grammers
+//! Soak: giftd's real `Daemon` against tgsim (real MTProto, the real grammers
 //! client) and the embedded SQLite store, for a long time, with a steady trickle of gifts and a
 //! store outage every few minutes. It prints, at intervals, what would show a leak: resident
 //! memory, open file descriptors, tokio tasks alive; and the gifts sent, credited and committed
@@ -20,6 +20,9 @@
 //! out their busy timeout (5 s), fail as retryable, and the mirror keeps the batch and retries.
 //! It is benchmark code: it asserts nothing, it prints.
 
+#[path = "parts/world.rs"]
+mod world;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use giftd::app::{Daemon, Notice};
 use giftd::config::Config;
-use tgsim::{CreateUser, SendGift, Sim, SimConfig};
+use tgsim::SendGift;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -127,33 +130,14 @@ fn main() {
 }
 
 async fn soak(args: Args) {
-    let sim = Sim::start(SimConfig {
-        first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("tgsim starts");
-    let user = |name: &str| {
-        sim.create_user(CreateUser {
-            username: name.into(),
-            first_name: "Player".into(),
-            stars: 1_000_000_000_000,
-            ..Default::default()
-        })
-        .expect("tgsim creates a user")
-        .id
-    };
+    let sim = world::start_sim().await;
+    let user = |name: &str| world::user(&sim, name, 1_000_000_000_000);
     let deposit = user("deposit");
     let players: Vec<i64> = (0..20).map(|i| user(&format!("p{i}"))).collect();
     let gift_id = sim.gift_catalogue()[0].id;
     let dir = tempfile::tempdir().expect("temporary directory");
     let session = dir.path().join("deposit.session");
-    sim.write_session(deposit, &session)
-        .await
-        .expect("tgsim writes the session");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600))
-        .expect("session file chmod 600");
+    world::write_session(&sim, deposit, &session).await;
     // Defaults (poll 5 s, reconciliation every 10 min, mirror batch 500) but ports and paths.
     let text = format!(
         "[telegram]\napi_id = 1\napi_hash = \"bench-hash\"\nsession_file = \"{}\"\n\

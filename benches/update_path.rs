@@ -1,4 +1,4 @@
-//! The update path alone (issue 7, point 5): how many gifts per second giftd credits from
+//! The update path alone: how many gifts per second giftd credits from
 //! Telegram's pushed updates, with the machine idle and with both cores busy.
 //!
 //! ```text
@@ -15,17 +15,18 @@
 //! fsyncs 1 MiB at a time to a file beside the session, as a build does to the disk. A benchmark,
 //! not a test: it prints figures and asserts nothing.
 
+#[path = "parts/world.rs"]
+mod world;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use giftd::app::{Daemon, Notice, Path as IntakePath};
+use giftd::app::{Notice, Path as IntakePath};
 use giftd::config::Config;
-use tgsim::{CreateUser, Sim, SimConfig};
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 
 const COMMAND: &str = "cargo bench --bench update_path";
 
@@ -187,32 +188,13 @@ impl Drop for Load {
 }
 
 async fn burst(n: usize) -> Burst {
-    let sim = Sim::start(SimConfig {
-        first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("tgsim starts");
-    let user = |name: &str| {
-        sim.create_user(CreateUser {
-            username: name.into(),
-            first_name: "Player".into(),
-            stars: 1_000_000_000,
-            ..Default::default()
-        })
-        .expect("tgsim creates a user")
-        .id
-    };
+    let sim = world::start_sim().await;
+    let user = |name: &str| world::user(&sim, name, 1_000_000_000);
     let deposit = user("deposit");
     let players: Vec<i64> = (0..8).map(|i| user(&format!("p{i}"))).collect();
     let dir = tempfile::tempdir().expect("temporary directory");
     let session = dir.path().join("deposit.session");
-    sim.write_session(deposit, &session)
-        .await
-        .expect("tgsim writes the session");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600))
-        .expect("session file chmod 600");
+    world::write_session(&sim, deposit, &session).await;
     let text = format!(
         "[telegram]\napi_id = 1\napi_hash = \"bench-hash\"\nsession_file = \"{}\"\n\
          poll_interval = \"1h\"\nreconcile_interval = \"1h\"\n\
@@ -223,21 +205,12 @@ async fn burst(n: usize) -> Burst {
     let config = Config::parse_str(&text, "bench config", &|k| std::env::var(k).ok())
         .expect("the bench configuration is valid");
 
-    let daemon = Daemon::new();
-    let mut notices = daemon.subscribe();
-    let shutdown = CancellationToken::new();
-    let join = {
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { daemon.run(&config, shutdown).await })
-    };
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), notices.recv()).await {
-            Ok(Ok(Notice::Ready { .. })) => break,
-            Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
-            Ok(Err(RecvError::Closed)) | Err(_) => panic!("giftd not ready: {:?}", join.await),
-        }
-    }
+    let world::Running {
+        daemon,
+        shutdown,
+        join,
+        mut notices,
+    } = world::launch(config).await;
     // The update stream is open, and the poll loop's first (immediate) pass is over, so the
     // next pass is an hour away and every credit of the burst is the update path's.
     let stream_open = || {

@@ -18,17 +18,17 @@
 //! when tgsim lists the collectible in the player's saved gifts (read every 2 ms). A benchmark,
 //! not a test: it prints figures.
 
+#[path = "parts/world.rs"]
+mod world;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use world::{ms, pct};
 
-use giftd::app::{Daemon, Notice};
 use giftd::config::Config;
 use giftd::gift::ItemKey;
 use giftd::store::Store;
-use tgsim::{CreateUser, SendUniqueGift, Sim, SimConfig};
-use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 
 const COMMAND: &str = "scripts/test-env.sh -- cargo bench --bench wake";
 const RATE: f64 = 10.0;
@@ -108,18 +108,6 @@ fn main() {
     }
 }
 
-fn pct(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set: run through {COMMAND}"))
 }
@@ -151,45 +139,14 @@ fn player_jwt(player: i64) -> String {
 }
 
 async fn run(n: usize, backend: Backend, via: Via) -> Vec<Duration> {
-    let sim = Sim::start(SimConfig {
-        first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("tgsim starts");
-    let user = |name: &str| {
-        sim.create_user(CreateUser {
-            username: name.into(),
-            first_name: "Player".into(),
-            stars: 1_000_000_000,
-            ..Default::default()
-        })
-        .expect("tgsim creates a user")
-        .id
-    };
+    let sim = world::start_sim().await;
+    let user = |name: &str| world::user(&sim, name, 1_000_000_000);
     let deposit = user("deposit");
     let player = user("player");
-    let gift_id = sim.gift_catalogue()[0].id;
-    let mut items = Vec::with_capacity(n);
-    for _ in 0..n {
-        let sent = sim
-            .send_unique_gift(SendUniqueGift {
-                from: player,
-                to: deposit,
-                gift_id,
-                ..SendUniqueGift::default()
-            })
-            .expect("collectible sent");
-        items.push((sent.msg_id, sent.unique_id.expect("a collectible id")));
-    }
+    let items = world::collectibles(&sim, player, deposit, n);
     let dir = tempfile::tempdir().expect("temporary directory");
     let session = dir.path().join("deposit.session");
-    sim.write_session(deposit, &session)
-        .await
-        .expect("tgsim writes the session");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600))
-        .expect("session file chmod 600");
+    world::write_session(&sim, deposit, &session).await;
     let store_section = match backend {
         Backend::Embedded => String::new(),
         Backend::Supabase { listen } => format!(
@@ -211,22 +168,7 @@ async fn run(n: usize, backend: Backend, via: Via) -> Vec<Duration> {
     );
     let config = Config::parse_str(&text, "bench config", &|_| None)
         .expect("the bench configuration is valid");
-    let daemon = Daemon::new();
-    let mut notices = daemon.subscribe();
-    let shutdown = CancellationToken::new();
-    let join = {
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        let config = config.clone();
-        tokio::spawn(async move { daemon.run(&config, shutdown).await })
-    };
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), notices.recv()).await {
-            Ok(Ok(Notice::Ready { .. })) => break,
-            Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
-            Ok(Err(RecvError::Closed)) | Err(_) => panic!("giftd not ready: {:?}", join.await),
-        }
-    }
+    let world::Running { shutdown, join, .. } = world::launch(config.clone()).await;
     // The other process's handle on the same store.
     let store: Arc<dyn Store> = giftd::store::open_shared(&config.store)
         .await

@@ -1,4 +1,4 @@
-//! Withdrawal figures (issue 8, point 7): from a request to the gift in the player's account in
+//! Withdrawal figures: from a request to the gift in the player's account in
 //! tgsim, at a steady 20 requests/s, and withdrawals per second sustained through one deposit
 //! account.
 //!
@@ -13,15 +13,15 @@
 //! `payments.transferStarGift`, the outcome recorded. The latency ends when tgsim lists the
 //! collectible in the player's saved gifts. A benchmark, not a test: it prints figures.
 
+#[path = "parts/world.rs"]
+mod world;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use world::{ms, pct};
 
-use giftd::app::{Daemon, Notice};
 use giftd::config::Config;
 use giftd::gift::ItemKey;
-use tgsim::{CreateUser, SendUniqueGift, Sim, SimConfig};
-use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 
 const COMMAND: &str = "cargo bench --bench withdrawals";
 
@@ -74,58 +74,15 @@ struct Phase {
     rate: f64,
 }
 
-fn pct(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
 async fn run(n: usize, poll: &str, rate: Option<f64>) -> Phase {
-    let sim = Sim::start(SimConfig {
-        first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("tgsim starts");
-    let user = |name: &str| {
-        sim.create_user(CreateUser {
-            username: name.into(),
-            first_name: "Player".into(),
-            stars: 1_000_000_000,
-            ..Default::default()
-        })
-        .expect("tgsim creates a user")
-        .id
-    };
+    let sim = world::start_sim().await;
+    let user = |name: &str| world::user(&sim, name, 1_000_000_000);
     let deposit = user("deposit");
     let player = user("player");
-    let gift_id = sim.gift_catalogue()[0].id;
-    let mut items = Vec::with_capacity(n);
-    for _ in 0..n {
-        let sent = sim
-            .send_unique_gift(SendUniqueGift {
-                from: player,
-                to: deposit,
-                gift_id,
-                ..SendUniqueGift::default()
-            })
-            .expect("collectible sent");
-        items.push((sent.msg_id, sent.unique_id.expect("a collectible id")));
-    }
+    let items = world::collectibles(&sim, player, deposit, n);
     let dir = tempfile::tempdir().expect("temporary directory");
     let session = dir.path().join("deposit.session");
-    sim.write_session(deposit, &session)
-        .await
-        .expect("tgsim writes the session");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600))
-        .expect("session file chmod 600");
+    world::write_session(&sim, deposit, &session).await;
     let text = format!(
         "[telegram]\napi_id = 1\napi_hash = \"bench-hash\"\nsession_file = \"{}\"\n\
          [store]\nstate_dir = \"{}\"\n[health]\nlisten = \"127.0.0.1:0\"\n\
@@ -138,21 +95,7 @@ async fn run(n: usize, poll: &str, rate: Option<f64>) -> Phase {
     let store = giftd::store::open(&config.store)
         .await
         .expect("store opens");
-    let daemon = Daemon::new();
-    let mut notices = daemon.subscribe();
-    let shutdown = CancellationToken::new();
-    let join = {
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { daemon.run(&config, shutdown).await })
-    };
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), notices.recv()).await {
-            Ok(Ok(Notice::Ready { .. })) => break,
-            Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
-            Ok(Err(RecvError::Closed)) | Err(_) => panic!("giftd not ready: {:?}", join.await),
-        }
-    }
+    let world::Running { shutdown, join, .. } = world::launch(config).await;
 
     // Watch the player's saved gifts for each collectible's arrival.
     let watcher = {

@@ -1,4 +1,4 @@
-//! Scenario f (issue 11, point 3): the same burst of gifts written into the same PostgREST two
+//! Side by side: the same burst of gifts written into the same PostgREST two
 //! ways, in one run.
 //!
 //! - one HTTP request per gift, as a supabase-js seed system writes them:

@@ -4,41 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use tgsim::SessionFor;
+use crate::support::{Backend, Bot, Instance, World, http_get_lenient, until};
 
-use crate::accounts::free_port;
-use crate::daemon::World;
-use crate::failover::{Instance, http_get_lenient};
-use crate::support::Backend;
-
-/// `w` with a bot configured (its token, a session not yet signed in); returns the bot's id.
+/// `w` with a bot configured (`token`, or its own; a session not yet signed in); returns the
+/// bot's id.
 async fn with_bot(w: &mut World, token: Option<&str>) -> i64 {
     let tag = rand::random::<u32>();
-    let bot = w
-        .sim
-        .create_bot(&format!("again{tag}bot"))
-        .expect("bot created");
-    let session = w.dir.path().join("bot.session");
-    let key = w.sim.new_auth_key(None);
-    w.sim
-        .write_session(SessionFor::Key(Box::new(key)), &session)
-        .await
-        .expect("bot session written");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600)).unwrap();
-    w.extra_sections = format!(
-        "[bot]\ntoken = \"{}\"\nsession_file = \"{}\"\n",
-        token.unwrap_or(&bot.token),
-        session.display()
-    );
-    bot.account.id
-}
-
-/// Starts `giftd run` as process `n` on a fresh health port.
-fn start(w: &mut World, n: usize) -> Instance {
-    let port = free_port();
-    w.health_listen = format!("127.0.0.1:{port}");
-    Instance::spawn(w.dir.path(), n, &w.config_text(), port, None, None)
+    let bot = Bot::create(w, &format!("again{tag}bot"), "bot.session").await;
+    w.extra_sections = bot.section(token);
+    bot.id
 }
 
 /// The bot's replies to `player` that contain `what`.
@@ -86,14 +60,15 @@ async fn restarts_between_commands_answer_each_once(backend: Backend, stop: &str
     // which grammers reads as "no position", so a kill before its first position is saved
     // would start the next run at the present).
     w.sim.send_text_to_bot(p, bot, "hello").expect("sent");
-    let mut inst = start(&mut w, 0);
+    let mut inst = w.spawn(0);
     // On its very first start the bot's session has no position yet: it takes Telegram's as it
     // connects, and a message sent before that is not for it. Wait until it answers.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while w.sim.bot_commands(bot).unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "{}", inst.log_text());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(Duration::from_secs(60), Duration::from_millis(20), || {
+        (!w.sim.bot_commands(bot).unwrap().is_empty())
+            .then_some(())
+            .ok_or_else(|| inst.log_text())
+    })
+    .await;
     w.send(p, false);
     w.assert_exactly_once(Duration::from_secs(60)).await;
     w.sim.send_text_to_bot(p, bot, "/stats").expect("sent");
@@ -112,7 +87,7 @@ async fn restarts_between_commands_answer_each_once(backend: Backend, stop: &str
         w.send(p, false);
         w.sim.send_text_to_bot(p, bot, "/stats").expect("sent");
         w.sim.send_text_to_bot(p, bot, "/inventory").expect("sent");
-        inst = start(&mut w, round + 1);
+        inst = w.spawn(round + 1);
         // Answered after the restart, from the inventory with the gift sent meanwhile (giftd
         // credits it at start, before the bot answers anything).
         let held = round + 2;
@@ -189,22 +164,17 @@ async fn a_bot_that_cannot_sign_in_is_reported() {
     let mut w = World::new(Backend::sqlite(), 1).await;
     with_bot(&mut w, Some("999999:not-a-token-telegram-knows")).await;
     w.provision_session().await;
-    let inst = start(&mut w, 0);
+    let inst = w.spawn(0);
     let port = inst.port;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let body = loop {
-        let (code, body) = http_get_lenient(port, "/readyz").await;
-        if body.contains("bot: not connected:") {
-            assert_eq!(code, 503, "{body}");
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{code} {body}\n{}",
-            inst.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (code, body) = inst
+        .readyz_until(
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            "the bot is not reported",
+            |_, body| body.contains("bot: not connected:"),
+        )
+        .await;
+    assert_eq!(code, 503, "{body}");
     assert!(
         body.starts_with("not ready: the companion bot is not connected"),
         "{body}"

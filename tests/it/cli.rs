@@ -27,10 +27,8 @@ fn giftd(
     // by the commands tested here).
     let session = dir.join("deposit.session");
     if !session.exists() {
-        use std::os::unix::fs::PermissionsExt as _;
         std::fs::write(&session, b"").expect("write session file");
-        std::fs::set_permissions(&session, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod session file");
+        support::private(&session);
     }
     if let Some(text) = config {
         std::fs::write(&path, text).expect("write config");
@@ -56,6 +54,27 @@ fn supabase_config(dir: &Path) -> String {
         dir.display(),
         support::env("GIFTD_TEST_REST_URL")
     )
+}
+
+/// The configuration of `backend`'s store in `dir`, and the environment its key comes from.
+fn store_config(backend: &Backend, dir: &Path) -> (String, Vec<(&'static str, String)>) {
+    match backend.sqlite_path() {
+        Some(path) => (
+            format!(
+                "[telegram]\napi_id = 1\napi_hash = \"h\"\n[store]\nstate_dir = \"{}\"\nsqlite_path = \"{}\"\n",
+                dir.display(),
+                path.display()
+            ),
+            vec![],
+        ),
+        None => (
+            supabase_config(dir),
+            vec![(
+                "SUPABASE_SERVICE_ROLE_KEY",
+                support::env("GIFTD_TEST_SERVICE_KEY"),
+            )],
+        ),
+    }
 }
 
 #[test]
@@ -237,23 +256,7 @@ async fn inventory_lists_what_the_store_holds() {
             .await
             .expect("deposit");
 
-        let (config, env): (String, Vec<(&str, String)>) = match backend.sqlite_path() {
-            Some(path) => (
-                format!(
-                    "[telegram]\napi_id = 1\napi_hash = \"h\"\n[store]\nstate_dir = \"{}\"\nsqlite_path = \"{}\"\n",
-                    dir.path().display(),
-                    path.display()
-                ),
-                vec![],
-            ),
-            None => (
-                supabase_config(dir.path()),
-                vec![(
-                    "SUPABASE_SERVICE_ROLE_KEY",
-                    support::env("GIFTD_TEST_SERVICE_KEY"),
-                )],
-            ),
-        };
+        let (config, env) = store_config(&backend, dir.path());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
         let (ok, out, err) = giftd(
@@ -289,23 +292,7 @@ async fn link_token_prints_a_token_the_bot_can_spend() {
     for backend in [Backend::sqlite(), Backend::supabase()] {
         let dir = tempfile::tempdir().unwrap();
         let store = backend.open().await;
-        let (config, env): (String, Vec<(&str, String)>) = match backend.sqlite_path() {
-            Some(path) => (
-                format!(
-                    "[telegram]\napi_id = 1\napi_hash = \"h\"\n[store]\nstate_dir = \"{}\"\nsqlite_path = \"{}\"\n",
-                    dir.path().display(),
-                    path.display()
-                ),
-                vec![],
-            ),
-            None => (
-                supabase_config(dir.path()),
-                vec![(
-                    "SUPABASE_SERVICE_ROLE_KEY",
-                    support::env("GIFTD_TEST_SERVICE_KEY"),
-                )],
-            ),
-        };
+        let (config, env) = store_config(&backend, dir.path());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let web = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 

@@ -4,334 +4,15 @@
 //! sender exactly once and nothing else.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use giftd::app::{Daemon, Notice, Path};
-use giftd::config::Config;
 use giftd::gift::{ItemKey, LedgerKind, Owner, Status};
-use giftd::store::Store;
-use tgsim::{Account, CreateUser, Fault, SendGift, SendUniqueGift, Sim, SimConfig};
+use tgsim::{Fault, SendGift};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::Backend;
-
-/// A world: the simulator, a deposit account, players, a store, and giftd's configuration.
-pub(crate) struct World {
-    pub(crate) sim: Sim,
-    pub(crate) deposit: Account,
-    pub(crate) players: Vec<Account>,
-    pub(crate) backend: Backend,
-    pub(crate) dir: tempfile::TempDir,
-    /// What each gift's sender should be credited: msg id -> owner (None: unattributed).
-    pub(crate) expected: BTreeMap<i32, Option<i64>>,
-    /// Keys added to the `[telegram]` section.
-    pub(crate) extra_config: String,
-    /// Whole sections appended to the configuration (`[withdraw]` ...).
-    pub(crate) extra_sections: String,
-    /// `[health] listen`: any free port unless a test needs to know it.
-    pub(crate) health_listen: String,
-}
-
-impl World {
-    pub(crate) async fn new(backend: Backend, players: usize) -> World {
-        Self::with_ttls(backend, players, tgsim::Ttls::default()).await
-    }
-
-    /// A world whose simulator expires payment forms and login codes after `ttls`.
-    pub(crate) async fn with_ttls(backend: Backend, players: usize, ttls: tgsim::Ttls) -> World {
-        crate::support::init_tracing();
-        // Every world has its own id range: tests share one database, keyed by account id.
-        let sim = Sim::start(SimConfig {
-            // Telegram user ids stay below 2^40 (grammers checks).
-            first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
-            ttls,
-            ..SimConfig::default()
-        })
-        .await
-        .expect("tgsim starts");
-        let tag = crate::support::unique_id();
-        let user = |name: String| {
-            sim.create_user(CreateUser {
-                username: name,
-                first_name: "Player".into(),
-                stars: 100_000_000,
-                ..Default::default()
-            })
-            .expect("user created")
-        };
-        let deposit = user(format!("deposit{tag}"));
-        let players = (0..players).map(|i| user(format!("p{i}x{tag}"))).collect();
-        let dir = tempfile::tempdir().unwrap();
-        World {
-            sim,
-            deposit,
-            players,
-            backend,
-            dir,
-            expected: BTreeMap::new(),
-            extra_config: String::new(),
-            extra_sections: String::new(),
-            health_listen: "127.0.0.1:0".into(),
-        }
-    }
-
-    pub(crate) fn session_file(&self) -> PathBuf {
-        self.dir.path().join("deposit.session")
-    }
-
-    /// The configuration `giftd run` reads: ordinary keys only.
-    pub(crate) fn config_text(&self) -> String {
-        let store = match &self.backend {
-            Backend::Sqlite { .. } => format!(
-                "sqlite_path = \"{}\"\n",
-                self.backend.sqlite_path().unwrap().display()
-            ),
-            Backend::Supabase { .. } => String::new(),
-        };
-        let supabase = match &self.backend {
-            Backend::Supabase { rest_url, key, .. } => {
-                format!("[supabase]\nrest_url = \"{rest_url}\"\nservice_role_key = \"{key}\"\n")
-            }
-            Backend::Sqlite { .. } => String::new(),
-        };
-        format!(
-            "[telegram]\napi_id = 1\napi_hash = \"test-hash\"\nsession_file = \"{}\"\n\
-             poll_interval = \"1s\"\nreconcile_interval = \"10m\"\n{}\n\
-             [store]\nstate_dir = \"{}\"\n{store}\n{supabase}\n\
-             [health]\nlisten = \"{}\"\n{}",
-            self.session_file().display(),
-            self.extra_config,
-            self.dir.path().display(),
-            self.health_listen,
-            self.extra_sections,
-        )
-    }
-
-    pub(crate) fn config(&self) -> Config {
-        Config::parse_str(&self.config_text(), "test config", &|_| None).expect("valid config")
-    }
-
-    pub(crate) fn write_config(&self) -> PathBuf {
-        let path = self.dir.path().join("giftd.toml");
-        std::fs::write(&path, self.config_text()).unwrap();
-        path
-    }
-
-    pub(crate) async fn provision_session(&self) {
-        let path = self.session_file();
-        let _ = std::fs::remove_file(&path);
-        self.sim
-            .write_session(self.deposit.id, &path)
-            .await
-            .expect("session written");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-
-    pub(crate) async fn start(&self) -> Running {
-        self.provision_session().await;
-        let daemon = Daemon::new();
-        let mut notices = daemon.subscribe();
-        let shutdown = CancellationToken::new();
-        let config = self.config();
-        let join = {
-            let daemon = daemon.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { daemon.run(&config, shutdown).await })
-        };
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                match notices.recv().await {
-                    Ok(Notice::Ready { .. }) => return,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(e) => panic!("daemon notices closed before ready: {e}"),
-                }
-            }
-        })
-        .await;
-        if ready.is_err() {
-            shutdown.cancel();
-            panic!("giftd not ready within 30 s: {:?}", join.await);
-        }
-        // grammers' update stream starts from its first updates.getState (or, when the session
-        // carries an update state, getDifference): gifts pushed before it are for polling to
-        // find. Tests that count pushes start after it.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream_open = |sim: &Sim| {
-            let calls = sim.stats().calls;
-            ["updates.getState", "updates.getDifference"]
-                .iter()
-                .any(|m| calls.get(*m).copied().unwrap_or(0) > 0)
-        };
-        while !stream_open(&self.sim) {
-            assert!(
-                Instant::now() < deadline,
-                "giftd never opened its update stream"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Running {
-            daemon,
-            shutdown,
-            join,
-        }
-    }
-
-    pub(crate) fn player(&self, i: usize) -> i64 {
-        self.players[i].id
-    }
-
-    pub(crate) fn regular_gift(&self) -> i64 {
-        self.sim.gift_catalogue()[0].id
-    }
-
-    /// A regular gift from `from`, with or without "hide my name": credited to `from` either
-    /// way (the name is hidden from visitors of the profile, not from the receiver).
-    pub(crate) fn send(&mut self, from: i64, hide_name: bool) -> i32 {
-        let sent = self
-            .sim
-            .send_gift(SendGift {
-                from,
-                to: self.deposit.id,
-                gift_id: self.regular_gift(),
-                hide_name,
-                message: None,
-            })
-            .expect("gift sent");
-        self.expected.insert(sent.msg_id, Some(from));
-        sent.msg_id
-    }
-
-    /// A collectible Telegram delivers itself, naming no sender: it waits unattributed.
-    pub(crate) fn send_nameless(&mut self) -> i32 {
-        let sent = self
-            .sim
-            .send_unique_gift(SendUniqueGift {
-                from: self.players[0].id,
-                to: self.deposit.id,
-                gift_id: self.regular_gift(),
-                from_telegram: true,
-                ..SendUniqueGift::default()
-            })
-            .expect("collectible delivered");
-        self.expected.insert(sent.msg_id, None);
-        sent.msg_id
-    }
-
-    pub(crate) fn send_unique(&mut self, from: i64) -> tgsim::SentGift {
-        let gift_id = self.regular_gift();
-        let sent = self
-            .sim
-            .send_unique_gift(SendUniqueGift {
-                from,
-                to: self.deposit.id,
-                gift_id,
-                transfer_stars: None,
-                transfer_lock_secs: None,
-                message: None,
-                from_telegram: false,
-            })
-            .expect("unique gift sent");
-        self.expected.insert(sent.msg_id, Some(from));
-        sent
-    }
-
-    pub(crate) fn burst(&mut self, n: usize) {
-        let ids: Vec<i64> = self.players.iter().map(|p| p.id).collect();
-        let sent = self
-            .sim
-            .burst(n, &ids, self.deposit.id)
-            .expect("burst sent");
-        for (i, s) in sent.iter().enumerate() {
-            self.expected.insert(s.msg_id, Some(ids[i % ids.len()]));
-        }
-    }
-
-    pub(crate) async fn store(&self) -> Arc<dyn Store> {
-        self.backend.open().await
-    }
-
-    /// Waits (up to `within`) until the store holds exactly the expected items, then checks
-    /// them: every gift credited to its sender, once, and nothing else.
-    pub(crate) async fn assert_exactly_once(&self, within: Duration) {
-        let store = self.store().await;
-        let deadline = Instant::now() + within;
-        let mut got: BTreeMap<i32, Option<i64>>;
-        let mut rows;
-        loop {
-            let held = store
-                .load_items(self.deposit.id)
-                .await
-                .expect("store readable");
-            rows = held.len();
-            got = held
-                .iter()
-                .map(|i| (i.key.msg_id, i.owner.user_id()))
-                .collect();
-            if got == self.expected || Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let missing: Vec<_> = self
-            .expected
-            .keys()
-            .filter(|k| !got.contains_key(k))
-            .collect();
-        let extra: Vec<_> = got
-            .keys()
-            .filter(|k| !self.expected.contains_key(k))
-            .collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "store differs from what was sent after {within:?}: {} missing {:?}..., {} extra {:?}...",
-            missing.len(),
-            &missing[..missing.len().min(10)],
-            extra.len(),
-            &extra[..extra.len().min(10)]
-        );
-        assert_eq!(got, self.expected, "every gift credited to its sender");
-        assert_eq!(rows, self.expected.len(), "one row per gift");
-    }
-
-    /// Every held item has exactly one deposit entry in the ledger.
-    pub(crate) async fn assert_one_deposit_entry_each(&self) {
-        let store = self.store().await;
-        for &msg_id in self.expected.keys() {
-            let history = store
-                .item_history(ItemKey::new(self.deposit.id, msg_id))
-                .await
-                .unwrap();
-            let deposits = history
-                .iter()
-                .filter(|e| e.kind == LedgerKind::Deposit)
-                .count();
-            assert_eq!(deposits, 1, "msg {msg_id}: {history:?}");
-        }
-    }
-}
-
-pub(crate) struct Running {
-    pub(crate) daemon: Daemon,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) join: tokio::task::JoinHandle<Result<(), giftd::app::AppError>>,
-}
-
-impl Running {
-    /// SIGTERM's path: cancel and require a clean exit.
-    pub(crate) async fn stop(self) {
-        self.shutdown.cancel();
-        let result = tokio::time::timeout(Duration::from_secs(30), self.join)
-            .await
-            .expect("giftd stops within its shutdown deadline")
-            .expect("daemon task did not panic");
-        if let Err(e) = result {
-            panic!("giftd did not stop cleanly: {e}");
-        }
-    }
-}
+use crate::support::{Backend, World};
 
 async fn odd_cases(backend: Backend) {
     let mut w = World::new(backend, 3).await;
@@ -450,19 +131,11 @@ async fn odd_cases(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn odd_cases_embedded() {
-    odd_cases(Backend::sqlite()).await;
-}
+on_both_stores!(odd_cases => odd_cases_embedded, odd_cases_supabase);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn odd_cases_supabase() {
-    odd_cases(Backend::supabase()).await;
-}
-
-/// Regression (issue 7): Telegram puts no `from_id` on incoming private messages, so the update
-/// path credited every gift to nobody, and a "hide my name" gift was filed unattributed. Each
-/// gift, plain and hidden, must be credited to its sender whichever path sees it first.
+/// Telegram puts no `from_id` on incoming private messages: the update path names the sender
+/// from the peer of the private chat, and a "hide my name" gift is still credited to its sender.
+/// Each gift, plain and hidden, is credited to its sender whichever path sees it first.
 async fn senders_credited_on_both_paths(backend: Backend) {
     let mut w = World::new(backend, 2).await;
     let running = w.start().await;
@@ -525,15 +198,11 @@ async fn senders_credited_on_both_paths(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn senders_credited_on_both_paths_embedded() {
-    senders_credited_on_both_paths(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn senders_credited_on_both_paths_supabase() {
-    senders_credited_on_both_paths(Backend::supabase()).await;
-}
+on_both_stores!(
+    senders_credited_on_both_paths =>
+        senders_credited_on_both_paths_embedded,
+        senders_credited_on_both_paths_supabase
+);
 
 /// Defence in depth: an item recorded with no sender (as a giftd that read only `from_id` did
 /// with every gift its update path saw first) is credited to the sender the reconciliation at
@@ -616,15 +285,11 @@ async fn unattributed_records_are_credited_when_telegram_names_the_sender(backen
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unattributed_records_are_credited_when_telegram_names_the_sender_embedded() {
-    unattributed_records_are_credited_when_telegram_names_the_sender(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unattributed_records_are_credited_when_telegram_names_the_sender_supabase() {
-    unattributed_records_are_credited_when_telegram_names_the_sender(Backend::supabase()).await;
-}
+on_both_stores!(
+    unattributed_records_are_credited_when_telegram_names_the_sender =>
+        unattributed_records_are_credited_when_telegram_names_the_sender_embedded,
+        unattributed_records_are_credited_when_telegram_names_the_sender_supabase
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_1000_with_updates() {
@@ -887,14 +552,7 @@ async fn long_flood_wait_is_never_hammered() {
     w.sim.inject(Fault::WithholdUpdates {
         honest_difference: false,
     });
-    let calls = |w: &World| {
-        w.sim
-            .stats()
-            .calls
-            .get("payments.getSavedStarGifts")
-            .copied()
-            .unwrap_or(0)
-    };
+    let calls = |w: &World| w.calls("payments.getSavedStarGifts");
     let before = calls(&w);
     // Every call in the next 100 would be told to wait 4 s: a poller that ignored it would
     // call about once a second.

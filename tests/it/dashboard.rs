@@ -6,9 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::accounts::{free_port, http_get};
-use crate::daemon::World;
-use crate::support::Backend;
+use crate::support::{Backend, World, free_port, http_get};
 
 /// The `giftd_*` names in an expression.
 fn names(expr: &str) -> impl Iterator<Item = &str> {

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use giftd::gift::{ItemKey, Status};
 use giftd::store::{RequestState, account_lease};
-use tgsim::{BotMessage, SendUniqueGift};
 
-use crate::accounts::free_port;
-use crate::failover::{Cluster, Instance};
+use crate::support::{Bot, Cluster, Patience, withdrawal_in};
 
 /// Runs a bot on the shared database: in the nextest group that runs such tests one at a time
 /// (its name ends in `bot_supabase`).
@@ -19,65 +17,21 @@ use crate::failover::{Cluster, Instance};
 async fn one_desk_for_accounts_served_by_other_instances_bot_supabase() {
     let mut c = Cluster::new(2).await;
     let (player, admin) = (c.w.players[0].id, c.w.players[1].id);
-    let bot = c.w.sim.create_bot("onedeskbot").expect("bot created");
-    let bot_session = c.w.dir.path().join("desk-bot.session");
-    let key = c.w.sim.new_auth_key(None);
-    c.w.sim
-        .write_session(tgsim::SessionFor::Key(Box::new(key)), &bot_session)
-        .await
-        .expect("bot session written");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bot_session, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut bot = Bot::create(&c.w, "onedeskbot", "desk-bot.session").await;
+    bot.patience = Patience::CLUSTER;
     // Instance 0 lists alpha and runs the bot; instance 1 lists beta. A transfer fee above 10
     // Stars waits for an operator.
-    let (p0, p1) = (free_port(), free_port());
-    let capped =
-        |config: String| config.replace("[withdraw]\n", "[withdraw]\nmax_fee_stars = 10\n");
-    let full0 = capped(c.config(0, p0, None).await);
-    let full1 = capped(c.config(1, p1, None).await);
-    let config0 = format!(
-        "{}[bot]\ntoken = \"{}\"\nsession_file = \"{}\"\nadmins = \"{admin}\"\n",
-        &full0[..full0.find("[account.beta]").unwrap()],
-        bot.token,
-        bot_session.display()
-    );
-    let config1 = format!(
-        "{}{}",
-        &full1[..full1.find("[account.alpha]").unwrap()],
-        &full1[full1.find("[account.beta]").unwrap()..]
-    );
-    let dir = c.w.dir.path().to_owned();
-    c.instances
-        .push(Instance::start(&dir, 0, &config0, p0, None));
-    c.instances
-        .push(Instance::start(&dir, 1, &config1, p1, None));
-    let holders = c.holders(Duration::from_secs(60)).await;
-    assert_eq!((holders["alpha"], holders["beta"]), (0, 1));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.w.sim.bot_commands(bot.account.id).unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the bot never started: {}",
-            c.instances[0].log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let section = format!("{}admins = \"{admin}\"\n", bot.section(None));
+    c.start_split(&bot, &section, |config| {
+        config.replace("[withdraw]\n", "[withdraw]\nmax_fee_stars = 10\n")
+    })
+    .await;
 
     // Beta (served by instance 1) gets two collectibles whose transfer costs 25 Stars.
     let mut paid = Vec::new();
     for _ in 0..2 {
-        let sent =
-            c.w.sim
-                .send_unique_gift(SendUniqueGift {
-                    from: player,
-                    to: c.beta.id,
-                    gift_id: c.w.regular_gift(),
-                    transfer_stars: Some(25),
-                    ..SendUniqueGift::default()
-                })
-                .expect("collectible sent");
-        c.expected.insert((c.beta.id, sent.msg_id), player);
-        paid.push(sent.msg_id);
+        let msg = c.send_collectible(player, c.beta.id, Some(25));
+        paid.push(msg);
     }
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;
@@ -109,7 +63,7 @@ async fn one_desk_for_accounts_served_by_other_instances_bot_supabase() {
         .holder;
 
     // The desk of instance 0 shows beta, served by instance 1, with its queue.
-    let desk = ask(&c, bot.account.id, admin, "/admin", "2 awaiting approval").await;
+    let desk = bot.ask(admin, "/admin", "2 awaiting approval").await;
     let text = &desk.text;
     let beta_line = format!("Account {}: 2 gifts worth", c.beta.id);
     assert!(text.contains(&beta_line), "{text}");
@@ -135,33 +89,24 @@ async fn one_desk_for_accounts_served_by_other_instances_bot_supabase() {
     );
 
     // Approve the first from this desk: instance 1 sends it, once.
-    let answer = press(
-        &c,
-        bot.account.id,
-        admin,
-        &desk,
-        &format!("Approve #{}", ids[0]),
-    )
-    .await;
+    let answer = toast(
+        bot.press(admin, &desk, &format!("Approve #{}", ids[0]))
+            .await,
+    );
     assert!(answer.contains(&format!("Request {}", ids[0])), "{answer}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store.withdrawal(ids[0]).await.unwrap().unwrap().state != RequestState::Sent {
-        assert!(
-            Instant::now() < deadline,
-            "the approved request was not sent"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Cancel the second from a fresh desk: the item is the player's again.
-    let desk = ask(&c, bot.account.id, admin, "/admin", "1 awaiting approval").await;
-    let answer = press(
-        &c,
-        bot.account.id,
-        admin,
-        &desk,
-        &format!("Cancel #{}", ids[1]),
+    withdrawal_in(
+        &store,
+        ids[0],
+        &[RequestState::Sent],
+        Duration::from_secs(30),
     )
     .await;
+    // Cancel the second from a fresh desk: the item is the player's again.
+    let desk = bot.ask(admin, "/admin", "1 awaiting approval").await;
+    let answer = toast(
+        bot.press(admin, &desk, &format!("Cancel #{}", ids[1]))
+            .await,
+    );
     assert!(answer.contains("cancelled"), "{answer}");
     let w = store.withdrawal(ids[1]).await.unwrap().unwrap();
     assert_eq!(w.state, RequestState::Cancelled);
@@ -172,85 +117,24 @@ async fn one_desk_for_accounts_served_by_other_instances_bot_supabase() {
         .expect("the item");
     assert_eq!(second.status, Status::Held);
     // A press on a request already cancelled changes nothing (re-checked in the store).
-    let q =
-        c.w.sim
-            .press_forged(
-                admin,
-                bot.account.id,
-                desk.msg_id,
-                format!("1:ac:{}", ids[1]).as_bytes(),
-            )
-            .expect("pressed");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let answer = loop {
-        if let Some(a) = c.w.sim.callback_answer(q) {
-            break a.message.unwrap_or_default();
-        }
-        assert!(Instant::now() < deadline, "press never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let answer = bot
+        .forge(admin, desk.msg_id, &format!("1:ac:{}", ids[1]))
+        .await
+        .message
+        .unwrap_or_default();
     assert!(answer.contains(&format!("Request {}", ids[1])), "{answer}");
     assert_eq!(
         store.withdrawal(ids[1]).await.unwrap().unwrap().state,
         RequestState::Cancelled
     );
-    let arrived =
-        c.w.sim
-            .saved_gifts(player)
-            .unwrap()
-            .iter()
-            .filter(|g| g.unique.is_some())
-            .count();
+    let arrived = c.w.collectible_count(player);
     assert_eq!(
         arrived, 1,
         "the approved collectible reached the player once"
     );
 }
 
-/// Sends `text` to the bot and returns its first reply after it that contains `expect`.
-async fn ask(c: &Cluster, bot: i64, from: i64, text: &str, expect: &str) -> BotMessage {
-    let before = c.w.sim.bot_messages_to(bot, from).unwrap().len();
-    c.w.sim
-        .send_text_to_bot(from, bot, text)
-        .expect("text sent");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = c.w.sim.bot_messages_to(bot, from).unwrap();
-        if let Some(m) = m[before.min(m.len())..]
-            .iter()
-            .find(|m| m.text.contains(expect))
-        {
-            return m.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "reply to {text:?} with {expect:?}: {:#?}",
-            m.iter().map(|m| &m.text).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Presses the button labelled `label` under `msg`; returns the toast the press was answered
-/// with.
-async fn press(c: &Cluster, bot: i64, from: i64, msg: &BotMessage, label: &str) -> String {
-    let data = msg
-        .buttons
-        .iter()
-        .flatten()
-        .find(|b| b.text.starts_with(label))
-        .and_then(|b| b.data.clone())
-        .unwrap_or_else(|| panic!("no button {label:?} under {:?}", msg.text));
-    let q =
-        c.w.sim
-            .press_button(from, bot, msg.msg_id, &data)
-            .expect("pressed");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(a) = c.w.sim.callback_answer(q) {
-            return a.message.unwrap_or_default();
-        }
-        assert!(Instant::now() < deadline, "press never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The toast a press was answered with.
+fn toast((answer, _): (tgsim::CallbackAnswer, tgsim::BotMessage)) -> String {
+    answer.message.unwrap_or_default()
 }

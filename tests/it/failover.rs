@@ -4,364 +4,14 @@
 //! lease, its database connection cut) every gift is credited once and every withdrawal is sent
 //! once. Leases are short here (1.5 s, renewed every 0.5 s) so take-overs are quick.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use giftd::gift::{ItemKey, LedgerKind};
+use giftd::gift::ItemKey;
 use giftd::store::Store;
 use giftd::withdraw::machine::RequestState;
-use tgsim::{Account, SendGift, SendUniqueGift};
 
-use crate::accounts::{free_port, http_get, second_deposit};
-use crate::daemon::World;
-use crate::support::Backend;
-
-/// Lease times of the tests: a dead holder is replaced within about two seconds.
-const LEASE: &str = "[lease]\nttl = \"1500ms\"\nrenew_every = \"500ms\"\n";
-
-/// One `giftd run` process.
-pub(crate) struct Instance {
-    pub(crate) child: Child,
-    pub(crate) port: u16,
-    pub(crate) log: PathBuf,
-}
-
-impl Instance {
-    /// Starts `giftd run` with `config` (written to `dir/instance-<n>.toml`) as instance
-    /// identity `instance-<n>` (the instances of a cluster share one state directory, where
-    /// the identity would otherwise be derived from).
-    pub(crate) fn start(
-        dir: &Path,
-        n: usize,
-        config: &str,
-        port: u16,
-        failpoints: Option<&str>,
-    ) -> Instance {
-        Self::spawn(
-            dir,
-            n,
-            config,
-            port,
-            failpoints,
-            Some(&format!("instance-{n}")),
-        )
-    }
-
-    /// [`Instance::start`] with the identity `identity`, or with none given: the one derived
-    /// from the state directory.
-    pub(crate) fn spawn(
-        dir: &Path,
-        n: usize,
-        config: &str,
-        port: u16,
-        failpoints: Option<&str>,
-        identity: Option<&str>,
-    ) -> Instance {
-        let path = dir.join(format!("instance-{n}.toml"));
-        std::fs::write(&path, config).unwrap();
-        let log = dir.join(format!("instance-{n}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_giftd"));
-        if let Some(f) = failpoints {
-            cmd.env("FAILPOINTS", f);
-        }
-        if let Some(identity) = identity {
-            cmd.env("GIFTD_LEASE_INSTANCE", identity);
-        }
-        let child = cmd
-            .arg("--config")
-            .arg(&path)
-            .arg("run")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("giftd starts");
-        Instance { child, port, log }
-    }
-
-    /// The accounts this instance serves now (`/readyz` says `serving`).
-    pub(crate) async fn serving(&self) -> Vec<String> {
-        let Ok(Ok((_, body))) = tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::spawn(http_get_lenient(self.port, "/readyz")),
-        )
-        .await
-        else {
-            return Vec::new();
-        };
-        body.lines()
-            .filter(|l| l.ends_with(": serving"))
-            .filter_map(|l| l.strip_prefix("account "))
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_owned)
-            .collect()
-    }
-
-    pub(crate) fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {sig}");
-    }
-
-    /// kill -9, and reap it.
-    pub(crate) fn kill9(&mut self) {
-        self.signal("-KILL");
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, and waits for the exit status (0 expected).
-    pub(crate) async fn terminate(mut self) -> std::process::ExitStatus {
-        self.signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "giftd did not stop on SIGTERM");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    pub(crate) fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        // A stopped (SIGSTOP) process ignores SIGKILL until continued; continue it first.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `http_get` that answers (0, "") when nothing listens (an instance killed or stopped).
-pub(crate) async fn http_get_lenient(port: u16, path: &'static str) -> (u16, String) {
-    if tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        return (0, String::new());
-    }
-    http_get(port, path).await
-}
-
-/// Two deposit accounts, three players, and the configuration every instance shares.
-pub(crate) struct Cluster {
-    pub(crate) w: World,
-    pub(crate) alpha: Account,
-    pub(crate) beta: Account,
-    pub(crate) instances: Vec<Instance>,
-    /// Gifts sent: (account, msg id) -> sender.
-    pub(crate) expected: BTreeMap<(i64, i32), i64>,
-    next: usize,
-    /// The auth key of each (instance, account) session, to terminate one session.
-    pub(crate) keys: std::sync::Mutex<BTreeMap<(usize, i64), [u8; 256]>>,
-    /// The `[lease]` section instances start with (and `[bot]`, when one is configured: the
-    /// `bot` lease is one name in the shared database, so only one test may configure a bot).
-    pub(crate) lease: String,
-}
-
-impl Cluster {
-    pub(crate) async fn new(players: usize) -> Cluster {
-        let w = World::new(Backend::supabase(), players).await;
-        let alpha = w.deposit.clone();
-        let beta = second_deposit(&w);
-        Cluster {
-            w,
-            alpha,
-            beta,
-            instances: Vec::new(),
-            expected: BTreeMap::new(),
-            next: 0,
-            lease: LEASE.to_owned(),
-            keys: Default::default(),
-        }
-    }
-
-    /// The configuration of instance `n`: its own session files (its own auth keys, as when
-    /// each host logs in), its health port, `rest_url` for the store.
-    pub(crate) async fn config(&self, n: usize, port: u16, rest_url: Option<&str>) -> String {
-        let dir = self.w.dir.path();
-        let a = dir.join(format!("alpha-{n}.session"));
-        let b = dir.join(format!("beta-{n}.session"));
-        if !a.exists() {
-            for (account, path) in [(self.alpha.id, &a), (self.beta.id, &b)] {
-                let spec = self
-                    .w
-                    .sim
-                    .session_spec(tgsim::SessionFor::Account(account))
-                    .expect("session spec");
-                tgsim::session_file::write(path, &spec)
-                    .await
-                    .expect("session written");
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-                self.keys
-                    .lock()
-                    .unwrap()
-                    .insert((n, account), spec.auth_key);
-            }
-        }
-        let Backend::Supabase {
-            rest_url: shared,
-            key,
-            ..
-        } = &self.w.backend
-        else {
-            unreachable!("a cluster shares PostgreSQL")
-        };
-        let rest_url = rest_url.unwrap_or(shared);
-        format!(
-            "[telegram]\napi_id = 1\napi_hash = \"test-hash\"\npoll_interval = \"1s\"\n\
-             reconcile_interval = \"10m\"\n\
-             [store]\nstate_dir = \"{}\"\n\
-             [supabase]\nrest_url = \"{rest_url}\"\nservice_role_key = \"{key}\"\n\
-             request_timeout = \"2s\"\n\
-             [mirror]\nbatch_size = 200\n\
-             [withdraw]\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\nlease = \"4s\"\n\
-             poll_interval = \"100ms\"\n\
-             {}\
-             [health]\nlisten = \"127.0.0.1:{port}\"\n\
-             [log]\nlevel = \"info\"\n\
-             [account.alpha]\nsession_file = \"{}\"\n\
-             [account.beta]\nsession_file = \"{}\"\n",
-            dir.display(),
-            self.lease,
-            a.display(),
-            b.display()
-        )
-    }
-
-    /// Starts one more instance (or restarts slot `slot`).
-    pub(crate) async fn start(&mut self, slot: Option<usize>, rest_url: Option<&str>) -> usize {
-        self.start_with(slot, rest_url, None).await
-    }
-
-    /// [`Cluster::start`] with `FAILPOINTS` (giftd built with `--features failpoints`).
-    pub(crate) async fn start_with(
-        &mut self,
-        slot: Option<usize>,
-        rest_url: Option<&str>,
-        failpoints: Option<&str>,
-    ) -> usize {
-        let n = slot.unwrap_or(self.instances.len());
-        let port = free_port();
-        let config = self.config(n, port, rest_url).await;
-        let instance = Instance::start(self.w.dir.path(), n, &config, port, failpoints);
-        if n < self.instances.len() {
-            self.instances[n] = instance;
-        } else {
-            self.instances.push(instance);
-        }
-        n
-    }
-
-    /// Waits until each account is served by exactly one instance; returns who serves it.
-    pub(crate) async fn holders(&self, within: Duration) -> BTreeMap<String, usize> {
-        let deadline = Instant::now() + within;
-        loop {
-            let mut by: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            for (i, inst) in self.instances.iter().enumerate() {
-                for name in inst.serving().await {
-                    by.entry(name).or_default().push(i);
-                }
-            }
-            let done = ["alpha", "beta"]
-                .iter()
-                .all(|n| by.get(*n).is_some_and(|v| v.len() == 1));
-            if done {
-                return by.into_iter().map(|(k, v)| (k, v[0])).collect();
-            }
-            if Instant::now() >= deadline {
-                let logs: Vec<String> = self
-                    .instances
-                    .iter()
-                    .map(|i| {
-                        let t = i.log_text();
-                        t[t.len().saturating_sub(3000)..].to_owned()
-                    })
-                    .collect();
-                panic!(
-                    "accounts not each served by one instance after {within:?}: {by:?}\n{}",
-                    logs.join("\n-----\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Sends a regular gift from player `p` (round robin) to `to`.
-    pub(crate) fn send(&mut self, to: i64) {
-        let from = self.w.players[self.next % self.w.players.len()].id;
-        self.next += 1;
-        let sent = self
-            .w
-            .sim
-            .send_gift(SendGift {
-                from,
-                to,
-                gift_id: self.w.regular_gift(),
-                hide_name: false,
-                message: None,
-            })
-            .expect("gift sent");
-        self.expected.insert((to, sent.msg_id), from);
-    }
-
-    /// Every gift sent is in the store once, credited to its sender, with one deposit entry.
-    pub(crate) async fn assert_every_gift_credited_once(&self, within: Duration) {
-        let store = self.w.store().await;
-        let deadline = Instant::now() + within;
-        let mut got: BTreeMap<(i64, i32), i64>;
-        loop {
-            got = BTreeMap::new();
-            for account in [self.alpha.id, self.beta.id] {
-                for item in store.load_items(account).await.expect("store readable") {
-                    if let Some(owner) = item.owner.user_id() {
-                        got.insert((account, item.key.msg_id), owner);
-                    }
-                }
-            }
-            if got == self.expected || Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let missing: Vec<_> = self
-            .expected
-            .keys()
-            .filter(|k| !got.contains_key(k))
-            .collect();
-        assert!(
-            got == self.expected,
-            "{} of {} gifts missing ({:?}...), {} extra",
-            missing.len(),
-            self.expected.len(),
-            &missing[..missing.len().min(5)],
-            got.len() + missing.len() - self.expected.len()
-        );
-        for &(account, msg_id) in self.expected.keys() {
-            let history = store
-                .item_history(ItemKey::new(account, msg_id))
-                .await
-                .unwrap();
-            let deposits = history
-                .iter()
-                .filter(|e| e.kind == LedgerKind::Deposit)
-                .count();
-            assert_eq!(deposits, 1, "{account}/{msg_id}: {history:?}");
-        }
-    }
-}
+use crate::support::{Backend, Bot, Cluster, Patience, http_get_lenient};
 
 /// Three instances; the holder of an account is killed with SIGKILL in the middle of a burst
 /// of gifts, three times (and restarted each time, so three stay up): every gift is credited
@@ -457,15 +107,14 @@ async fn sigterm_releases_the_leases_after_the_flush() {
         "took over in {:?}: the leases were not released",
         took.elapsed()
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !http_get_lenient(c.instances[0].port, "/readyz")
-        .await
-        .1
-        .contains("(this instance holds the bot lease)")
-    {
-        assert!(Instant::now() < deadline, "the bot lease did not move");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    c.instances[0]
+        .readyz_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            "the bot lease did not move",
+            |_, body| body.contains("(this instance holds the bot lease)"),
+        )
+        .await;
     for _ in 0..5 {
         c.send(c.alpha.id);
     }
@@ -503,15 +152,14 @@ async fn a_paused_holder_resumes_writes_nothing_and_steps_down() {
     let before = ledger_sizes(&store, &c).await;
     c.instances[0].signal("-CONT");
     // It steps down: standby for both accounts, while the other still serves them.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, body) = http_get_lenient(c.instances[0].port, "/readyz").await;
-        if body.matches(": standby").count() == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "did not step down: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.instances[0]
+        .readyz_until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            "did not step down",
+            |_, body| body.matches(": standby").count() == 2,
+        )
+        .await;
     assert_eq!(c.instances[1].serving().await.len(), 2);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -550,17 +198,8 @@ async fn kill_9_of_the_holder_mid_withdrawals_sends_each_once() {
     let player = c.w.players[0].id;
     let mut msgs = Vec::new();
     for _ in 0..12 {
-        let sent =
-            c.w.sim
-                .send_unique_gift(SendUniqueGift {
-                    from: player,
-                    to: c.alpha.id,
-                    gift_id: c.w.regular_gift(),
-                    ..SendUniqueGift::default()
-                })
-                .expect("collectible sent");
-        c.expected.insert((c.alpha.id, sent.msg_id), player);
-        msgs.push(sent.msg_id);
+        let msg = c.send_collectible(player, c.alpha.id, None);
+        msgs.push(msg);
     }
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;
@@ -596,13 +235,7 @@ async fn kill_9_of_the_holder_mid_withdrawals_sends_each_once() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let held_by_player =
-        c.w.sim
-            .saved_gifts(player)
-            .unwrap()
-            .iter()
-            .filter(|g| g.unique.is_some())
-            .count();
+    let held_by_player = c.w.collectible_count(player);
     assert_eq!(held_by_player, msgs.len(), "each collectible arrived once");
     assert!(
         c.w.sim
@@ -664,15 +297,14 @@ async fn the_database_cut_off_from_the_holder_only() {
         .await;
 
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, body) = http_get_lenient(c.instances[0].port, "/readyz").await;
-        if body.matches(": standby").count() == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not standing by: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.instances[0]
+        .readyz_until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            "not standing by",
+            |_, body| body.matches(": standby").count() == 2,
+        )
+        .await;
     for _ in 0..5 {
         c.send(c.beta.id);
     }
@@ -736,17 +368,8 @@ async fn a_new_holder_resolves_the_dead_holders_send_before_claiming() {
     let player = c.w.players[0].id;
     let mut msgs = Vec::new();
     for _ in 0..3 {
-        let sent =
-            c.w.sim
-                .send_unique_gift(SendUniqueGift {
-                    from: player,
-                    to: c.alpha.id,
-                    gift_id: c.w.regular_gift(),
-                    ..SendUniqueGift::default()
-                })
-                .expect("collectible sent");
-        c.expected.insert((c.alpha.id, sent.msg_id), player);
-        msgs.push(sent.msg_id);
+        let msg = c.send_collectible(player, c.alpha.id, None);
+        msgs.push(msg);
     }
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;
@@ -786,13 +409,7 @@ async fn a_new_holder_resolves_the_dead_holders_send_before_claiming() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let held_by_player =
-        c.w.sim
-            .saved_gifts(player)
-            .unwrap()
-            .iter()
-            .filter(|g| g.unique.is_some())
-            .count();
+    let held_by_player = c.w.collectible_count(player);
     assert_eq!(held_by_player, msgs.len(), "each collectible arrived once");
     assert!(
         c.instances[1]
@@ -809,128 +426,29 @@ async fn a_new_holder_resolves_the_dead_holders_send_before_claiming() {
 async fn bot_reads_accounts_served_elsewhere() {
     let mut c = Cluster::new(1).await;
     let player = c.w.players[0].id;
-    let bot = c.w.sim.create_bot("spreaddeskbot").expect("bot created");
-    let bot_session = c.w.dir.path().join("spread-bot.session");
-    let key = c.w.sim.new_auth_key(None);
-    c.w.sim
-        .write_session(tgsim::SessionFor::Key(Box::new(key)), &bot_session)
-        .await
-        .expect("bot session written");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bot_session, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut bot = Bot::create(&c.w, "spreaddeskbot", "spread-bot.session").await;
+    bot.patience = Patience::CLUSTER;
     // Instance 0 lists alpha and runs the bot; instance 1 lists beta.
-    let (p0, p1) = (free_port(), free_port());
-    let full0 = c.config(0, p0, None).await;
-    let full1 = c.config(1, p1, None).await;
-    let (alpha_at, beta_at) = (
-        full0.find("[account.alpha]").unwrap(),
-        full0.find("[account.beta]").unwrap(),
-    );
-    let config0 = format!(
-        "{}[bot]\ntoken = \"{}\"\nsession_file = \"{}\"\n",
-        &full0[..beta_at],
-        bot.token,
-        bot_session.display()
-    );
-    let config1 = format!(
-        "{}{}",
-        &full1[..full1.find("[account.alpha]").unwrap()],
-        &full1[full1.find("[account.beta]").unwrap()..]
-    );
-    assert!(alpha_at < beta_at && !config1.contains("[account.alpha]"));
-    let dir = c.w.dir.path().to_owned();
-    c.instances
-        .push(Instance::start(&dir, 0, &config0, p0, None));
-    c.instances
-        .push(Instance::start(&dir, 1, &config1, p1, None));
-    let holders = c.holders(Duration::from_secs(60)).await;
-    assert_eq!((holders["alpha"], holders["beta"]), (0, 1));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.w.sim.bot_commands(bot.account.id).unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the bot never started: {}",
-            c.instances[0].log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    c.start_split(&bot, &bot.section(None), |config| config)
+        .await;
 
-    let sent =
-        c.w.sim
-            .send_unique_gift(SendUniqueGift {
-                from: player,
-                to: c.beta.id,
-                gift_id: c.w.regular_gift(),
-                ..SendUniqueGift::default()
-            })
-            .expect("collectible sent");
-    c.expected.insert((c.beta.id, sent.msg_id), player);
+    let msg_id = c.send_collectible(player, c.beta.id, None);
     c.assert_every_gift_credited_once(Duration::from_secs(30))
         .await;
 
     // The bot's instance does not serve beta: the gift comes from the store.
-    let ask = |text: &'static str, expect: &'static str| {
-        let sim = c.w.sim.clone();
-        let bot = bot.account.id;
-        async move {
-            let before = sim.bot_messages_to(bot, player).unwrap().len();
-            sim.send_text_to_bot(player, bot, text).expect("text sent");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let m = sim.bot_messages_to(bot, player).unwrap();
-                if let Some(m) = m[before.min(m.len())..]
-                    .iter()
-                    .find(|m| m.text.contains(expect))
-                {
-                    return m.clone();
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "reply to {text:?} with {expect:?}: {:#?}",
-                    m.iter().map(|m| &m.text).collect::<Vec<_>>()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    let list = ask("/withdraw", "Which gift").await;
-    let press = |msg: tgsim::BotMessage, label: &'static str| {
-        let sim = c.w.sim.clone();
-        let bot = bot.account.id;
-        async move {
-            let data = msg
-                .buttons
-                .iter()
-                .flatten()
-                .find(|b| b.text.starts_with(label))
-                .and_then(|b| b.data.clone())
-                .unwrap_or_else(|| panic!("no button {label:?} under {:?}", msg.text));
-            let q = sim
-                .press_button(player, bot, msg.msg_id, &data)
-                .expect("pressed");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while sim.callback_answer(q).is_none() {
-                assert!(Instant::now() < deadline, "press never answered");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            sim.bot_messages_to(bot, player)
-                .unwrap()
-                .into_iter()
-                .find(|m| m.msg_id == msg.msg_id)
-                .expect("the pressed message")
-        }
-    };
-    let confirm = press(list, "Withdraw 1").await;
+    let list = bot.ask(player, "/withdraw", "Which gift").await;
+    let (_, confirm) = bot.press(player, &list, "Withdraw 1").await;
     assert!(
         confirm.text.contains("transfer"),
         "the plan for a collectible: {}",
         confirm.text
     );
-    let queued = press(confirm, "✅").await;
+    let (_, queued) = bot.press(player, &confirm, "✅").await;
     assert!(queued.text.contains("queued"), "{}", queued.text);
 
     // Instance 1 (serving beta) sends it, once.
-    let key = ItemKey::new(c.beta.id, sent.msg_id);
+    let key = ItemKey::new(c.beta.id, msg_id);
     let store = c.w.store().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -946,12 +464,6 @@ async fn bot_reads_accounts_served_elsewhere() {
         assert!(Instant::now() < deadline, "not sent: {mine:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let arrived =
-        c.w.sim
-            .saved_gifts(player)
-            .unwrap()
-            .iter()
-            .filter(|g| g.unique.is_some())
-            .count();
+    let arrived = c.w.collectible_count(player);
     assert_eq!(arrived, 1, "the collectible reached the player once");
 }

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use giftd::gift::{ItemKey, LedgerKind};
 use tgsim::{Craft, Fault, Price, ResolveOffer, SendOffer};
 
-use crate::daemon::World;
-use crate::support::Backend;
+use crate::support::{Backend, World};
 
 const WITHIN: Duration = Duration::from_secs(20);
 

@@ -25,8 +25,7 @@ use tgsim::{
     ResolveOffer, SendGift, SendOffer, SendUniqueGift, SentGift, UniqueValue,
 };
 
-use crate::daemon::{Running, World};
-use crate::support::Backend;
+use crate::support::{Backend, Running, World, withdrawal_in};
 
 /// Which path a phase leaves giftd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +41,7 @@ enum Phase {
 const SETTLE: Duration = Duration::from_secs(20);
 
 fn saved_gifts_calls(w: &World) -> u64 {
-    w.sim
-        .stats()
-        .calls
-        .get("payments.getSavedStarGifts")
-        .copied()
-        .unwrap_or(0)
+    w.calls("payments.getSavedStarGifts")
 }
 
 /// Makes only the phase's path able to see what happens next.
@@ -528,24 +522,7 @@ async fn collectible_values_are_never_read_as_stars(backend: Backend) {
 /// Waits until withdrawal `id` is in `state`; returns its reason.
 async fn request_reaches(w: &World, id: i64, state: RequestState) -> Option<String> {
     let store = w.store().await;
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let r = store
-            .withdrawal(id)
-            .await
-            .expect("store readable")
-            .expect("the request exists");
-        if r.state == state {
-            return r.reason;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "withdrawal {id} is {} (reason {:?}), expected {state}",
-            r.state,
-            r.reason
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    withdrawal_in(&store, id, &[state], SETTLE).await.reason
 }
 
 /// A regular gift is returned by buying the same gift for the player. When Telegram would not

@@ -15,8 +15,7 @@ use giftd::telegram::{ConnectOptions, Telegram};
 use giftd::withdraw::worker::Worker;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::World;
-use crate::support::Backend;
+use crate::support::{Backend, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_with_a_stale_epoch_sends_nothing() {

@@ -12,13 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use giftd::app::{AppError, Daemon, Notice};
+use giftd::app::{AppError, Daemon};
 use giftd::config::Config;
 use giftd::secret::Secret;
 use giftd::telegram::login::{self, LoggedIn, LoginError, LoginOptions, Prompt};
 use giftd::telegram::{ConnectOptions, Telegram, TelegramError};
-use tgsim::{Account, CreateUser, Fault, SessionFor, Sim, SimConfig, Ttls};
+use tgsim::{Account, CreateUser, Fault, SessionFor, Sim, Ttls};
 use tokio_util::sync::CancellationToken;
+
+use crate::support::Running;
 
 const PHONE: &str = "+15550123";
 
@@ -32,14 +34,7 @@ struct Setup {
 impl Setup {
     async fn new(password: Option<&str>, ttls: Ttls) -> Setup {
         crate::support::init_tracing();
-        let sim = Sim::start(SimConfig {
-            // Telegram user ids stay below 2^40 (grammers checks).
-            first_id: 1_000_000_000 + (rand::random::<u64>() % 900_000_000_000) as i64,
-            ttls,
-            ..SimConfig::default()
-        })
-        .await
-        .expect("tgsim starts");
+        let sim = crate::support::start_sim(ttls).await;
         let account = sim
             .create_user(CreateUser {
                 username: "deposit".into(),
@@ -174,29 +169,10 @@ impl Setup {
         CancellationToken,
         tokio::task::JoinHandle<Result<(), AppError>>,
     ) {
-        let daemon = Daemon::new();
-        let mut notices = daemon.subscribe();
-        let shutdown = CancellationToken::new();
-        let config = self.config();
-        let run = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { daemon.run(&config, shutdown).await }
-        });
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                match notices.recv().await {
-                    Ok(Notice::Ready { .. }) => return,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(e) => panic!("daemon notices closed before ready: {e}"),
-                }
-            }
-        })
-        .await;
-        if ready.is_err() {
-            shutdown.cancel();
-            panic!("daemon not ready within 30 s: {:?}", run.await);
-        }
-        (shutdown, run)
+        let running = Running::launch(self.config())
+            .ready(Duration::from_secs(30))
+            .await;
+        (running.shutdown, running.join)
     }
 
     /// The files in the session's directory, to show that a failed login leaves nothing.

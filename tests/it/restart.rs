@@ -8,48 +8,19 @@ use std::time::{Duration, Instant};
 
 use giftd::store::account_lease;
 
-use crate::accounts::free_port;
-use crate::daemon::World;
-use crate::failover::{Instance, http_get_lenient};
-use crate::support::Backend;
+use crate::support::{Backend, World, http_get_lenient};
 
 /// Leases that would keep a dead process's accounts for a minute: a restart that waited for
 /// them to run out could not be ready within the 30 s these tests allow.
 const LONG_LEASE: &str = "[lease]\nttl = \"60s\"\nrenew_every = \"500ms\"\n";
-
-/// `w`'s configuration with its health endpoint on `port`.
-fn config_on(w: &mut World, port: u16) -> String {
-    w.health_listen = format!("127.0.0.1:{port}");
-    w.config_text()
-}
-
-/// Waits for `/readyz` to answer 200 on `port` and returns its body.
-async fn first_ready(port: u16, within: Duration, inst: &Instance) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let (code, body) = http_get_lenient(port, "/readyz").await;
-        if code == 200 {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready within {within:?}: {code} {body}\n{}",
-            inst.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn kill_9_then_restart_is_ready_only_with_every_gift_stored(backend: Backend) {
     let mut w = World::new(backend, 3).await;
     let supabase = matches!(w.backend, Backend::Supabase { .. });
     w.extra_sections = LONG_LEASE.to_owned();
     w.provision_session().await;
-    let dir = w.dir.path().to_owned();
-    let port = free_port();
-    let config = config_on(&mut w, port);
-    let mut first = Instance::spawn(&dir, 0, &config, port, None, None);
-    first_ready(port, Duration::from_secs(60), &first).await;
+    let mut first = w.spawn(0);
+    first.first_ready(Duration::from_secs(60)).await;
     let p0 = w.player(0);
     w.send(p0, false);
     w.assert_exactly_once(Duration::from_secs(20)).await;
@@ -75,10 +46,8 @@ async fn kill_9_then_restart_is_ready_only_with_every_gift_stored(backend: Backe
         let from = w.player(i % 3);
         w.send(from, i % 2 == 0);
     }
-    let port = free_port();
-    let config = config_on(&mut w, port);
-    let second = Instance::spawn(&dir, 1, &config, port, None, None);
-    let body = first_ready(port, Duration::from_secs(30), &second).await;
+    let second = w.spawn(1);
+    let body = second.first_ready(Duration::from_secs(30)).await;
     // The first moment it says ready, every gift sent while it was down is in the store.
     w.assert_exactly_once(Duration::ZERO).await;
     assert!(body.contains(": serving"), "{body}");
@@ -118,18 +87,13 @@ async fn a_live_twin_is_refused_and_the_first_keeps_serving() {
     let mut w = World::new(Backend::supabase(), 1).await;
     w.extra_sections = LONG_LEASE.to_owned();
     w.provision_session().await;
-    let dir = w.dir.path().to_owned();
-    let port = free_port();
-    let config = config_on(&mut w, port);
-    let first = Instance::spawn(&dir, 0, &config, port, None, None);
-    first_ready(port, Duration::from_secs(60), &first).await;
+    let first = w.spawn(0);
+    first.first_ready(Duration::from_secs(60)).await;
     let store = w.store().await;
     let lease = account_lease(w.deposit.id);
     let held = store.lease(&lease).await.unwrap().expect("taken");
 
-    let twin_port = free_port();
-    let twin_config = config_on(&mut w, twin_port);
-    let mut twin = Instance::spawn(&dir, 1, &twin_config, twin_port, None, None);
+    let mut twin = w.spawn(1);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = twin.child.try_wait().unwrap() {
@@ -154,7 +118,7 @@ async fn a_live_twin_is_refused_and_the_first_keeps_serving() {
         (&held.holder, held.epoch),
         "the first process's term goes on"
     );
-    let (code, body) = http_get_lenient(port, "/readyz").await;
+    let (code, body) = http_get_lenient(first.port, "/readyz").await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(": serving"), "{body}");
     let p0 = w.player(0);
@@ -172,47 +136,38 @@ async fn standby_is_not_ready_while_the_holder_is_silent() {
     let mut w = World::new(Backend::supabase(), 1).await;
     w.extra_sections = "[lease]\nttl = \"8s\"\nrenew_every = \"500ms\"\n".to_owned();
     w.provision_session().await;
-    let dir = w.dir.path().to_owned();
-    let (pa, pb) = (free_port(), free_port());
-    let config_a = config_on(&mut w, pa);
-    let holder = Instance::spawn(&dir, 0, &config_a, pa, None, Some("holder-a"));
-    first_ready(pa, Duration::from_secs(60), &holder).await;
-    let config_b = config_on(&mut w, pb);
-    let standby = Instance::spawn(&dir, 1, &config_b, pb, None, Some("standby-b"));
-    let body = first_ready(pb, Duration::from_secs(60), &standby).await;
+    let holder = w.spawn_as(0, Some("holder-a"));
+    holder.first_ready(Duration::from_secs(60)).await;
+    let standby = w.spawn_as(1, Some("standby-b"));
+    let body = standby.first_ready(Duration::from_secs(60)).await;
     assert!(
         body.contains("standby (another instance serves it; healthy)"),
         "{body}"
     );
 
     holder.signal("-STOP");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let silent = loop {
-        let (code, body) = http_get_lenient(pb, "/readyz").await;
-        if code == 503 {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {code} with a stopped holder: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (_, silent) = standby
+        .readyz_until(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            "still ready with a stopped holder",
+            |code, _| code == 503,
+        )
+        .await;
     assert!(
         silent.contains("standby, but its holder holder-a/")
             && silent.contains("has not renewed the lease since unix"),
         "{silent}"
     );
     // Once the lease runs out the standby takes the account over and is ready again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, body) = http_get_lenient(pb, "/readyz").await;
-        if code == 200 && body.contains(": serving") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no take-over: {code} {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    standby
+        .readyz_until(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            "no take-over",
+            |code, body| code == 200 && body.contains(": serving"),
+        )
+        .await;
     let p0 = w.player(0);
     w.send(p0, false);
     w.assert_exactly_once(Duration::from_secs(20)).await;

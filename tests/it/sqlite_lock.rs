@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use giftd::store::StoreError;
 use giftd::store::sqlite::SqliteStore;
 
-use crate::daemon::World;
 use crate::support::Backend;
+use crate::support::World;
 
 fn lock_file(db: &std::path::Path) -> std::path::PathBuf {
     let mut p = db.as_os_str().to_owned();

@@ -4,16 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use giftd::app::{Daemon, Notice};
 use giftd::config::Config;
 use giftd::gift::ItemKey;
 use giftd::health::AccountLabel;
 use giftd::store::RequestState;
 use tgsim::SendUniqueGift;
-use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{Running, World};
-use crate::support::{Backend, psql};
+use crate::support::{Backend, Running, World, psql};
 
 contract!(a_request_made_elsewhere_wakes_the_worker_before_its_poll);
 
@@ -83,13 +80,7 @@ async fn a_request_made_elsewhere_wakes_the_worker_before_its_poll(backend: Back
         .await
         .expect("request created");
     wait_sent(&*other, id).await;
-    let arrived = w
-        .sim
-        .saved_gifts(player)
-        .unwrap()
-        .iter()
-        .filter(|g| g.unique.is_some())
-        .count();
+    let arrived = w.collectible_count(player);
     assert_eq!(arrived, 1, "the collectible reached the player once");
 
     // Supabase: the listen connection is cut (its backend terminated). A request made while
@@ -153,31 +144,5 @@ async fn wait_sent(store: &dyn giftd::store::Store, id: i64) {
 /// `World::start` with a configuration of the test's own (the listen URL).
 async fn start(w: &World, config: Config) -> Running {
     w.provision_session().await;
-    let daemon = Daemon::new();
-    let mut notices = daemon.subscribe();
-    let shutdown = CancellationToken::new();
-    let join = {
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { daemon.run(&config, shutdown).await })
-    };
-    let ready = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match notices.recv().await {
-                Ok(Notice::Ready { .. }) => return,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("daemon notices closed before ready: {e}"),
-            }
-        }
-    })
-    .await;
-    if ready.is_err() {
-        shutdown.cancel();
-        panic!("giftd not ready within 30 s: {:?}", join.await);
-    }
-    Running {
-        daemon,
-        shutdown,
-        join,
-    }
+    Running::launch(config).ready(Duration::from_secs(30)).await
 }

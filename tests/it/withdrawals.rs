@@ -6,63 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use giftd::gift::{ItemKey, LedgerKind, Status};
-use giftd::store::{RequestState, Store, WaitReason, Withdrawal, WithdrawalFilter, WithdrawalMove};
-use tgsim::{Fault, SendUniqueGift};
+use giftd::store::{RequestState, Store, WaitReason, WithdrawalFilter, WithdrawalMove};
+use tgsim::Fault;
 
-use crate::daemon::World;
-use crate::support::Backend;
-
-/// Short timings so unknown outcomes resolve within a test; caps the tests change.
-fn withdraw_section(extra: &str) -> String {
-    format!(
-        "[withdraw]\nregular = \"resend\"\nresend_hold = \"0s\"\ncall_timeout = \"2s\"\nsettle_delay = \"3s\"\n\
-         lease = \"4s\"\npoll_interval = \"100ms\"\n{extra}"
-    )
-}
-
-/// Waits until request `id` is in one of `states`.
-async fn wait_for(
-    store: &Arc<dyn Store>,
-    id: i64,
-    states: &[RequestState],
-    within: Duration,
-) -> Withdrawal {
-    let deadline = Instant::now() + within;
-    loop {
-        let w = store
-            .withdrawal(id)
-            .await
-            .expect("store readable")
-            .expect("the request exists");
-        if states.contains(&w.state) {
-            return w;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "withdrawal {id} is {} after {within:?} (reason {:?}), expected one of {states:?}",
-            w.state,
-            w.reason
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn collectible(w: &mut World, from: i64, transfer_stars: Option<i64>, lock: Option<i64>) -> i32 {
-    let gift_id = w.regular_gift();
-    let sent = w
-        .sim
-        .send_unique_gift(SendUniqueGift {
-            from,
-            to: w.deposit.id,
-            gift_id,
-            transfer_stars,
-            transfer_lock_secs: lock,
-            ..SendUniqueGift::default()
-        })
-        .expect("collectible sent");
-    w.expected.insert(sent.msg_id, Some(from));
-    sent.msg_id
-}
+use crate::support::{Backend, World, withdraw_section, withdrawal_in};
 
 /// The collectible ids an account holds in tgsim.
 fn collectibles_of(w: &World, account: i64) -> Vec<i64> {
@@ -98,8 +45,8 @@ async fn free_and_paid_transfers(backend: Backend) {
     w.extra_sections = withdraw_section("");
     let player = w.player(0);
     let running = w.start().await;
-    let free = collectible(&mut w, player, None, None);
-    let paid = collectible(&mut w, player, Some(25), None);
+    let free = w.send_collectible(player, None, None);
+    let paid = w.send_collectible(player, Some(25), None);
     w.assert_exactly_once(Duration::from_secs(15)).await;
     let ids = [
         collectible_id(&w, w.deposit.id, free),
@@ -111,7 +58,7 @@ async fn free_and_paid_transfers(backend: Backend) {
     let a = store.create_withdrawal(player, key(free)).await.unwrap();
     let b = store.create_withdrawal(player, key(paid)).await.unwrap();
     for id in [a, b] {
-        wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
+        withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
     }
     let mut want = ids.to_vec();
     want.sort_unstable();
@@ -147,15 +94,9 @@ async fn free_and_paid_transfers(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn free_and_paid_transfers_embedded() {
-    free_and_paid_transfers(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn free_and_paid_transfers_supabase() {
-    free_and_paid_transfers(Backend::supabase()).await;
-}
+on_both_stores!(
+    free_and_paid_transfers => free_and_paid_transfers_embedded, free_and_paid_transfers_supabase
+);
 
 /// A fee above the cap waits for an operator; no Stars at all waits for a top-up; a locked
 /// collectible waits until Telegram allows it; each says why.
@@ -164,15 +105,15 @@ async fn requests_wait_for_what_they_need(backend: Backend) {
     w.extra_sections = withdraw_section("max_fee_stars = 10\n");
     let player = w.player(0);
     let running = w.start().await;
-    let costly = collectible(&mut w, player, Some(25), None);
-    let locked = collectible(&mut w, player, None, Some(3600));
+    let costly = w.send_collectible(player, Some(25), None);
+    let locked = w.send_collectible(player, None, Some(3600));
     w.assert_exactly_once(Duration::from_secs(15)).await;
     let store = w.store().await;
     let key = |m| ItemKey::new(w.deposit.id, m);
 
     // Above the cap: approval, with the quoted fee; approved, it goes.
     let id = store.create_withdrawal(player, key(costly)).await.unwrap();
-    let waiting = wait_for(
+    let waiting = withdrawal_in(
         &store,
         id,
         &[RequestState::Approval],
@@ -198,7 +139,7 @@ async fn requests_wait_for_what_they_need(backend: Backend) {
         .move_withdrawal(&WithdrawalMove::approve(&waiting, None))
         .await
         .unwrap();
-    let broke = wait_for(
+    let broke = withdrawal_in(
         &store,
         id,
         &[RequestState::Waiting],
@@ -212,12 +153,12 @@ async fn requests_wait_for_what_they_need(backend: Backend) {
         .move_withdrawal(&WithdrawalMove::retry(&broke))
         .await
         .unwrap();
-    wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(20)).await;
+    withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(20)).await;
     assert_eq!(w.sim.stars(w.deposit.id).unwrap(), 75);
 
     // Locked for an hour: it waits until then, as Telegram says.
     let id = store.create_withdrawal(player, key(locked)).await.unwrap();
-    let later = wait_for(
+    let later = withdrawal_in(
         &store,
         id,
         &[RequestState::Waiting],
@@ -234,15 +175,11 @@ async fn requests_wait_for_what_they_need(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_wait_for_what_they_need_embedded() {
-    requests_wait_for_what_they_need(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_wait_for_what_they_need_supabase() {
-    requests_wait_for_what_they_need(Backend::supabase()).await;
-}
+on_both_stores!(
+    requests_wait_for_what_they_need =>
+        requests_wait_for_what_they_need_embedded,
+        requests_wait_for_what_they_need_supabase
+);
 
 /// A regular gift is bought again for its player; the original stays, kept by the house, and
 /// no reconciliation credits it again. A sold-out gift fails and is the player's again.
@@ -267,7 +204,7 @@ async fn regular_gifts_are_resent_once(backend: Backend) {
     let stars = w.sim.stars(w.deposit.id).unwrap();
 
     let id = store.create_withdrawal(player, key(first)).await.unwrap();
-    wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
+    withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
     let bought: Vec<_> = w
         .sim
         .saved_gifts(player)
@@ -293,7 +230,7 @@ async fn regular_gifts_are_resent_once(backend: Backend) {
     // Sold out: the request fails, the player is told why, the gift is theirs again.
     w.sim.sell_out_gift(gift_id).unwrap();
     let id = store.create_withdrawal(player, key(second)).await.unwrap();
-    let failed = wait_for(&store, id, &[RequestState::Failed], Duration::from_secs(30)).await;
+    let failed = withdrawal_in(&store, id, &[RequestState::Failed], Duration::from_secs(30)).await;
     assert!(
         failed.reason.as_deref().unwrap_or("").contains("sold out"),
         "{:?}",
@@ -320,15 +257,11 @@ async fn regular_gifts_are_resent_once(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn regular_gifts_are_resent_once_embedded() {
-    regular_gifts_are_resent_once(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn regular_gifts_are_resent_once_supabase() {
-    regular_gifts_are_resent_once(Backend::supabase()).await;
-}
+on_both_stores!(
+    regular_gifts_are_resent_once =>
+        regular_gifts_are_resent_once_embedded,
+        regular_gifts_are_resent_once_supabase
+);
 
 /// Telegram applies the transfer or the payment and the connection drops before its answer:
 /// the outcome is unknown until giftd looks, and the gift leaves exactly once, the fee is paid
@@ -338,9 +271,9 @@ async fn lost_answers_are_resolved_by_looking(backend: Backend) {
     w.extra_sections = withdraw_section("");
     let player = w.player(0);
     let running = w.start().await;
-    let free = collectible(&mut w, player, None, None);
-    let paid = collectible(&mut w, player, Some(25), None);
-    let flooded = collectible(&mut w, player, None, None);
+    let free = w.send_collectible(player, None, None);
+    let paid = w.send_collectible(player, Some(25), None);
+    let flooded = w.send_collectible(player, None, None);
     w.assert_exactly_once(Duration::from_secs(15)).await;
     let store = w.store().await;
     let key = |m| ItemKey::new(w.deposit.id, m);
@@ -355,7 +288,7 @@ async fn lost_answers_are_resolved_by_looking(backend: Backend) {
             count: 1,
         });
         let id = store.create_withdrawal(player, key(msg)).await.unwrap();
-        let unknown = wait_for(
+        let unknown = withdrawal_in(
             &store,
             id,
             &[RequestState::Unknown, RequestState::Sent],
@@ -378,7 +311,7 @@ async fn lost_answers_are_resolved_by_looking(backend: Backend) {
             Some(Status::Withdrawing),
             "never given back while the outcome is unknown"
         );
-        let sent = wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
+        let sent = withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
         assert_eq!(sent.attempt, 1, "{method}: resolved, not sent again");
         w.sim.clear_faults();
     }
@@ -396,7 +329,7 @@ async fn lost_answers_are_resolved_by_looking(backend: Backend) {
         count: 1,
     });
     let id = store.create_withdrawal(player, key(flooded)).await.unwrap();
-    let waited = wait_for(
+    let waited = withdrawal_in(
         &store,
         id,
         &[RequestState::Waiting, RequestState::Sent],
@@ -404,21 +337,17 @@ async fn lost_answers_are_resolved_by_looking(backend: Backend) {
     )
     .await;
     assert_eq!(waited.wait_reason, Some(WaitReason::Retry), "{waited:?}");
-    wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(20)).await;
+    withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(20)).await;
     assert_eq!(collectibles_of(&w, player).len(), 3);
     assert!(collectibles_of(&w, w.deposit.id).is_empty());
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_answers_are_resolved_by_looking_embedded() {
-    lost_answers_are_resolved_by_looking(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_answers_are_resolved_by_looking_supabase() {
-    lost_answers_are_resolved_by_looking(Backend::supabase()).await;
-}
+on_both_stores!(
+    lost_answers_are_resolved_by_looking =>
+        lost_answers_are_resolved_by_looking_embedded,
+        lost_answers_are_resolved_by_looking_supabase
+);
 
 /// Settings for resolving purchases: forms expire (2 s in tgsim) before the settle delay (4 s)
 /// ends, so the resolution cannot lean on paying the same form again.
@@ -466,7 +395,7 @@ async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat(backend: Bac
         .create_withdrawal(player, ItemKey::new(w.deposit.id, msg))
         .await
         .unwrap();
-    let unknown = wait_for(
+    let unknown = withdrawal_in(
         &store,
         id,
         &[RequestState::Unknown, RequestState::Sent],
@@ -479,7 +408,7 @@ async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat(backend: Bac
             .send_text_to_bot(player, w.deposit.id, &format!("flood {i}"))
             .expect("the player writes to the deposit account");
     }
-    let done = wait_for(
+    let done = withdrawal_in(
         &store,
         id,
         &[
@@ -508,15 +437,11 @@ async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat(backend: Bac
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat_embedded() {
-    a_lost_purchase_is_found_in_the_stars_history_not_the_chat(Backend::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_purchase_is_found_in_the_stars_history_not_the_chat_supabase() {
-    a_lost_purchase_is_found_in_the_stars_history_not_the_chat(Backend::supabase()).await;
-}
+on_both_stores!(
+    a_lost_purchase_is_found_in_the_stars_history_not_the_chat =>
+        a_lost_purchase_is_found_in_the_stars_history_not_the_chat_embedded,
+        a_lost_purchase_is_found_in_the_stars_history_not_the_chat_supabase
+);
 
 /// The payment fails inside Telegram (500: whether it was made is not known; tgsim made
 /// none) and its form expires before the settle delay ends: no evidence either way, so the
@@ -542,7 +467,7 @@ async fn a_purchase_without_evidence_after_its_form_expired_goes_to_an_operator(
         .create_withdrawal(player, ItemKey::new(w.deposit.id, msg))
         .await
         .unwrap();
-    let done = wait_for(
+    let done = withdrawal_in(
         &store,
         id,
         &[
@@ -592,7 +517,7 @@ async fn a_refused_second_payment_is_no_proof_the_first_was_not_made() {
         .create_withdrawal(player, ItemKey::new(w.deposit.id, msg))
         .await
         .unwrap();
-    let unknown = wait_for(
+    let unknown = withdrawal_in(
         &store,
         id,
         &[RequestState::Unknown, RequestState::Sent],
@@ -606,7 +531,7 @@ async fn a_refused_second_payment_is_no_proof_the_first_was_not_made() {
         message: "USER_DISALLOWED_STARGIFTS".into(),
         count: 1,
     });
-    let done = wait_for(
+    let done = withdrawal_in(
         &store,
         id,
         &[
@@ -648,7 +573,7 @@ async fn a_gift_refunded_after_the_claim_is_not_bought_again() {
         millis: 4_000,
     });
     let id = store.create_withdrawal(player, key).await.unwrap();
-    wait_for(
+    withdrawal_in(
         &store,
         id,
         &[
@@ -665,7 +590,7 @@ async fn a_gift_refunded_after_the_claim_is_not_bought_again() {
         assert!(Instant::now() < deadline, "the refund was never seen");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let done = wait_for(
+    let done = withdrawal_in(
         &store,
         id,
         &[RequestState::Sent, RequestState::Failed],
@@ -692,7 +617,7 @@ async fn a_refund_after_a_resend_is_recorded_and_counted() {
     let store = w.store().await;
     let key = ItemKey::new(w.deposit.id, msg);
     let id = store.create_withdrawal(player, key).await.unwrap();
-    wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
+    withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
     w.sim.refund_gift(w.deposit.id, msg).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -731,7 +656,7 @@ async fn the_web_app_asks_with_the_players_own_jwt() {
     w.extra_sections = withdraw_section("");
     let (alice, bob) = (w.player(0), w.player(1));
     let running = w.start().await;
-    let gift = collectible(&mut w, alice, None, None);
+    let gift = w.send_collectible(alice, None, None);
     w.assert_exactly_once(Duration::from_secs(15)).await;
     let Backend::Supabase { rest_url, .. } = &w.backend else {
         unreachable!("a supabase world")
@@ -769,7 +694,7 @@ async fn the_web_app_asks_with_the_players_own_jwt() {
     );
     let id = body["id"].as_i64().expect("the request id");
     let store = w.store().await;
-    wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
+    withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(30)).await;
     assert_eq!(collectibles_of(&w, alice).len(), 1);
     running.stop().await;
 }
@@ -783,7 +708,7 @@ async fn two_processes_race_for_200_requests() {
     let player = w.player(0);
     w.provision_session().await;
     let msgs: Vec<i32> = (0..200)
-        .map(|_| collectible(&mut w, player, None, None))
+        .map(|_| w.send_collectible(player, None, None))
         .collect();
     // Each process has its own copy of the session file, as two machines would: a grammers
     // session file is one process's (SQLite, written as updates arrive).
@@ -826,7 +751,7 @@ async fn two_processes_race_for_200_requests() {
         );
     }
     for &id in &ids {
-        wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(120)).await;
+        withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(120)).await;
     }
     for child in [&mut a, &mut b] {
         let _ = std::process::Command::new("kill")
@@ -882,7 +807,7 @@ async fn killed_at_each_step_then_restarted() {
         w.extra_sections = withdraw_section("");
         let player = w.player(0);
         w.provision_session().await;
-        let msg = collectible(&mut w, player, Some(25), None);
+        let msg = w.send_collectible(player, Some(25), None);
         let config = w.write_config();
         let run = |failpoint: Option<&str>| {
             let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_giftd"));
@@ -916,7 +841,7 @@ async fn killed_at_each_step_then_restarted() {
         };
         assert!(!status.success(), "{point}: giftd crashed there ({status})");
         let mut restarted = run(None);
-        wait_for(&store, id, &[RequestState::Sent], Duration::from_secs(60)).await;
+        withdrawal_in(&store, id, &[RequestState::Sent], Duration::from_secs(60)).await;
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &restarted.id().to_string()])
             .status();
