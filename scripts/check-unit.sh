@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks systemd/giftd.service (run by scripts/test.sh; issue 11 point 4):
+# Checks systemd/giftd.service (run by scripts/test.sh):
 #   1. its exposure under `systemd-analyze security --offline=yes` is 1.5 or lower;
 #   2. `systemd-analyze verify` accepts it, silently, with ExecStart= pointing at the giftd just
 #      built (verify refuses a unit whose binary does not exist, and /usr/local/bin/giftd does not
