@@ -1,6 +1,7 @@
 //! giftd: a Telegram Star Gift deposit daemon.
 //!
-//! See ARCHITECTURE.md for the map of modules and the invariants each one keeps.
+//! ARCHITECTURE.md has the layers, the walk of one gift and one withdrawal, and the map of the
+//! modules; each module's doc comment holds its detail and the invariants it keeps.
 
 pub mod app;
 pub mod bot;
